@@ -1,0 +1,120 @@
+// Owns configuration: every environment variable MediSync reads is declared here, once, with its
+// type, default and meaning. Services call loadConfig(); nothing else reads process.env.
+import { z } from "zod";
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const hostPortList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => x.length > 0),
+  )
+  .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "host:port")).min(1));
+
+/** Every variable, its schema and what it is for. The README table is generated from this shape. */
+export const envSpec = {
+  LOG_LEVEL: {
+    schema: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+    doc: "pino log level",
+  },
+  DATABASE_URL: {
+    schema: z.string().url().default("postgres://postgres@127.0.0.1:5432/medisync"),
+    doc: "PostgreSQL of the appointment service (created if missing)",
+  },
+  REDIS_URL: {
+    schema: z.string().url().default("redis://127.0.0.1:6379"),
+    doc: "Redis: slot cache, pub/sub",
+  },
+  REDIS_KEY_PREFIX: {
+    schema: z
+      .string()
+      .regex(/^[a-z0-9:_-]{1,40}$/)
+      .default("medisync:"),
+    doc: "prefix of every Redis key and channel (tests use their own)",
+  },
+  PORT: { schema: port.default(8080), doc: "gateway HTTP port" },
+  HOST: { schema: z.string().min(1).default("127.0.0.1"), doc: "address the servers bind to" },
+  INSTANCE_ID: {
+    schema: z.string().min(1).max(64).optional(),
+    doc: "name of this process in logs and metrics",
+  },
+  APPOINTMENT_GRPC_PORT: { schema: port.default(50051), doc: "appointment gRPC port" },
+  APPOINTMENT_OPS_PORT: { schema: port.default(9401), doc: "appointment /healthz /readyz /metrics port" },
+  APPOINTMENT_ADDRS: {
+    schema: hostPortList.default(["127.0.0.1:50051", "127.0.0.1:50052"]),
+    doc: "comma-separated appointment gRPC addresses the gateway balances over",
+  },
+  GRPC_DEADLINE_MS: { schema: positiveInt.max(60_000).default(2_000), doc: "deadline of every gRPC call" },
+  HTTP_BODY_BYTES_MAX: {
+    schema: positiveInt.max(10_485_760).default(65_536),
+    doc: "largest accepted request body",
+  },
+  DB_POOL_MAX: { schema: positiveInt.max(200).default(10), doc: "PostgreSQL connections per process" },
+  REDIS_COMMAND_TIMEOUT_MS: {
+    schema: positiveInt.max(10_000).default(250),
+    doc: "a Redis command slower than this counts as Redis down (reads fall back to PostgreSQL)",
+  },
+  SLOT_CACHE_MAX_ENTRIES: { schema: positiveInt.max(10_000_000).default(10_000), doc: "in-process LRU size" },
+  SLOT_CACHE_LRU_TTL_MS: { schema: positiveInt.default(60_000), doc: "in-process LRU entry lifetime" },
+  SLOT_CACHE_REDIS_TTL_SECONDS: { schema: positiveInt.default(300), doc: "Redis slot entry lifetime" },
+  CACHE_EVICTION_LOG_SAMPLE: {
+    schema: z.coerce.number().min(0).max(1).default(1),
+    doc: "fraction of LRU evictions logged (all are counted)",
+  },
+  SEED_DEMO: { schema: bool.default(true), doc: "npm start seeds demo clinics when the database is empty" },
+  APPOINTMENT_INSTANCES: {
+    schema: positiveInt.max(8).default(2),
+    doc: "appointment instances npm start runs (ports count up from APPOINTMENT_GRPC_PORT / _OPS_PORT)",
+  },
+} as const;
+
+type Spec = typeof envSpec;
+export type Config = { [K in keyof Spec]: z.output<Spec[K]["schema"]> };
+export const envNames = Object.keys(envSpec) as (keyof Spec)[];
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly expected: string,
+  ) {
+    super(`invalid environment variable ${variable}: ${expected}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Parses the environment; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const out: Record<string, unknown> = {};
+  for (const name of envNames) {
+    const raw = env[name];
+    const parsed = envSpec[name].schema.safeParse(raw === "" ? undefined : raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ConfigError(
+        name,
+        `${issue?.message ?? "invalid"} (got ${JSON.stringify(raw)}; ${envSpec[name].doc})`,
+      );
+    }
+    out[name] = parsed.data;
+  }
+  return out as Config;
+}
+
+/** For entry points: a bad variable stops the process with one line naming it. */
+export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`medisync: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,135 @@
+// Owns errors: domain errors are values with a stable code, and this is the one place that maps a
+// code to a gRPC status, an HTTP status and a problem+json type. Services throw AppError; the gRPC
+// helpers carry the code across the wire in trailing metadata; the gateway turns it into a problem.
+import { status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
+
+export const PROBLEM_BASE = "https://medisync.dev/problems/";
+
+interface CodeSpec {
+  grpc: GrpcStatus;
+  http: number;
+  title: string;
+}
+
+export const errorCodes = {
+  VALIDATION: { grpc: GrpcStatus.INVALID_ARGUMENT, http: 400, title: "Request is invalid" },
+  MALFORMED_JSON: { grpc: GrpcStatus.INVALID_ARGUMENT, http: 400, title: "Body is not valid JSON" },
+  UNSUPPORTED_MEDIA_TYPE: {
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+    http: 415,
+    title: "Body must be application/json",
+  },
+  PAYLOAD_TOO_LARGE: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 413, title: "Body is too large" },
+  ROUTE_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "No such route" },
+  METHOD_NOT_ALLOWED: { grpc: GrpcStatus.UNIMPLEMENTED, http: 405, title: "Method not allowed" },
+  CLINIC_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Clinic not found" },
+  PRACTITIONER_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Practitioner not found" },
+  SLOT_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Slot not found" },
+  APPOINTMENT_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Appointment not found" },
+  SLOT_TAKEN: { grpc: GrpcStatus.ALREADY_EXISTS, http: 409, title: "Slot is already booked" },
+  SLOT_OVERLAP: { grpc: GrpcStatus.ALREADY_EXISTS, http: 409, title: "Slots overlap existing slots" },
+  ALREADY_CANCELLED: {
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    http: 409,
+    title: "Appointment is already cancelled",
+  },
+  IDEMPOTENCY_KEY_REUSED: {
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    http: 422,
+    title: "Idempotency key was used for a different request",
+  },
+  NOT_LEADER: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 503, title: "Replica is not the leader" },
+  INSUFFICIENT_STOCK: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, title: "Not enough stock" },
+  UNAVAILABLE: { grpc: GrpcStatus.UNAVAILABLE, http: 503, title: "Service unavailable" },
+  DEADLINE_EXCEEDED: { grpc: GrpcStatus.DEADLINE_EXCEEDED, http: 504, title: "Upstream deadline exceeded" },
+  INTERNAL: { grpc: GrpcStatus.INTERNAL, http: 500, title: "Internal error" },
+} as const satisfies Record<string, CodeSpec>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly field?: string,
+    readonly meta: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = "AppError";
+  }
+}
+
+export function isErrorCode(x: string): x is ErrorCode {
+  return Object.hasOwn(errorCodes, x);
+}
+
+/** The problem type URI of a code, e.g. SLOT_TAKEN → …/slot-taken. Stable: clients match on it. */
+export function problemType(code: ErrorCode): string {
+  return PROBLEM_BASE + code.toLowerCase().replaceAll("_", "-");
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  instance?: string;
+  field?: string;
+  errors?: { field: string; message: string }[];
+  requestId?: string;
+}
+
+export function toProblem(err: AppError, extra: Partial<Problem> = {}): Problem {
+  const spec = errorCodes[err.code];
+  const problem: Problem = {
+    type: problemType(err.code),
+    title: spec.title,
+    status: spec.http,
+    detail: err.message,
+    code: err.code,
+    ...extra,
+  };
+  if (err.field !== undefined) problem.field = err.field;
+  return problem;
+}
+
+const CODE_KEY = "medisync-code";
+const FIELD_KEY = "medisync-field";
+const META_PREFIX = "medisync-meta-";
+
+/** An error thrown in a gRPC handler, as the ServiceError grpc-js sends. Unknown errors become INTERNAL. */
+export function toGrpcError(err: unknown): Partial<ServiceError> {
+  const app = err instanceof AppError ? err : new AppError("INTERNAL", "internal error");
+  const metadata = new Metadata();
+  metadata.set(CODE_KEY, app.code);
+  if (app.field !== undefined) metadata.set(FIELD_KEY, app.field);
+  for (const [k, v] of Object.entries(app.meta)) metadata.set(META_PREFIX + k.toLowerCase(), v);
+  return { code: errorCodes[app.code].grpc, details: app.message, metadata };
+}
+
+/** The AppError behind a failed gRPC call: ours when the server sent a code, else from the status. */
+export function fromGrpcError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  const e = err as Partial<ServiceError>;
+  const md = e.metadata;
+  const code = md?.get(CODE_KEY)[0];
+  if (typeof code === "string" && isErrorCode(code)) {
+    const field = md?.get(FIELD_KEY)[0];
+    const meta: Record<string, string> = {};
+    for (const [k, v] of Object.entries(md?.getMap() ?? {})) {
+      if (k.startsWith(META_PREFIX)) meta[k.slice(META_PREFIX.length)] = String(v);
+    }
+    return new AppError(code, e.details ?? code, typeof field === "string" ? field : undefined, meta);
+  }
+  switch (e.code) {
+    case GrpcStatus.UNAVAILABLE:
+      return new AppError("UNAVAILABLE", "upstream service unavailable");
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return new AppError("DEADLINE_EXCEEDED", "upstream deadline exceeded");
+    case GrpcStatus.RESOURCE_EXHAUSTED:
+      return new AppError("UNAVAILABLE", "upstream overloaded");
+    default:
+      return new AppError("INTERNAL", "upstream error");
+  }
+}

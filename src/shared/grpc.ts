@@ -1,0 +1,104 @@
+// Owns the gRPC plumbing every service shares: handlers that run in the caller's request context
+// and map errors in one place, and client calls that always carry a deadline and the request id.
+import {
+  type CallOptions,
+  type ClientUnaryCall,
+  Metadata,
+  type ServerUnaryCall,
+  type ServiceError,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { Counter, Histogram } from "prom-client";
+import { currentRequestId, REQUEST_ID_HEADER, sanitizeRequestId, withRequestId } from "./context.ts";
+import { AppError, fromGrpcError, toGrpcError } from "./errors.ts";
+import { registry } from "./metrics.ts";
+
+const handled = new Counter({
+  name: "medisync_grpc_server_handled_total",
+  help: "gRPC calls handled, by method and result code",
+  labelNames: ["method", "code"] as const,
+  registers: [registry],
+});
+const handledSeconds = new Histogram({
+  name: "medisync_grpc_server_handling_seconds",
+  help: "gRPC handling time",
+  labelNames: ["method"] as const,
+  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
+/** Wraps an async handler: request id from metadata, AppError → status + code metadata, a log line on failure. */
+export function unary<Req, Res>(
+  log: Logger,
+  method: string,
+  fn: (req: Req) => Promise<Res>,
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  return (call, callback) => {
+    const idValue = call.metadata.get(REQUEST_ID_HEADER)[0];
+    const requestId = sanitizeRequestId(typeof idValue === "string" ? idValue : undefined);
+    const end = handledSeconds.startTimer({ method });
+    withRequestId(requestId, () => {
+      fn(call.request).then(
+        (res) => {
+          end();
+          handled.inc({ method, code: "OK" });
+          callback(null, res);
+        },
+        (err: unknown) => {
+          end();
+          const app = err instanceof AppError ? err : undefined;
+          handled.inc({ method, code: app?.code ?? "INTERNAL" });
+          if (app && app.code !== "INTERNAL") {
+            log.info({ method, code: app.code, field: app.field }, "request rejected");
+          } else {
+            log.error({ method, err }, "request failed");
+          }
+          callback(toGrpcError(err) as ServiceError, null);
+        },
+      );
+    });
+  };
+}
+
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+/**
+ * Calls a unary method with a deadline and the current request id; failures reject with an AppError
+ * (the server's own code when it sent one). `bind` the method to its client before passing it.
+ */
+export function callUnary<Req, Res>(
+  method: UnaryMethod<Req, Res>,
+  request: Req,
+  deadlineMs: number,
+): Promise<Res> {
+  const metadata = new Metadata();
+  const requestId = currentRequestId();
+  if (requestId) metadata.set(REQUEST_ID_HEADER, requestId);
+  return new Promise((resolve, reject) => {
+    method(request, metadata, { deadline: Date.now() + deadlineMs }, (err, res) => {
+      if (err) reject(fromGrpcError(err));
+      else resolve(res);
+    });
+  });
+}
+
+/** Channel options shared by clients: bounded message sizes and keepalive so dead peers are noticed. */
+export const clientChannelOptions = {
+  "grpc.max_receive_message_length": 8 * 1024 * 1024,
+  "grpc.max_send_message_length": 8 * 1024 * 1024,
+  "grpc.keepalive_time_ms": 10_000,
+  "grpc.keepalive_timeout_ms": 5_000,
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 2_000,
+} as const;
+
+export const serverOptions = {
+  "grpc.max_receive_message_length": 8 * 1024 * 1024,
+  "grpc.max_send_message_length": 8 * 1024 * 1024,
+} as const;

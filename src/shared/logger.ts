@@ -1,0 +1,48 @@
+// Owns logging: pino JSON, one line per event, the request id on every line (from the async
+// context, or "-" plus the task name outside any request), and PHI kept out by redaction.
+import pino, { type Logger } from "pino";
+import { currentRequestId } from "./context.ts";
+
+/**
+ * Field names that may carry patient names or free text. Callers should never log them; redaction
+ * is the second line of defence, applied at any depth pino supports.
+ */
+const phiPaths = [
+  "name",
+  "patientName",
+  "notes",
+  "note",
+  "text",
+  "body",
+  "*.name",
+  "*.patientName",
+  "*.notes",
+  "*.note",
+  "*.text",
+  "*.body",
+  "req.headers.authorization",
+  "req.headers.cookie",
+];
+
+export interface LoggerOptions {
+  service: string;
+  level?: string;
+  instance?: string;
+  destination?: pino.DestinationStream;
+}
+
+export function createLogger(opts: LoggerOptions): Logger {
+  return pino(
+    {
+      level: opts.level ?? "info",
+      base: { service: opts.service, instance: opts.instance ?? `${opts.service}-${process.pid}` },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: phiPaths, censor: "[redacted]" },
+      mixin: () => ({ requestId: currentRequestId() ?? "-" }),
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    opts.destination,
+  );
+}
+
+export type { Logger };
