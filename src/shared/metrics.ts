@@ -1,7 +1,7 @@
 // Owns Prometheus metrics (one registry per process) and the small ops HTTP server every service
 // exposes: /healthz (alive), /readyz (dependencies reachable), /metrics.
 import { createServer, type Server } from "node:http";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -43,4 +43,22 @@ export function startOpsServer(opts: OpsServerOptions): Promise<Server> {
     server.once("error", reject);
     server.listen(opts.port, opts.host, () => resolve(server));
   });
+}
+
+/**
+ * Metrics are process-wide; a test may run several service instances in one process, so a metric
+ * is created once and shared (its labels tell instances apart where that matters).
+ */
+export function counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+  return (
+    (registry.getSingleMetric(name) as Counter<L> | undefined) ??
+    new Counter({ name, help, labelNames, registers: [registry] })
+  );
+}
+
+export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L> {
+  return (
+    (registry.getSingleMetric(name) as Gauge<L> | undefined) ??
+    new Gauge({ name, help, labelNames, registers: [registry] })
+  );
 }

@@ -1,0 +1,83 @@
+// Owns the appointment database schema as versioned migrations. SQL lives in TypeScript so the
+// built image needs no extra files; each version runs once, in order, inside one transaction.
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: Migration[] = [
+  {
+    version: 1,
+    name: "clinics, practitioners, slots, appointments, idempotency, versions, outbox",
+    sql: `
+      CREATE EXTENSION IF NOT EXISTS btree_gist;
+
+      CREATE TABLE clinics (
+        id uuid PRIMARY KEY,
+        name text NOT NULL,
+        time_zone text NOT NULL
+      );
+
+      CREATE TABLE practitioners (
+        id uuid PRIMARY KEY,
+        clinic_id uuid NOT NULL REFERENCES clinics(id),
+        name text NOT NULL
+      );
+      CREATE INDEX practitioners_clinic ON practitioners (clinic_id);
+
+      -- local_date is the start's calendar date in the clinic's time zone, fixed at insert, so a
+      -- day's slots are one index range whatever the server's zone.
+      CREATE TABLE slots (
+        id uuid PRIMARY KEY,
+        clinic_id uuid NOT NULL REFERENCES clinics(id),
+        practitioner_id uuid NOT NULL REFERENCES practitioners(id),
+        starts_at timestamptz NOT NULL,
+        ends_at timestamptz NOT NULL,
+        local_date date NOT NULL,
+        CHECK (ends_at > starts_at),
+        -- A practitioner is never in two slots at once: the database says so, not the code.
+        EXCLUDE USING gist (practitioner_id WITH =, tstzrange(starts_at, ends_at) WITH &&)
+      );
+      CREATE INDEX slots_clinic_date ON slots (clinic_id, local_date, starts_at);
+
+      CREATE TABLE appointments (
+        id uuid PRIMARY KEY,
+        slot_id uuid NOT NULL REFERENCES slots(id),
+        patient_id uuid NOT NULL,
+        status text NOT NULL CHECK (status IN ('booked', 'cancelled')),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        cancelled_at timestamptz
+      );
+      -- Double booking is impossible: at most one active appointment per slot.
+      CREATE UNIQUE INDEX appointments_one_active_per_slot ON appointments (slot_id) WHERE status = 'booked';
+
+      -- The first outcome of each idempotency key: an appointment, or the error it got.
+      CREATE TABLE booking_idempotency (
+        key text PRIMARY KEY,
+        request_hash text NOT NULL,
+        appointment_id uuid REFERENCES appointments(id),
+        error_code text,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- Bumped in the same transaction as any change to a (clinic, date) slot set; caches tag
+      -- entries with it.
+      CREATE TABLE slot_versions (
+        clinic_id uuid NOT NULL,
+        local_date date NOT NULL,
+        version bigint NOT NULL,
+        PRIMARY KEY (clinic_id, local_date)
+      );
+
+      CREATE TABLE outbox (
+        id bigserial PRIMARY KEY,
+        topic text NOT NULL,
+        payload jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        relayed_at timestamptz
+      );
+      CREATE INDEX outbox_unrelayed ON outbox (id) WHERE relayed_at IS NULL;
+    `,
+  },
+];

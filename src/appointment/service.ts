@@ -1,0 +1,143 @@
+// Owns the AppointmentService gRPC handlers: input checks (the service never trusts its caller),
+// the repository calls, cache reads and invalidation before every write is acknowledged.
+import type pg from "pg";
+import type { Logger } from "pino";
+import {
+  type Appointment,
+  type AppointmentServiceServer,
+  AppointmentStatus,
+  CacheTier,
+  type Slot,
+  SlotStatus,
+} from "../gen/medisync/v1/appointment.ts";
+import { AppError } from "../shared/errors.ts";
+import { unary } from "../shared/grpc.ts";
+import * as repo from "./repo.ts";
+import type { SlotCache, Tier } from "./slot-cache.ts";
+import { requireDate, requireInstant, requireUuid } from "./time.ts";
+
+const idempotencyKeyPattern = /^[A-Za-z0-9_.:-]{1,200}$/;
+const slotMinutesMin = 5;
+const slotMinutesMax = 480;
+const slotRangeDaysMax = 31;
+
+const tierToProto: Record<Tier, CacheTier> = {
+  lru: CacheTier.CACHE_TIER_LRU,
+  redis: CacheTier.CACHE_TIER_REDIS,
+  db: CacheTier.CACHE_TIER_DB,
+};
+
+function slotToProto(s: repo.SlotView): Slot {
+  return {
+    id: s.id,
+    clinicId: s.clinicId,
+    practitionerId: s.practitionerId,
+    start: s.start,
+    end: s.end,
+    status: s.status === "booked" ? SlotStatus.SLOT_STATUS_BOOKED : SlotStatus.SLOT_STATUS_FREE,
+  };
+}
+
+function appointmentToProto(a: repo.AppointmentView): Appointment {
+  return {
+    ...a,
+    status:
+      a.status === "booked"
+        ? AppointmentStatus.APPOINTMENT_STATUS_BOOKED
+        : AppointmentStatus.APPOINTMENT_STATUS_CANCELLED,
+  };
+}
+
+export interface ServiceDeps {
+  pool: pg.Pool;
+  cache: SlotCache;
+  log: Logger;
+}
+
+export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): AppointmentServiceServer {
+  // Clinics change rarely and a slot read must not pay a query to learn that its clinic exists.
+  const knownClinics = new Set<string>();
+  const requireClinic = async (id: string) => {
+    const clinicId = requireUuid(id, "clinicId");
+    if (knownClinics.has(clinicId)) return clinicId;
+    if (!(await repo.getClinic(pool, clinicId)))
+      throw new AppError("CLINIC_NOT_FOUND", "no such clinic", "clinicId");
+    knownClinics.add(clinicId);
+    return clinicId;
+  };
+
+  return {
+    listClinics: unary(log, "ListClinics", async () => ({ clinics: await repo.listClinics(pool) })),
+
+    listPractitioners: unary(log, "ListPractitioners", async (req) => {
+      const clinicId = await requireClinic(req.clinicId);
+      return { practitioners: await repo.listPractitioners(pool, clinicId) };
+    }),
+
+    createSlots: unary(log, "CreateSlots", async (req) => {
+      const clinicId = requireUuid(req.clinicId, "clinicId");
+      const practitionerId = requireUuid(req.practitionerId, "practitionerId");
+      const start = requireInstant(req.start, "start");
+      const end = requireInstant(req.end, "end");
+      if (!Number.isInteger(req.minutes) || req.minutes < slotMinutesMin || req.minutes > slotMinutesMax) {
+        throw new AppError(
+          "VALIDATION",
+          `minutes must be an integer from ${slotMinutesMin} to ${slotMinutesMax}`,
+          "minutes",
+        );
+      }
+      if (end <= start) throw new AppError("VALIDATION", "end must be after start", "end");
+      if (end.getTime() - start.getTime() > slotRangeDaysMax * 86_400_000) {
+        throw new AppError("VALIDATION", `the range may span at most ${slotRangeDaysMax} days`, "end");
+      }
+      const { slots, changes } = await repo.createSlots(pool, {
+        clinicId,
+        practitionerId,
+        start,
+        end,
+        minutes: req.minutes,
+      });
+      await cache.invalidate(changes);
+      return { slots: slots.map(slotToProto) };
+    }),
+
+    listSlots: unary(log, "ListSlots", async (req) => {
+      const date = requireDate(req.date, "date");
+      const practitionerId =
+        req.practitionerId === "" ? undefined : requireUuid(req.practitionerId, "practitionerId");
+      const clinicId = await requireClinic(req.clinicId);
+      const { day, tier } = await cache.read(clinicId, date);
+      const slots = practitionerId ? day.slots.filter((s) => s.practitionerId === practitionerId) : day.slots;
+      return { clinicId, date, slots: slots.map(slotToProto), tier: tierToProto[tier] };
+    }),
+
+    book: unary(log, "Book", async (req) => {
+      const slotId = requireUuid(req.slotId, "slotId");
+      const patientId = requireUuid(req.patientId, "patientId");
+      if (req.idempotencyKey !== "" && !idempotencyKeyPattern.test(req.idempotencyKey)) {
+        throw new AppError(
+          "VALIDATION",
+          "idempotency key must be 1-200 of [A-Za-z0-9_.:-]",
+          "idempotencyKey",
+        );
+      }
+      const result = await repo.book(pool, { slotId, patientId, idempotencyKey: req.idempotencyKey });
+      await cache.invalidate([result.change]);
+      log.info({ appointmentId: result.appointment.id, replayed: result.replayed }, "booked");
+      return { appointment: appointmentToProto(result.appointment), replayed: result.replayed };
+    }),
+
+    cancel: unary(log, "Cancel", async (req) => {
+      const id = requireUuid(req.appointmentId, "id");
+      const { appointment, change } = await repo.cancel(pool, id);
+      await cache.invalidate([change]);
+      log.info({ appointmentId: id }, "cancelled");
+      return { appointment: appointmentToProto(appointment) };
+    }),
+
+    get: unary(log, "Get", async (req) => {
+      const id = requireUuid(req.appointmentId, "id");
+      return { appointment: appointmentToProto(await repo.getAppointment(pool, id)) };
+    }),
+  };
+}
