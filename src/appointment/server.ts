@@ -24,7 +24,19 @@ export interface AppointmentService {
 const outboxIntervalMs = 200;
 const shutdownGraceMs = 2_000;
 
-export async function startAppointmentService(cfg: Config, log: Logger): Promise<AppointmentService> {
+export interface StartOptions {
+  /**
+   * Subscribe to invalidations from other instances (default true). Correctness never depends on
+   * their delivery; tests turn it off to prove that the version check alone keeps reads fresh.
+   */
+  pubsub?: boolean;
+}
+
+export async function startAppointmentService(
+  cfg: Config,
+  log: Logger,
+  options: StartOptions = {},
+): Promise<AppointmentService> {
   const instance = cfg.INSTANCE_ID ?? `appointment-${process.pid}`;
   await ensureDatabase(cfg.DATABASE_URL);
   const pool = createPool(cfg.DATABASE_URL, cfg.DB_POOL_MAX);
@@ -33,10 +45,11 @@ export async function startAppointmentService(cfg: Config, log: Logger): Promise
 
   const redisOpts = { url: cfg.REDIS_URL, commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS, log };
   const redis = createRedis({ ...redisOpts, name: "cache" });
-  const subscriber = createSubscriber({ ...redisOpts, name: "invalidations" });
+  const subscriber =
+    options.pubsub === false ? undefined : createSubscriber({ ...redisOpts, name: "invalidations" });
   const cache = new SlotCache({
     redis,
-    subscriber,
+    ...(subscriber ? { subscriber } : {}),
     keyPrefix: cfg.REDIS_KEY_PREFIX,
     lruEntriesMax: cfg.SLOT_CACHE_MAX_ENTRIES,
     lruTtlMs: cfg.SLOT_CACHE_LRU_TTL_MS,
@@ -93,7 +106,7 @@ export async function startAppointmentService(cfg: Config, log: Logger): Promise
       await new Promise<void>((resolve) => ops.close(() => resolve()));
       await relay.stop();
       await cache.stop();
-      subscriber.disconnect();
+      subscriber?.disconnect();
       redis.disconnect();
       await pool.end();
     },

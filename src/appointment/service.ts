@@ -97,6 +97,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
         end,
         minutes: req.minutes,
       });
+      // New free slots: a reader briefly missing them breaks no promise, so no need to withhold.
       await cache.invalidate(changes);
       return { slots: slots.map(slotToProto) };
     }),
@@ -122,7 +123,17 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
         );
       }
       const result = await repo.book(pool, { slotId, patientId, idempotencyKey: req.idempotencyKey });
-      await cache.invalidate([result.change]);
+      if (!(await cache.invalidate([result.change]))) {
+        // The booking is durable, but an instance that still reaches Redis could show the slot free
+        // until the version is raised there, so it is not acknowledged yet. A retry with the same
+        // key replays it and raises the version first.
+        throw new AppError(
+          "UNAVAILABLE",
+          "booking recorded but not yet visible everywhere; retry with the same Idempotency-Key",
+          undefined,
+          { appointment: result.appointment.id },
+        );
+      }
       log.info({ appointmentId: result.appointment.id, replayed: result.replayed }, "booked");
       return { appointment: appointmentToProto(result.appointment), replayed: result.replayed };
     }),
@@ -130,6 +141,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
     cancel: unary(log, "Cancel", async (req) => {
       const id = requireUuid(req.appointmentId, "id");
       const { appointment, change } = await repo.cancel(pool, id);
+      // A freed slot shown booked a moment longer breaks no promise; the change is retried anyway.
       await cache.invalidate([change]);
       log.info({ appointmentId: id }, "cancelled");
       return { appointment: appointmentToProto(appointment) };

@@ -179,8 +179,14 @@ export class SlotCache {
     return this.fromDb(clinicId, date, key, true);
   }
 
-  /** Called by a writer after its transaction committed and before it replies. */
-  async invalidate(changes: SlotSetChange[]): Promise<void> {
+  /**
+   * Called by a writer after its transaction committed and before it replies. Resolves false when
+   * Redis could not be told: then another instance that still reaches Redis could serve an entry of
+   * the old version, so a booking must not be acknowledged (see service.ts). The change is retried
+   * in the background until Redis takes it.
+   */
+  async invalidate(changes: SlotSetChange[]): Promise<boolean> {
+    let all = true;
     for (const ch of changes) {
       const key = `${ch.clinicId}:${ch.date}`;
       this.lru.delete(key);
@@ -188,8 +194,12 @@ export class SlotCache {
       for (let attempt = 1; attempt <= invalidateAttemptsMax && !done; attempt++) {
         done = await this.bump(key, ch.version);
       }
-      if (!done) this.defer(key, ch);
+      if (!done) {
+        all = false;
+        this.defer(key, ch);
+      }
     }
+    return all;
   }
 
   private async bump(key: string, version: number): Promise<boolean> {
@@ -210,11 +220,7 @@ export class SlotCache {
     }
   }
 
-  /**
-   * Redis could not be told. Readers that cannot reach Redis go to PostgreSQL anyway; for those that
-   * can, keep retrying until the version is raised. Logged as an error: until then another instance
-   * could serve its LRU entry of the old version.
-   */
+  /** Redis could not be told: keep retrying in the background until the version is raised. */
   private defer(key: string, ch: SlotSetChange): void {
     const prev = this.pending.get(key);
     if (!prev || prev.version < ch.version) this.pending.set(key, ch);

@@ -5,7 +5,11 @@ import { Writable } from "node:stream";
 import { credentials } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { type AppointmentService, startAppointmentService } from "../../src/appointment/server.ts";
+import {
+  type AppointmentService,
+  type StartOptions,
+  startAppointmentService,
+} from "../../src/appointment/server.ts";
 import { AppointmentServiceClient } from "../../src/gen/medisync/v1/appointment.ts";
 import { type Config, loadConfig } from "../../src/shared/config.ts";
 import { clientChannelOptions } from "../../src/shared/grpc.ts";
@@ -64,11 +68,17 @@ export interface Instance {
   client: AppointmentServiceClient;
 }
 
-export async function startInstance(cfg: Config, log?: Logger, instanceId?: string): Promise<Instance> {
+export async function startInstance(
+  cfg: Config,
+  log?: Logger,
+  instanceId?: string,
+  options: StartOptions = {},
+): Promise<Instance> {
   const c = instanceId ? { ...cfg, INSTANCE_ID: instanceId } : cfg;
   const service = await startAppointmentService(
     c,
     log ?? createLogger({ service: "appointment", level: "silent" }),
+    options,
   );
   const client = new AppointmentServiceClient(
     `127.0.0.1:${service.grpcPort}`,

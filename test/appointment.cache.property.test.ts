@@ -1,0 +1,195 @@
+// Property test of the cache layer on real PostgreSQL and Redis: random rounds of concurrent reads,
+// bookings and cancellations on three instances (and Redis losing every key now and then), checked
+// against the history: a read that started after a booking was acknowledged shows the slot booked,
+// unless a cancellation of it had started before the read ended (and the mirror rule for cancels).
+// Pub/sub invalidation is off: it only frees memory early, and must not be what keeps reads fresh.
+import { randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import fc from "fast-check";
+import { Redis } from "ioredis";
+import type pg from "pg";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { SlotStatus } from "../src/gen/medisync/v1/appointment.ts";
+import { AppError } from "../src/shared/errors.ts";
+import { callUnary } from "../src/shared/grpc.ts";
+import { type ClinicFixture, makeClinic } from "./support/fixtures.ts";
+import {
+  type Instance,
+  REDIS_URL,
+  resetState,
+  startInstance,
+  stopInstance,
+  testConfig,
+  testPool,
+} from "./support/services.ts";
+
+const cfg = testConfig("cacheprop");
+const dates = ["2032-01-10", "2032-01-11"];
+const instances: Instance[] = [];
+let pool: pg.Pool;
+let redis: Redis;
+let fx: ClinicFixture;
+let slotIds: string[];
+let dayOf: Map<string, string>;
+
+beforeAll(async () => {
+  await resetState(cfg);
+  // Without pub/sub: the version check alone must keep every read fresh.
+  for (let i = 0; i < 3; i++)
+    instances.push(await startInstance(cfg, undefined, `prop-${i}`, { pubsub: false }));
+  pool = testPool(cfg);
+  redis = new Redis(REDIS_URL);
+  fx = await makeClinic(pool, dates, 3);
+  slotIds = dates.flatMap((d) => fx.days.get(d)!.map((s) => s.id));
+  dayOf = new Map(dates.flatMap((d) => fx.days.get(d)!.map((s) => [s.id, d] as const)));
+});
+afterAll(async () => {
+  redis.disconnect();
+  await pool.end();
+  for (const i of instances) await stopInstance(i);
+});
+
+type Op =
+  | { kind: "read"; inst: number; day: number }
+  | { kind: "book"; inst: number; slot: number }
+  | { kind: "cancel"; inst: number; slot: number }
+  | { kind: "wipe" };
+
+interface Event {
+  op: Op["kind"];
+  slotId?: string;
+  start: number;
+  end: number;
+  ok: boolean;
+  /** For reads: status by slot id. */
+  seen?: Map<string, SlotStatus>;
+}
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({ kind: fc.constant("read" as const), inst: fc.nat(2), day: fc.nat(1) }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant("book" as const), inst: fc.nat(2), slot: fc.nat(5) }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant("cancel" as const), inst: fc.nat(2), slot: fc.nat(5) }),
+  },
+  { weight: 1, arbitrary: fc.constant({ kind: "wipe" as const }) },
+);
+
+async function activeAppointment(slotId: string): Promise<string | undefined> {
+  const r = await pool.query<{ id: string }>(
+    "SELECT id FROM appointments WHERE slot_id = $1 AND status = 'booked'",
+    [slotId],
+  );
+  return r.rows[0]?.id;
+}
+
+async function run(op: Op, history: Event[]): Promise<void> {
+  if (op.kind === "wipe") {
+    // Redis restarted: it keeps nothing on disk, so every version key and entry is gone.
+    const start = performance.now();
+    const keys = await redis.keys(`${cfg.REDIS_KEY_PREFIX}slots:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    history.push({ op: "wipe", start, end: performance.now(), ok: true });
+    return;
+  }
+  const inst = instances[op.inst]!;
+  if (op.kind === "read") {
+    const start = performance.now();
+    const r = await callUnary(
+      inst.client.listSlots.bind(inst.client),
+      { clinicId: fx.clinicId, date: dates[op.day]!, practitionerId: "" },
+      5_000,
+    );
+    history.push({
+      op: "read",
+      start,
+      end: performance.now(),
+      ok: true,
+      seen: new Map(r.slots.map((s) => [s.id, s.status])),
+    });
+    return;
+  }
+  const slotId = slotIds[op.slot]!;
+  if (op.kind === "book") {
+    const start = performance.now();
+    try {
+      await callUnary(
+        inst.client.book.bind(inst.client),
+        { slotId, patientId: randomUUID(), idempotencyKey: "" },
+        5_000,
+      );
+      history.push({ op: "book", slotId, start, end: performance.now(), ok: true });
+    } catch (err) {
+      if (!(err instanceof AppError) || err.code !== "SLOT_TAKEN") throw err;
+      history.push({ op: "book", slotId, start, end: performance.now(), ok: false });
+    }
+    return;
+  }
+  const appointmentId = await activeAppointment(slotId);
+  if (!appointmentId) return;
+  const start = performance.now();
+  try {
+    await callUnary(inst.client.cancel.bind(inst.client), { appointmentId }, 5_000);
+    history.push({ op: "cancel", slotId, start, end: performance.now(), ok: true });
+  } catch (err) {
+    if (!(err instanceof AppError) || err.code !== "ALREADY_CANCELLED") throw err;
+    history.push({ op: "cancel", slotId, start, end: performance.now(), ok: false });
+  }
+}
+
+/** Every read against every acknowledged write on its slots: returns the first violation found. */
+function violation(history: Event[]): string | undefined {
+  for (const r of history) {
+    if (r.op !== "read" || !r.seen) continue;
+    for (const [slotId, status] of r.seen) {
+      const writes = history.filter((w) => w.slotId === slotId && (w.op === "book" || w.op === "cancel"));
+      // The last write acknowledged before the read started decides, unless another write of the
+      // slot overlapped the read (then either answer is allowed).
+      const before = writes.filter((w) => w.ok && w.end < r.start).sort((x, y) => x.end - y.end);
+      const last = before.at(-1);
+      if (!last) continue;
+      const overlapping = writes.some((w) => w !== last && w.start < r.end && w.end > last.end);
+      if (overlapping) continue;
+      const want = last.op === "book" ? SlotStatus.SLOT_STATUS_BOOKED : SlotStatus.SLOT_STATUS_FREE;
+      if (status !== want)
+        return `slot ${slotId} (${dayOf.get(slotId)}) read ${SlotStatus[status]} after an acknowledged ${last.op}`;
+    }
+  }
+  return undefined;
+}
+
+it("no read started after an acknowledged write shows the old slot state, on any instance", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.array(opArb, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 12 }),
+      async (rounds) => {
+        const history: Event[] = [];
+        for (const round of rounds) await Promise.all(round.map((op) => run(op, history)));
+        const v = violation(history);
+        expect(v).toBeUndefined();
+      },
+    ),
+    { numRuns: 60 },
+  );
+});
+
+it("the history check itself catches a stale read", () => {
+  const s = slotIds[0]!;
+  const stale: Event[] = [
+    { op: "book", slotId: s, start: 0, end: 1, ok: true },
+    { op: "read", start: 2, end: 3, ok: true, seen: new Map([[s, SlotStatus.SLOT_STATUS_FREE]]) },
+  ];
+  expect(violation(stale)).toMatch(/after an acknowledged book/);
+  const racing: Event[] = [
+    { op: "book", slotId: s, start: 0, end: 1, ok: true },
+    { op: "cancel", slotId: s, start: 2.5, end: 4, ok: true },
+    { op: "read", start: 2, end: 3, ok: true, seen: new Map([[s, SlotStatus.SLOT_STATUS_FREE]]) },
+  ];
+  expect(violation(racing)).toBeUndefined();
+});
