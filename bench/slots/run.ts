@@ -1,0 +1,191 @@
+// Benchmark: slot queries through the gateway on loopback, served by each cache tier in turn:
+// the in-process LRU, Redis, and PostgreSQL (LRU of one entry and Redis unreachable). The same 40
+// (clinic, date) keys are read in every mode; each mode's tier is confirmed from the appointment
+// service's own /metrics. Prints a table and writes bench/reports/slots.md.
+//   npm run bench:slots [-- --seconds 10]
+import { randomUUID } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import autocannon from "autocannon";
+import pg from "pg";
+import { migrate } from "../../src/appointment/migrate.ts";
+import { createSlots, insertClinic, insertPractitioner } from "../../src/appointment/repo.ts";
+import { createLogger } from "../../src/shared/logger.ts";
+import { createPool, ensureDatabase } from "../../src/shared/pg.ts";
+import { machineDescription, markdownTable } from "../support/machine.ts";
+import { freePort, startService, stop, waitForOk } from "../support/processes.ts";
+
+const secondsArg = process.argv.indexOf("--seconds");
+const durationS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 10;
+const pgBase = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
+const databaseUrl = `${pgBase}/medisync_bench_slots`;
+const keyCount = 40;
+const connectionsList = [1, 32];
+
+async function prepare(): Promise<{ clinicId: string; dates: string[] }> {
+  const admin = new pg.Client({ connectionString: `${pgBase}/postgres` });
+  await admin.connect();
+  await admin.query('DROP DATABASE IF EXISTS "medisync_bench_slots" WITH (FORCE)');
+  await admin.end();
+  await ensureDatabase(databaseUrl);
+  const pool = createPool(databaseUrl, 4);
+  await migrate(pool, createLogger({ service: "bench", level: "silent" }));
+  const clinicId = randomUUID();
+  const practitionerId = randomUUID();
+  await insertClinic(pool, { id: clinicId, name: "Bench Clinic", timeZone: "UTC" });
+  await insertPractitioner(pool, { id: practitionerId, clinicId, name: "Bench Practitioner" });
+  const dates: string[] = [];
+  for (let i = 0; i < keyCount; i++) {
+    const d = new Date(Date.UTC(2033, 0, 1 + i)).toISOString().slice(0, 10);
+    dates.push(d);
+    const start = new Date(`${d}T09:00:00Z`);
+    await createSlots(pool, {
+      clinicId,
+      practitionerId,
+      start,
+      end: new Date(start.getTime() + 8 * 3_600_000),
+      minutes: 30,
+    });
+  }
+  await pool.end();
+  return { clinicId, dates };
+}
+
+type Mode = "lru" | "redis" | "db";
+
+async function tierCounts(opsPort: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(
+    /medisync_slot_cache_lookups_total\{[^}]*tier="(\w+)",result="(\w+)"\} (\d+)/g,
+  )) {
+    out[`${m[1]}:${m[2]}`] = (out[`${m[1]}:${m[2]}`] ?? 0) + Number(m[3]);
+  }
+  return out;
+}
+
+interface Row {
+  mode: Mode;
+  connections: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  servedBy: string;
+}
+
+async function runMode(mode: Mode, clinicId: string, dates: string[]): Promise<Row[]> {
+  const [grpcPort, opsPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+  const prefix = `bench-slots-${mode}:`;
+  const appointment = startService("appointment", {
+    DATABASE_URL: databaseUrl,
+    APPOINTMENT_GRPC_PORT: String(grpcPort),
+    APPOINTMENT_OPS_PORT: String(opsPort),
+    REDIS_KEY_PREFIX: prefix,
+    SLOT_CACHE_MAX_ENTRIES: mode === "lru" ? "1000" : "1",
+    // Port 1 refuses at once: the database path, with Redis failing fast as in an outage.
+    REDIS_URL: mode === "db" ? "redis://127.0.0.1:1" : "redis://127.0.0.1:6379",
+    INSTANCE_ID: `bench-${mode}`,
+  });
+  const gateway = startService("gateway", {
+    PORT: String(httpPort),
+    APPOINTMENT_ADDRS: `127.0.0.1:${grpcPort}`,
+    REDIS_KEY_PREFIX: prefix,
+  });
+  const rows: Row[] = [];
+  try {
+    await waitForOk(`http://127.0.0.1:${opsPort}/readyz`);
+    await waitForOk(`http://127.0.0.1:${httpPort}/healthz`);
+    const paths = dates.map((d) => `/v1/clinics/${clinicId}/slots?date=${d}`);
+    // Warm every key twice so the tier under test is the one that answers.
+    for (let i = 0; i < 2; i++) for (const p of paths) await fetch(`http://127.0.0.1:${httpPort}${p}`);
+    for (const connections of connectionsList) {
+      const before = await tierCounts(opsPort);
+      let next = 0;
+      const result = await autocannon({
+        url: `http://127.0.0.1:${httpPort}`,
+        connections,
+        duration: durationS,
+        requests: [
+          {
+            method: "GET",
+            setupRequest: (req) => {
+              req.path = paths[next++ % paths.length]!;
+              return req;
+            },
+          },
+        ],
+      });
+      const after = await tierCounts(opsPort);
+      const delta = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+      const served = { lru: delta("lru:hit"), redis: delta("redis:hit"), db: delta("db:hit") };
+      const total = served.lru + served.redis + served.db;
+      const servedBy = `lru ${pct(served.lru, total)} / redis ${pct(served.redis, total)} / db ${pct(served.db, total)}`;
+      if (result.non2xx > 0 || result.errors > 0)
+        throw new Error(`${mode}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+      rows.push({
+        mode,
+        connections,
+        rps: result.requests.average,
+        p50: result.latency.p50,
+        p99: result.latency.p99,
+        requests: result.requests.total,
+        servedBy,
+      });
+    }
+  } finally {
+    await stop(gateway);
+    await stop(appointment);
+  }
+  return rows;
+}
+
+const pct = (n: number, total: number) => (total === 0 ? "0%" : `${((100 * n) / total).toFixed(1)}%`);
+
+async function main() {
+  const { clinicId, dates } = await prepare();
+  const rows: Row[] = [];
+  for (const mode of ["lru", "redis", "db"] as const) {
+    const r = await runMode(mode, clinicId, dates);
+    rows.push(...r);
+    for (const x of r)
+      console.log(`${x.mode} c=${x.connections}: ${x.rps.toFixed(0)} req/s p50 ${x.p50} ms p99 ${x.p99} ms`);
+  }
+  const at = (mode: Mode, c: number) => rows.find((x) => x.mode === mode && x.connections === c)!;
+  const ratios = connectionsList.map(
+    (c) =>
+      `- ${c} connection(s): LRU / database = **${(at("lru", c).rps / at("db", c).rps).toFixed(2)}×** req/s; Redis / database = ${(at("redis", c).rps / at("db", c).rps).toFixed(2)}×`,
+  );
+  const table = markdownTable(
+    ["tier", "connections", "req/s", "p50 ms", "p99 ms", "requests", "served by (from /metrics)"],
+    rows.map((x) => [x.mode, x.connections, x.rps.toFixed(0), x.p50, x.p99, x.requests, x.servedBy]),
+  );
+  const report = `# Slot query benchmark
+
+Through the gateway (HTTP on loopback) → one appointment instance (gRPC) → the tier under test, with
+autocannon as the client on the same machine (so client and server share its cores). ${keyCount}
+(clinic, date) keys of 16 slots each, read round-robin; ${durationS} s per row.
+
+- **lru**: LRU large enough for every key; each read still checks the Redis version (one round trip).
+- **redis**: LRU of one entry, so each read misses it and is served from Redis (two round trips).
+- **db**: LRU of one entry and Redis unreachable (a refused port), so each read queries PostgreSQL.
+
+## Machine
+${machineDescription()}
+
+## Results
+${table}
+
+## Ratios (same run)
+${ratios.join("\n")}
+
+Reproduce: \`npm run bench:slots\` (PostgreSQL and Redis on 127.0.0.1).
+`;
+  mkdirSync("bench/reports", { recursive: true });
+  writeFileSync("bench/reports/slots.md", report);
+  console.log(`\n${table}\n\n${ratios.join("\n")}\n\nreport: bench/reports/slots.md`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,248 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { type Command, decodeCommand, encodeCommand } from "./commands.ts";
+import { InventoryStateMachine, usable } from "./state-machine.ts";
+
+const ts = Date.UTC(2030, 5, 15, 12);
+let n = 0;
+const rid = () => `r${++n}`;
+
+describe("inventory state machine", () => {
+  it("deducts first-expiry-first-out, skipping expired lots, never below zero", () => {
+    const sm = new InventoryStateMachine();
+    sm.apply(1, {
+      type: "restock",
+      requestId: rid(),
+      ts,
+      clinicId: "c1",
+      medicationCode: "amox",
+      quantity: 5,
+      lot: "late",
+      expiresOn: "2031-01-01",
+    });
+    sm.apply(2, {
+      type: "restock",
+      requestId: rid(),
+      ts,
+      clinicId: "c1",
+      medicationCode: "amox",
+      quantity: 5,
+      lot: "early",
+      expiresOn: "2030-07-01",
+    });
+    sm.apply(3, {
+      type: "restock",
+      requestId: rid(),
+      ts,
+      clinicId: "c1",
+      medicationCode: "amox",
+      quantity: 7,
+      lot: "old",
+      expiresOn: "2030-06-14",
+    });
+    const r = sm.apply(4, {
+      type: "deduct",
+      requestId: rid(),
+      ts,
+      clinicId: "c1",
+      medicationCode: "amox",
+      quantity: 7,
+    });
+    expect(r).toEqual({ ok: true, quantity: 10, index: 4 });
+    expect(sm.item("c1", "amox")!.lots).toEqual([
+      { lot: "old", quantity: 7, expiresOn: "2030-06-14" },
+      { lot: "late", quantity: 3, expiresOn: "2031-01-01" },
+    ]);
+    const tooMuch = sm.apply(5, {
+      type: "deduct",
+      requestId: rid(),
+      ts,
+      clinicId: "c1",
+      medicationCode: "amox",
+      quantity: 4,
+    });
+    expect(tooMuch).toEqual({ ok: false, code: "INSUFFICIENT_STOCK", available: 3, index: 5 });
+    expect(sm.item("c1", "amox")!.lots.map((l) => l.quantity)).toEqual([7, 3]);
+  });
+
+  it("a retried request id returns its first result and changes nothing", () => {
+    const sm = new InventoryStateMachine();
+    sm.apply(1, { type: "restock", requestId: "a", ts, clinicId: "c1", medicationCode: "m", quantity: 10 });
+    const first = sm.apply(2, {
+      type: "deduct",
+      requestId: "d",
+      ts,
+      clinicId: "c1",
+      medicationCode: "m",
+      quantity: 4,
+    });
+    const again = sm.apply(3, {
+      type: "deduct",
+      requestId: "d",
+      ts,
+      clinicId: "c1",
+      medicationCode: "m",
+      quantity: 4,
+    });
+    expect(again).toEqual(first);
+    expect(sm.item("c1", "m")!.lots[0]!.quantity).toBe(6);
+  });
+
+  it("the applied-request table is bounded and evicts oldest first", () => {
+    const sm = new InventoryStateMachine(3);
+    for (let i = 1; i <= 5; i++)
+      sm.apply(i, {
+        type: "restock",
+        requestId: `q${i}`,
+        ts,
+        clinicId: "c",
+        medicationCode: "m",
+        quantity: 1,
+      });
+    expect(sm.resultOf("q1")).toBeUndefined();
+    expect(sm.resultOf("q2")).toBeUndefined();
+    expect(sm.resultOf("q3")).toBeDefined();
+    expect(sm.resultOf("q5")).toBeDefined();
+  });
+
+  it("transfer is atomic and keeps lots and expiry; low stock raises one event", () => {
+    const sm = new InventoryStateMachine();
+    sm.apply(1, {
+      type: "restock",
+      requestId: rid(),
+      ts,
+      clinicId: "a",
+      medicationCode: "m",
+      quantity: 10,
+      lot: "L1",
+      expiresOn: "2031-01-01",
+    });
+    sm.apply(2, {
+      type: "setReorderLevel",
+      requestId: rid(),
+      ts,
+      clinicId: "a",
+      medicationCode: "m",
+      level: 5,
+    });
+    const fail = sm.apply(3, {
+      type: "transfer",
+      requestId: rid(),
+      ts,
+      fromClinicId: "a",
+      toClinicId: "b",
+      medicationCode: "m",
+      quantity: 11,
+    });
+    expect(fail.ok).toBe(false);
+    expect(sm.item("b", "m")?.lots ?? []).toEqual([]);
+    const ok = sm.apply(4, {
+      type: "transfer",
+      requestId: rid(),
+      ts,
+      fromClinicId: "a",
+      toClinicId: "b",
+      medicationCode: "m",
+      quantity: 6,
+    });
+    expect(ok).toEqual({ ok: true, quantity: 4, index: 4 });
+    expect(sm.item("b", "m")!.lots).toEqual([{ lot: "L1", quantity: 6, expiresOn: "2031-01-01" }]);
+    expect(sm.events).toEqual([
+      { clinicId: "a", medicationCode: "m", quantity: 4, reorderLevel: 5, index: 4 },
+    ]);
+  });
+
+  it("apply refuses an index out of order (a replica bug stops loudly)", () => {
+    const sm = new InventoryStateMachine();
+    sm.apply(2, { type: "restock", requestId: rid(), ts, clinicId: "c", medicationCode: "m", quantity: 1 });
+    expect(() =>
+      sm.apply(2, { type: "restock", requestId: rid(), ts, clinicId: "c", medicationCode: "m", quantity: 1 }),
+    ).toThrow(/invariant/);
+  });
+
+  it("commands round-trip through their encoding and bad ones are refused", () => {
+    const c: Command = {
+      type: "transfer",
+      requestId: "x",
+      ts,
+      fromClinicId: "a",
+      toClinicId: "b",
+      medicationCode: "m",
+      quantity: 2,
+    };
+    expect(decodeCommand(encodeCommand(c))).toEqual(c);
+    expect(() => decodeCommand(new TextEncoder().encode('{"type":"deduct","quantity":-1}'))).toThrow();
+  });
+});
+
+const clinics = ["a", "b", "c"];
+const meds = ["m1", "m2"];
+const commandArb: fc.Arbitrary<Command> = fc.oneof(
+  fc.record({
+    type: fc.constant("restock" as const),
+    requestId: fc.string({ minLength: 1, maxLength: 4 }),
+    ts: fc.constant(ts),
+    clinicId: fc.constantFrom(...clinics),
+    medicationCode: fc.constantFrom(...meds),
+    quantity: fc.integer({ min: 1, max: 50 }),
+    lot: fc.constantFrom("L1", "L2", "L3"),
+    expiresOn: fc.constantFrom("2030-01-01", "2030-06-20", "2031-01-01"),
+  }),
+  fc.record({
+    type: fc.constant("deduct" as const),
+    requestId: fc.string({ minLength: 1, maxLength: 4 }),
+    ts: fc.constant(ts),
+    clinicId: fc.constantFrom(...clinics),
+    medicationCode: fc.constantFrom(...meds),
+    quantity: fc.integer({ min: 1, max: 60 }),
+  }),
+  fc.record({
+    type: fc.constant("transfer" as const),
+    requestId: fc.string({ minLength: 1, maxLength: 4 }),
+    ts: fc.constant(ts),
+    fromClinicId: fc.constantFrom(...clinics),
+    toClinicId: fc.constantFrom(...clinics),
+    medicationCode: fc.constantFrom(...meds),
+    quantity: fc.integer({ min: 1, max: 60 }),
+  }),
+);
+
+describe("inventory state machine properties", () => {
+  it("never negative; transfers conserve; same log → same hash; snapshot restores exactly; retries change nothing", () => {
+    fc.assert(
+      fc.property(fc.array(commandArb, { maxLength: 80 }), (cmds) => {
+        const a = new InventoryStateMachine(20);
+        const b = new InventoryStateMachine(20);
+        let restocked = 0;
+        let deducted = 0;
+        cmds.forEach((cmd, i) => {
+          const seen = a.resultOf(cmd.requestId);
+          const before = a.stateHash();
+          const r = a.apply(i + 1, cmd);
+          b.apply(i + 1, cmd);
+          if (seen) {
+            expect(r).toEqual(seen);
+            expect(a.stateHash()).toBe(before);
+          } else if (r.ok && cmd.type === "restock") restocked += cmd.quantity;
+          else if (r.ok && cmd.type === "deduct") deducted += cmd.quantity;
+          for (const c of clinics)
+            for (const [, item] of a.items(c))
+              for (const l of item.lots) expect(l.quantity).toBeGreaterThan(0);
+        });
+        let held = 0;
+        for (const c of clinics)
+          for (const [, item] of a.items(c)) held += item.lots.reduce((s, l) => s + l.quantity, 0);
+        expect(held).toBe(restocked - deducted);
+        expect(b.stateHash()).toBe(a.stateHash());
+        const c = new InventoryStateMachine(20);
+        c.restore(a.snapshot());
+        expect(c.stateHash()).toBe(a.stateHash());
+        expect(c.lastApplied).toBe(a.lastApplied);
+        expect(c.snapshot()).toEqual(a.snapshot());
+        for (const x of clinics)
+          for (const [, item] of a.items(x)) expect(usable(item, "2030-06-15")).toBeGreaterThanOrEqual(0);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
