@@ -1,0 +1,147 @@
+// Owns the InventoryService gRPC handlers: request checks, turning requests into commands stamped
+// with this (leader) replica's clock, and results into answers. Replication is behind InventoryReplica.
+import type { Logger } from "pino";
+import {
+  type InventoryServiceServer,
+  ReadConsistency,
+  type StockItem,
+} from "../gen/medisync/v1/inventory.ts";
+import { AppError } from "../shared/errors.ts";
+import { unary } from "../shared/grpc.ts";
+import { type Command, codeMax, quantityMax, requestIdMax } from "./commands.ts";
+import type { InventoryReplica } from "./replica.ts";
+import { type ApplyResult, type InventoryStateMachine, type Item, total } from "./state-machine.ts";
+
+const codePattern = /^[A-Za-z0-9_.:-]+$/;
+
+function code(value: string, field: string): string {
+  if (value.length === 0 || value.length > codeMax || !codePattern.test(value)) {
+    throw new AppError("VALIDATION", `${field} must be 1-${codeMax} of [A-Za-z0-9_.:-]`, field);
+  }
+  return value;
+}
+
+function quantity(value: number, field: string, min = 1): number {
+  if (!Number.isInteger(value) || value < min || value > quantityMax) {
+    throw new AppError("VALIDATION", `${field} must be an integer from ${min} to ${quantityMax}`, field);
+  }
+  return value;
+}
+
+function requestId(value: string): string {
+  if (value.length === 0 || value.length > requestIdMax) {
+    throw new AppError("VALIDATION", `requestId must be 1-${requestIdMax} characters`, "requestId");
+  }
+  return value;
+}
+
+function expiresOn(value: string): string | undefined {
+  if (value === "") return undefined;
+  const d = new Date(`${value}T00:00:00Z`);
+  if (
+    !/^\d{4}-\d{2}-\d{2}$/.test(value) ||
+    Number.isNaN(d.getTime()) ||
+    d.toISOString().slice(0, 10) !== value
+  ) {
+    throw new AppError("VALIDATION", "expiresOn must be a calendar date YYYY-MM-DD", "expiresOn");
+  }
+  return value;
+}
+
+function answer(r: ApplyResult): { quantity: number; index: number } {
+  if (r.ok) return { quantity: r.quantity, index: r.index };
+  if (r.code === "INSUFFICIENT_STOCK") {
+    throw new AppError("INSUFFICIENT_STOCK", `only ${r.available} available`, "quantity", {
+      available: String(r.available),
+    });
+  }
+  throw new AppError("VALIDATION", r.reason);
+}
+
+function toItem(clinicId: string, medicationCode: string, item: Item | undefined): StockItem {
+  return {
+    clinicId,
+    medicationCode,
+    quantity: item ? total(item) : 0,
+    reorderLevel: item?.reorderLevel ?? 0,
+    lots: (item?.lots ?? []).map((l) => ({ lot: l.lot, quantity: l.quantity, expiresOn: l.expiresOn ?? "" })),
+  };
+}
+
+export function createInventoryHandlers(
+  replica: InventoryReplica,
+  log: Logger,
+  now: () => number = Date.now,
+): InventoryServiceServer {
+  const submit = async (cmd: Command) => answer(await replica.submit(cmd));
+  const read = async <T>(consistency: ReadConsistency, fn: (sm: InventoryStateMachine) => T) =>
+    consistency === ReadConsistency.READ_CONSISTENCY_STALE
+      ? replica.staleRead(fn)
+      : replica.linearizableRead(fn);
+
+  return {
+    restock: unary(log, "Restock", async (req) =>
+      submit({
+        type: "restock",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        clinicId: code(req.clinicId, "clinicId"),
+        medicationCode: code(req.medicationCode, "medicationCode"),
+        quantity: quantity(req.quantity, "quantity"),
+        ...(req.lot ? { lot: code(req.lot, "lot") } : {}),
+        ...(req.expiresOn ? { expiresOn: expiresOn(req.expiresOn) } : {}),
+      }),
+    ),
+    deduct: unary(log, "Deduct", async (req) =>
+      submit({
+        type: "deduct",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        clinicId: code(req.clinicId, "clinicId"),
+        medicationCode: code(req.medicationCode, "medicationCode"),
+        quantity: quantity(req.quantity, "quantity"),
+      }),
+    ),
+    transfer: unary(log, "Transfer", async (req) => {
+      const from = code(req.fromClinicId, "fromClinicId");
+      const to = code(req.toClinicId, "toClinicId");
+      if (from === to)
+        throw new AppError("VALIDATION", "toClinicId must differ from fromClinicId", "toClinicId");
+      return submit({
+        type: "transfer",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        fromClinicId: from,
+        toClinicId: to,
+        medicationCode: code(req.medicationCode, "medicationCode"),
+        quantity: quantity(req.quantity, "quantity"),
+      });
+    }),
+    setReorderLevel: unary(log, "SetReorderLevel", async (req) =>
+      submit({
+        type: "setReorderLevel",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        clinicId: code(req.clinicId, "clinicId"),
+        medicationCode: code(req.medicationCode, "medicationCode"),
+        level: quantity(req.level, "level", 0),
+      }),
+    ),
+    getStock: unary(log, "GetStock", async (req) => {
+      const clinicId = code(req.clinicId, "clinicId");
+      const medicationCode = code(req.medicationCode, "medicationCode");
+      const r = await read(req.consistency, (sm) =>
+        toItem(clinicId, medicationCode, sm.item(clinicId, medicationCode)),
+      );
+      return { item: r.value, index: r.index };
+    }),
+    listStock: unary(log, "ListStock", async (req) => {
+      const clinicId = code(req.clinicId, "clinicId");
+      const r = await read(req.consistency, (sm) =>
+        sm.items(clinicId).map(([m, item]) => toItem(clinicId, m, item)),
+      );
+      return { items: r.value, index: r.index };
+    }),
+    status: unary(log, "Status", async () => replica.status()),
+  };
+}
