@@ -12,11 +12,11 @@ import {
 } from "../gen/medisync/v1/appointment.ts";
 import { AppError } from "../shared/errors.ts";
 import { unary } from "../shared/grpc.ts";
+import { idempotencyKeyPattern } from "../shared/validation.ts";
 import * as repo from "./repo.ts";
 import type { SlotCache, Tier } from "./slot-cache.ts";
 import { requireDate, requireInstant, requireUuid } from "./time.ts";
 
-const idempotencyKeyPattern = /^[A-Za-z0-9_.:-]{1,200}$/;
 const slotMinutesMin = 5;
 const slotMinutesMax = 480;
 const slotRangeDaysMax = 31;

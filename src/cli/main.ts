@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// Owns the entry points: `medisync <service>` starts one process of MediSync; `supervisor` runs them
+// all on one machine (what `npm start` does).
+import { startAppointmentService } from "../appointment/server.ts";
+import { runGateway } from "../gateway/server.ts";
+import { loadConfigOrExit } from "../shared/config.ts";
+import { createLogger } from "../shared/logger.ts";
+import { Shutdown } from "../shared/shutdown.ts";
+import { runSupervisor } from "./supervisor.ts";
+
+export const commands = ["gateway", "appointment", "supervisor"] as const;
+type Command = (typeof commands)[number];
+
+const usage = `usage: medisync <${commands.join("|")}>`;
+
+async function main(argv: string[]): Promise<void> {
+  const command = argv[0] as Command | undefined;
+  if (!command || !commands.includes(command)) {
+    process.stderr.write(`${usage}\n`);
+    process.exit(2);
+  }
+  const cfg = loadConfigOrExit();
+  if (command === "supervisor") {
+    process.exitCode = await runSupervisor(cfg);
+    return;
+  }
+  const log = createLogger({
+    service: command,
+    level: cfg.LOG_LEVEL,
+    ...(cfg.INSTANCE_ID ? { instance: cfg.INSTANCE_ID } : {}),
+  });
+  const shutdown = new Shutdown(log);
+  shutdown.onSignals();
+  try {
+    if (command === "gateway") {
+      const gw = await runGateway(cfg, log);
+      shutdown.add("gateway", () => gw.close());
+    } else {
+      const svc = await startAppointmentService(cfg, log);
+      shutdown.add("appointment", () => svc.close());
+    }
+  } catch (err) {
+    log.fatal({ err }, "failed to start");
+    process.exit(1);
+  }
+  // A crash must not leave a half-working process behind: log it and exit so the supervisor restarts.
+  process.on("uncaughtException", (err) => {
+    log.fatal({ err }, "uncaught exception");
+    process.exit(1);
+  });
+  process.on("unhandledRejection", (err) => {
+    log.fatal({ err }, "unhandled rejection");
+    process.exit(1);
+  });
+}
+
+await main(process.argv.slice(2));

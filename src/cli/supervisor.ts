@@ -1,0 +1,237 @@
+// Owns `npm start`: checks that PostgreSQL and Redis answer (saying in one line how to start the
+// one that does not), prepares the database (create, migrate, seed the demo once), then runs every
+// MediSync process as a child with prefixed output, restarts a child that dies (with backoff, and
+// logged), and on Ctrl-C stops them all before exiting.
+import { type ChildProcess, spawn } from "node:child_process";
+import { Redis } from "ioredis";
+import pg from "pg";
+import type { Logger } from "pino";
+import { migrate } from "../appointment/migrate.ts";
+import { seedDemo } from "../appointment/seed.ts";
+import type { Config } from "../shared/config.ts";
+import { createLogger } from "../shared/logger.ts";
+import { createPool, ensureDatabase } from "../shared/pg.ts";
+
+/** One process the supervisor runs: `medisync <command>` with these variables on top of its own. */
+export interface ChildSpec {
+  name: string;
+  command: "gateway" | "appointment";
+  env: Record<string, string>;
+}
+
+const restartBackoffMsBase = 200;
+const restartBackoffMsMax = 5_000;
+/** A child that stayed up this long is healthy again: its next crash restarts at the base backoff. */
+const healthyAfterMs = 10_000;
+const stopGraceMs = 10_000;
+const readyTimeoutMs = 60_000;
+const dependencyCheckTimeoutMs = 3_000;
+
+/** The processes of one machine and the ports they get; docker-compose.yml must agree (a test checks). */
+export function planChildren(cfg: Config): ChildSpec[] {
+  const children: ChildSpec[] = [];
+  const addrs: string[] = [];
+  for (let i = 0; i < cfg.APPOINTMENT_INSTANCES; i++) {
+    const grpcPort = cfg.APPOINTMENT_GRPC_PORT + i;
+    addrs.push(`127.0.0.1:${grpcPort}`);
+    children.push({
+      name: `appointment-${i + 1}`,
+      command: "appointment",
+      env: {
+        INSTANCE_ID: `appointment-${i + 1}`,
+        APPOINTMENT_GRPC_PORT: String(grpcPort),
+        APPOINTMENT_OPS_PORT: String(cfg.APPOINTMENT_OPS_PORT + i),
+      },
+    });
+  }
+  children.push({
+    name: "gateway",
+    command: "gateway",
+    env: { INSTANCE_ID: "gateway", APPOINTMENT_ADDRS: addrs.join(",") },
+  });
+  return children;
+}
+
+function hostOf(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || (u.protocol.startsWith("redis") ? "6379" : "5432")}`;
+}
+
+/** One line per dependency that does not answer, each with the command that starts it. */
+export async function checkDependencies(cfg: Config): Promise<string[]> {
+  const problems: string[] = [];
+  const admin = new URL(cfg.DATABASE_URL);
+  admin.pathname = "/postgres";
+  const client = new pg.Client({
+    connectionString: admin.toString(),
+    connectionTimeoutMillis: dependencyCheckTimeoutMs,
+  });
+  try {
+    await client.connect();
+    await client.query("SELECT 1");
+  } catch (err) {
+    problems.push(
+      `PostgreSQL is not reachable at ${hostOf(cfg.DATABASE_URL)} (DATABASE_URL): ${(err as Error).message || "no answer"}. ` +
+        "Start it with: pg_ctlcluster $(ls /etc/postgresql) main start   (or: sudo service postgresql start)",
+    );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const redis = new Redis(cfg.REDIS_URL, {
+    lazyConnect: true,
+    connectTimeout: dependencyCheckTimeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
+  redis.on("error", () => undefined);
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (err) {
+    problems.push(
+      `Redis is not reachable at ${hostOf(cfg.REDIS_URL)} (REDIS_URL): ${(err as Error).message || "no answer"}. ` +
+        'Start it with: redis-server --daemonize yes --save "" --appendonly no',
+    );
+  } finally {
+    redis.disconnect();
+  }
+  return problems;
+}
+
+async function prepareDatabase(cfg: Config, log: Logger): Promise<void> {
+  await ensureDatabase(cfg.DATABASE_URL);
+  const pool = createPool(cfg.DATABASE_URL, 2);
+  try {
+    await migrate(pool, log);
+    if (cfg.SEED_DEMO) await seedDemo(pool, log);
+  } finally {
+    await pool.end();
+  }
+}
+
+class Child {
+  proc: ChildProcess | undefined;
+  restarts = 0;
+  private consecutive = 0;
+  private startedAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly spec: ChildSpec,
+    private readonly log: Logger,
+    private readonly isStopping: () => boolean,
+  ) {}
+
+  start(): void {
+    // The same runtime and loader flags as ours (tsx in development, none for the built code).
+    const proc = spawn(process.execPath, [...process.execArgv, process.argv[1]!, this.spec.command], {
+      env: { ...process.env, ...this.spec.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.proc = proc;
+    this.startedAt = Date.now();
+    prefixLines(proc.stdout!, `[${this.spec.name}] `, process.stdout);
+    prefixLines(proc.stderr!, `[${this.spec.name}] `, process.stderr);
+    this.log.info({ event: "child_started", child: this.spec.name, pid: proc.pid }, "child started");
+    this.exited = new Promise((resolve) => {
+      proc.once("exit", (code, signal) => {
+        resolve();
+        if (this.isStopping()) return;
+        if (Date.now() - this.startedAt > healthyAfterMs) this.consecutive = 0;
+        const backoffMs = Math.min(restartBackoffMsMax, restartBackoffMsBase * 2 ** this.consecutive);
+        this.consecutive++;
+        this.restarts++;
+        this.log.warn(
+          { event: "child_restart", child: this.spec.name, code, signal, restarts: this.restarts, backoffMs },
+          "child exited; restarting",
+        );
+        this.timer = setTimeout(() => this.start(), backoffMs);
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill("SIGTERM");
+    const killer = setTimeout(() => proc.kill("SIGKILL"), stopGraceMs);
+    await this.exited;
+    clearTimeout(killer);
+  }
+}
+
+function prefixLines(from: NodeJS.ReadableStream, prefix: string, to: NodeJS.WritableStream): void {
+  let buf = "";
+  from.on("data", (d: Buffer) => {
+    buf += d.toString();
+    let i = buf.indexOf("\n");
+    while (i >= 0) {
+      to.write(prefix + buf.slice(0, i + 1));
+      buf = buf.slice(i + 1);
+      i = buf.indexOf("\n");
+    }
+  });
+  from.on("end", () => {
+    if (buf) to.write(`${prefix}${buf}\n`);
+  });
+}
+
+async function waitReady(url: string, timeoutMs: number, stopped: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !stopped()) {
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+      if (r.ok) return true;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+/** Runs until SIGINT/SIGTERM; resolves the exit code. */
+export async function runSupervisor(cfg: Config): Promise<number> {
+  const log = createLogger({ service: "supervisor", level: cfg.LOG_LEVEL, instance: "supervisor" });
+  const problems = await checkDependencies(cfg);
+  if (problems.length > 0) {
+    for (const p of problems) process.stderr.write(`medisync: ${p}\n`);
+    return 1;
+  }
+  try {
+    await prepareDatabase(cfg, log);
+  } catch (err) {
+    process.stderr.write(`medisync: preparing the database failed: ${(err as Error).message}\n`);
+    return 1;
+  }
+
+  let stopping = false;
+  const children = planChildren(cfg).map((spec) => new Child(spec, log, () => stopping));
+  for (const c of children) c.start();
+
+  const done = new Promise<number>((resolve) => {
+    const stopAll = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, "stopping every child");
+      void Promise.all(children.map((c) => c.stop())).then(() => {
+        log.info("all children stopped");
+        resolve(0);
+      });
+    };
+    process.once("SIGINT", () => stopAll("SIGINT"));
+    process.once("SIGTERM", () => stopAll("SIGTERM"));
+  });
+
+  const host = cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST;
+  const base = `http://${host}:${cfg.PORT}`;
+  if (await waitReady(`${base}/readyz`, readyTimeoutMs, () => stopping)) {
+    process.stdout.write(`MediSync gateway: ${base}  (API docs: ${base}/docs)\n`);
+  } else if (!stopping) {
+    log.error({ url: `${base}/readyz`, timeoutMs: readyTimeoutMs }, "gateway did not become ready");
+  }
+  return done;
+}

@@ -1,0 +1,342 @@
+// Owns the REST surface of MediSync: the Hono app, its middleware (request id, access log, body
+// limit, content type, metrics), the appointment routes and the OpenAPI document. It holds no
+// state; every answer comes from a service over gRPC.
+import { randomUUID } from "node:crypto";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { Logger } from "pino";
+import {
+  type Appointment as AppointmentMsg,
+  AppointmentStatus,
+  CacheTier,
+  type Slot as SlotMsg,
+  SlotStatus,
+} from "../gen/medisync/v1/appointment.ts";
+import { REQUEST_ID_HEADER, sanitizeRequestId, withRequestId } from "../shared/context.ts";
+import { AppError } from "../shared/errors.ts";
+import { counter, registry } from "../shared/metrics.ts";
+import type { AppointmentClient } from "./appointment-client.ts";
+import { docsPage } from "./docs-page.ts";
+import { PROBLEM_CONTENT_TYPE, problemResponse, validationProblem } from "./problems.ts";
+import {
+  Appointment,
+  AppointmentParams,
+  BookBody,
+  Clinic,
+  ClinicParams,
+  CreateSlotsBody,
+  IdempotencyHeaders,
+  Practitioner,
+  problemResponse as problemDoc,
+  Slot,
+  SlotDay,
+  SlotsQuery,
+} from "./schemas.ts";
+
+export interface GatewayDeps {
+  appointments: AppointmentClient;
+  log: Logger;
+  bodyBytesMax: number;
+  /** Resolves true when the services behind the gateway answer. */
+  ready: () => Promise<boolean>;
+  /** Extra routes (inventory) mounted on the same app, so they share middleware and the document. */
+  extend?: (app: OpenAPIHono) => void;
+}
+
+const httpRequests = counter("medisync_http_requests_total", "HTTP requests answered by the gateway", [
+  "route",
+  "status",
+]);
+const slotTiers = counter("medisync_gateway_slot_reads_total", "Slot reads by the tier that served them", [
+  "tier",
+]);
+
+const tierName: Record<CacheTier, string> = {
+  [CacheTier.CACHE_TIER_UNSPECIFIED]: "db",
+  [CacheTier.CACHE_TIER_LRU]: "lru",
+  [CacheTier.CACHE_TIER_REDIS]: "redis",
+  [CacheTier.CACHE_TIER_DB]: "db",
+  [CacheTier.UNRECOGNIZED]: "db",
+};
+
+const slotView = (s: SlotMsg) => ({
+  id: s.id,
+  practitionerId: s.practitionerId,
+  start: s.start,
+  end: s.end,
+  status: s.status === SlotStatus.SLOT_STATUS_BOOKED ? ("booked" as const) : ("free" as const),
+});
+
+const appointmentView = (a: AppointmentMsg) => ({
+  id: a.id,
+  slotId: a.slotId,
+  patientId: a.patientId,
+  clinicId: a.clinicId,
+  practitionerId: a.practitionerId,
+  start: a.start,
+  end: a.end,
+  status:
+    a.status === AppointmentStatus.APPOINTMENT_STATUS_CANCELLED
+      ? ("cancelled" as const)
+      : ("booked" as const),
+});
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  required: true,
+  content: { "application/json": { schema } },
+});
+
+const jsonMediaType = /^application\/([\w.-]+\+)?json$/i;
+
+export function createApp(deps: GatewayDeps): OpenAPIHono {
+  const { appointments, log } = deps;
+  const app = new OpenAPIHono({
+    defaultHook: (result, c) => {
+      if (!result.success) return validationProblem(c, result.target, result.error);
+    },
+  });
+
+  // Request id first, so every later line and every gRPC call of the request carries it.
+  app.use("*", async (c, next) => {
+    const requestId = sanitizeRequestId(c.req.header(REQUEST_ID_HEADER));
+    c.header("X-Request-Id", requestId);
+    const startedAt = performance.now();
+    await withRequestId(requestId, async () => {
+      await next();
+      const route = c.req.routePath === "/*" ? "unmatched" : c.req.routePath;
+      httpRequests.inc({ route, status: String(c.res.status) });
+      log.info(
+        {
+          method: c.req.method,
+          route,
+          status: c.res.status,
+          ms: Math.round((performance.now() - startedAt) * 100) / 100,
+        },
+        "http request",
+      );
+    });
+    // The header set above is lost when a handler returns its own Response: set it on that too.
+    c.res.headers.set("X-Request-Id", requestId);
+  });
+
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: deps.bodyBytesMax,
+      onError: (c) =>
+        problemResponse(
+          c,
+          new AppError("PAYLOAD_TOO_LARGE", `body exceeds ${deps.bodyBytesMax} bytes`, "body"),
+        ),
+    }),
+  );
+
+  // A body in another format would be read as empty and answered with misleading field errors.
+  app.use("/v1/*", async (c, next) => {
+    const length = c.req.header("content-length");
+    const hasBody =
+      (length !== undefined && length !== "0") || c.req.header("transfer-encoding") !== undefined;
+    if (c.req.method === "POST" && hasBody) {
+      const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim();
+      if (!jsonMediaType.test(type)) {
+        return problemResponse(
+          c,
+          new AppError("UNSUPPORTED_MEDIA_TYPE", "send the body as application/json", "content-type"),
+        );
+      }
+    }
+    await next();
+  });
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/readyz", async (c) => {
+    const ok = await deps.ready().catch(() => false);
+    return c.json({ status: ok ? "ready" : "not ready" }, ok ? 200 : 503);
+  });
+  app.get("/metrics", async (c) =>
+    c.body(await registry.metrics(), 200, { "content-type": registry.contentType }),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/clinics",
+      summary: "List clinics",
+      responses: { 200: json(z.array(Clinic), "Clinics with their IANA time zones") },
+    }),
+    async (c) => {
+      const { clinics } = await appointments.listClinics();
+      return c.json(
+        clinics.map((k) => ({ id: k.id, name: k.name, timeZone: k.timeZone })),
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/clinics/{clinicId}/practitioners",
+      summary: "List a clinic's practitioners",
+      request: { params: ClinicParams },
+      responses: {
+        200: json(z.array(Practitioner), "Practitioners"),
+        400: problemDoc("Invalid clinic id"),
+        404: problemDoc("No such clinic"),
+      },
+    }),
+    async (c) => {
+      const { clinicId } = c.req.valid("param");
+      const { practitioners } = await appointments.listPractitioners(clinicId);
+      return c.json(
+        practitioners.map((p) => ({ id: p.id, clinicId: p.clinicId, name: p.name })),
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/clinics/{clinicId}/slots",
+      summary: "Create slots of `minutes` each between start and end (admin)",
+      request: { params: ClinicParams, body: jsonBody(CreateSlotsBody) },
+      responses: {
+        201: json(z.array(Slot), "The created slots"),
+        400: problemDoc("Invalid input"),
+        404: problemDoc("No such clinic or practitioner"),
+        409: problemDoc("Overlaps existing slots"),
+      },
+    }),
+    async (c) => {
+      const { clinicId } = c.req.valid("param");
+      const body = c.req.valid("json");
+      const { slots } = await appointments.createSlots({ clinicId, ...body });
+      return c.json(slots.map(slotView), 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/clinics/{clinicId}/slots",
+      summary: "Slots of one day in the clinic's own time zone; X-Cache names the tier that answered",
+      request: { params: ClinicParams, query: SlotsQuery },
+      responses: {
+        200: {
+          ...json(SlotDay, "The day's slots"),
+          headers: z.object({ "X-Cache": z.enum(["lru", "redis", "db"]) }),
+        },
+        400: problemDoc("Invalid input"),
+        404: problemDoc("No such clinic"),
+      },
+    }),
+    async (c) => {
+      const { clinicId } = c.req.valid("param");
+      const { date, practitionerId } = c.req.valid("query");
+      const day = await appointments.listSlots(clinicId, date, practitionerId);
+      const tier = tierName[day.tier];
+      slotTiers.inc({ tier });
+      c.header("X-Cache", tier);
+      return c.json({ clinicId: day.clinicId, date: day.date, slots: day.slots.map(slotView) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/appointments",
+      summary: "Book a slot; the same Idempotency-Key returns the first result and books nothing new",
+      request: { headers: IdempotencyHeaders, body: jsonBody(BookBody) },
+      responses: {
+        201: json(Appointment, "Booked (Idempotent-Replayed: true when this repeats an earlier request)"),
+        400: problemDoc("Invalid input"),
+        404: problemDoc("No such slot"),
+        409: problemDoc("Slot already booked"),
+        422: problemDoc("Idempotency key used for a different request"),
+        503: problemDoc("Not acknowledged yet: retry with the same Idempotency-Key"),
+      },
+    }),
+    async (c) => {
+      const { slotId, patientId } = c.req.valid("json");
+      // Without a caller's key the gateway makes one, so its own retries can never book twice.
+      const key = c.req.valid("header")["Idempotency-Key"] ?? `gw-${randomUUID()}`;
+      const { appointment, replayed } = await appointments.book(slotId, patientId, key);
+      if (replayed) c.header("Idempotent-Replayed", "true");
+      return c.json(appointmentView(appointment), 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/appointments/{id}",
+      summary: "One appointment",
+      request: { params: AppointmentParams },
+      responses: {
+        200: json(Appointment, "The appointment"),
+        400: problemDoc("Invalid id"),
+        404: problemDoc("No such appointment"),
+      },
+    }),
+    async (c) => c.json(appointmentView(await appointments.get(c.req.valid("param").id)), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/appointments/{id}/cancel",
+      summary: "Cancel an appointment; its slot becomes free",
+      request: { params: AppointmentParams },
+      responses: {
+        200: json(Appointment, "Cancelled"),
+        400: problemDoc("Invalid id"),
+        404: problemDoc("No such appointment"),
+        409: problemDoc("Already cancelled"),
+      },
+    }),
+    async (c) => c.json(appointmentView(await appointments.cancel(c.req.valid("param").id)), 200),
+  );
+
+  deps.extend?.(app);
+
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "MediSync",
+      version: "1.0.0",
+      description: "Appointments and medicine stock for a group of clinics. Errors are RFC 9457 problems.",
+    },
+  });
+  app.get("/docs", (c) => c.html(docsPage));
+
+  app.notFound((c) =>
+    problemResponse(c, new AppError("ROUTE_NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`)),
+  );
+
+  app.onError((err, c) => errorResponse(c, err, log));
+  return app;
+}
+
+function errorResponse(c: Context, err: unknown, log: Logger): Response {
+  if (err instanceof AppError) {
+    if (err.code === "INTERNAL") log.error({ code: err.code }, "upstream internal error");
+    return problemResponse(c, err);
+  }
+  if (err instanceof HTTPException) {
+    // Hono raises these for bodies it cannot read; say which.
+    if (err.status === 400) return problemResponse(c, new AppError("MALFORMED_JSON", err.message, "body"));
+    if (err.status === 413) return problemResponse(c, new AppError("PAYLOAD_TOO_LARGE", err.message, "body"));
+    return problemResponse(c, new AppError("VALIDATION", err.message));
+  }
+  log.error({ err }, "unhandled error in gateway");
+  return problemResponse(c, new AppError("INTERNAL", "internal error"));
+}
+
+export { PROBLEM_CONTENT_TYPE };

@@ -1,0 +1,121 @@
+// Owns the gateway's side of the appointment contract: one gRPC client per instance, calls spread
+// round-robin, and retries on another instance when a call may not have been served. Writes are
+// retried only where a retry cannot do something twice (Book always carries an idempotency key).
+import { credentials } from "@grpc/grpc-js";
+import {
+  type Appointment,
+  AppointmentServiceClient,
+  type ListSlotsResponse,
+} from "../gen/medisync/v1/appointment.ts";
+import { AppError } from "../shared/errors.ts";
+import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
+import { defaultRetryPolicy, type RetryPolicy, withRetries } from "../shared/retry.ts";
+
+export interface AppointmentClientOptions {
+  addrs: string[];
+  /** Deadline of one try; the retry policy's overall deadline bounds all tries together. */
+  deadlineMs: number;
+  retry?: RetryPolicy;
+}
+
+export class AppointmentClient {
+  private readonly clients: AppointmentServiceClient[];
+  private next = 0;
+  private readonly retry: RetryPolicy;
+
+  constructor(private readonly opts: AppointmentClientOptions) {
+    if (opts.addrs.length === 0) throw new Error("AppointmentClient needs at least one address");
+    this.clients = opts.addrs.map(
+      (a) => new AppointmentServiceClient(a, credentials.createInsecure(), clientChannelOptions),
+    );
+    this.retry = opts.retry ?? {
+      ...defaultRetryPolicy,
+      attemptsMax: Math.max(defaultRetryPolicy.attemptsMax, opts.addrs.length + 1),
+      overallDeadlineMs: Math.max(defaultRetryPolicy.overallDeadlineMs, opts.deadlineMs * 2),
+    };
+  }
+
+  private pick(): AppointmentServiceClient {
+    const c = this.clients[this.next % this.clients.length]!;
+    this.next = (this.next + 1) % this.clients.length;
+    return c;
+  }
+
+  /** Each try goes to the next instance, so one dead instance costs a retry, not an error. */
+  private call<T>(
+    fn: (c: AppointmentServiceClient, deadlineMs: number, attempt: number) => Promise<T>,
+  ): Promise<T> {
+    return withRetries(this.retry, ({ n, remainingMs }) =>
+      fn(this.pick(), Math.min(this.opts.deadlineMs, remainingMs), n),
+    );
+  }
+
+  listClinics() {
+    return this.call((c, d) => callUnary(c.listClinics.bind(c), {}, d));
+  }
+
+  listPractitioners(clinicId: string) {
+    return this.call((c, d) => callUnary(c.listPractitioners.bind(c), { clinicId }, d));
+  }
+
+  /**
+   * Not retried: a lost reply after the slots were made would turn a success into SLOT_OVERLAP.
+   * The caller sees 503/504 and can list the day to learn what exists.
+   */
+  createSlots(req: {
+    clinicId: string;
+    practitionerId: string;
+    start: string;
+    end: string;
+    minutes: number;
+  }) {
+    const c = this.pick();
+    return callUnary(c.createSlots.bind(c), req, this.opts.deadlineMs);
+  }
+
+  listSlots(clinicId: string, date: string, practitionerId: string | undefined): Promise<ListSlotsResponse> {
+    return this.call((c, d) =>
+      callUnary(c.listSlots.bind(c), { clinicId, date, practitionerId: practitionerId ?? "" }, d),
+    );
+  }
+
+  async book(slotId: string, patientId: string, idempotencyKey: string) {
+    const res = await this.call((c, d) =>
+      callUnary(c.book.bind(c), { slotId, patientId, idempotencyKey }, d),
+    );
+    return { appointment: requireAppointment(res.appointment), replayed: res.replayed };
+  }
+
+  async get(appointmentId: string): Promise<Appointment> {
+    const res = await this.call((c, d) => callUnary(c.get.bind(c), { appointmentId }, d));
+    return requireAppointment(res.appointment);
+  }
+
+  /**
+   * Retried like a read. A retry after a lost reply finds the appointment already cancelled; only
+   * then is ALREADY_CANCELLED taken as our own earlier success and answered with the appointment.
+   */
+  async cancel(appointmentId: string): Promise<Appointment> {
+    let retried = false;
+    try {
+      const res = await this.call((c, d, attempt) => {
+        retried = attempt > 0;
+        return callUnary(c.cancel.bind(c), { appointmentId }, d);
+      });
+      return requireAppointment(res.appointment);
+    } catch (err) {
+      if (err instanceof AppError && err.code === "ALREADY_CANCELLED" && retried)
+        return this.get(appointmentId);
+      throw err;
+    }
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+}
+
+function requireAppointment(a: Appointment | undefined): Appointment {
+  if (!a) throw new AppError("INTERNAL", "appointment service answered without an appointment");
+  return a;
+}
