@@ -6,9 +6,10 @@ import { runGateway } from "../gateway/server.ts";
 import { loadConfigOrExit } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { Shutdown } from "../shared/shutdown.ts";
-import { runSupervisor } from "./supervisor.ts";
+import { prepareDatabase, runSupervisor } from "./supervisor.ts";
 
-export const commands = ["gateway", "appointment", "supervisor"] as const;
+/** `prepare` creates, migrates and seeds the database once (containers run it before the services). */
+export const commands = ["gateway", "appointment", "prepare", "supervisor"] as const;
 type Command = (typeof commands)[number];
 
 const usage = `usage: medisync <${commands.join("|")}>`;
@@ -22,6 +23,10 @@ async function main(argv: string[]): Promise<void> {
   const cfg = loadConfigOrExit();
   if (command === "supervisor") {
     process.exitCode = await runSupervisor(cfg);
+    return;
+  }
+  if (command === "prepare") {
+    await prepareDatabase(cfg, createLogger({ service: "prepare", level: cfg.LOG_LEVEL, instance: "prepare" }));
     return;
   }
   const log = createLogger({

