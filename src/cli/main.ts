@@ -26,7 +26,10 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === "prepare") {
-    await prepareDatabase(cfg, createLogger({ service: "prepare", level: cfg.LOG_LEVEL, instance: "prepare" }));
+    await prepareDatabase(
+      cfg,
+      createLogger({ service: "prepare", level: cfg.LOG_LEVEL, instance: "prepare" }),
+    );
     return;
   }
   const log = createLogger({
