@@ -1,5 +1,5 @@
 // Benchmark: slot queries through the gateway on loopback, served by each cache tier in turn:
-// the in-process LRU, Redis, and PostgreSQL (LRU of one entry and Redis unreachable). The same 40
+// the in-process LRU, Redis, and PostgreSQL (LRU of one entry and Redis unreachable). The same 50
 // (clinic, date) keys are read in every mode; each mode's tier is confirmed from the appointment
 // service's own /metrics. Prints a table and writes bench/reports/slots.md.
 //   npm run bench:slots [-- --seconds 10]
@@ -18,7 +18,7 @@ const secondsArg = process.argv.indexOf("--seconds");
 const durationS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 10;
 const pgBase = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
 const databaseUrl = `${pgBase}/medisync_bench_slots`;
-const keyCount = 40;
+const keyCount = 50;
 const connectionsList = [1, 32];
 
 async function prepare(): Promise<{ clinicId: string; dates: string[] }> {
@@ -64,7 +64,7 @@ async function tierCounts(opsPort: number): Promise<Record<string, number>> {
 }
 
 interface Row {
-  mode: Mode;
+  mode: Mode | "floor";
   connections: number;
   rps: number;
   p50: number;
@@ -98,6 +98,25 @@ async function runMode(mode: Mode, clinicId: string, dates: string[]): Promise<R
     const paths = dates.map((d) => `/v1/clinics/${clinicId}/slots?date=${d}`);
     // Warm every key twice so the tier under test is the one that answers.
     for (let i = 0; i < 2; i++) for (const p of paths) await fetch(`http://127.0.0.1:${httpPort}${p}`);
+    if (mode === "lru") {
+      // The floor: the gateway answering /healthz with no gRPC behind it.
+      for (const connections of connectionsList) {
+        const r = await autocannon({
+          url: `http://127.0.0.1:${httpPort}/healthz`,
+          connections,
+          duration: durationS,
+        });
+        rows.push({
+          mode: "floor",
+          connections,
+          rps: r.requests.average,
+          p50: r.latency.p50,
+          p99: r.latency.p99,
+          requests: r.requests.total,
+          servedBy: "gateway only (/healthz)",
+        });
+      }
+    }
     for (const connections of connectionsList) {
       const before = await tierCounts(opsPort);
       let next = 0;
@@ -139,6 +158,48 @@ async function runMode(mode: Mode, clinicId: string, dates: string[]): Promise<R
   return rows;
 }
 
+/**
+ * A real run with a small LRU (10 entries) read over 50 keys: every eviction is one structured log
+ * line. The appointment service's own output is written to logs/cache-evictions.sample.log.
+ */
+async function evictionSample(clinicId: string, dates: string[]): Promise<number> {
+  const [grpcPort, opsPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+  const lines: string[] = [];
+  const appointment = startService(
+    "appointment",
+    {
+      DATABASE_URL: databaseUrl,
+      APPOINTMENT_GRPC_PORT: String(grpcPort),
+      APPOINTMENT_OPS_PORT: String(opsPort),
+      REDIS_KEY_PREFIX: "bench-slots-evictions:",
+      SLOT_CACHE_MAX_ENTRIES: "10",
+      CACHE_EVICTION_LOG_SAMPLE: "1",
+      INSTANCE_ID: "appointment-1",
+      LOG_LEVEL: "info",
+    },
+    (l) => lines.push(l),
+  );
+  const gateway = startService("gateway", {
+    PORT: String(httpPort),
+    APPOINTMENT_ADDRS: `127.0.0.1:${grpcPort}`,
+  });
+  try {
+    await waitForOk(`http://127.0.0.1:${opsPort}/readyz`);
+    await waitForOk(`http://127.0.0.1:${httpPort}/healthz`);
+    for (const d of dates.slice(0, 50)) {
+      await fetch(`http://127.0.0.1:${httpPort}/v1/clinics/${clinicId}/slots?date=${d}`, {
+        headers: { "X-Request-Id": `sample-${d}` },
+      });
+    }
+  } finally {
+    await stop(gateway);
+    await stop(appointment);
+  }
+  mkdirSync("logs", { recursive: true });
+  writeFileSync("logs/cache-evictions.sample.log", `${lines.join("\n")}\n`);
+  return lines.filter((l) => l.includes('"event":"cache_eviction"')).length;
+}
+
 const pct = (n: number, total: number) => (total === 0 ? "0%" : `${((100 * n) / total).toFixed(1)}%`);
 
 async function main() {
@@ -168,6 +229,7 @@ autocannon as the client on the same machine (so client and server share its cor
 - **lru**: LRU large enough for every key; each read still checks the Redis version (one round trip).
 - **redis**: LRU of one entry, so each read misses it and is served from Redis (two round trips).
 - **db**: LRU of one entry and Redis unreachable (a refused port), so each read queries PostgreSQL.
+- **floor**: the gateway's own /healthz, no gRPC call: what HTTP alone costs here.
 
 ## Machine
 ${machineDescription()}
@@ -180,6 +242,8 @@ ${ratios.join("\n")}
 
 Reproduce: \`npm run bench:slots\` (PostgreSQL and Redis on 127.0.0.1).
 `;
+  const evictions = await evictionSample(clinicId, dates);
+  console.log(`eviction sample: ${evictions} evictions logged → logs/cache-evictions.sample.log`);
   mkdirSync("bench/reports", { recursive: true });
   writeFileSync("bench/reports/slots.md", report);
   console.log(`\n${table}\n\n${ratios.join("\n")}\n\nreport: bench/reports/slots.md`);
