@@ -1,0 +1,82 @@
+// Owns running many seeds: one seed → params → simulated run → result, and the one-line replay
+// command a failure prints. Shared by the CLI, the vitest suites and the mutation tests.
+import type { TestOnlyBugs } from "../core/index.ts";
+import { type DriverBugs, runSimulation, type SimResult } from "./cluster.ts";
+import { describeParams, type ParamOverrides, paramsForSeed } from "./params.ts";
+
+export interface CampaignOptions {
+  from: number;
+  seeds: number;
+  steps: number;
+  overrides?: ParamOverrides;
+  coreBugs?: TestOnlyBugs;
+  driverBugs?: DriverBugs;
+  /** Stop at the first violation. */
+  stopAtFirst?: boolean;
+}
+
+export interface CampaignSummary {
+  from: number;
+  seeds: number;
+  steps: number;
+  failures: SimResult[];
+  totalSteps: number;
+  committed: number;
+  reads: number;
+  wallMs: number;
+  /** Longest heal-to-commit time seen (virtual ms). */
+  maxHealToCommitMs: number;
+}
+
+export function replayCommand(seed: number, steps: number, o: ParamOverrides = {}): string {
+  const extra = (o.nodes ? ` --nodes ${o.nodes}` : "") + (o.faults === false ? " --no-faults" : "");
+  return `npm run sim -- --seed ${seed} --steps ${steps}${extra}`;
+}
+
+export function runSeed(
+  seed: number,
+  steps: number,
+  o: Omit<CampaignOptions, "from" | "seeds" | "steps"> = {},
+) {
+  const params = paramsForSeed(seed, o.overrides);
+  const r = runSimulation({ params, steps, coreBugs: o.coreBugs, driverBugs: o.driverBugs });
+  return r;
+}
+
+export function failureReport(r: SimResult, steps: number, o: ParamOverrides = {}): string {
+  return [
+    `seed ${r.seed} FAILED after ${r.steps} steps (+${r.healSteps} after heal), virtual ${r.virtualMs}ms`,
+    `  violation: ${r.violation}`,
+    `  params: ${describeParams(paramsForSeed(r.seed, o))}`,
+    `  replay: ${replayCommand(r.seed, steps, o)}`,
+  ].join("\n");
+}
+
+export function runCampaign(o: CampaignOptions): CampaignSummary {
+  const t0 = performance.now();
+  const s: CampaignSummary = {
+    from: o.from,
+    seeds: 0,
+    steps: o.steps,
+    failures: [],
+    totalSteps: 0,
+    committed: 0,
+    reads: 0,
+    wallMs: 0,
+    maxHealToCommitMs: 0,
+  };
+  for (let seed = o.from; seed < o.from + o.seeds; seed++) {
+    const r = runSeed(seed, o.steps, o);
+    s.seeds++;
+    s.totalSteps += r.steps + r.healSteps;
+    s.committed += r.committed;
+    s.reads += r.reads;
+    s.maxHealToCommitMs = Math.max(s.maxHealToCommitMs, r.healToCommitMs ?? 0);
+    if (!r.ok) {
+      s.failures.push(r);
+      if (o.stopAtFirst) break;
+    }
+  }
+  s.wallMs = performance.now() - t0;
+  return s;
+}
