@@ -218,6 +218,23 @@ export class LevelLog {
     if (this.entries.length === 0) await this.db.clear({ gt: entryKey(point.index), lt: "f" });
   }
 
+  /**
+   * Replaces the whole log by a snapshot's compaction point (a follower installing the leader's
+   * snapshot): every entry goes, whatever its term. Waits for writes in flight so none lands after.
+   */
+  async reset(point: CompactionPoint): Promise<void> {
+    while (this.flushing || this.queue.length > 0) await new Promise((r) => setImmediate(r));
+    // One atomic batch: a crash leaves either the old log or the new point, never old entries
+    // above the new point (they could conflict with the snapshot).
+    const ops: ({ type: "put"; key: string; value: Uint8Array } | { type: "del"; key: string })[] = [];
+    for await (const key of this.db.keys({ gte: entryKey(0), lt: "f" })) ops.push({ type: "del", key });
+    ops.push({ type: "put", key: COMPACTION_KEY, value: new TextEncoder().encode(JSON.stringify(point)) });
+    await this.db.batch(ops, { sync: true });
+    this.syncs++;
+    this.entries = [];
+    this.compaction = { ...point };
+  }
+
   async close(): Promise<void> {
     while (this.flushing || this.queue.length > 0) await new Promise((r) => setImmediate(r));
     await this.db.close();

@@ -3,13 +3,14 @@
 // all on one machine (what `npm start` does).
 import { startAppointmentService } from "../appointment/server.ts";
 import { runGateway } from "../gateway/server.ts";
+import { startInventoryReplica } from "../inventory/server.ts";
 import { loadConfigOrExit } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { Shutdown } from "../shared/shutdown.ts";
 import { prepareDatabase, runSupervisor } from "./supervisor.ts";
 
 /** `prepare` creates, migrates and seeds the database once (containers run it before the services). */
-export const commands = ["gateway", "appointment", "prepare", "supervisor"] as const;
+export const commands = ["gateway", "appointment", "inventory", "prepare", "supervisor"] as const;
 type Command = (typeof commands)[number];
 
 const usage = `usage: medisync <${commands.join("|")}>`;
@@ -32,17 +33,17 @@ async function main(argv: string[]): Promise<void> {
     );
     return;
   }
-  const log = createLogger({
-    service: command,
-    level: cfg.LOG_LEVEL,
-    ...(cfg.INSTANCE_ID ? { instance: cfg.INSTANCE_ID } : {}),
-  });
+  const instance = cfg.INSTANCE_ID ?? (command === "inventory" ? cfg.INVENTORY_ID : undefined);
+  const log = createLogger({ service: command, level: cfg.LOG_LEVEL, ...(instance ? { instance } : {}) });
   const shutdown = new Shutdown(log);
   shutdown.onSignals();
   try {
     if (command === "gateway") {
       const gw = await runGateway(cfg, log);
       shutdown.add("gateway", () => gw.close());
+    } else if (command === "inventory") {
+      const svc = await startInventoryReplica(cfg, log);
+      shutdown.add("inventory", () => svc.close());
     } else {
       const svc = await startAppointmentService(cfg, log);
       shutdown.add("appointment", () => svc.close());

@@ -15,7 +15,7 @@ import { createPool, ensureDatabase } from "../shared/pg.ts";
 /** One process the supervisor runs: `medisync <command>` with these variables on top of its own. */
 export interface ChildSpec {
   name: string;
-  command: "gateway" | "appointment";
+  command: "gateway" | "appointment" | "inventory";
   env: Record<string, string>;
 }
 
@@ -44,10 +44,28 @@ export function planChildren(cfg: Config): ChildSpec[] {
       },
     });
   }
+  const peers = Array.from({ length: cfg.INVENTORY_REPLICAS }, (_, i) => ({
+    id: `inv-${i + 1}`,
+    address: `127.0.0.1:${cfg.INVENTORY_GRPC_PORT + i}`,
+  }));
+  const peerList = peers.map((p) => `${p.id}=${p.address}`).join(",");
+  for (const [i, p] of peers.entries()) {
+    children.push({
+      name: p.id,
+      command: "inventory",
+      env: {
+        INVENTORY_ID: p.id,
+        INSTANCE_ID: p.id,
+        INVENTORY_PEERS: peerList,
+        INVENTORY_GRPC_PORT: String(cfg.INVENTORY_GRPC_PORT + i),
+        INVENTORY_OPS_PORT: String(cfg.INVENTORY_OPS_PORT + i),
+      },
+    });
+  }
   children.push({
     name: "gateway",
     command: "gateway",
-    env: { INSTANCE_ID: "gateway", APPOINTMENT_ADDRS: addrs.join(",") },
+    env: { INSTANCE_ID: "gateway", APPOINTMENT_ADDRS: addrs.join(","), INVENTORY_PEERS: peerList },
   });
   return children;
 }

@@ -3,8 +3,11 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Logger } from "pino";
 import type { Config } from "../shared/config.ts";
+import { createRedis } from "../shared/redis.ts";
 import { createApp } from "./app.ts";
 import { AppointmentClient } from "./appointment-client.ts";
+import { InventoryClient } from "./inventory-client.ts";
+import { addInventoryRoutes } from "./inventory-routes.ts";
 
 export interface Gateway {
   port: number;
@@ -16,7 +19,20 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     addrs: cfg.APPOINTMENT_ADDRS,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
   });
+  const redis = createRedis({
+    url: cfg.REDIS_URL,
+    commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS,
+    log,
+    name: "leader-hint",
+  });
+  const inventory = new InventoryClient({
+    peers: cfg.INVENTORY_PEERS,
+    deadlineMs: cfg.GRPC_DEADLINE_MS,
+    redis,
+    keyPrefix: cfg.REDIS_KEY_PREFIX,
+  });
   const app = createApp({
+    extend: (a) => addInventoryRoutes(a, inventory),
     appointments,
     log,
     bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX,
@@ -36,6 +52,8 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     close: () =>
       new Promise<void>((resolve) => {
         appointments.close();
+        inventory.close();
+        redis.disconnect();
         server.close(() => resolve());
         // Keep-alive sockets of idle clients would hold close() open until they time out.
         (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();

@@ -17,6 +17,23 @@ const hostPortList = z
   )
   .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "host:port")).min(1));
 
+const peerList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => x.length > 0),
+  )
+  .pipe(z.array(z.string().regex(/^[a-z0-9-]{1,32}=[^\s:=]+:\d{1,5}$/, "id=host:port")).min(1))
+  .transform((items) =>
+    items.map((x) => {
+      const [id, address] = x.split("=") as [string, string];
+      return { id, address };
+    }),
+  )
+  .refine((peers) => new Set(peers.map((p) => p.id)).size === peers.length, "replica ids must be unique");
+
 /** Every variable, its schema and what it is for. The README table is generated from this shape. */
 export const envSpec = {
   LOG_LEVEL: {
@@ -71,6 +88,51 @@ export const envSpec = {
   APPOINTMENT_INSTANCES: {
     schema: positiveInt.max(8).default(2),
     doc: "appointment instances npm start runs (ports count up from APPOINTMENT_GRPC_PORT / _OPS_PORT)",
+  },
+  INVENTORY_ID: {
+    schema: z
+      .string()
+      .regex(/^[a-z0-9-]{1,32}$/)
+      .optional(),
+    doc: "this inventory replica's id (one of INVENTORY_PEERS)",
+  },
+  INVENTORY_PEERS: {
+    schema: peerList.default([
+      { id: "inv-1", address: "127.0.0.1:50061" },
+      { id: "inv-2", address: "127.0.0.1:50062" },
+      { id: "inv-3", address: "127.0.0.1:50063" },
+    ]),
+    doc: "every inventory replica as id=host:port, comma-separated (the gateway and the replicas use it)",
+  },
+  INVENTORY_GRPC_PORT: {
+    schema: port.default(50061),
+    doc: "inventory replica gRPC port (stock API and Raft between replicas)",
+  },
+  INVENTORY_OPS_PORT: { schema: port.default(9411), doc: "inventory replica /healthz /readyz /metrics port" },
+  INVENTORY_DATA_DIR: {
+    schema: z.string().min(1).default("data/inventory"),
+    doc: "where replicas keep their Raft log (one LevelDB per replica id below it)",
+  },
+  INVENTORY_DATABASE_URL: {
+    schema: z.string().url().default("postgres://postgres@127.0.0.1:5432/medisync_inventory"),
+    doc: "PostgreSQL for snapshots; each replica uses its own database, this name + _<id>",
+  },
+  INVENTORY_REPLICAS: {
+    schema: positiveInt.max(7).default(3),
+    doc: "inventory replicas npm start runs (ports count up from INVENTORY_GRPC_PORT / _OPS_PORT)",
+  },
+  RAFT_TICK_MS: { schema: positiveInt.max(1_000).default(50), doc: "Raft tick; heartbeats go every tick" },
+  RAFT_ELECTION_TICKS: {
+    schema: positiveInt.min(3).max(100).default(6),
+    doc: "election timeout in ticks, randomized in [n, 2n) (300–600 ms by default)",
+  },
+  RAFT_SNAPSHOT_EVERY_ENTRIES: {
+    schema: positiveInt.default(20_000),
+    doc: "a replica snapshots to PostgreSQL and compacts its log after this many applied entries",
+  },
+  LEADER_HINT_TTL_MS: {
+    schema: positiveInt.max(60_000).default(1_500),
+    doc: "lifetime of the Redis leader hint; the leader refreshes it every third of it",
   },
 } as const;
 

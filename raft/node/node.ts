@@ -1,0 +1,518 @@
+// Owns the runtime of one Raft replica: it drives the pure core (raft/core) with a real clock, the
+// LevelDB log, a snapshot store and a transport, through the same contract the simulator uses —
+// persist (snapshot, entries, hard state) → send → apply → advance. Every core call happens on one
+// serialized loop between Ready rounds; messages, ticks and proposals that arrive while a Ready is
+// being persisted wait in a bounded inbox and go into the next round, so one fsync covers them all.
+import { RaftCore } from "../core/raft.ts";
+import {
+  type Entry,
+  EntryType,
+  type Message,
+  RaftError,
+  type Ready,
+  type Snapshot,
+  type Status,
+} from "../core/types.ts";
+import { LevelLog } from "../storage/level-log.ts";
+import { NodeStorage } from "./storage.ts";
+
+/** The application's deterministic state machine. */
+export interface StateMachine {
+  /** Applies a committed entry; the value is handed to the proposer. Same input, same state, on every replica. */
+  apply(index: number, data: Uint8Array): unknown;
+  snapshot(): Uint8Array;
+  restore(data: Uint8Array, index: number): void;
+}
+
+/** Where snapshots live (PostgreSQL in production: raft/storage/pg-snapshots.ts). */
+export interface SnapshotStore {
+  save(s: Snapshot): Promise<void>;
+  latest(): Promise<Snapshot | undefined>;
+}
+
+export interface Transport {
+  send(to: string, message: Message): void;
+}
+
+export interface NodeLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export type NodeErrorCode =
+  | "NOT_LEADER"
+  /** The command may or may not have been applied (leadership lost, timeout): retry with the same request id. */
+  | "OUTCOME_UNKNOWN"
+  | "OVERLOADED"
+  | "STOPPED";
+
+export class NodeError extends Error {
+  override readonly name = "NodeError";
+  constructor(
+    readonly code: NodeErrorCode,
+    message: string,
+    readonly leaderId = "",
+  ) {
+    super(message);
+  }
+}
+
+export interface RaftNodeOptions {
+  id: string;
+  /** Initial voters (used only when there is no snapshot yet); later configurations come from the log. */
+  voters: string[];
+  dataDir: string;
+  snapshots: SnapshotStore;
+  /** Set by start(): the transport needs the node to deliver into, the node the transport to send. */
+  transport?: Transport;
+  fsm: StateMachine;
+  log: NodeLogger;
+  tickMs?: number;
+  electionTicks?: number;
+  heartbeatTicks?: number;
+  snapshotEveryEntries?: number;
+  /** Entries kept behind a snapshot so a briefly lagging follower catches up by log, not by snapshot. */
+  snapshotCatchUpEntries?: number;
+  proposalTimeoutMs?: number;
+  pendingProposalsMax?: number;
+  inboxMessagesMax?: number;
+  random?: () => number;
+  /** Called on leader or term changes (the replica publishes its Redis hint from here). */
+  onLeaderChange?: (leaderId: string, term: number, isSelf: boolean) => void;
+  /** A broken invariant: the default throws from the loop, which crashes the process — loudly. */
+  onFatal?: (err: unknown) => void;
+}
+
+const defaults = {
+  tickMs: 50,
+  electionTicks: 6,
+  heartbeatTicks: 1,
+  snapshotEveryEntries: 20_000,
+  snapshotCatchUpEntries: 5_000,
+  proposalTimeoutMs: 5_000,
+  pendingProposalsMax: 20_000,
+  inboxMessagesMax: 100_000,
+};
+
+interface Waiter {
+  term: number;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout;
+}
+
+interface ReadWaiter {
+  index: number;
+  resolve: (index: number) => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout;
+}
+
+const messageTypes = new Set([
+  "vote",
+  "voteResp",
+  "preVote",
+  "preVoteResp",
+  "app",
+  "appResp",
+  "heartbeat",
+  "heartbeatResp",
+  "snap",
+  "snapResp",
+  "timeoutNow",
+  "readIndex",
+  "readIndexResp",
+]);
+
+/** A peer's bytes are not trusted to be well formed: a bad message is dropped, not stepped. */
+export function isMessage(m: unknown): m is Message {
+  if (!m || typeof m !== "object") return false;
+  const x = m as Record<string, unknown>;
+  return (
+    typeof x.type === "string" &&
+    messageTypes.has(x.type) &&
+    typeof x.from === "string" &&
+    typeof x.to === "string" &&
+    Number.isSafeInteger(x.term) &&
+    Number.isSafeInteger(x.logTerm) &&
+    Number.isSafeInteger(x.index) &&
+    Number.isSafeInteger(x.commit) &&
+    Array.isArray(x.entries) &&
+    (x.entries as unknown[]).every(
+      (e) =>
+        !!e &&
+        typeof e === "object" &&
+        Number.isSafeInteger((e as Entry).index) &&
+        Number.isSafeInteger((e as Entry).term) &&
+        Number.isInteger((e as Entry).type) &&
+        (e as Entry).data instanceof Uint8Array,
+    )
+  );
+}
+
+export class RaftNode {
+  readonly id: string;
+  private readonly o: RaftNodeOptions & typeof defaults;
+  private core!: RaftCore;
+  private storage!: NodeStorage;
+  private inbox: (() => void)[] = [];
+  private inboxMessages = 0;
+  private pumping = false;
+  private stopped = false;
+  private ticker: NodeJS.Timeout | undefined;
+  private readonly waiters = new Map<number, Waiter>();
+  private readonly reads = new Map<string, ReadWaiter>();
+  private readSeq = 0;
+  private appliedIndex = 0;
+  private lastLeader = "";
+  private lastTerm = 0;
+  private idle: (() => void)[] = [];
+  /** Counters for /metrics and tests. */
+  readonly stats = { readies: 0, applied: 0, snapshotsTaken: 0, snapshotsInstalled: 0, droppedMessages: 0 };
+
+  constructor(options: RaftNodeOptions) {
+    this.id = options.id;
+    this.o = { ...defaults, ...options } as RaftNodeOptions & typeof defaults;
+  }
+
+  /** Opens the log, restores the newest snapshot, and starts ticking. */
+  async start(transport?: Transport): Promise<void> {
+    if (transport) this.o.transport = transport;
+    const log = await LevelLog.open(this.o.dataDir);
+    let snap = await this.o.snapshots.latest();
+    if (!snap) {
+      snap = {
+        meta: { index: 0, term: 0, voters: [...this.o.voters], learners: [] },
+        data: new Uint8Array(0),
+      };
+    } else {
+      // A crash between saving a snapshot and compacting the log: finish the job.
+      const point = { index: snap.meta.index, term: snap.meta.term };
+      if (point.index > log.compactedTo.index) {
+        if (log.term(point.index) === point.term) await log.compact(point);
+        else await log.reset(point);
+      }
+      if (log.hardState.commit < point.index) {
+        // The snapshot's content is committed by definition; the hard state lagged behind it.
+        await log.write({ hardState: { ...log.hardState, commit: point.index } });
+      }
+      this.o.fsm.restore(snap.data, snap.meta.index);
+    }
+    this.storage = new NodeStorage(log, snap);
+    this.appliedIndex = snap.meta.index;
+    this.core = new RaftCore({
+      id: this.id,
+      storage: this.storage,
+      electionTicks: this.o.electionTicks,
+      heartbeatTicks: this.o.heartbeatTicks,
+      random: this.o.random ?? Math.random,
+      preVote: true,
+      checkQuorum: true,
+      applied: snap.meta.index,
+    });
+    this.o.log.info(
+      {
+        raft: this.id,
+        term: log.hardState.term,
+        commit: log.hardState.commit,
+        firstIndex: log.firstIndex(),
+        lastIndex: log.lastIndex(),
+        snapshotIndex: snap.meta.index,
+      },
+      "raft node started",
+    );
+    this.ticker = setInterval(() => this.enqueue(() => this.core.tick()), this.o.tickMs);
+  }
+
+  /** A message from a peer (the transport's deliver callback). */
+  deliver(m: unknown): void {
+    if (this.stopped) return;
+    if (!isMessage(m)) {
+      this.stats.droppedMessages++;
+      return;
+    }
+    if (this.inboxMessages >= this.o.inboxMessagesMax) {
+      this.stats.droppedMessages++; // Raft tolerates loss; memory must stay bounded.
+      return;
+    }
+    this.inboxMessages++;
+    this.enqueue(() => {
+      this.inboxMessages--;
+      this.core.step(m);
+    });
+  }
+
+  /** Replicates `data`; resolves with the state machine's result once applied here. */
+  propose(data: Uint8Array): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      if (this.stopped) return reject(new NodeError("STOPPED", "node stopped"));
+      if (this.waiters.size >= this.o.pendingProposalsMax) {
+        return reject(new NodeError("OVERLOADED", "too many proposals in flight"));
+      }
+      this.enqueue(() => {
+        let at: { index: number; term: number };
+        try {
+          at = this.core.propose(data);
+        } catch (err) {
+          reject(toNodeError(err));
+          return;
+        }
+        const timer = setTimeout(() => {
+          if (this.waiters.get(at.index)?.resolve === resolve) this.waiters.delete(at.index);
+          reject(new NodeError("OUTCOME_UNKNOWN", `not applied within ${this.o.proposalTimeoutMs} ms`));
+        }, this.o.proposalTimeoutMs);
+        this.waiters.set(at.index, { term: at.term, resolve, reject, timer });
+      });
+    });
+  }
+
+  /**
+   * Resolves with an index once this replica has applied every write committed before the call
+   * (ReadIndex, §6.4): reading the state machine then is linearizable.
+   */
+  readIndex(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      if (this.stopped) return reject(new NodeError("STOPPED", "node stopped"));
+      const context = `${this.id}/${++this.readSeq}`;
+      this.enqueue(() => {
+        try {
+          this.core.readIndex(context);
+        } catch (err) {
+          reject(toNodeError(err));
+          return;
+        }
+        const timer = setTimeout(() => {
+          this.reads.delete(context);
+          reject(new NodeError("OUTCOME_UNKNOWN", "leadership not confirmed in time", this.core.leader));
+        }, this.o.proposalTimeoutMs);
+        this.reads.set(context, { index: -1, resolve, reject, timer });
+      });
+    });
+  }
+
+  transferLeadership(to: string): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.enqueue(() => {
+        try {
+          this.core.transferLeadership(to);
+          resolve();
+        } catch (err) {
+          reject(toNodeError(err));
+        }
+      }),
+    );
+  }
+
+  status(): Status {
+    return this.core.status();
+  }
+
+  get applied(): number {
+    return this.appliedIndex;
+  }
+
+  get leader(): string {
+    return this.core.leader;
+  }
+
+  get isLeader(): boolean {
+    return this.core.currentRole === "leader";
+  }
+
+  /** Resolves when the loop has nothing left to do (tests). */
+  settled(): Promise<void> {
+    if (!this.pumping && this.inbox.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idle.push(r));
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
+    while (this.pumping) await new Promise((r) => setTimeout(r, 1));
+    this.failAll(new NodeError("STOPPED", "node stopped"));
+    await this.storage?.log.close();
+  }
+
+  // -----------------------------------------------------------------------------------------------
+
+  private enqueue(fn: () => void): void {
+    this.inbox.push(fn);
+    if (!this.pumping && !this.stopped) {
+      this.pumping = true;
+      // setImmediate: everything that arrived in this I/O phase joins the same round.
+      setImmediate(() => void this.pump());
+    }
+  }
+
+  private async pump(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.stopped) break;
+        const work = this.inbox;
+        this.inbox = [];
+        for (const fn of work) fn();
+        if (!this.core.hasReady()) {
+          if (this.inbox.length === 0) break;
+          continue;
+        }
+        const rd = this.core.ready();
+        this.stats.readies++;
+        await this.handleReady(rd);
+        this.core.advance(rd);
+        await this.maybeSnapshot();
+      }
+    } catch (err) {
+      this.o.log.error({ raft: this.id, err }, "raft invariant broken: stopping this replica");
+      this.stopped = true;
+      if (this.ticker) clearInterval(this.ticker);
+      this.failAll(new NodeError("STOPPED", "replica stopped on a broken invariant"));
+      if (this.o.onFatal) this.o.onFatal(err);
+      else throw err;
+    } finally {
+      this.pumping = false;
+      if (this.inbox.length > 0 && !this.stopped) {
+        this.pumping = true;
+        setImmediate(() => void this.pump());
+      } else {
+        for (const r of this.idle.splice(0)) r();
+      }
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    const log = this.storage.log;
+    // 1. Persist: snapshot first (it replaces the log), then entries and hard state, all durable.
+    if (rd.snapshot) {
+      await this.o.snapshots.save(rd.snapshot);
+      await log.reset({ index: rd.snapshot.meta.index, term: rd.snapshot.meta.term });
+      this.storage.setSnapshot(rd.snapshot);
+    }
+    if (rd.entries.length > 0 || rd.hardState) {
+      await log.write({
+        ...(rd.entries.length > 0 ? { entries: rd.entries } : {}),
+        ...(rd.hardState ? { hardState: rd.hardState } : {}),
+      });
+    }
+    // 2. Send: only now may peers learn of votes and entries we promised.
+    const transport = this.o.transport;
+    if (transport) for (const m of rd.messages) transport.send(m.to, m);
+    // 3. Apply.
+    if (rd.snapshot) {
+      this.o.fsm.restore(rd.snapshot.data, rd.snapshot.meta.index);
+      this.appliedIndex = rd.snapshot.meta.index;
+      this.stats.snapshotsInstalled++;
+      // Proposals at or below the snapshot were decided elsewhere; their results are not known here.
+      for (const [index, w] of this.waiters) {
+        if (index <= rd.snapshot.meta.index) this.settle(index, w, undefined, true);
+      }
+      this.o.log.info({ raft: this.id, index: rd.snapshot.meta.index }, "snapshot installed");
+    }
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (const rs of rd.readStates) {
+      const w = this.reads.get(rs.context);
+      if (w) w.index = rs.index;
+    }
+    this.serveReads();
+    if (rd.softState || rd.hardState) this.noteLeadership();
+  }
+
+  private applyEntry(e: Entry): void {
+    if (e.index <= this.appliedIndex) {
+      throw new Error(`invariant: apply ${e.index} at or below applied ${this.appliedIndex}`);
+    }
+    if (e.index !== this.appliedIndex + 1) {
+      throw new Error(`invariant: apply ${e.index} after ${this.appliedIndex} leaves a gap`);
+    }
+    let result: unknown;
+    if (e.type === EntryType.Normal) result = this.o.fsm.apply(e.index, e.data);
+    this.appliedIndex = e.index;
+    this.stats.applied++;
+    const w = this.waiters.get(e.index);
+    if (w) this.settle(e.index, w, result, w.term !== e.term);
+  }
+
+  private settle(index: number, w: Waiter, result: unknown, unknown_: boolean): void {
+    this.waiters.delete(index);
+    clearTimeout(w.timer);
+    if (unknown_) {
+      // Our entry was overwritten by another leader's: the command may still have been applied
+      // under another index (a retry of it, say), so only the caller's retry can tell.
+      w.reject(new NodeError("OUTCOME_UNKNOWN", "entry replaced by another leader", this.core.leader));
+    } else {
+      w.resolve(result);
+    }
+  }
+
+  private serveReads(): void {
+    for (const [ctx, r] of this.reads) {
+      if (r.index >= 0 && r.index <= this.appliedIndex) {
+        this.reads.delete(ctx);
+        clearTimeout(r.timer);
+        r.resolve(r.index);
+      }
+    }
+  }
+
+  private noteLeadership(): void {
+    const leader = this.core.leader;
+    const term = this.core.currentTerm;
+    const isLeader = this.core.currentRole === "leader";
+    if (leader === this.lastLeader && term === this.lastTerm) return;
+    const wasLeader = this.lastLeader === this.id;
+    this.lastLeader = leader;
+    this.lastTerm = term;
+    if (wasLeader && !isLeader) {
+      // Our pending proposals may or may not commit under the next leader: let callers retry.
+      for (const [index, w] of this.waiters) this.settle(index, w, undefined, true);
+      for (const [ctx, r] of this.reads) {
+        this.reads.delete(ctx);
+        clearTimeout(r.timer);
+        r.reject(new NodeError("NOT_LEADER", "leadership lost before the read was confirmed", leader));
+      }
+    }
+    this.o.log.info({ raft: this.id, leader: leader || null, term, isLeader }, "raft leadership");
+    this.o.onLeaderChange?.(leader, term, isLeader);
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    const snap = this.storage.snapshot();
+    if (this.appliedIndex - snap.meta.index < this.o.snapshotEveryEntries) return;
+    const meta = this.core.snapshotMeta(this.appliedIndex);
+    const s: Snapshot = { meta, data: this.o.fsm.snapshot() };
+    await this.o.snapshots.save(s);
+    this.storage.setSnapshot(s);
+    const log = this.storage.log;
+    const keepFrom = Math.max(log.compactedTo.index, meta.index - this.o.snapshotCatchUpEntries);
+    const term = log.term(keepFrom);
+    if (keepFrom > log.compactedTo.index && term !== undefined) await log.compact({ index: keepFrom, term });
+    this.stats.snapshotsTaken++;
+    this.o.log.info(
+      { raft: this.id, index: meta.index, bytes: s.data.byteLength, compactedTo: log.compactedTo.index },
+      "snapshot taken",
+    );
+  }
+
+  private failAll(err: NodeError): void {
+    for (const [index, w] of this.waiters) {
+      this.waiters.delete(index);
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
+    for (const [ctx, r] of this.reads) {
+      this.reads.delete(ctx);
+      clearTimeout(r.timer);
+      r.reject(err);
+    }
+  }
+}
+
+function toNodeError(err: unknown): unknown {
+  if (err instanceof RaftError) {
+    if (err.code === "NOT_LEADER" || err.code === "PROPOSAL_DROPPED" || err.code === "LEADER_TRANSFERRING") {
+      return new NodeError("NOT_LEADER", err.message, err.leaderId);
+    }
+  }
+  return err;
+}

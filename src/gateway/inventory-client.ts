@@ -1,0 +1,159 @@
+// Owns how the gateway reaches the inventory replicas: find the leader (the last one that answered
+// → the Redis hint → a NOT_LEADER redirect → each replica in turn), retry with the same request id
+// on UNAVAILABLE, NOT_LEADER or a missed deadline, all within one overall deadline; when no leader
+// answers in time the caller gets 503 with Retry-After.
+import { credentials } from "@grpc/grpc-js";
+import type { Redis } from "ioredis";
+import {
+  type GetStockResponse,
+  InventoryServiceClient,
+  ReadConsistency,
+  type StatusResponse,
+  type StockItem,
+} from "../gen/medisync/v1/inventory.ts";
+import { AppError } from "../shared/errors.ts";
+import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
+import { readLeaderHint } from "../shared/leader-hint.ts";
+import { isRetryable, type RetryPolicy, withRetries } from "../shared/retry.ts";
+
+export interface InventoryClientOptions {
+  peers: { id: string; address: string }[];
+  /** Deadline of one try. */
+  deadlineMs: number;
+  /** Everything a request may spend finding a leader. */
+  overallDeadlineMs?: number;
+  redis?: Redis;
+  keyPrefix: string;
+}
+
+type WriteMethod = "restock" | "deduct" | "transfer" | "setReorderLevel";
+export interface WriteResult {
+  quantity: number;
+  index: number;
+}
+
+const statusDeadlineMs = 500;
+
+export class InventoryClient {
+  private readonly clients = new Map<string, InventoryServiceClient>();
+  private leaderId: string | undefined;
+  private rr = 0;
+  private readonly policy: RetryPolicy;
+
+  constructor(private readonly o: InventoryClientOptions) {
+    for (const p of o.peers) {
+      this.clients.set(
+        p.id,
+        new InventoryServiceClient(p.address, credentials.createInsecure(), clientChannelOptions),
+      );
+    }
+    this.policy = {
+      // Enough tries to walk every replica a few times during an election.
+      attemptsMax: Math.max(12, o.peers.length * 4),
+      overallDeadlineMs: o.overallDeadlineMs ?? 5_000,
+      backoffBaseMs: 25,
+      backoffMaxMs: 250,
+    };
+  }
+
+  get knownLeader(): string | undefined {
+    return this.leaderId;
+  }
+
+  private nextReplica(): string {
+    const ids = [...this.clients.keys()];
+    const id = ids[this.rr % ids.length]!;
+    this.rr = (this.rr + 1) % ids.length;
+    return id;
+  }
+
+  private async pickLeader(): Promise<string> {
+    if (this.leaderId && this.clients.has(this.leaderId)) return this.leaderId;
+    if (this.o.redis) {
+      const hint = await readLeaderHint(this.o.redis, this.o.keyPrefix);
+      if (hint && this.clients.has(hint.id)) return hint.id;
+    }
+    return this.nextReplica();
+  }
+
+  /** Runs a call on the leader, following redirects and retrying within the overall deadline. */
+  private async onLeader<T>(fn: (c: InventoryServiceClient, deadlineMs: number) => Promise<T>): Promise<T> {
+    try {
+      return await withRetries(this.policy, async ({ remainingMs }) => {
+        const id = await this.pickLeader();
+        try {
+          const res = await fn(this.clients.get(id)!, Math.min(this.o.deadlineMs, remainingMs));
+          this.leaderId = id;
+          return res;
+        } catch (err) {
+          if (err instanceof AppError && err.code === "NOT_LEADER") {
+            const named = err.meta.leaderid;
+            this.leaderId = named && named !== id && this.clients.has(named) ? named : undefined;
+            if (!this.leaderId) this.rr++; // no leader known: try the next replica
+          } else if (isRetryable(err)) {
+            this.leaderId = undefined;
+          }
+          throw err;
+        }
+      });
+    } catch (err) {
+      if (isRetryable(err)) {
+        throw new AppError(
+          "UNAVAILABLE",
+          `no inventory leader answered within ${this.policy.overallDeadlineMs} ms; retry with the same Idempotency-Key`,
+          undefined,
+          { "retry-after": "1" },
+        );
+      }
+      throw err;
+    }
+  }
+
+  write(method: WriteMethod, req: Record<string, unknown>): Promise<WriteResult> {
+    return this.onLeader((c, d) => {
+      const m = c[method].bind(c) as unknown as Parameters<typeof callUnary<typeof req, WriteResult>>[0];
+      return callUnary(m, req, d);
+    });
+  }
+
+  async getStock(clinicId: string, medicationCode: string, stale: boolean): Promise<GetStockResponse> {
+    const consistency = stale
+      ? ReadConsistency.READ_CONSISTENCY_STALE
+      : ReadConsistency.READ_CONSISTENCY_LINEARIZABLE;
+    const call = (c: InventoryServiceClient, d: number) =>
+      callUnary(c.getStock.bind(c), { clinicId, medicationCode, consistency }, d);
+    if (!stale) return this.onLeader(call);
+    // Any replica will do: walk them until one answers.
+    return withRetries(this.policy, ({ remainingMs }) =>
+      call(this.clients.get(this.nextReplica())!, Math.min(this.o.deadlineMs, remainingMs)),
+    );
+  }
+
+  listStock(clinicId: string): Promise<{ items: StockItem[]; index: number }> {
+    return this.onLeader((c, d) =>
+      callUnary(
+        c.listStock.bind(c),
+        { clinicId, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE },
+        d,
+      ),
+    );
+  }
+
+  /** Every replica's own view, asked in parallel with a short deadline; silent ones are unhealthy. */
+  async cluster(): Promise<{ id: string; address: string; status: StatusResponse | undefined }[]> {
+    return Promise.all(
+      this.o.peers.map(async (p) => {
+        const c = this.clients.get(p.id)!;
+        try {
+          return { ...p, status: await callUnary(c.status.bind(c), {}, statusDeadlineMs) };
+        } catch {
+          return { ...p, status: undefined };
+        }
+      }),
+    );
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+  }
+}

@@ -1,0 +1,276 @@
+// Owns the inventory REST routes: stock reads (linearizable by default, stale on request), writes
+// carrying the Idempotency-Key as the command's request id, transfers, and the cluster's view.
+import { randomUUID } from "node:crypto";
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { StockItem as StockItemMsg } from "../gen/medisync/v1/inventory.ts";
+import type { InventoryClient } from "./inventory-client.ts";
+import { calendarDate, IdempotencyHeaders, problemResponse as problemDoc } from "./schemas.ts";
+
+const codeMax = 64;
+const quantityMax = 1_000_000_000;
+const code = (name: string) =>
+  z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]+$/, `${name} must be 1-${codeMax} of [A-Za-z0-9_.:-]`)
+    .max(codeMax)
+    .openapi({ example: name === "medicationCode" ? "amoxicillin-500mg" : "harbour" });
+const quantity = z.number().int().min(1).max(quantityMax).openapi({ example: 10 });
+
+const ClinicParam = z.object({
+  clinicId: code("clinicId").openapi({ param: { name: "clinicId", in: "path" } }),
+});
+const ItemParams = z.object({
+  clinicId: code("clinicId").openapi({ param: { name: "clinicId", in: "path" } }),
+  medicationCode: code("medicationCode").openapi({ param: { name: "medicationCode", in: "path" } }),
+});
+
+const Lot = z
+  .object({ lot: z.string(), quantity: z.number().int(), expiresOn: z.string().nullable() })
+  .openapi("Lot");
+const StockLine = z
+  .object({
+    medicationCode: z.string(),
+    quantity: z.number().int(),
+    reorderLevel: z.number().int(),
+    lots: z.array(Lot),
+  })
+  .openapi("StockLine");
+const StockItem = z
+  .object({
+    clinicId: z.string(),
+    medicationCode: z.string(),
+    quantity: z.number().int(),
+    reorderLevel: z.number().int(),
+    lots: z.array(Lot),
+    index: z.number().int().openapi({ description: "Raft index the answer reflects" }),
+  })
+  .openapi("StockItem");
+const WriteResult = z
+  .object({ quantity: z.number().int(), index: z.number().int() })
+  .openapi("StockWriteResult", { description: "quantity after the write; index: its Raft log index" });
+
+const RestockBody = z
+  .strictObject({ quantity, lot: code("lot").optional(), expiresOn: calendarDate.optional() })
+  .openapi("RestockRequest");
+const DeductBody = z.strictObject({ quantity }).openapi("DeductRequest");
+const ReorderBody = z
+  .strictObject({ level: z.number().int().min(0).max(quantityMax) })
+  .openapi("ReorderLevelRequest");
+const TransferBody = z
+  .strictObject({
+    fromClinicId: code("fromClinicId"),
+    toClinicId: code("toClinicId"),
+    medicationCode: code("medicationCode"),
+    quantity,
+  })
+  .refine((b) => b.fromClinicId !== b.toClinicId, {
+    message: "must differ from fromClinicId",
+    path: ["toClinicId"],
+  })
+  .openapi("TransferRequest");
+const StockQuery = z.strictObject({
+  consistency: z
+    .enum(["linearizable", "stale"])
+    .optional()
+    .openapi({ param: { name: "consistency", in: "query", required: false } }),
+});
+const Cluster = z
+  .object({
+    leaderId: z.string().nullable(),
+    term: z.number().int(),
+    replicas: z.array(
+      z.object({
+        id: z.string(),
+        address: z.string(),
+        role: z.string(),
+        term: z.number().int(),
+        commitIndex: z.number().int(),
+        appliedIndex: z.number().int(),
+        lastIndex: z.number().int(),
+        healthy: z.boolean(),
+        stateHash: z.string().optional(),
+      }),
+    ),
+  })
+  .openapi("Cluster");
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  required: true,
+  content: { "application/json": { schema } },
+});
+const writeResponses = {
+  200: json(WriteResult, "Applied (a retry with the same Idempotency-Key returns the first result)"),
+  400: problemDoc("Invalid input"),
+  503: problemDoc("No leader answered in time: retry with the same Idempotency-Key after Retry-After"),
+};
+
+const lotView = (l: { lot: string; quantity: number; expiresOn: string }) => ({
+  lot: l.lot,
+  quantity: l.quantity,
+  expiresOn: l.expiresOn === "" ? null : l.expiresOn,
+});
+const line = (i: StockItemMsg) => ({
+  medicationCode: i.medicationCode,
+  quantity: i.quantity,
+  reorderLevel: i.reorderLevel,
+  lots: i.lots.map(lotView),
+});
+
+export function addInventoryRoutes(app: OpenAPIHono, inventory: InventoryClient): void {
+  const requestIdOf = (h: { "Idempotency-Key"?: string | undefined }) =>
+    h["Idempotency-Key"] ?? `gw-${randomUUID()}`;
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/inventory/{clinicId}/stock",
+      summary: "A clinic's stock, every medication (linearizable)",
+      request: { params: ClinicParam },
+      responses: {
+        200: json(z.array(StockLine), "Stock lines"),
+        400: problemDoc("Invalid input"),
+        503: problemDoc("No leader"),
+      },
+    }),
+    async (c) => {
+      const { items } = await inventory.listStock(c.req.valid("param").clinicId);
+      return c.json(items.map(line), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/inventory/{clinicId}/stock/{medicationCode}",
+      summary: "One medication's stock; ?consistency=stale reads any replica without asking the leader",
+      request: { params: ItemParams, query: StockQuery },
+      responses: {
+        200: json(StockItem, "Stock"),
+        400: problemDoc("Invalid input"),
+        503: problemDoc("No leader"),
+      },
+    }),
+    async (c) => {
+      const { clinicId, medicationCode } = c.req.valid("param");
+      const stale = c.req.valid("query").consistency === "stale";
+      const r = await inventory.getStock(clinicId, medicationCode, stale);
+      const item = r.item ?? { clinicId, medicationCode, quantity: 0, reorderLevel: 0, lots: [] };
+      return c.json({ clinicId, ...line(item), index: r.index }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/inventory/{clinicId}/stock/{medicationCode}/restock",
+      summary: "Add a lot (optionally with its expiry date)",
+      request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(RestockBody) },
+      responses: writeResponses,
+    }),
+    async (c) => {
+      const { clinicId, medicationCode } = c.req.valid("param");
+      const b = c.req.valid("json");
+      const r = await inventory.write("restock", {
+        requestId: requestIdOf(c.req.valid("header")),
+        clinicId,
+        medicationCode,
+        quantity: b.quantity,
+        lot: b.lot ?? "",
+        expiresOn: b.expiresOn ?? "",
+      });
+      return c.json(r, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/inventory/{clinicId}/stock/{medicationCode}/deduct",
+      summary: "Take stock, first expiry first out, never below zero, expired lots excluded",
+      request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(DeductBody) },
+      responses: { ...writeResponses, 409: problemDoc("Not enough usable stock") },
+    }),
+    async (c) => {
+      const { clinicId, medicationCode } = c.req.valid("param");
+      const r = await inventory.write("deduct", {
+        requestId: requestIdOf(c.req.valid("header")),
+        clinicId,
+        medicationCode,
+        quantity: c.req.valid("json").quantity,
+      });
+      return c.json(r, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/inventory/{clinicId}/stock/{medicationCode}/reorder-level",
+      summary: "Set the level below which a low-stock event is raised",
+      request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(ReorderBody) },
+      responses: writeResponses,
+    }),
+    async (c) => {
+      const { clinicId, medicationCode } = c.req.valid("param");
+      const r = await inventory.write("setReorderLevel", {
+        requestId: requestIdOf(c.req.valid("header")),
+        clinicId,
+        medicationCode,
+        level: c.req.valid("json").level,
+      });
+      return c.json(r, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/inventory/transfers",
+      summary: "Move stock between clinics, atomically",
+      request: { headers: IdempotencyHeaders, body: jsonBody(TransferBody) },
+      responses: { ...writeResponses, 409: problemDoc("Not enough usable stock at the source") },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const r = await inventory.write("transfer", { requestId: requestIdOf(c.req.valid("header")), ...b });
+      return c.json(r, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/cluster",
+      summary: "Every inventory replica's own view of the Raft cluster",
+      responses: { 200: json(Cluster, "Replicas; healthy=false when a replica did not answer") },
+    }),
+    async (c) => {
+      const views = await inventory.cluster();
+      let leaderId: string | null = null;
+      let term = 0;
+      for (const v of views) {
+        // The newest term's claim wins; a deposed leader may still believe in an older one.
+        if (v.status && v.status.term >= term && v.status.leaderId) {
+          term = v.status.term;
+          leaderId = v.status.leaderId;
+        }
+      }
+      const replicas = views.map((v) => ({
+        id: v.id,
+        address: v.address,
+        role: v.status?.role ?? "unreachable",
+        term: v.status?.term ?? 0,
+        commitIndex: v.status?.commitIndex ?? 0,
+        appliedIndex: v.status?.appliedIndex ?? 0,
+        lastIndex: v.status?.lastIndex ?? 0,
+        healthy: v.status !== undefined,
+        ...(v.status ? { stateHash: v.status.stateHash } : {}),
+      }));
+      return c.json({ leaderId, term, replicas }, 200);
+    },
+  );
+}
