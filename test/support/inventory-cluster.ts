@@ -1,0 +1,172 @@
+// Runs a real inventory cluster for tests and benchmarks: each replica is its own process
+// (`medisync inventory`) on loopback with its own LevelDB directory and snapshot database, so
+// SIGKILL, SIGSTOP and restarts are the real thing.
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { credentials } from "@grpc/grpc-js";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { InventoryClient } from "../../src/gateway/inventory-client.ts";
+import { InventoryServiceClient, type StatusResponse } from "../../src/gen/medisync/v1/inventory.ts";
+import { callUnary } from "../../src/shared/grpc.ts";
+import { freePortRange, runCli, type Watched } from "./process.ts";
+
+export interface ClusterOptions {
+  name: string;
+  replicas?: number;
+  env?: Record<string, string>;
+  pgBase?: string;
+  redisUrl?: string;
+}
+
+export class InventoryCluster {
+  readonly ids: string[];
+  readonly procs = new Map<string, Watched>();
+  readonly clients = new Map<string, InventoryServiceClient>();
+  peers: { id: string; address: string }[] = [];
+  private base = 0;
+  private dataDir = "";
+  private redis: Redis | undefined;
+  readonly pgBase: string;
+  readonly redisUrl: string;
+  readonly prefix: string;
+
+  constructor(private readonly o: ClusterOptions) {
+    this.ids = Array.from({ length: o.replicas ?? 3 }, (_, i) => `inv-${i + 1}`);
+    this.pgBase = o.pgBase ?? process.env.TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
+    this.redisUrl = o.redisUrl ?? process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+    this.prefix = `test-${o.name}:`;
+  }
+
+  get dbBase(): string {
+    return `${this.pgBase}/medisync_test_${this.o.name}`;
+  }
+
+  async init(): Promise<void> {
+    const n = this.ids.length;
+    this.base = await freePortRange(2 * n);
+    this.dataDir = mkdtempSync(path.join(os.tmpdir(), `medisync-${this.o.name}-`));
+    this.peers = this.ids.map((id, i) => ({ id, address: `127.0.0.1:${this.base + i}` }));
+    for (const p of this.peers) {
+      this.clients.set(p.id, new InventoryServiceClient(p.address, credentials.createInsecure()));
+    }
+    // Every replica's snapshot database starts empty.
+    const admin = new pg.Client({ connectionString: `${this.pgBase}/postgres` });
+    await admin.connect();
+    try {
+      for (const id of this.ids) {
+        await admin.query(
+          `DROP DATABASE IF EXISTS "medisync_test_${this.o.name}_${id.replaceAll("-", "_")}" WITH (FORCE)`,
+        );
+      }
+    } finally {
+      await admin.end();
+    }
+    this.redis = new Redis(this.redisUrl);
+    const keys = await this.redis.keys(`${this.prefix}*`);
+    if (keys.length > 0) await this.redis.del(...keys);
+  }
+
+  envOf(id: string): Record<string, string> {
+    const i = this.ids.indexOf(id);
+    return {
+      INVENTORY_ID: id,
+      INVENTORY_PEERS: this.peers.map((p) => `${p.id}=${p.address}`).join(","),
+      INVENTORY_GRPC_PORT: String(this.base + i),
+      INVENTORY_OPS_PORT: String(this.base + this.ids.length + i),
+      INVENTORY_DATA_DIR: this.dataDir,
+      INVENTORY_DATABASE_URL: this.dbBase,
+      REDIS_URL: this.redisUrl,
+      REDIS_KEY_PREFIX: this.prefix,
+      LOG_LEVEL: "info",
+      ...this.o.env,
+    };
+  }
+
+  start(id: string): Watched {
+    const w = runCli(["inventory"], this.envOf(id));
+    this.procs.set(id, w);
+    return w;
+  }
+
+  async startAll(): Promise<void> {
+    for (const id of this.ids) this.start(id);
+    await Promise.all(
+      this.ids.map((id) => this.procs.get(id)!.waitFor(/inventory replica listening/, 60_000)),
+    );
+  }
+
+  /** Sends a signal to the replica's process; for SIGKILL, resolves once it is gone. */
+  async signal(id: string, sig: NodeJS.Signals): Promise<void> {
+    const w = this.procs.get(id)!;
+    w.proc.kill(sig);
+    if (sig === "SIGKILL" || sig === "SIGTERM") await w.exited;
+  }
+
+  async status(id: string, deadlineMs = 500): Promise<StatusResponse | undefined> {
+    const c = this.clients.get(id)!;
+    try {
+      return await callUnary(c.status.bind(c), {}, deadlineMs);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The replica a majority of answering replicas follow, once they agree. */
+  async waitLeader(timeoutMs = 20_000, exclude: string[] = []): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = await Promise.all(this.ids.filter((i) => !exclude.includes(i)).map((id) => this.status(id)));
+      const leader = st.find((s) => s?.role === "leader");
+      if (leader) {
+        const agree = st.filter((s) => s?.leaderId === leader.id && s.term === leader.term).length;
+        if (agree > this.ids.length / 2) return leader.id;
+      }
+      if (Date.now() > deadline) throw new Error(`no leader within ${timeoutMs} ms: ${JSON.stringify(st)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Waits until every listed replica has applied the same index, then returns their state hashes. */
+  async converged(ids = this.ids, timeoutMs = 60_000): Promise<StatusResponse[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = await Promise.all(ids.map((id) => this.status(id, 2_000)));
+      const ok = st.every((s) => s !== undefined);
+      if (ok) {
+        const applied = new Set(st.map((s) => s!.appliedIndex));
+        const commit = Math.max(...st.map((s) => s!.commitIndex));
+        if (applied.size === 1 && st[0]!.appliedIndex === commit) return st as StatusResponse[];
+      }
+      if (Date.now() > deadline) throw new Error(`replicas did not converge: ${JSON.stringify(st)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** A leader-finding client with the gateway's retry policy (what the gateway itself uses). */
+  client(overallDeadlineMs = 10_000): InventoryClient {
+    return new InventoryClient({
+      peers: this.peers,
+      deadlineMs: 1_000,
+      overallDeadlineMs,
+      ...(this.redis ? { redis: this.redis } : {}),
+      keyPrefix: this.prefix,
+    });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      [...this.procs.values()].map(async (w) => {
+        if (w.proc.exitCode === null && w.proc.signalCode === null) {
+          w.proc.kill("SIGCONT");
+          w.proc.kill("SIGKILL");
+          await w.exited;
+        }
+      }),
+    );
+    for (const c of this.clients.values()) c.close();
+    this.redis?.disconnect();
+    if (this.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
