@@ -63,6 +63,10 @@ export class LevelLog {
   private entries: StoredEntry[] = [];
   private compaction: CompactionPoint = { index: 0, term: 0 };
   private hard: StoredHardState = { term: 0, vote: "", commit: 0 };
+  /** The hard state as last written to disk, to tell a commit-only change from a term or vote change. */
+  private diskHard: StoredHardState = { term: 0, vote: "", commit: 0 };
+  /** Highest entry index whose key may exist on disk (above lastIndex only after a truncation). */
+  private diskLast = 0;
   private queue: Pending[] = [];
   private flushing = false;
   /** fsyncs issued, for tests and metrics: fewer than writes means group commit worked. */
@@ -76,6 +80,7 @@ export class LevelLog {
     const log = new LevelLog(db);
     const hard = await db.get(HARD_STATE_KEY);
     if (hard) log.hard = JSON.parse(new TextDecoder().decode(hard)) as StoredHardState;
+    log.diskHard = { ...log.hard };
     const comp = await db.get(COMPACTION_KEY);
     if (comp) log.compaction = JSON.parse(new TextDecoder().decode(comp)) as CompactionPoint;
     let expect = log.compaction.index + 1;
@@ -86,6 +91,7 @@ export class LevelLog {
       log.entries.push(decodeEntry(index, value));
       expect++;
     }
+    log.diskLast = log.lastIndex();
     return log;
   }
 
@@ -169,10 +175,13 @@ export class LevelLog {
       const ops: ({ type: "put"; key: string; value: Uint8Array } | { type: "del"; key: string })[] = [];
       let hard: StoredHardState | undefined;
       let lowestWritten: number | undefined;
+      let highestWritten = 0;
+      const last = this.lastIndex();
       for (const { write } of batch) {
         if (write.hardState) hard = write.hardState;
         for (const e of write.entries ?? []) {
           lowestWritten = Math.min(lowestWritten ?? e.index, e.index);
+          highestWritten = Math.max(highestWritten, e.index);
           // Only what the mirror still holds: an entry a later write replaced or truncated is
           // either written by that write's batch or must not reach the disk at all.
           if (this.entries[e.index - this.compaction.index - 1] === e) {
@@ -182,15 +191,21 @@ export class LevelLog {
       }
       // A conflicting suffix longer than what replaced it must not survive a restart.
       if (lowestWritten !== undefined) {
-        for await (const key of this.db.keys({ gt: entryKey(this.lastIndex()), lt: "f" })) {
-          ops.push({ type: "del", key });
-        }
+        for (let i = last + 1; i <= this.diskLast; i++) ops.push({ type: "del", key: entryKey(i) });
       }
       if (hard)
         ops.push({ type: "put", key: HARD_STATE_KEY, value: new TextEncoder().encode(JSON.stringify(hard)) });
+      // Entries, term and vote are promises to peers and must be on disk before any message leaves.
+      // A commit index alone need not be: after a crash it is learned again from the leader.
+      const sync =
+        lowestWritten !== undefined ||
+        (hard !== undefined && (hard.term !== this.diskHard.term || hard.vote !== this.diskHard.vote));
       try {
-        await this.db.batch(ops, { sync: true });
-        this.syncs++;
+        await this.db.batch(ops, { sync });
+        if (sync) this.syncs++;
+        if (hard) this.diskHard = { ...hard };
+        if (lowestWritten !== undefined)
+          this.diskLast = Math.max(Math.min(this.diskLast, last), highestWritten);
         for (const p of batch) p.resolve();
       } catch (err) {
         for (const p of batch) p.reject(err);
@@ -233,6 +248,7 @@ export class LevelLog {
     this.syncs++;
     this.entries = [];
     this.compaction = { ...point };
+    this.diskLast = 0;
   }
 
   async close(): Promise<void> {

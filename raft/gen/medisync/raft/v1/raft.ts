@@ -12,6 +12,8 @@ import {
   Client,
   type ClientOptions,
   type ClientUnaryCall,
+  type ClientWritableStream,
+  type handleClientStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -30,6 +32,15 @@ export interface DeliverRequest {
 }
 
 export interface DeliverResponse {
+}
+
+export interface StreamRequest {
+  from: string;
+  to: string;
+  messages: Buffer[];
+}
+
+export interface StreamResponse {
 }
 
 function createBaseDeliverRequest(): DeliverRequest {
@@ -187,6 +198,161 @@ export const DeliverResponse: MessageFns<DeliverResponse> = {
   },
 };
 
+function createBaseStreamRequest(): StreamRequest {
+  return { from: "", to: "", messages: [] };
+}
+
+export const StreamRequest: MessageFns<StreamRequest> = {
+  encode(message: StreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.from !== "") {
+      writer.uint32(10).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(18).string(message.to);
+    }
+    for (const v of message.messages) {
+      writer.uint32(26).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.messages.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamRequest {
+    return {
+      from: isSet(object.from) ? globalThis.String(object.from) : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      messages: globalThis.Array.isArray(object?.messages)
+        ? object.messages.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: StreamRequest): unknown {
+    const obj: any = {};
+    if (message.from !== "") {
+      obj.from = message.from;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamRequest>, I>>(base?: I): StreamRequest {
+    return StreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamRequest>, I>>(object: I): StreamRequest {
+    const message = createBaseStreamRequest();
+    message.from = object.from ?? "";
+    message.to = object.to ?? "";
+    message.messages = object.messages?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseStreamResponse(): StreamResponse {
+  return {};
+}
+
+export const StreamResponse: MessageFns<StreamResponse> = {
+  encode(_: StreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): StreamResponse {
+    return {};
+  },
+
+  toJSON(_: StreamResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamResponse>, I>>(base?: I): StreamResponse {
+    return StreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamResponse>, I>>(_: I): StreamResponse {
+    const message = createBaseStreamResponse();
+    return message;
+  },
+};
+
 /**
  * RaftTransportService carries Raft messages between inventory replicas. Each message is one
  * core message encoded by raft/transport/codec.ts; a batch holds every message queued for one peer
@@ -204,10 +370,28 @@ export const RaftTransportServiceService = {
     responseSerialize: (value: DeliverResponse): Buffer => Buffer.from(DeliverResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeliverResponse => DeliverResponse.decode(value),
   },
+  /**
+   * One long-lived stream per peer pair: batches go out as they form, in order, without waiting
+   * for a reply to the previous one (a unary call per batch costs a round trip per batch).
+   */
+  stream: {
+    path: "/medisync.raft.v1.RaftTransportService/Stream" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: StreamRequest): Buffer => Buffer.from(StreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamRequest => StreamRequest.decode(value),
+    responseSerialize: (value: StreamResponse): Buffer => Buffer.from(StreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamResponse => StreamResponse.decode(value),
+  },
 } as const;
 
 export interface RaftTransportServiceServer extends UntypedServiceImplementation {
   deliver: handleUnaryCall<DeliverRequest, DeliverResponse>;
+  /**
+   * One long-lived stream per peer pair: batches go out as they form, in order, without waiting
+   * for a reply to the previous one (a unary call per batch costs a round trip per batch).
+   */
+  stream: handleClientStreamingCall<StreamRequest, StreamResponse>;
 }
 
 export interface RaftTransportServiceClient extends Client {
@@ -226,6 +410,24 @@ export interface RaftTransportServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeliverResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * One long-lived stream per peer pair: batches go out as they form, in order, without waiting
+   * for a reply to the previous one (a unary call per batch costs a round trip per batch).
+   */
+  stream(callback: (error: ServiceError | null, response: StreamResponse) => void): ClientWritableStream<StreamRequest>;
+  stream(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StreamResponse) => void,
+  ): ClientWritableStream<StreamRequest>;
+  stream(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StreamResponse) => void,
+  ): ClientWritableStream<StreamRequest>;
+  stream(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StreamResponse) => void,
+  ): ClientWritableStream<StreamRequest>;
 }
 
 export const RaftTransportServiceClient = makeGenericClientConstructor(
