@@ -1,0 +1,418 @@
+// Benchmark of the Raft-replicated inventory on this machine, all on loopback, fsync on:
+//  1. deduct throughput and p50/p99 at 1, 16 and 64 concurrent clients, through the gateway (HTTP)
+//     and straight to the leader over gRPC;
+//  2. failover: the leader is SIGKILLed while a client writes; time from the kill to the client's
+//     first successful write, over ≥ 20 trials (median, max); one trial's logs become
+//     logs/failover.sample.log;
+//  3. catch-up: a follower 100,000 entries behind is restarted; time until it has applied them all;
+//  4. where etcd is installed (Debian's etcd-server), the same put load against a 3-member etcd.
+// Writes bench/reports/inventory.md.   npm run bench:inventory [-- --seconds 8 --trials 20 --behind 100000]
+import { execFileSync, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import autocannon from "autocannon";
+import { AppError } from "../../src/shared/errors.ts";
+import { callUnary } from "../../src/shared/grpc.ts";
+import { InventoryCluster } from "../../test/support/inventory-cluster.ts";
+import { freePortRange, runCli, type Watched } from "../../test/support/process.ts";
+import { machineDescription, markdownTable } from "../support/machine.ts";
+import { waitForOk } from "../support/processes.ts";
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const durationS = arg("seconds", 8);
+const trials = arg("trials", 20);
+const behind = arg("behind", 100_000);
+const concurrencies = [1, 16, 64];
+const clinic = "bench";
+const med = "paracetamol-500";
+
+interface Row {
+  path: string;
+  clients: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  ok: number;
+  errors: number;
+}
+
+const pct = (xs: number[], p: number) => {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+async function viaGateway(base: string, clients: number): Promise<Row> {
+  const result = await autocannon({
+    url: base,
+    connections: clients,
+    duration: durationS,
+    requests: [
+      {
+        method: "POST",
+        path: `/v1/inventory/${clinic}/stock/${med}/deduct`,
+        headers: { "content-type": "application/json" },
+        body: '{"quantity":1}',
+        setupRequest: (req) => {
+          req.headers = { ...req.headers, "idempotency-key": randomUUID() };
+          return req;
+        },
+      },
+    ],
+  });
+  return {
+    path: "gateway (HTTP)",
+    clients,
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    ok: result["2xx"],
+    errors: result.non2xx + result.errors,
+  };
+}
+
+async function viaGrpc(c: InventoryCluster, leader: string, clients: number): Promise<Row> {
+  const client = c.clients.get(leader)!;
+  const lat: number[] = [];
+  let errors = 0;
+  const until = Date.now() + durationS * 1000;
+  const worker = async () => {
+    while (Date.now() < until) {
+      const t = performance.now();
+      try {
+        await callUnary(
+          client.deduct.bind(client),
+          { requestId: randomUUID(), clinicId: clinic, medicationCode: med, quantity: 1 },
+          2_000,
+        );
+        lat.push(performance.now() - t);
+      } catch {
+        errors++;
+      }
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: clients }, worker));
+  const s = (performance.now() - t0) / 1000;
+  return {
+    path: "leader (gRPC)",
+    clients,
+    rps: lat.length / s,
+    p50: r2(pct(lat, 50)),
+    p99: r2(pct(lat, 99)),
+    ok: lat.length,
+    errors,
+  };
+}
+
+/** Kills the leader while one client writes; ms from the kill to the client's next success. */
+async function failoverTrial(c: InventoryCluster, n: number, sample: string[] | undefined): Promise<number> {
+  const client = c.client(10_000);
+  const old = await c.waitLeader();
+  let killedAt = 0;
+  let firstOkAfter = 0;
+  let stop = false;
+  const writer = (async () => {
+    let i = 0;
+    while (!stop) {
+      const requestId = `fo-${n}-${i++}`;
+      for (;;) {
+        try {
+          await client.write("deduct", { requestId, clinicId: clinic, medicationCode: med, quantity: 1 });
+          const now = performance.now();
+          if (killedAt > 0 && firstOkAfter === 0) {
+            firstOkAfter = now;
+            sample?.push(
+              JSON.stringify({
+                time: new Date().toISOString(),
+                service: "bench-client",
+                requestId,
+                event: "first_write_after_kill",
+                ms: r2(now - killedAt),
+              }),
+            );
+          }
+          break;
+        } catch (err) {
+          if (!(err instanceof AppError) || err.code !== "UNAVAILABLE") throw err;
+        }
+      }
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 300));
+  const mark = new Map(c.ids.map((id) => [id, c.procs.get(id)!.lines.length]));
+  sample?.push(
+    JSON.stringify({
+      time: new Date().toISOString(),
+      service: "bench-client",
+      event: "sigkill_leader",
+      leader: old,
+    }),
+  );
+  killedAt = performance.now();
+  await c.signal(old, "SIGKILL");
+  while (firstOkAfter === 0) await new Promise((r) => setTimeout(r, 1));
+  stop = true;
+  await writer;
+  client.close();
+  if (sample) {
+    await new Promise((r) => setTimeout(r, 300));
+    for (const id of c.ids) if (id !== old) sample.push(...c.procs.get(id)!.lines.slice(mark.get(id)));
+  }
+  c.start(old);
+  await c.converged();
+  return firstOkAfter - killedAt;
+}
+
+async function catchUp(c: InventoryCluster): Promise<{ ms: number; bySnapshot: boolean; entries: number }> {
+  const leader = await c.waitLeader();
+  const follower = c.ids.find((i) => i !== leader)!;
+  await c.signal(follower, "SIGKILL");
+  const client = c.clients.get(leader)!;
+  const before = (await c.status(leader))!.commitIndex;
+  let next = 0;
+  const worker = async () => {
+    while (next < behind) {
+      next++;
+      await callUnary(
+        client.restock.bind(client),
+        {
+          requestId: randomUUID(),
+          clinicId: clinic,
+          medicationCode: "filler",
+          quantity: 1,
+          lot: "",
+          expiresOn: "",
+        },
+        5_000,
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: 64 }, worker));
+  const target = (await c.status(leader))!.commitIndex;
+  const t0 = performance.now();
+  const w = c.start(follower);
+  for (;;) {
+    const st = await c.status(follower, 1_000);
+    if (st && st.appliedIndex >= target) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const ms = performance.now() - t0;
+  return {
+    ms,
+    bySnapshot: w.lines.some((l) => l.includes('"msg":"snapshot installed"')),
+    entries: target - before,
+  };
+}
+
+/** The same put load against a 3-member etcd on loopback, if Debian's etcd-server is installed. */
+async function etcdRun(): Promise<Row[] | string> {
+  let etcd: string;
+  try {
+    etcd = execFileSync("which", ["etcd"]).toString().trim();
+  } catch {
+    return "etcd is not installed here (apt-get install etcd-server): no comparison in this run";
+  }
+  const base = await freePortRange(6);
+  const dir = mkdtempSync(path.join(os.tmpdir(), "bench-etcd-"));
+  const names = ["e1", "e2", "e3"];
+  const cluster = names.map((n, i) => `${n}=http://127.0.0.1:${base + 3 + i}`).join(",");
+  const procs = names.map((n, i) =>
+    spawn(
+      etcd,
+      [
+        "--name",
+        n,
+        "--data-dir",
+        path.join(dir, n),
+        "--listen-client-urls",
+        `http://127.0.0.1:${base + i}`,
+        "--advertise-client-urls",
+        `http://127.0.0.1:${base + i}`,
+        "--listen-peer-urls",
+        `http://127.0.0.1:${base + 3 + i}`,
+        "--initial-advertise-peer-urls",
+        `http://127.0.0.1:${base + 3 + i}`,
+        "--initial-cluster",
+        cluster,
+        "--initial-cluster-state",
+        "new",
+        "--log-level",
+        "error",
+        "--heartbeat-interval",
+        "50",
+        "--election-timeout",
+        "300",
+      ],
+      { stdio: "ignore" },
+    ),
+  );
+  const rows: Row[] = [];
+  try {
+    const urls = names.map((_, i) => `http://127.0.0.1:${base + i}`);
+    await waitForOk(`${urls[0]}/health`, 30_000);
+    // etcd 3.4's JSON gateway (grpc-gateway): PUT through /v3/kv/put on any member.
+    for (const clients of concurrencies) {
+      let k = 0;
+      const result = await autocannon({
+        url: urls[0]!,
+        connections: clients,
+        duration: durationS,
+        requests: [
+          {
+            method: "POST",
+            path: "/v3/kv/put",
+            headers: { "content-type": "application/json" },
+            setupRequest: (req) => {
+              req.body = JSON.stringify({
+                key: Buffer.from(`k${k++ % 1000}`).toString("base64"),
+                value: "MQ==",
+              });
+              return req;
+            },
+          },
+        ],
+      });
+      rows.push({
+        path: "etcd 3.4 (JSON gateway)",
+        clients,
+        rps: result.requests.average,
+        p50: result.latency.p50,
+        p99: result.latency.p99,
+        ok: result["2xx"],
+        errors: result.non2xx + result.errors,
+      });
+      console.log(`etcd c=${clients}: ${result.requests.average.toFixed(0)} puts/s`);
+    }
+  } finally {
+    for (const p of procs) p.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+async function main() {
+  const c = new InventoryCluster({ name: "bench_inventory", env: { LOG_LEVEL: "info" } });
+  await c.init();
+  await c.startAll();
+  const leader = await c.waitLeader();
+  const port = await freePortRange(1);
+  const gw: Watched = runCli(["gateway"], {
+    PORT: String(port),
+    INVENTORY_PEERS: c.peers.map((p) => `${p.id}=${p.address}`).join(","),
+    REDIS_KEY_PREFIX: c.prefix,
+    APPOINTMENT_ADDRS: "127.0.0.1:1",
+    LOG_LEVEL: "warn",
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const rows: Row[] = [];
+  let failovers: number[] = [];
+  let catch_: Awaited<ReturnType<typeof catchUp>> | undefined;
+  let etcd: Row[] | string = "not run";
+  try {
+    await waitForOk(`${base}/healthz`);
+    const client = c.client();
+    await client.write("restock", {
+      requestId: "bench-seed",
+      clinicId: clinic,
+      medicationCode: med,
+      quantity: 1_000_000_000,
+      lot: "",
+      expiresOn: "",
+    });
+    client.close();
+    for (const n of concurrencies) {
+      const g = await viaGateway(base, n);
+      rows.push(g);
+      console.log(
+        `gateway c=${n}: ${g.rps.toFixed(0)} deducts/s p50 ${g.p50} ms p99 ${g.p99} ms (${g.errors} errors)`,
+      );
+      const d = await viaGrpc(c, leader, n);
+      rows.push(d);
+      console.log(
+        `leader gRPC c=${n}: ${d.rps.toFixed(0)} deducts/s p50 ${d.p50} ms p99 ${d.p99} ms (${d.errors} errors)`,
+      );
+    }
+    const sample: string[] = [];
+    for (let t = 0; t < trials; t++) {
+      const ms = await failoverTrial(c, t, t === 0 ? sample : undefined);
+      failovers.push(ms);
+      console.log(`failover trial ${t + 1}/${trials}: ${ms.toFixed(0)} ms`);
+    }
+    mkdirSync("logs", { recursive: true });
+    writeFileSync("logs/failover.sample.log", `${sample.join("\n")}\n`);
+    catch_ = await catchUp(c);
+    console.log(
+      `catch-up of ${catch_.entries} entries: ${catch_.ms.toFixed(0)} ms (by snapshot: ${catch_.bySnapshot})`,
+    );
+  } finally {
+    gw.proc.kill("SIGTERM");
+    await gw.exited;
+    await c.stop();
+  }
+  etcd = await etcdRun();
+  failovers = failovers.sort((a, b) => a - b);
+  const median = failovers.length ? failovers[Math.floor((failovers.length - 1) / 2)]! : Number.NaN;
+  const max = failovers.at(-1) ?? Number.NaN;
+  const all = typeof etcd === "string" ? rows : [...rows, ...etcd];
+  const table = markdownTable(
+    ["path", "clients", "deducts/s", "p50 ms", "p99 ms", "ok", "errors"],
+    all.map((r) => [r.path, r.clients, r.rps.toFixed(0), r.p50, r.p99, r.ok, r.errors]),
+  );
+  const at = (p: string, n: number) => all.find((r) => r.path.startsWith(p) && r.clients === n);
+  const ratio =
+    typeof etcd === "string"
+      ? etcd
+      : concurrencies
+          .map(
+            (n) =>
+              `- ${n} clients: MediSync gateway / etcd gateway = **${(at("gateway", n)!.rps / at("etcd", n)!.rps).toFixed(2)}×**`,
+          )
+          .join("\n");
+  const report = `# Inventory benchmark
+
+Three \`medisync inventory\` replicas (Raft, LevelDB log with fsync, PostgreSQL snapshots) and the gateway,
+as separate processes on loopback; the load generator runs on the same machine (so it shares the two cores).
+Every deduct carries a fresh request id (Idempotency-Key). ${durationS} s per row. Raft: 50 ms heartbeat,
+election timeout 300–600 ms.
+
+## Machine
+${machineDescription()}
+
+## Deduct throughput and latency
+${table}
+
+## Against etcd (same run)
+${ratio}
+
+## Failover (leader SIGKILLed → the client's first successful write)
+- trials: ${failovers.length}
+- median: **${median.toFixed(0)} ms**, max: **${max.toFixed(0)} ms**
+- all (ms): ${failovers.map((x) => x.toFixed(0)).join(", ")}
+
+## Catch-up
+- a follower ${catch_?.entries ?? "?"} entries behind, restarted: applied everything in **${catch_ ? catch_.ms.toFixed(0) : "?"} ms**
+  (${catch_?.bySnapshot ? "by InstallSnapshot: the leader had compacted past it" : "by log replication"})
+
+Reproduce: \`npm run bench:inventory\` (PostgreSQL and Redis on 127.0.0.1).
+`;
+  mkdirSync("bench/reports", { recursive: true });
+  writeFileSync("bench/reports/inventory.md", report);
+  console.log(
+    `\n${table}\n\n${ratio}\nfailover median ${median.toFixed(0)} ms, max ${max.toFixed(0)} ms\nreport: bench/reports/inventory.md`,
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
