@@ -84,33 +84,54 @@ describe("docker-compose.yml", () => {
     const planned = new Map(plan.map((c) => [c.name, c]));
     const composed = appServices.filter(([, s]) => s.command?.[0] !== "prepare");
     expect(composed.map(([n]) => n).sort()).toEqual([...planned.keys()].sort());
-    const grpcPortOf = new Map<string, string>();
+    // Address lists name hosts differently (service names vs loopback); their ids and ports must agree.
+    const portsOf = (list: string) =>
+      list
+        .split(",")
+        .map((a) => a.replace(/=[^:]+:/, "=").replace(/^[^=:]+:/, ""))
+        .sort();
     for (const [name, svc] of composed) {
       const child = planned.get(name)!;
       expect(svc.command?.[0], name).toBe(child.command);
       const env = svc.environment ?? {};
-      for (const key of ["APPOINTMENT_GRPC_PORT", "APPOINTMENT_OPS_PORT", "INSTANCE_ID"]) {
-        expect(env[key], `${name} ${key}`).toBe(child.env[key]);
+      for (const [key, value] of Object.entries(child.env)) {
+        if (key === "APPOINTMENT_ADDRS" || key === "INVENTORY_PEERS") {
+          expect(portsOf(env[key] ?? ""), `${name} ${key}`).toEqual(portsOf(value));
+        } else {
+          expect(env[key], `${name} ${key}`).toBe(value);
+        }
       }
-      if (child.command === "appointment") {
-        grpcPortOf.set(name, env.APPOINTMENT_GRPC_PORT!);
-        expect(svc.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${env.APPOINTMENT_OPS_PORT}/readyz`);
+      const opsPort = env.APPOINTMENT_OPS_PORT ?? env.INVENTORY_OPS_PORT;
+      if (opsPort) expect(svc.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${opsPort}/`);
+    }
+    // Every address in a list is a compose service listening on that port.
+    for (const [name, svc] of composed) {
+      const env = svc.environment ?? {};
+      const addrs = [
+        ...(env.APPOINTMENT_ADDRS?.split(",") ?? []),
+        ...(env.INVENTORY_PEERS?.split(",").map((p) => p.split("=")[1]!) ?? []),
+      ];
+      for (const a of addrs) {
+        const [host, port] = a.split(":") as [string, string];
+        const target = compose.services[host]?.environment ?? {};
+        expect([target.APPOINTMENT_GRPC_PORT, target.INVENTORY_GRPC_PORT], `${name} → ${a}`).toContain(port);
       }
     }
     const gw = compose.services.gateway!;
     const cfg = loadConfig(gw.environment ?? {});
-    const wanted = [...grpcPortOf.entries()].map(([host, port]) => `${host}:${port}`);
-    expect(cfg.APPOINTMENT_ADDRS.sort()).toEqual(wanted.sort());
-    // The supervisor's gateway reaches the same ports on loopback.
-    expect(
-      planned
-        .get("gateway")!
-        .env.APPOINTMENT_ADDRS!.split(",")
-        .map((a) => a.split(":")[1])
-        .sort(),
-    ).toEqual([...grpcPortOf.values()].sort());
     expect(gw.ports).toContain(`${cfg.PORT}:${cfg.PORT}`);
     expect(gw.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${cfg.PORT}/healthz`);
+  });
+
+  it("gives each inventory replica its own volume for its Raft log", () => {
+    const replicas = appServices.filter(([, s]) => s.command?.[0] === "inventory");
+    expect(replicas.length).toBeGreaterThanOrEqual(3);
+    const volumes = replicas.map(([, s]) => s.volumes?.[0]?.split(":")[0]);
+    expect(new Set(volumes).size).toBe(replicas.length);
+    for (const [name, s] of replicas) {
+      const dataDir = s.environment?.INVENTORY_DATA_DIR;
+      expect(s.volumes?.[0]?.split(":")[1], name).toBe(dataDir);
+    }
   });
 });
 

@@ -1,5 +1,8 @@
 // `npm start` as a user runs it: the supervisor prepares the database, runs the gateway and two
 // appointment instances, restarts a child that dies, and stops everything on Ctrl-C.
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePortRange, isAlive, runCli, type Watched } from "./support/process.ts";
 import { PG_BASE, REDIS_URL, resetState, testConfig } from "./support/services.ts";
@@ -24,7 +27,8 @@ const childPids = (w: Watched) => {
 describe("supervisor (npm start)", () => {
   it("seeds, serves, restarts a killed child with a logged restart, and stops every child on SIGINT", async () => {
     await resetState(cfg);
-    const base = await freePortRange(5);
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), "medisync-supervisor-"));
+    const base = await freePortRange(11);
     const w = runCli(["supervisor"], {
       DATABASE_URL: cfg.DATABASE_URL,
       REDIS_URL,
@@ -32,6 +36,10 @@ describe("supervisor (npm start)", () => {
       PORT: String(base),
       APPOINTMENT_GRPC_PORT: String(base + 1),
       APPOINTMENT_OPS_PORT: String(base + 3),
+      INVENTORY_GRPC_PORT: String(base + 5),
+      INVENTORY_OPS_PORT: String(base + 8),
+      INVENTORY_DATA_DIR: dataDir,
+      INVENTORY_DATABASE_URL: `${PG_BASE}/medisync_test_supervisor_inv`,
       LOG_LEVEL: "info",
     });
     running = w;
@@ -55,6 +63,11 @@ describe("supervisor (npm start)", () => {
     // Output of each child is prefixed with its name.
     await w.waitFor(/^\[appointment-2\] \{/);
     await w.waitFor(/^\[gateway\] \{/);
+    for (const id of ["inv-1", "inv-2", "inv-3"]) {
+      await w.waitFor(new RegExp(`^\\[${id}\\] .*inventory replica listening`));
+    }
+    const cluster = (await (await fetch(`${gateway}/v1/cluster`)).json()) as { replicas: unknown[] };
+    expect(cluster.replicas).toHaveLength(3);
 
     const victim = childPids(w).get("appointment-1")!;
     const mark = w.lines.length;
