@@ -147,7 +147,10 @@ export class GrpcTransport {
     if (this.closed || st.blocked || st.queue.length === 0) return;
     if (!st.stream) {
       const waitMs = st.retryAt - Date.now();
-      if (waitMs > 0) return this.schedule(st, waitMs);
+      if (waitMs > 0) {
+        this.schedule(st, waitMs);
+        return;
+      }
       this.open(st);
     }
     const stream = st.stream!;
