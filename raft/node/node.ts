@@ -223,11 +223,17 @@ export class RaftNode {
       "raft node started",
     );
     this.ticker = setInterval(() => this.enqueue(() => this.core.tick()), this.o.tickMs);
+    // Proposals made while starting waited in the inbox.
+    if (this.inbox.length > 0) this.enqueue(() => undefined);
   }
 
   /** A message from a peer (the transport's deliver callback). */
   deliver(m: unknown): void {
-    if (this.stopped) return;
+    // Before start() the core does not exist yet: peers' messages are dropped (Raft resends).
+    if (this.stopped || !this.core) {
+      this.stats.droppedMessages++;
+      return;
+    }
     if (!isMessage(m)) {
       this.stats.droppedMessages++;
       return;
@@ -339,7 +345,7 @@ export class RaftNode {
 
   private enqueue(fn: () => void): void {
     this.inbox.push(fn);
-    if (!this.pumping && !this.stopped) {
+    if (!this.pumping && !this.stopped && this.core) {
       this.pumping = true;
       // setImmediate: everything that arrived in this I/O phase joins the same round.
       setImmediate(() => void this.pump());
