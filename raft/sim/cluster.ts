@@ -383,11 +383,20 @@ export class Cluster {
       });
     };
     first();
-    if (crashAfter === 1) return crash("mid-Ready, after stage 1");
+    if (crashAfter === 1) {
+      crash("mid-Ready, after stage 1");
+      return;
+    }
     second();
-    if (crashAfter === 2) return crash("mid-Ready, after stage 2");
+    if (crashAfter === 2) {
+      crash("mid-Ready, after stage 2");
+      return;
+    }
     this.apply(n, rd);
-    if (crashAfter === 3) return crash("mid-Ready, after apply");
+    if (crashAfter === 3) {
+      crash("mid-Ready, after apply");
+      return;
+    }
     core.advance(rd);
     if (rd.softState) this.note(`${n.id} ${rd.softState.role} term ${core.currentTerm}`);
     this.maybeSnapshot(n);
