@@ -412,7 +412,12 @@ export class Cluster {
       const old = n.disk.hardState();
       if (rd.hardState.term < old.term) throw new Violation(`${n.id}: durable term went back`);
       if (rd.hardState.commit < old.commit) throw new Violation(`${n.id}: durable commit went back`);
-      if (rd.hardState.term === old.term && old.vote !== "" && rd.hardState.vote !== old.vote) {
+      if (
+        rd.hardState.term === old.term &&
+        old.vote !== "" &&
+        rd.hardState.vote !== "" &&
+        rd.hardState.vote !== old.vote
+      ) {
         throw new Violation(
           `election safety: ${n.id} voted twice in term ${old.term} (${old.vote}, then ${rd.hardState.vote})`,
         );
