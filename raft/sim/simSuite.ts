@@ -1,9 +1,9 @@
 // Owns the shared body of the simulator test files: a range of seeds at a fixed size, split into
 // chunks (progress is visible and a failure names its seed and replay command), timed.
 import { afterAll, describe, expect, it } from "vitest";
-import { failureReport, runCampaign } from "./campaign.ts";
+import { defaultSteps, failureReport, runCampaign } from "./campaign.ts";
 
-export const simSteps = 2_000;
+export const simSteps = defaultSteps;
 
 export function simSuite(nodes: 3 | 5, from: number, seeds: number, chunk = 100): void {
   describe(`simulator, ${nodes} nodes, seeds ${from}..${from + seeds - 1} × ${simSteps} steps`, () => {
