@@ -278,6 +278,32 @@ function ents3(): [number, number][] {
   ];
 }
 
+describe("Figure 2: followers", () => {
+  it("the election timer resets on AppendEntries from the leader or on granting a vote — not on refusing one", () => {
+    const { core, drain } = mk("a", ABC, { log: ents3(), term: 1 });
+    for (let i = 0; i < 9; i++) core.tick();
+    // A higher-term candidate with a stale log: adopt its term, refuse, keep counting.
+    core.step(msg("vote", "b", "a", 5, { index: 1, logTerm: 1 }));
+    expect(drain().messages).toMatchObject([{ type: "voteResp", reject: true }]);
+    let ticks = 0;
+    while (core.currentRole === "follower") {
+      core.tick();
+      ticks++;
+    }
+    expect(ticks).toBeLessThanOrEqual(20 - 9);
+    // Granting a vote does reset it.
+    const g = mk("a", ABC, { log: ents3(), term: 1 });
+    for (let i = 0; i < 9; i++) g.core.tick();
+    g.core.step(msg("vote", "b", "a", 5, { index: 3, logTerm: 1 }));
+    let ticks2 = 0;
+    while (g.core.currentRole === "follower") {
+      g.core.tick();
+      ticks2++;
+    }
+    expect(ticks2).toBeGreaterThanOrEqual(10);
+  });
+});
+
 describe("Figure 2: candidates", () => {
   it("on conversion: increment term, vote for self, send RequestVote to all other servers", () => {
     const { core, drain } = mk("a", ABC, { log: ents3(), term: 1 });
