@@ -286,6 +286,13 @@ export class RaftCore {
         // Granted pre-votes carry the future term; the term changes when the real election starts.
       } else if (m.type === "app" || m.type === "heartbeat" || m.type === "snap") {
         this.becomeFollower(m.term, m.from);
+      } else if (m.type === "vote") {
+        // Figure 2: only *granting* a vote resets the election timer (handleVote does that). A
+        // candidate with a stale log that we will refuse must not hold back our own timeout, or
+        // it could keep the up-to-date servers from ever campaigning first (no PreVote case).
+        const elapsed = this.electionElapsed;
+        this.becomeFollower(m.term, NONE);
+        this.electionElapsed = elapsed;
       } else {
         this.becomeFollower(m.term, NONE);
       }

@@ -28,9 +28,22 @@ export interface CampaignSummary {
   maxHealToCommitMs: number;
 }
 
-export function replayCommand(seed: number, steps: number, o: ParamOverrides = {}): string {
-  const extra = (o.nodes ? ` --nodes ${o.nodes}` : "") + (o.faults === false ? " --no-faults" : "");
-  return `npm run sim -- --seed ${seed} --steps ${steps}${extra}`;
+/** Steps per seed unless told otherwise (the test suites and the CLI agree on it). */
+export const defaultSteps = 2_000;
+
+/** The one command that replays a seed exactly (defaults left out). */
+export function replayCommand(
+  seed: number,
+  steps: number,
+  o: ParamOverrides = {},
+  bugs: string[] = [],
+): string {
+  const extra =
+    bugs.map((b) => ` --bug ${b}`).join("") +
+    (steps !== defaultSteps ? ` --steps ${steps}` : "") +
+    (o.nodes ? ` --nodes ${o.nodes}` : "") +
+    (o.faults === false ? " --no-faults" : "");
+  return `npm run sim -- --seed ${seed}${extra}`;
 }
 
 export function runSeed(
@@ -43,12 +56,24 @@ export function runSeed(
   return r;
 }
 
-export function failureReport(r: SimResult, steps: number, o: ParamOverrides = {}): string {
+/** Names of the test-only bugs switched on, as `--bug` takes them. */
+export function bugNames(o: { coreBugs?: TestOnlyBugs; driverBugs?: DriverBugs }): string[] {
+  return [...Object.entries(o.coreBugs ?? {}), ...Object.entries(o.driverBugs ?? {})]
+    .filter(([, on]) => on === true)
+    .map(([k]) => k);
+}
+
+export function failureReport(
+  r: SimResult,
+  steps: number,
+  o: ParamOverrides = {},
+  bugs: string[] = [],
+): string {
   return [
     `seed ${r.seed} FAILED after ${r.steps} steps (+${r.healSteps} after heal), virtual ${r.virtualMs}ms`,
     `  violation: ${r.violation}`,
     `  params: ${describeParams(paramsForSeed(r.seed, o))}`,
-    `  replay: ${replayCommand(r.seed, steps, o)}`,
+    `  replay: ${replayCommand(r.seed, steps, o, bugs)}`,
   ].join("\n");
 }
 

@@ -53,6 +53,8 @@ export interface SimResult {
   reads: number;
   /** Virtual ms from healing to the first committed probe proposal. */
   healToCommitMs?: number;
+  /** What the run exercised: messages by type, snapshots installed, conf changes applied, faults. */
+  stats: Record<string, number>;
   trace?: string[];
 }
 
@@ -192,6 +194,7 @@ export class Cluster {
   private probeSeq = 0;
   private probeDoneAt: number | undefined;
   private readonly trace: string[] = [];
+  private readonly stats: Record<string, number> = {};
   private readonly traceMax: number;
 
   constructor(private readonly o: SimOptions) {
@@ -270,6 +273,7 @@ export class Cluster {
       committed: this.maxCommitted,
       leaders: this.leaderOfTerm.size,
       reads: this.reads,
+      stats: this.stats,
     };
     if (violation !== undefined) r.violation = violation;
     if (healToCommitMs !== undefined) r.healToCommitMs = healToCommitMs;
@@ -283,6 +287,10 @@ export class Cluster {
     this.now = e.t;
     e.run();
     return true;
+  }
+
+  private count(k: string): void {
+    this.stats[k] = (this.stats[k] ?? 0) + 1;
   }
 
   private note(s: string): void {
@@ -327,6 +335,7 @@ export class Cluster {
 
   private crash(n: SimNode, why: string): void {
     if (!n.core) return;
+    this.count(why.startsWith("mid-Ready") ? "crashMidReady" : "crash");
     this.note(`crash ${n.id} (${why})`);
     n.core = undefined;
     n.paused = false;
@@ -383,11 +392,20 @@ export class Cluster {
       });
     };
     first();
-    if (crashAfter === 1) return crash("mid-Ready, after stage 1");
+    if (crashAfter === 1) {
+      crash("mid-Ready, after stage 1");
+      return;
+    }
     second();
-    if (crashAfter === 2) return crash("mid-Ready, after stage 2");
+    if (crashAfter === 2) {
+      crash("mid-Ready, after stage 2");
+      return;
+    }
     this.apply(n, rd);
-    if (crashAfter === 3) return crash("mid-Ready, after apply");
+    if (crashAfter === 3) {
+      crash("mid-Ready, after apply");
+      return;
+    }
     core.advance(rd);
     if (rd.softState) this.note(`${n.id} ${rd.softState.role} term ${core.currentTerm}`);
     this.maybeSnapshot(n);
@@ -403,7 +421,12 @@ export class Cluster {
       const old = n.disk.hardState();
       if (rd.hardState.term < old.term) throw new Violation(`${n.id}: durable term went back`);
       if (rd.hardState.commit < old.commit) throw new Violation(`${n.id}: durable commit went back`);
-      if (rd.hardState.term === old.term && old.vote !== "" && rd.hardState.vote !== old.vote) {
+      if (
+        rd.hardState.term === old.term &&
+        old.vote !== "" &&
+        rd.hardState.vote !== "" &&
+        rd.hardState.vote !== old.vote
+      ) {
         throw new Violation(
           `election safety: ${n.id} voted twice in term ${old.term} (${old.vote}, then ${rd.hardState.vote})`,
         );
@@ -418,6 +441,7 @@ export class Cluster {
 
   private apply(n: SimNode, rd: Ready): void {
     if (rd.snapshot) {
+      this.count("snapshotInstalled");
       n.sm = decodeKv(rd.snapshot.data, rd.snapshot.meta.index);
       this.noteConf(rd.snapshot.meta);
     }
@@ -442,6 +466,7 @@ export class Cluster {
     }
     n.sm.applied = e.index;
     if (e.type === EntryType.ConfChange) {
+      if (!g) this.count("confChangeCommitted");
       this.noteConf(decodeConfState(e.data));
     } else if (e.type === EntryType.Normal) {
       const cmd = this.decodeCommand(e.data);
@@ -480,6 +505,7 @@ export class Cluster {
           );
         }
         this.reads++;
+        if (n.core?.currentRole !== "leader") this.count("followerRead");
         cl.op = undefined;
       }
     }
@@ -494,6 +520,7 @@ export class Cluster {
     const meta = core.snapshotMeta(n.sm.applied);
     n.disk.createSnapshot({ meta, data: encodeKv(n.sm) });
     this.note(`${n.id} snapshot+compact at ${meta.index}`);
+    this.count("compaction");
   }
 
   /** A committed configuration: its members are members; replicas it dropped are shut down. */
@@ -626,6 +653,7 @@ export class Cluster {
       n.held.push(m);
       return;
     }
+    this.count(`msg.${m.type}`);
     n.core.step(m);
     this.drive(n);
   }
@@ -893,6 +921,7 @@ export class Cluster {
       }
     }
     this.blocked = blocked;
+    this.count(`partition.${kind}`);
     this.note(`partition ${kind}`);
     this.heap.push(this.now + this.rng.int(this.electionMs, 6 * this.electionMs), () => {
       if (this.blocked === blocked) {
