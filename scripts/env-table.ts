@@ -10,7 +10,9 @@ export const END = "<!-- env-table:end -->";
 function defaultOf(name: (typeof envNames)[number]): string {
   const parsed = envSpec[name].schema.safeParse(undefined);
   if (!parsed.success || parsed.data === undefined) return "—";
-  const v = Array.isArray(parsed.data) ? parsed.data.join(",") : String(parsed.data);
+  const item = (x: unknown) =>
+    typeof x === "object" && x !== null && "id" in x && "address" in x ? `${x.id}=${x.address}` : String(x);
+  const v = Array.isArray(parsed.data) ? parsed.data.map(item).join(",") : String(parsed.data);
   return `\`${v}\``;
 }
 

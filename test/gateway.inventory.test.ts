@@ -1,0 +1,190 @@
+// The inventory REST API through a real gateway in front of a real 3-replica cluster: writes carry
+// the Idempotency-Key as request id, errors are problems, and no leader means 503 + Retry-After.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runGateway } from "../src/gateway/server.ts";
+import { createLogger } from "../src/shared/logger.ts";
+import { http } from "./support/gateway.ts";
+import { InventoryCluster } from "./support/inventory-cluster.ts";
+import { testConfig } from "./support/services.ts";
+
+let cluster: InventoryCluster;
+let base: string;
+let closeGateway: () => Promise<void>;
+
+beforeAll(async () => {
+  cluster = new InventoryCluster({ name: "gw_inventory" });
+  await cluster.init();
+  await cluster.startAll();
+  await cluster.waitLeader();
+  const cfg = testConfig("gw_inventory", {
+    INVENTORY_PEERS: cluster.peers.map((p) => `${p.id}=${p.address}`).join(","),
+    REDIS_KEY_PREFIX: cluster.prefix,
+    APPOINTMENT_ADDRS: "127.0.0.1:1",
+  });
+  const gw = await runGateway(cfg, createLogger({ service: "gateway", level: "silent" }));
+  base = `http://127.0.0.1:${gw.port}`;
+  closeGateway = gw.close;
+});
+afterAll(async () => {
+  await closeGateway();
+  await cluster.stop();
+});
+
+const stock = (clinic: string, med: string) => `/v1/inventory/${clinic}/stock/${med}`;
+
+describe("REST inventory", () => {
+  it("restocks lots, deducts first-expiry-first-out, and reads linearizably or stale", async () => {
+    const early = await http(
+      base,
+      "POST",
+      `${stock("harbour", "amox")}/restock`,
+      { quantity: 10, lot: "A", expiresOn: "2031-01-01" },
+      { "Idempotency-Key": "r-a" },
+    );
+    expect(early.status).toBe(200);
+    const late = await http(
+      base,
+      "POST",
+      `${stock("harbour", "amox")}/restock`,
+      { quantity: 10, lot: "B", expiresOn: "2032-01-01" },
+      { "Idempotency-Key": "r-b" },
+    );
+    expect(late.json).toMatchObject({ quantity: 20 });
+    const d = await http(
+      base,
+      "POST",
+      `${stock("harbour", "amox")}/deduct`,
+      { quantity: 12 },
+      { "Idempotency-Key": "d-1" },
+    );
+    expect(d.status).toBe(200);
+    expect(d.json.quantity).toBe(8);
+    const read = await http(base, "GET", stock("harbour", "amox"));
+    expect(read.status).toBe(200);
+    expect(read.json).toMatchObject({ clinicId: "harbour", medicationCode: "amox", quantity: 8 });
+    // Lot A (earlier expiry) went first.
+    expect(read.json.lots).toEqual([{ lot: "B", quantity: 8, expiresOn: "2032-01-01" }]);
+    expect(read.json.index).toBeGreaterThanOrEqual(d.json.index as number);
+    const stale = await http(base, "GET", `${stock("harbour", "amox")}?consistency=stale`);
+    expect(stale.status).toBe(200);
+    const list = await http(base, "GET", "/v1/inventory/harbour/stock");
+    expect(list.json).toEqual([
+      {
+        medicationCode: "amox",
+        quantity: 8,
+        reorderLevel: 0,
+        lots: [{ lot: "B", quantity: 8, expiresOn: "2032-01-01" }],
+      },
+    ]);
+  });
+
+  it("the same Idempotency-Key deducts once; too much is 409 insufficient-stock", async () => {
+    await http(
+      base,
+      "POST",
+      `${stock("river", "ibu")}/restock`,
+      { quantity: 5 },
+      { "Idempotency-Key": "r-river" },
+    );
+    const first = await http(
+      base,
+      "POST",
+      `${stock("river", "ibu")}/deduct`,
+      { quantity: 2 },
+      { "Idempotency-Key": "same" },
+    );
+    const again = await http(
+      base,
+      "POST",
+      `${stock("river", "ibu")}/deduct`,
+      { quantity: 2 },
+      { "Idempotency-Key": "same" },
+    );
+    expect(again.json).toEqual(first.json);
+    expect((await http(base, "GET", stock("river", "ibu"))).json.quantity).toBe(3);
+    const tooMuch = await http(base, "POST", `${stock("river", "ibu")}/deduct`, { quantity: 4 });
+    expect(tooMuch.status).toBe(409);
+    expect(tooMuch.json.type).toBe("https://medisync.dev/problems/insufficient-stock");
+  });
+
+  it("transfers atomically between clinics and refuses a transfer to the same clinic", async () => {
+    await http(
+      base,
+      "POST",
+      `${stock("hill", "para")}/restock`,
+      { quantity: 9 },
+      { "Idempotency-Key": "r-hill" },
+    );
+    const t = await http(base, "POST", "/v1/inventory/transfers", {
+      fromClinicId: "hill",
+      toClinicId: "sea",
+      medicationCode: "para",
+      quantity: 4,
+    });
+    expect(t.status).toBe(200);
+    expect((await http(base, "GET", stock("hill", "para"))).json.quantity).toBe(5);
+    expect((await http(base, "GET", stock("sea", "para"))).json.quantity).toBe(4);
+    const same = await http(base, "POST", "/v1/inventory/transfers", {
+      fromClinicId: "hill",
+      toClinicId: "hill",
+      medicationCode: "para",
+      quantity: 1,
+    });
+    expect(same.status).toBe(400);
+    expect(same.json.field).toBe("toClinicId");
+  });
+
+  it("bad input is a 4xx problem naming the field", async () => {
+    const cases: [string, string, unknown, string][] = [
+      ["POST", `${stock("harbour", "amox")}/deduct`, { quantity: 0 }, "quantity"],
+      ["POST", `${stock("harbour", "amox")}/deduct`, { quantity: "3" }, "quantity"],
+      ["POST", `${stock("harbour", "amox")}/deduct`, { quantity: 1, extra: 1 }, "extra"],
+      ["POST", `${stock("harbour", "amox")}/restock`, { quantity: 1, expiresOn: "2031-02-30" }, "expiresOn"],
+      ["POST", `${stock("har bour", "amox")}/restock`, { quantity: 1 }, "clinicId"],
+      ["GET", `${stock("harbour", "amox")}?consistency=eventual`, undefined, "consistency"],
+    ];
+    for (const [method, path, body, field] of cases) {
+      const r = await http(base, method, path, body);
+      expect(r.status, path).toBe(400);
+      expect(r.headers.get("content-type")).toBe("application/problem+json");
+      expect(r.json.field, JSON.stringify(body)).toBe(field);
+    }
+    const malformed = await http(base, "POST", `${stock("harbour", "amox")}/deduct`, "{quantity:");
+    expect(malformed.status).toBe(400);
+    expect(malformed.json.code).toBe("MALFORMED_JSON");
+  });
+
+  it("/v1/cluster shows every replica, one leader, and the same state hash once caught up", async () => {
+    await cluster.converged();
+    const r = await http(base, "GET", "/v1/cluster");
+    expect(r.status).toBe(200);
+    const replicas = r.json.replicas as unknown as {
+      id: string;
+      role: string;
+      healthy: boolean;
+      stateHash: string;
+    }[];
+    expect(replicas.map((x) => x.id).sort()).toEqual(cluster.ids);
+    expect(replicas.every((x) => x.healthy)).toBe(true);
+    expect(replicas.filter((x) => x.role === "leader").map((x) => x.id)).toEqual([r.json.leaderId]);
+    expect(new Set(replicas.map((x) => x.stateHash)).size).toBe(1);
+  });
+
+  it("with no leader reachable the gateway answers 503 with Retry-After, within its deadline", async () => {
+    for (const id of cluster.ids) await cluster.signal(id, "SIGKILL");
+    const t0 = Date.now();
+    const r = await http(
+      base,
+      "POST",
+      `${stock("harbour", "amox")}/deduct`,
+      { quantity: 1 },
+      { "Idempotency-Key": "lost" },
+    );
+    expect(r.status).toBe(503);
+    expect(r.headers.get("retry-after")).toBe("1");
+    expect(r.json.type).toBe("https://medisync.dev/problems/unavailable");
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    const c = await http(base, "GET", "/v1/cluster");
+    expect((c.json.replicas as unknown as { healthy: boolean }[]).every((x) => !x.healthy)).toBe(true);
+  });
+});
