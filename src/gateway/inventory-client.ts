@@ -48,11 +48,12 @@ export class InventoryClient {
       );
     }
     this.policy = {
-      // Enough tries to walk every replica a few times during an election.
-      attemptsMax: Math.max(12, o.peers.length * 4),
+      // The overall deadline is the real bound: enough tries to outlast an election (≤ 600 ms) and
+      // a few more, walking every replica, without hammering them (backoff up to 200 ms).
+      attemptsMax: 50,
       overallDeadlineMs: o.overallDeadlineMs ?? 5_000,
       backoffBaseMs: 25,
-      backoffMaxMs: 250,
+      backoffMaxMs: 200,
     };
   }
 
