@@ -168,6 +168,8 @@ export class RaftNode {
   private lastLeader = "";
   private lastTerm = 0;
   private idle: (() => void)[] = [];
+  /** The leader our transport saw go away (connection refused or reset), until we hear from it again. */
+  private suspect: string | undefined;
   /** Counters for /metrics and tests. */
   readonly stats = { readies: 0, applied: 0, snapshotsTaken: 0, snapshotsInstalled: 0, droppedMessages: 0 };
 
@@ -243,10 +245,49 @@ export class RaftNode {
       return;
     }
     this.inboxMessages++;
+    if (m.from === this.suspect) this.suspect = undefined; // it is alive after all
     this.enqueue(() => {
       this.inboxMessages--;
       this.core.step(m);
     });
+  }
+
+  /**
+   * The transport lost its connection to `peerId` (refused or reset: the process is gone). If that
+   * is our leader we do not wait out the election timeout: after a random 0–150 ms we start a
+   * pre-vote round, and again every 100–250 ms while no leader emerges. A follower that still hears
+   * from a live leader refuses (its CheckQuorum lease), so a live leader is not disturbed; when the
+   * leader is dead, its other followers saw the same reset and drop their leases as they campaign,
+   * and the jitter lets one of them win without split votes. Safety never depends on when an
+   * election starts; only how soon a dead leader is replaced does.
+   */
+  peerUnreachable(peerId: string): void {
+    this.enqueue(() => {
+      if (peerId === this.id || this.core.leader !== peerId || this.suspect === peerId) return;
+      this.suspect = peerId;
+      this.scheduleSuspectCampaign(0, 150);
+    });
+  }
+
+  private scheduleSuspectCampaign(minMs: number, maxMs: number): void {
+    const random = this.o.random ?? Math.random;
+    const t = setTimeout(
+      () =>
+        this.enqueue(() => {
+          const s = this.suspect;
+          if (s === undefined || this.stopped) return;
+          const leader = this.core.leader;
+          if (leader !== "" && leader !== s) {
+            this.suspect = undefined; // someone else leads now
+            return;
+          }
+          const role = this.core.currentRole;
+          if (role === "follower" || role === "preCandidate") this.core.campaign();
+          this.scheduleSuspectCampaign(100, 250);
+        }),
+      minMs + random() * (maxMs - minMs),
+    );
+    t.unref();
   }
 
   /** Replicates `data`; resolves with the state machine's result once applied here. */

@@ -38,6 +38,8 @@ export interface TransportOptions {
   /** Encoded bytes in one batch (under the gRPC message limit). */
   batchBytesMax?: number;
   deadlineMs?: number;
+  /** A stream to this peer failed (connection refused or reset): the node may suspect its leader. */
+  onPeerUnreachable?: (peerId: string) => void;
 }
 
 export interface TransportStats {
@@ -195,6 +197,7 @@ export class GrpcTransport {
         st.backoffMs =
           Date.now() - openedAt > 1_000 ? backoffMsMin : Math.min(backoffMsMax, st.backoffMs * 2);
         st.retryAt = Date.now() + st.backoffMs;
+        if (err.code === status.UNAVAILABLE) this.o.onPeerUnreachable?.(st.peer.id);
       }
       st.inStream = 0;
       if (st.queue.length > 0) this.schedule(st);

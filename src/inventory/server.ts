@@ -80,7 +80,10 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
       process.exit(70);
     },
   });
-  const transport = new GrpcTransport({ selfId: id });
+  const transport = new GrpcTransport({
+    selfId: id,
+    onPeerUnreachable: (peer) => node.peerUnreachable(peer),
+  });
   transport.setPeers(cfg.INVENTORY_PEERS.filter((p) => p.id !== id));
   const replica = new RaftInventoryReplica(node, sm, cfg.INVENTORY_PEERS);
 
