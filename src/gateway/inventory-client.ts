@@ -49,11 +49,12 @@ export class InventoryClient {
     }
     this.policy = {
       // The overall deadline is the real bound: enough tries to outlast an election (≤ 600 ms) and
-      // a few more, walking every replica, without hammering them (backoff up to 200 ms).
-      attemptsMax: 50,
+      // a few more, walking every replica, without hammering them (backoff up to 100 ms: a new
+      // leader is found within a tenth of a second of its election).
+      attemptsMax: 80,
       overallDeadlineMs: o.overallDeadlineMs ?? 5_000,
-      backoffBaseMs: 25,
-      backoffMaxMs: 200,
+      backoffBaseMs: 10,
+      backoffMaxMs: 100,
     };
   }
 
