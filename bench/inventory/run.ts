@@ -164,6 +164,8 @@ async function failoverTrial(c: InventoryCluster, n: number, sample: string[] | 
   if (sample) {
     await new Promise((r) => setTimeout(r, 300));
     for (const id of c.ids) if (id !== old) sample.push(...c.procs.get(id)!.lines.slice(mark.get(id)));
+    // One timeline, ordered by time, as an operator would read it.
+    sample.sort((a, b) => (JSON.parse(a).time as string).localeCompare(JSON.parse(b).time as string));
   }
   c.start(old);
   await c.converged();

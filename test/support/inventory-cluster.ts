@@ -18,6 +18,8 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   pgBase?: string;
   redisUrl?: string;
+  /** Extra node flags per replica (profiling). */
+  nodeArgs?: (id: string) => string[];
 }
 
 export class InventoryCluster {
@@ -85,7 +87,7 @@ export class InventoryCluster {
   }
 
   start(id: string): Watched {
-    const w = runCli(["inventory"], this.envOf(id));
+    const w = runCli(["inventory"], this.envOf(id), this.o.nodeArgs?.(id) ?? []);
     this.procs.set(id, w);
     return w;
   }
