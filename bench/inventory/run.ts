@@ -163,7 +163,15 @@ async function failoverTrial(c: InventoryCluster, n: number, sample: string[] | 
   client.close();
   if (sample) {
     await new Promise((r) => setTimeout(r, 300));
-    for (const id of c.ids) if (id !== old) sample.push(...c.procs.get(id)!.lines.slice(mark.get(id)));
+    for (const id of c.ids) {
+      if (id !== old)
+        sample.push(
+          ...c.procs
+            .get(id)!
+            .lines.slice(mark.get(id))
+            .filter((l) => l.startsWith("{")),
+        );
+    }
     // One timeline, ordered by time, as an operator would read it.
     sample.sort((a, b) => (JSON.parse(a).time as string).localeCompare(JSON.parse(b).time as string));
   }
