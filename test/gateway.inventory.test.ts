@@ -24,15 +24,15 @@ beforeAll(async () => {
   const gw = await runGateway(cfg, createLogger({ service: "gateway", level: "silent" }));
   base = `http://127.0.0.1:${gw.port}`;
   closeGateway = gw.close;
-});
+}, 120_000);
 afterAll(async () => {
   await closeGateway();
   await cluster.stop();
-});
+}, 60_000);
 
 const stock = (clinic: string, med: string) => `/v1/inventory/${clinic}/stock/${med}`;
 
-describe("REST inventory", () => {
+describe("REST inventory", { timeout: 120_000 }, () => {
   it("restocks lots, deducts first-expiry-first-out, and reads linearizably or stale", async () => {
     const early = await http(
       base,

@@ -94,7 +94,8 @@ async function restock(client: InventoryClient, quantity: number, requestId: str
   );
 }
 
-describe("inventory cluster (3 real replicas)", () => {
+// Real processes on a 2-core machine that may be busy: generous per-test bounds, never sleeps.
+describe("inventory cluster (3 real replicas)", { timeout: 180_000 }, () => {
   it("1,000 deducts from 32 concurrent clients: exact final stock, identical on every replica", async () => {
     const c = await newCluster("inv_exact");
     const client = c.client();
@@ -162,7 +163,7 @@ describe("inventory cluster (3 real replicas)", () => {
     const client = c.client(3_000);
     await restock(client, 10_000, "seed");
     const load = deductLoad(client, "a", 32, 100_000);
-    while (load.acked.size < 800) await new Promise((r) => setTimeout(r, 10));
+    while (load.acked.size < 500) await new Promise((r) => setTimeout(r, 10));
     await Promise.all(c.ids.map((id) => c.signal(id, "SIGKILL")));
     load.stop();
     await load.done.catch(() => undefined);

@@ -24,7 +24,7 @@ const childPids = (w: Watched) => {
   return pids;
 };
 
-describe("supervisor (npm start)", () => {
+describe("supervisor (npm start)", { timeout: 120_000 }, () => {
   it("seeds, serves, restarts a killed child with a logged restart, and stops every child on SIGINT", async () => {
     await resetState(cfg);
     const dataDir = mkdtempSync(path.join(os.tmpdir(), "medisync-supervisor-"));
