@@ -28,6 +28,8 @@ import {
   ClinicParams,
   CreateSlotsBody,
   IdempotencyHeaders,
+  json,
+  jsonBody,
   Practitioner,
   problemResponse as problemDoc,
   Slot,
@@ -81,15 +83,6 @@ const appointmentView = (a: AppointmentMsg) => ({
     a.status === AppointmentStatus.APPOINTMENT_STATUS_CANCELLED
       ? ("cancelled" as const)
       : ("booked" as const),
-});
-
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
-const jsonBody = <T extends z.ZodType>(schema: T) => ({
-  required: true,
-  content: { "application/json": { schema } },
 });
 
 const jsonMediaType = /^application\/([\w.-]+\+)?json$/i;

@@ -4,7 +4,13 @@ import { randomUUID } from "node:crypto";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { StockItem as StockItemMsg } from "../gen/medisync/v1/inventory.ts";
 import type { InventoryClient } from "./inventory-client.ts";
-import { calendarDate, IdempotencyHeaders, problemResponse as problemDoc } from "./schemas.ts";
+import {
+  calendarDate,
+  IdempotencyHeaders,
+  json,
+  jsonBody,
+  problemResponse as problemDoc,
+} from "./schemas.ts";
 
 const codeMax = 64;
 const quantityMax = 1_000_000_000;
@@ -94,14 +100,6 @@ const Cluster = z
   })
   .openapi("Cluster");
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
-const jsonBody = <T extends z.ZodType>(schema: T) => ({
-  required: true,
-  content: { "application/json": { schema } },
-});
 const writeResponses = {
   200: json(WriteResult, "Applied (a retry with the same Idempotency-Key returns the first result)"),
   400: problemDoc("Invalid input"),

@@ -108,3 +108,15 @@ export const problemResponse = (description: string) => ({
   description,
   content: { "application/problem+json": { schema: ProblemSchema } },
 });
+
+/** An OpenAPI response with a JSON body. */
+export const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+/** A required JSON request body: its absence is a validation error, not an empty object. */
+export const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  required: true,
+  content: { "application/json": { schema } },
+});
