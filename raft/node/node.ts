@@ -171,7 +171,19 @@ export class RaftNode {
   /** The leader our transport saw go away (connection refused or reset), until we hear from it again. */
   private suspect: string | undefined;
   /** Counters for /metrics and tests. */
-  readonly stats = { readies: 0, applied: 0, snapshotsTaken: 0, snapshotsInstalled: 0, droppedMessages: 0 };
+  readonly stats = {
+    readies: 0,
+    applied: 0,
+    snapshotsTaken: 0,
+    snapshotsInstalled: 0,
+    droppedMessages: 0,
+    /** Entries persisted, and time spent persisting (fsync included), over all Ready rounds. */
+    persistedEntries: 0,
+    persistMs: 0,
+    /** Time the loop spent on Ready rounds in all (persist, send, apply). */
+    readyMs: 0,
+    messagesSent: 0,
+  };
 
   constructor(options: RaftNodeOptions) {
     this.id = options.id;
@@ -406,7 +418,9 @@ export class RaftNode {
         }
         const rd = this.core.ready();
         this.stats.readies++;
+        const t0 = performance.now();
         await this.handleReady(rd);
+        this.stats.readyMs += performance.now() - t0;
         this.core.advance(rd);
         await this.maybeSnapshot();
       }
@@ -436,13 +450,17 @@ export class RaftNode {
       await log.reset({ index: rd.snapshot.meta.index, term: rd.snapshot.meta.term });
       this.storage.setSnapshot(rd.snapshot);
     }
+    const p0 = performance.now();
     if (rd.entries.length > 0 || rd.hardState) {
+      this.stats.persistedEntries += rd.entries.length;
       await log.write({
         ...(rd.entries.length > 0 ? { entries: rd.entries } : {}),
         ...(rd.hardState ? { hardState: rd.hardState } : {}),
       });
     }
+    this.stats.persistMs += performance.now() - p0;
     // 2. Send: only now may peers learn of votes and entries we promised.
+    this.stats.messagesSent += rd.messages.length;
     const transport = this.o.transport;
     if (transport) for (const m of rd.messages) transport.send(m.to, m);
     // 3. Apply.

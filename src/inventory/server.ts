@@ -36,6 +36,10 @@ export function replicaDatabaseUrl(base: string, id: string): string {
 }
 
 const raftGauge = gauge("medisync_raft_index", "Raft indexes of this replica", ["replica", "kind"]);
+const loopGauge = gauge("medisync_raft_loop", "Raft node loop counters (rounds, entries, ms spent)", [
+  "replica",
+  "stat",
+]);
 const roleGauge = gauge("medisync_raft_is_leader", "1 while this replica leads", ["replica"]);
 
 export async function startInventoryReplica(cfg: Config, log: Logger): Promise<InventoryService> {
@@ -105,6 +109,7 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     raftGauge.set({ replica: id, kind: "commit" }, st.commit);
     raftGauge.set({ replica: id, kind: "applied" }, node.applied);
     raftGauge.set({ replica: id, kind: "last" }, st.lastIndex);
+    for (const [k, v] of Object.entries(node.stats)) loopGauge.set({ replica: id, stat: k }, v);
   }, 1_000);
   metricsTimer.unref();
 
