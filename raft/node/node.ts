@@ -333,6 +333,9 @@ export class RaftNode {
   readIndex(): Promise<number> {
     return new Promise((resolve, reject) => {
       if (this.stopped) return reject(new NodeError("STOPPED", "node stopped"));
+      if (this.reads.size >= this.o.pendingProposalsMax) {
+        return reject(new NodeError("OVERLOADED", "too many reads waiting"));
+      }
       const context = `${this.id}/${++this.readSeq}`;
       this.enqueue(() => {
         try {

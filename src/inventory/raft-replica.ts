@@ -5,12 +5,24 @@ import { NodeError, type RaftNode, type StateMachine } from "../../raft/node/nod
 import { AppError } from "../shared/errors.ts";
 import { type Command, decodeCommand, encodeCommand } from "./commands.ts";
 import type { InventoryReplica, ReplicaStatus } from "./replica.ts";
-import type { ApplyResult, InventoryStateMachine } from "./state-machine.ts";
+import type { ApplyResult, InventoryStateMachine, LowStockEvent } from "./state-machine.ts";
 
-/** Adapts the inventory state machine to the node's byte-level StateMachine. */
-export function inventoryFsm(sm: InventoryStateMachine): StateMachine {
+/**
+ * Adapts the inventory state machine to the node's byte-level StateMachine. `onLowStock` hears each
+ * low-stock event as its entry is applied (on every replica; the caller decides who acts on it).
+ */
+export function inventoryFsm(
+  sm: InventoryStateMachine,
+  onLowStock?: (e: LowStockEvent) => void,
+): StateMachine {
   return {
-    apply: (index, data) => sm.apply(index, decodeCommand(data)),
+    apply: (index, data) => {
+      const before = sm.events.at(-1);
+      const result = sm.apply(index, decodeCommand(data));
+      const last = sm.events.at(-1);
+      if (onLowStock && last && last !== before && last.index === index) onLowStock(last);
+      return result;
+    },
     snapshot: () => sm.snapshot(),
     restore: (data) => sm.restore(data),
   };

@@ -12,7 +12,7 @@ import { InventoryServiceService } from "../gen/medisync/v1/inventory.ts";
 import type { Config } from "../shared/config.ts";
 import { serverOptions } from "../shared/grpc.ts";
 import { LeaderHintPublisher } from "../shared/leader-hint.ts";
-import { gauge, startOpsServer } from "../shared/metrics.ts";
+import { counter, gauge, startOpsServer } from "../shared/metrics.ts";
 import { ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
 import { inventoryFsm, RaftInventoryReplica } from "./raft-replica.ts";
@@ -40,6 +40,7 @@ const loopGauge = gauge("medisync_raft_loop", "Raft node loop counters (rounds, 
   "replica",
   "stat",
 ]);
+const lowStock = counter("medisync_inventory_low_stock_total", "Low-stock events applied", ["replica"]);
 const roleGauge = gauge("medisync_raft_is_leader", "1 while this replica leads", ["replica"]);
 
 export async function startInventoryReplica(cfg: Config, log: Logger): Promise<InventoryService> {
@@ -65,7 +66,11 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     voters: cfg.INVENTORY_PEERS.map((p) => p.id),
     dataDir: path.join(cfg.INVENTORY_DATA_DIR, id),
     snapshots,
-    fsm: inventoryFsm(sm),
+    fsm: inventoryFsm(sm, (e) => {
+      lowStock.inc({ replica: id });
+      // Every replica applies the event; the leader alone reports it, once.
+      if (node.isLeader) log.warn({ event: "low_stock", ...e }, "stock below reorder level");
+    }),
     log,
     tickMs: cfg.RAFT_TICK_MS,
     electionTicks: cfg.RAFT_ELECTION_TICKS,
