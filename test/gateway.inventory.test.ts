@@ -107,6 +107,31 @@ describe("REST inventory", { timeout: 120_000 }, () => {
     expect(tooMuch.json.type).toBe("https://medisync.dev/problems/insufficient-stock");
   });
 
+  it("a deduct below the reorder level raises one low-stock event, reported by the leader", async () => {
+    await http(
+      base,
+      "POST",
+      `${stock("cove", "insulin")}/restock`,
+      { quantity: 10 },
+      { "Idempotency-Key": "r-cove" },
+    );
+    const level = await http(base, "POST", `${stock("cove", "insulin")}/reorder-level`, { level: 5 });
+    expect(level.status).toBe(200);
+    const d = await http(base, "POST", `${stock("cove", "insulin")}/deduct`, { quantity: 6 });
+    expect(d.json.quantity).toBe(4);
+    const leader = await cluster.waitLeader();
+    const line = await cluster.procs.get(leader)!.waitFor(/"event":"low_stock".*"clinicId":"cove"/);
+    expect(JSON.parse(line)).toMatchObject({
+      medicationCode: "insulin",
+      quantity: 4,
+      reorderLevel: 5,
+      index: d.json.index,
+    });
+    const followers = cluster.ids.filter((id) => id !== leader);
+    for (const f of followers)
+      expect(cluster.procs.get(f)!.lines.some((l) => l.includes('"low_stock"'))).toBe(false);
+  });
+
   it("transfers atomically between clinics and refuses a transfer to the same clinic", async () => {
     await http(
       base,
