@@ -118,16 +118,17 @@ export function createApp(deps: GatewayDeps): OpenAPIHono {
     c.res.headers.set("X-Request-Id", requestId);
   });
 
-  app.use(
-    "/v1/*",
-    bodyLimit({
-      maxSize: deps.bodyBytesMax,
-      onError: (c) =>
-        problemResponse(
-          c,
-          new AppError("PAYLOAD_TOO_LARGE", `body exceeds ${deps.bodyBytesMax} bytes`, "body"),
-        ),
-    }),
+  const limitBody = bodyLimit({
+    maxSize: deps.bodyBytesMax,
+    onError: (c) =>
+      problemResponse(
+        c,
+        new AppError("PAYLOAD_TOO_LARGE", `body exceeds ${deps.bodyBytesMax} bytes`, "body"),
+      ),
+  });
+  // Only where a body may come: asking for the body of a GET builds a full Request object per read.
+  app.use("/v1/*", (c, next) =>
+    c.req.method === "GET" || c.req.method === "HEAD" ? next() : limitBody(c, next),
   );
 
   // A body in another format would be read as empty and answered with misleading field errors.
