@@ -130,6 +130,7 @@ async function failoverTrial(c: InventoryCluster, n: number, sample: string[] | 
             firstOkAfter = now;
             sample?.push(
               JSON.stringify({
+                level: "info",
                 time: new Date().toISOString(),
                 service: "bench-client",
                 requestId,
@@ -149,8 +150,10 @@ async function failoverTrial(c: InventoryCluster, n: number, sample: string[] | 
   const mark = new Map(c.ids.map((id) => [id, c.procs.get(id)!.lines.length]));
   sample?.push(
     JSON.stringify({
+      level: "info",
       time: new Date().toISOString(),
       service: "bench-client",
+      requestId: "-",
       event: "sigkill_leader",
       leader: old,
     }),
