@@ -2,9 +2,15 @@
 // with this (leader) replica's clock, and results into answers. Replication is behind InventoryReplica.
 import type { Logger } from "pino";
 import {
+  type DeductRequest,
   type InventoryServiceServer,
   ReadConsistency,
+  type RestockRequest,
+  type SetReorderLevelRequest,
   type StockItem,
+  type TransferRequest,
+  type WriteCommand,
+  type WriteOutcome,
 } from "../gen/medisync/v1/inventory.ts";
 import { AppError } from "../shared/errors.ts";
 import { unary } from "../shared/grpc.ts";
@@ -68,6 +74,11 @@ function toItem(clinicId: string, medicationCode: string, item: Item | undefined
   };
 }
 
+/** Commands in one SubmitBatch call: bounds the work (and the memory) one call can ask for. */
+export const batchCommandsMax = 256;
+
+type WriteAnswer = { quantity: number; index: number };
+
 export function createInventoryHandlers(
   replica: InventoryReplica,
   log: Logger,
@@ -79,54 +90,108 @@ export function createInventoryHandlers(
       ? replica.staleRead(fn)
       : replica.linearizableRead(fn);
 
+  // One function per write, shared by the single calls and SubmitBatch: same checks, same answers.
+  const restock = async (req: RestockRequest): Promise<WriteAnswer> =>
+    submit({
+      type: "restock",
+      requestId: requestId(req.requestId),
+      ts: now(),
+      clinicId: code(req.clinicId, "clinicId"),
+      medicationCode: code(req.medicationCode, "medicationCode"),
+      quantity: quantity(req.quantity, "quantity"),
+      ...(req.lot ? { lot: code(req.lot, "lot") } : {}),
+      ...(req.expiresOn ? { expiresOn: expiresOn(req.expiresOn) } : {}),
+    });
+  const deduct = async (req: DeductRequest): Promise<WriteAnswer> =>
+    submit({
+      type: "deduct",
+      requestId: requestId(req.requestId),
+      ts: now(),
+      clinicId: code(req.clinicId, "clinicId"),
+      medicationCode: code(req.medicationCode, "medicationCode"),
+      quantity: quantity(req.quantity, "quantity"),
+    });
+  const transfer = async (req: TransferRequest): Promise<WriteAnswer> => {
+    const from = code(req.fromClinicId, "fromClinicId");
+    const to = code(req.toClinicId, "toClinicId");
+    if (from === to)
+      throw new AppError("VALIDATION", "toClinicId must differ from fromClinicId", "toClinicId");
+    return submit({
+      type: "transfer",
+      requestId: requestId(req.requestId),
+      ts: now(),
+      fromClinicId: from,
+      toClinicId: to,
+      medicationCode: code(req.medicationCode, "medicationCode"),
+      quantity: quantity(req.quantity, "quantity"),
+    });
+  };
+  const setReorderLevel = async (req: SetReorderLevelRequest): Promise<WriteAnswer> =>
+    submit({
+      type: "setReorderLevel",
+      requestId: requestId(req.requestId),
+      ts: now(),
+      clinicId: code(req.clinicId, "clinicId"),
+      medicationCode: code(req.medicationCode, "medicationCode"),
+      level: quantity(req.level, "level", 0),
+    });
+
+  const one = async (c: WriteCommand): Promise<WriteOutcome> => {
+    try {
+      let r: WriteAnswer;
+      switch (c.command?.$case) {
+        case "restock":
+          r = await restock(c.command.value);
+          break;
+        case "deduct":
+          r = await deduct(c.command.value);
+          break;
+        case "transfer":
+          r = await transfer(c.command.value);
+          break;
+        case "setReorderLevel":
+          r = await setReorderLevel(c.command.value);
+          break;
+        default:
+          throw new AppError(
+            "VALIDATION",
+            "a command must be one of restock, deduct, transfer, setReorderLevel",
+            "command",
+          );
+      }
+      return {
+        quantity: r.quantity,
+        index: r.index,
+        errorCode: "",
+        errorMessage: "",
+        errorField: "",
+        errorMeta: {},
+      };
+    } catch (err) {
+      const e = err instanceof AppError ? err : new AppError("INTERNAL", "internal error");
+      if (e.code === "INTERNAL") log.error({ err }, "batched write failed");
+      return {
+        quantity: 0,
+        index: 0,
+        errorCode: e.code,
+        errorMessage: e.message,
+        errorField: e.field ?? "",
+        errorMeta: e.meta,
+      };
+    }
+  };
+
   return {
-    restock: unary(log, "Restock", async (req) =>
-      submit({
-        type: "restock",
-        requestId: requestId(req.requestId),
-        ts: now(),
-        clinicId: code(req.clinicId, "clinicId"),
-        medicationCode: code(req.medicationCode, "medicationCode"),
-        quantity: quantity(req.quantity, "quantity"),
-        ...(req.lot ? { lot: code(req.lot, "lot") } : {}),
-        ...(req.expiresOn ? { expiresOn: expiresOn(req.expiresOn) } : {}),
-      }),
-    ),
-    deduct: unary(log, "Deduct", async (req) =>
-      submit({
-        type: "deduct",
-        requestId: requestId(req.requestId),
-        ts: now(),
-        clinicId: code(req.clinicId, "clinicId"),
-        medicationCode: code(req.medicationCode, "medicationCode"),
-        quantity: quantity(req.quantity, "quantity"),
-      }),
-    ),
-    transfer: unary(log, "Transfer", async (req) => {
-      const from = code(req.fromClinicId, "fromClinicId");
-      const to = code(req.toClinicId, "toClinicId");
-      if (from === to)
-        throw new AppError("VALIDATION", "toClinicId must differ from fromClinicId", "toClinicId");
-      return submit({
-        type: "transfer",
-        requestId: requestId(req.requestId),
-        ts: now(),
-        fromClinicId: from,
-        toClinicId: to,
-        medicationCode: code(req.medicationCode, "medicationCode"),
-        quantity: quantity(req.quantity, "quantity"),
-      });
+    restock: unary(log, "Restock", restock),
+    deduct: unary(log, "Deduct", deduct),
+    transfer: unary(log, "Transfer", transfer),
+    setReorderLevel: unary(log, "SetReorderLevel", setReorderLevel),
+    submitBatch: unary(log, "SubmitBatch", async (req) => {
+      if (req.commands.length > batchCommandsMax) {
+        throw new AppError("VALIDATION", `at most ${batchCommandsMax} commands per batch`, "commands");
+      }
+      return { outcomes: await Promise.all(req.commands.map(one)) };
     }),
-    setReorderLevel: unary(log, "SetReorderLevel", async (req) =>
-      submit({
-        type: "setReorderLevel",
-        requestId: requestId(req.requestId),
-        ts: now(),
-        clinicId: code(req.clinicId, "clinicId"),
-        medicationCode: code(req.medicationCode, "medicationCode"),
-        level: quantity(req.level, "level", 0),
-      }),
-    ),
     getStock: unary(log, "GetStock", async (req) => {
       const clinicId = code(req.clinicId, "clinicId");
       const medicationCode = code(req.medicationCode, "medicationCode");

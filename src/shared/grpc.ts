@@ -39,24 +39,27 @@ export function unary<Req, Res>(
     const requestId = sanitizeRequestId(typeof idValue === "string" ? idValue : undefined);
     const end = handledSeconds.startTimer({ method });
     withRequestId(requestId, () => {
-      fn(call.request).then(
-        (res) => {
-          end();
-          handled.inc({ method, code: "OK" });
-          callback(null, res);
-        },
-        (err: unknown) => {
-          end();
-          const app = err instanceof AppError ? err : undefined;
-          handled.inc({ method, code: app?.code ?? "INTERNAL" });
-          if (app && app.code !== "INTERNAL") {
-            log.info({ method, code: app.code, field: app.field }, "request rejected");
-          } else {
-            log.error({ method, err }, "request failed");
-          }
-          callback(toGrpcError(err) as ServiceError, null);
-        },
-      );
+      // A handler that throws before its first await must not escape as an uncaught exception.
+      Promise.resolve()
+        .then(() => fn(call.request))
+        .then(
+          (res) => {
+            end();
+            handled.inc({ method, code: "OK" });
+            callback(null, res);
+          },
+          (err: unknown) => {
+            end();
+            const app = err instanceof AppError ? err : undefined;
+            handled.inc({ method, code: app?.code ?? "INTERNAL" });
+            if (app && app.code !== "INTERNAL") {
+              log.info({ method, code: app.code, field: app.field }, "request rejected");
+            } else {
+              log.error({ method, err }, "request failed");
+            }
+            callback(toGrpcError(err) as ServiceError, null);
+          },
+        );
     });
   };
 }

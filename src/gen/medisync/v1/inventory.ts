@@ -180,6 +180,41 @@ export interface StatusResponse {
   stateHash: string;
 }
 
+export interface WriteCommand {
+  command?:
+    | { $case: "restock"; value: RestockRequest }
+    | { $case: "deduct"; value: DeductRequest }
+    | { $case: "transfer"; value: TransferRequest }
+    | { $case: "setReorderLevel"; value: SetReorderLevelRequest }
+    | undefined;
+}
+
+export interface SubmitBatchRequest {
+  commands: WriteCommand[];
+}
+
+/**
+ * The outcome of one command: quantity and index when it applied, else the error it would have
+ * failed with on its own (stable code from src/shared/errors.ts, message, field, meta).
+ */
+export interface WriteOutcome {
+  quantity: number;
+  index: number;
+  errorCode: string;
+  errorMessage: string;
+  errorField: string;
+  errorMeta: { [key: string]: string };
+}
+
+export interface WriteOutcome_ErrorMetaEntry {
+  key: string;
+  value: string;
+}
+
+export interface SubmitBatchResponse {
+  outcomes: WriteOutcome[];
+}
+
 function createBaseLot(): Lot {
   return { lot: "", quantity: 0, expiresOn: "" };
 }
@@ -2113,10 +2148,592 @@ export const StatusResponse: MessageFns<StatusResponse> = {
   },
 };
 
+function createBaseWriteCommand(): WriteCommand {
+  return { command: undefined };
+}
+
+export const WriteCommand: MessageFns<WriteCommand> = {
+  encode(message: WriteCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.command?.$case) {
+      case "restock":
+        RestockRequest.encode(message.command.value, writer.uint32(10).fork()).join();
+        break;
+      case "deduct":
+        DeductRequest.encode(message.command.value, writer.uint32(18).fork()).join();
+        break;
+      case "transfer":
+        TransferRequest.encode(message.command.value, writer.uint32(26).fork()).join();
+        break;
+      case "setReorderLevel":
+        SetReorderLevelRequest.encode(message.command.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.command = { $case: "restock", value: RestockRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.command = { $case: "deduct", value: DeductRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.command = { $case: "transfer", value: TransferRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.command = {
+              $case: "setReorderLevel",
+              value: SetReorderLevelRequest.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteCommand {
+    return {
+      command: isSet(object.restock)
+        ? { $case: "restock", value: RestockRequest.fromJSON(object.restock) }
+        : isSet(object.deduct)
+        ? { $case: "deduct", value: DeductRequest.fromJSON(object.deduct) }
+        : isSet(object.transfer)
+        ? { $case: "transfer", value: TransferRequest.fromJSON(object.transfer) }
+        : isSet(object.setReorderLevel)
+        ? { $case: "setReorderLevel", value: SetReorderLevelRequest.fromJSON(object.setReorderLevel) }
+        : isSet(object.set_reorder_level)
+        ? { $case: "setReorderLevel", value: SetReorderLevelRequest.fromJSON(object.set_reorder_level) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: WriteCommand): unknown {
+    const obj: any = {};
+    if (message.command?.$case === "restock") {
+      obj.restock = RestockRequest.toJSON(message.command.value);
+    } else if (message.command?.$case === "deduct") {
+      obj.deduct = DeductRequest.toJSON(message.command.value);
+    } else if (message.command?.$case === "transfer") {
+      obj.transfer = TransferRequest.toJSON(message.command.value);
+    } else if (message.command?.$case === "setReorderLevel") {
+      obj.setReorderLevel = SetReorderLevelRequest.toJSON(message.command.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WriteCommand>, I>>(base?: I): WriteCommand {
+    return WriteCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WriteCommand>, I>>(object: I): WriteCommand {
+    const message = createBaseWriteCommand();
+    switch (object.command?.$case) {
+      case "restock": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "restock", value: RestockRequest.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "deduct": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "deduct", value: DeductRequest.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "transfer": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "transfer", value: TransferRequest.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "setReorderLevel": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = {
+            $case: "setReorderLevel",
+            value: SetReorderLevelRequest.fromPartial(object.command.value),
+          };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSubmitBatchRequest(): SubmitBatchRequest {
+  return { commands: [] };
+}
+
+export const SubmitBatchRequest: MessageFns<SubmitBatchRequest> = {
+  encode(message: SubmitBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.commands) {
+      WriteCommand.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commands.push(WriteCommand.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitBatchRequest {
+    return {
+      commands: globalThis.Array.isArray(object?.commands)
+        ? object.commands.map((e: any) => WriteCommand.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SubmitBatchRequest): unknown {
+    const obj: any = {};
+    if (message.commands?.length) {
+      obj.commands = message.commands.map((e) => WriteCommand.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitBatchRequest>, I>>(base?: I): SubmitBatchRequest {
+    return SubmitBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitBatchRequest>, I>>(object: I): SubmitBatchRequest {
+    const message = createBaseSubmitBatchRequest();
+    message.commands = object.commands?.map((e) => WriteCommand.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWriteOutcome(): WriteOutcome {
+  return { quantity: 0, index: 0, errorCode: "", errorMessage: "", errorField: "", errorMeta: {} };
+}
+
+export const WriteOutcome: MessageFns<WriteOutcome> = {
+  encode(message: WriteOutcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.quantity !== 0) {
+      writer.uint32(8).int64(message.quantity);
+    }
+    if (message.index !== 0) {
+      writer.uint32(16).int64(message.index);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(26).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(34).string(message.errorMessage);
+    }
+    if (message.errorField !== "") {
+      writer.uint32(42).string(message.errorField);
+    }
+    globalThis.Object.entries(message.errorMeta).forEach(([key, value]: [string, string]) => {
+      WriteOutcome_ErrorMetaEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteOutcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteOutcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.quantity = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.errorField = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = WriteOutcome_ErrorMetaEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.errorMeta[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteOutcome {
+    return {
+      quantity: isSet(object.quantity) ? globalThis.Number(object.quantity) : 0,
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      errorField: isSet(object.errorField)
+        ? globalThis.String(object.errorField)
+        : isSet(object.error_field)
+        ? globalThis.String(object.error_field)
+        : "",
+      errorMeta: isObject(object.errorMeta)
+        ? (globalThis.Object.entries(object.errorMeta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.error_meta)
+        ? (globalThis.Object.entries(object.error_meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: WriteOutcome): unknown {
+    const obj: any = {};
+    if (message.quantity !== 0) {
+      obj.quantity = Math.round(message.quantity);
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.errorField !== "") {
+      obj.errorField = message.errorField;
+    }
+    if (message.errorMeta) {
+      const entries = globalThis.Object.entries(message.errorMeta) as [string, string][];
+      if (entries.length > 0) {
+        obj.errorMeta = {};
+        entries.forEach(([k, v]) => {
+          obj.errorMeta[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WriteOutcome>, I>>(base?: I): WriteOutcome {
+    return WriteOutcome.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WriteOutcome>, I>>(object: I): WriteOutcome {
+    const message = createBaseWriteOutcome();
+    message.quantity = object.quantity ?? 0;
+    message.index = object.index ?? 0;
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.errorField = object.errorField ?? "";
+    message.errorMeta = (globalThis.Object.entries(object.errorMeta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseWriteOutcome_ErrorMetaEntry(): WriteOutcome_ErrorMetaEntry {
+  return { key: "", value: "" };
+}
+
+export const WriteOutcome_ErrorMetaEntry: MessageFns<WriteOutcome_ErrorMetaEntry> = {
+  encode(message: WriteOutcome_ErrorMetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteOutcome_ErrorMetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteOutcome_ErrorMetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteOutcome_ErrorMetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: WriteOutcome_ErrorMetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WriteOutcome_ErrorMetaEntry>, I>>(base?: I): WriteOutcome_ErrorMetaEntry {
+    return WriteOutcome_ErrorMetaEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WriteOutcome_ErrorMetaEntry>, I>>(object: I): WriteOutcome_ErrorMetaEntry {
+    const message = createBaseWriteOutcome_ErrorMetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseSubmitBatchResponse(): SubmitBatchResponse {
+  return { outcomes: [] };
+}
+
+export const SubmitBatchResponse: MessageFns<SubmitBatchResponse> = {
+  encode(message: SubmitBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.outcomes) {
+      WriteOutcome.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outcomes.push(WriteOutcome.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitBatchResponse {
+    return {
+      outcomes: globalThis.Array.isArray(object?.outcomes)
+        ? object.outcomes.map((e: any) => WriteOutcome.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SubmitBatchResponse): unknown {
+    const obj: any = {};
+    if (message.outcomes?.length) {
+      obj.outcomes = message.outcomes.map((e) => WriteOutcome.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitBatchResponse>, I>>(base?: I): SubmitBatchResponse {
+    return SubmitBatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitBatchResponse>, I>>(object: I): SubmitBatchResponse {
+    const message = createBaseSubmitBatchResponse();
+    message.outcomes = object.outcomes?.map((e) => WriteOutcome.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * InventoryService runs on every inventory replica. Writes are accepted by the Raft leader only: a
  * follower fails them with FAILED_PRECONDITION and metadata medisync-code=NOT_LEADER plus the
- * leader's id and address (medisync-meta-leader-id, medisync-meta-leader-address) when known.
+ * leader's id and address (medisync-meta-leaderid, medisync-meta-leaderaddress) when known.
  */
 export type InventoryServiceService = typeof InventoryServiceService;
 export const InventoryServiceService = {
@@ -2158,6 +2775,20 @@ export const InventoryServiceService = {
       Buffer.from(SetReorderLevelResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetReorderLevelResponse => SetReorderLevelResponse.decode(value),
   },
+  /**
+   * Many writes in one call, each answered on its own. The gateway coalesces the writes that arrive
+   * together, so a call's fixed cost (an HTTP/2 stream, headers, a deadline) is paid once per batch
+   * instead of once per write; Raft then commits them in the same round. At most 256 commands.
+   */
+  submitBatch: {
+    path: "/medisync.v1.InventoryService/SubmitBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SubmitBatchRequest): Buffer => Buffer.from(SubmitBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubmitBatchRequest => SubmitBatchRequest.decode(value),
+    responseSerialize: (value: SubmitBatchResponse): Buffer => Buffer.from(SubmitBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitBatchResponse => SubmitBatchResponse.decode(value),
+  },
   getStock: {
     path: "/medisync.v1.InventoryService/GetStock" as const,
     requestStream: false as const,
@@ -2192,6 +2823,12 @@ export interface InventoryServiceServer extends UntypedServiceImplementation {
   deduct: handleUnaryCall<DeductRequest, DeductResponse>;
   transfer: handleUnaryCall<TransferRequest, TransferResponse>;
   setReorderLevel: handleUnaryCall<SetReorderLevelRequest, SetReorderLevelResponse>;
+  /**
+   * Many writes in one call, each answered on its own. The gateway coalesces the writes that arrive
+   * together, so a call's fixed cost (an HTTP/2 stream, headers, a deadline) is paid once per batch
+   * instead of once per write; Raft then commits them in the same round. At most 256 commands.
+   */
+  submitBatch: handleUnaryCall<SubmitBatchRequest, SubmitBatchResponse>;
   getStock: handleUnaryCall<GetStockRequest, GetStockResponse>;
   listStock: handleUnaryCall<ListStockRequest, ListStockResponse>;
   status: handleUnaryCall<StatusRequest, StatusResponse>;
@@ -2257,6 +2894,26 @@ export interface InventoryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetReorderLevelResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Many writes in one call, each answered on its own. The gateway coalesces the writes that arrive
+   * together, so a call's fixed cost (an HTTP/2 stream, headers, a deadline) is paid once per batch
+   * instead of once per write; Raft then commits them in the same round. At most 256 commands.
+   */
+  submitBatch(
+    request: SubmitBatchRequest,
+    callback: (error: ServiceError | null, response: SubmitBatchResponse) => void,
+  ): ClientUnaryCall;
+  submitBatch(
+    request: SubmitBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SubmitBatchResponse) => void,
+  ): ClientUnaryCall;
+  submitBatch(
+    request: SubmitBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SubmitBatchResponse) => void,
   ): ClientUnaryCall;
   getStock(
     request: GetStockRequest,
@@ -2336,6 +2993,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
