@@ -5,10 +5,13 @@
 //   npm run bench:slots [-- --seconds 10]
 import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { credentials } from "@grpc/grpc-js";
 import autocannon from "autocannon";
 import pg from "pg";
 import { migrate } from "../../src/appointment/migrate.ts";
 import { createSlots, insertClinic, insertPractitioner } from "../../src/appointment/repo.ts";
+import { AppointmentServiceClient } from "../../src/gen/medisync/v1/appointment.ts";
+import { callUnary } from "../../src/shared/grpc.ts";
 import { createLogger } from "../../src/shared/logger.ts";
 import { createPool, ensureDatabase } from "../../src/shared/pg.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
@@ -64,7 +67,7 @@ async function tierCounts(opsPort: number): Promise<Record<string, number>> {
 }
 
 interface Row {
-  mode: Mode | "floor";
+  mode: Mode | "floor" | "grpc";
   connections: number;
   rps: number;
   p50: number;
@@ -116,6 +119,38 @@ async function runMode(mode: Mode, clinicId: string, dates: string[]): Promise<R
           servedBy: "gateway only (/healthz)",
         });
       }
+      // The gRPC hop alone: ListSlots straight to the appointment service, LRU hits, no gateway.
+      const client = new AppointmentServiceClient(`127.0.0.1:${grpcPort}`, credentials.createInsecure());
+      for (const connections of connectionsList) {
+        const lat: number[] = [];
+        let k = 0;
+        const until = Date.now() + durationS * 1000;
+        const t0 = performance.now();
+        await Promise.all(
+          Array.from({ length: connections }, async () => {
+            while (Date.now() < until) {
+              const t = performance.now();
+              await callUnary(
+                client.listSlots.bind(client),
+                { clinicId, date: dates[k++ % dates.length]!, practitionerId: "" },
+                2_000,
+              );
+              lat.push(performance.now() - t);
+            }
+          }),
+        );
+        lat.sort((a, b) => a - b);
+        rows.push({
+          mode: "grpc",
+          connections,
+          rps: lat.length / ((performance.now() - t0) / 1000),
+          p50: Math.round(lat[Math.floor(lat.length / 2)]! * 100) / 100,
+          p99: Math.round(lat[Math.floor(lat.length * 0.99)]! * 100) / 100,
+          requests: lat.length,
+          servedBy: "appointment over gRPC, no gateway (LRU)",
+        });
+      }
+      client.close();
     }
     for (const connections of connectionsList) {
       const before = await tierCounts(opsPort);
@@ -230,6 +265,12 @@ autocannon as the client on the same machine (so client and server share its cor
 - **redis**: LRU of one entry, so each read misses it and is served from Redis (two round trips).
 - **db**: LRU of one entry and Redis unreachable (a refused port), so each read queries PostgreSQL.
 - **floor**: the gateway's own /healthz, no gRPC call: what HTTP alone costs here.
+- **grpc**: ListSlots straight to the appointment service (LRU hits), no gateway: what the gRPC hop costs.
+
+Every tier pays the HTTP request and one gRPC call; on this machine a grpc-js call (HTTP/2 stream,
+headers, deadline) costs about a millisecond of CPU between client and server, several times the
+LRU lookup and of the same order as the PostgreSQL query it saves, which bounds what the LRU can gain
+over the database through the gateway.
 
 ## Machine
 ${machineDescription()}
