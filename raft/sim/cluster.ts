@@ -209,7 +209,7 @@ export class Cluster {
     this.coreBugs = o.coreBugs ?? {};
     this.driverBugs = o.driverBugs ?? {};
     this.electionMs = this.p.electionTicks * this.p.tickMs;
-    this.opTimeoutMs = 4 * this.electionMs;
+    this.opTimeoutMs = 2 * this.electionMs;
     this.traceMax = o.traceEvents ?? 0;
     const ids = Array.from({ length: this.p.nodes }, (_, i) => `n${i + 1}`);
     for (let i = this.p.nodes + 1; i <= this.p.nodes + 2; i++) this.spareIds.push(`n${i}`);
@@ -484,6 +484,7 @@ export class Cluster {
         // Acknowledged: any read that starts from now on must see index ≥ e.index.
         if (e.index > this.maxAckedIndex) this.maxAckedIndex = e.index;
         cl.op = undefined;
+        cl.hint = n.id; // clients stick to the node that last served them
       }
     }
   }
@@ -507,6 +508,7 @@ export class Cluster {
         this.reads++;
         if (n.core?.currentRole !== "leader") this.count("followerRead");
         cl.op = undefined;
+        cl.hint = n.id;
       }
     }
     n.readsWaiting = still;
@@ -682,6 +684,9 @@ export class Cluster {
     const op = cl.op;
     if (op) {
       if (op.target !== "" && this.now - op.started < this.opTimeoutMs) return;
+      // Timed out (or never accepted): the node we tried may be partitioned or deposed without
+      // knowing it — forget it and try elsewhere, as a real client library would.
+      if (op.target !== "") cl.hint = "";
       if (op.kind === "read") {
         cl.op = undefined; // abandoned; a new read starts fresh
         return;
@@ -923,12 +928,15 @@ export class Cluster {
     this.blocked = blocked;
     this.count(`partition.${kind}`);
     this.note(`partition ${kind}`);
-    this.heap.push(this.now + this.rng.int(this.electionMs, 6 * this.electionMs), () => {
-      if (this.blocked === blocked) {
-        this.blocked = undefined;
-        this.note("partition healed");
-      }
-    });
+    this.heap.push(
+      this.now + this.rng.int(this.electionMs, this.p.partitionElectionsMax * this.electionMs),
+      () => {
+        if (this.blocked === blocked) {
+          this.blocked = undefined;
+          this.note("partition healed");
+        }
+      },
+    );
   }
 }
 

@@ -1,5 +1,5 @@
-// Proves the suite bites: each deliberately broken variant (two in the core, two in the driver) must
-// be caught — by a simulator invariant within a bounded number of seeds, or, for the commit-rule
+// Proves the suite bites: each deliberately broken variant (three in the core, two in the driver)
+// must be caught — by a simulator invariant within a bounded number of seeds, or, for the commit-rule
 // bug the no-op masks in random runs, by the scripted Figure 8 schedule.
 import { describe, expect, it } from "vitest";
 import { figure8Scenario } from "../core/testing.ts";
@@ -60,8 +60,26 @@ describe("broken variants are caught", () => {
     expect(r.failure?.violation).toMatch(/election safety/);
   });
 
+  it(`core readIndexWithoutQuorum (§6.4): a stale read is caught within ${seedsMax} read-focused seeds`, () => {
+    // Targeted profile: isolated leaders without CheckQuorum, many clients, mostly reads.
+    const r = firstCaught({
+      from: 1,
+      seeds: seedsMax,
+      steps,
+      overrides: { readFocus: true },
+      coreBugs: { readIndexWithoutQuorum: true },
+      stopAtFirst: true,
+    });
+    console.log(
+      `[mutation readIndexWithoutQuorum] caught at seed ${r.failure?.seed}: ${r.failure?.violation}`,
+    );
+    expect(r.failure?.violation).toMatch(/stale read/);
+  });
+
   it("the correct core and driver pass the same seeds the mutants fail on", () => {
     const r = runCampaign({ from: 1, seeds: 50, steps });
     expect(r.failures).toEqual([]);
+    const reads = runCampaign({ from: 1, seeds: 30, steps, overrides: { readFocus: true } });
+    expect(reads.failures).toEqual([]);
   });
 });
