@@ -115,6 +115,8 @@ class SimNode {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+/** Events allowed after healing before giving up (the virtual-time bound normally ends it first). */
+const healStepsMax = 200_000;
 
 function emptyKv(): KvState {
   return { applied: 0, kv: {}, seen: {} };
@@ -240,7 +242,7 @@ export class Cluster {
       // proposal committed within a bound of virtual time.
       const boundMs = 10 * this.electionMs;
       this.heap.push(this.now, () => this.probeEvent());
-      while (this.probeDoneAt === undefined && this.now - healedAt <= boundMs && healSteps < 200_000) {
+      while (this.probeDoneAt === undefined && this.now - healedAt <= boundMs && healSteps < healStepsMax) {
         if (!this.step()) break;
         healSteps++;
       }
