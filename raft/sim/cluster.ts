@@ -171,6 +171,7 @@ export class Cluster {
   private reorderRate: number;
   private crashMidReadyRate: number;
   private bounceRate: number;
+  private leaderCrashRate: number;
   private blocked: ((a: string, b: string) => boolean) | undefined;
   private readonly coreBugs: TestOnlyBugs;
   private readonly driverBugs: DriverBugs;
@@ -208,6 +209,7 @@ export class Cluster {
     this.reorderRate = this.p.reorderRate;
     this.crashMidReadyRate = this.p.crashMidReadyRate;
     this.bounceRate = this.p.bounceRate;
+    this.leaderCrashRate = this.p.leaderCrashRate;
     this.coreBugs = o.coreBugs ?? {};
     this.driverBugs = o.driverBugs ?? {};
     this.electionMs = this.p.electionTicks * this.p.tickMs;
@@ -382,6 +384,22 @@ export class Cluster {
         crashAfter = this.rng.int(1, 3);
         bounce = true;
       }
+    }
+    if (
+      this.leaderCrashRate > 0 &&
+      crashAfter === 0 &&
+      core.currentRole === "leader" &&
+      (rd.softState?.role === "leader" ||
+        (rd.hardState && rd.hardState.commit > n.disk.hardState().commit)) &&
+      this.rng.chance(this.leaderCrashRate)
+    ) {
+      // Targeted: the leader dies at the worst moment — it won, or learned that something
+      // committed, and persisted that, but nobody hears about it.
+      crashAfter = this.driverBugs.replyBeforePersist ? 2 : 1;
+      const inc = n.incarnation;
+      this.heap.push(this.now + this.rng.int(this.p.tickMs, 5 * this.electionMs), () => {
+        if (this.faulting && !n.core && !n.removed && n.incarnation === inc) this.startNode(n);
+      });
     }
     const first = this.driverBugs.replyBeforePersist ? () => this.send(rd) : () => this.persist(n, rd);
     const second = this.driverBugs.replyBeforePersist ? () => this.persist(n, rd) : () => this.send(rd);
@@ -775,6 +793,7 @@ export class Cluster {
     this.reorderRate = 0;
     this.crashMidReadyRate = 0;
     this.bounceRate = 0;
+    this.leaderCrashRate = 0;
     for (const n of this.nodes.values()) {
       if (n.removed) continue;
       if (!n.core) this.startNode(n);

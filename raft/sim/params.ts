@@ -39,6 +39,11 @@ export interface SimParams {
    * that acknowledges entries) and restarts 1–3 ms later.
    */
   bounceRate: number;
+  /**
+   * Chance that a leader crashes right after persisting the Ready in which it won or advanced its
+   * commit index — before sending it (restarting later like any crash).
+   */
+  leaderCrashRate: number;
   /** Fault: several nodes start an election at the same instant. */
   campaignStorms: boolean;
   clients: number;
@@ -50,6 +55,7 @@ export interface SimParams {
   snapshotEveryEntries: number;
   electionFocus: boolean;
   readFocus: boolean;
+  figure8Focus: boolean;
 }
 
 export interface ParamOverrides {
@@ -59,6 +65,8 @@ export interface ParamOverrides {
   electionFocus?: boolean;
   /** Force the read-focused profile (isolated leaders, many clients, mostly reads). */
   readFocus?: boolean;
+  /** Force the Figure 8 profile (5 nodes, one entry per append, leaders crashing at the worst moment). */
+  figure8Focus?: boolean;
 }
 
 export function paramsForSeed(seed: number, o: ParamOverrides = {}): SimParams {
@@ -75,6 +83,8 @@ export function paramsForSeed(seed: number, o: ParamOverrides = {}): SimParams {
   // About one seed in eight concentrates on reads during partitions: a deposed leader that does not
   // know it yet is exactly where an unconfirmed read would be stale (§6.4).
   const readFocus = faults && !electionFocus && (o.readFocus ?? r.chance(0.15));
+  // About one in ten of the rest reproduces the conditions of the paper's Figure 8.
+  const figure8Focus = faults && !electionFocus && !readFocus && (o.figure8Focus ?? r.chance(0.1));
   const p: SimParams = {
     seed,
     nodes,
@@ -100,6 +110,7 @@ export function paramsForSeed(seed: number, o: ParamOverrides = {}): SimParams {
     crashMidReadyRate: faults ? r.pick([0, 0.002, 0.01, 0.03]) : 0,
     bounceRate: faults ? r.pick([0, 0.1, 0.3]) : 0,
     campaignStorms: faults && r.chance(0.5),
+    leaderCrashRate: faults ? r.pick([0, 0, 0.05, 0.2]) : 0,
     clients: r.int(1, 5),
     clientOpEveryMs: r.int(2, 20),
     readRate: r.pick([0, 0.1, 0.3, 0.5]),
@@ -108,12 +119,25 @@ export function paramsForSeed(seed: number, o: ParamOverrides = {}): SimParams {
     snapshotEveryEntries: r.pick([0, 5, 20, 60]),
     electionFocus,
     readFocus,
+    figure8Focus,
   };
   if (electionFocus) {
     p.bounceRate = 0.5;
     p.campaignStorms = true;
     p.crashes = true;
     p.faultEveryMs = r.int(20, 80);
+  }
+  if (figure8Focus) {
+    // Figure 8 needs leaders that win or commit and die before telling anyone, five nodes, and
+    // appends small enough that an old entry travels without the new term's entry behind it.
+    p.nodes = o.nodes ?? 5;
+    p.entriesPerMessageMax = 1;
+    p.leaderCrashRate = 0.7;
+    p.preVote = false;
+    p.checkQuorum = false;
+    p.crashes = true;
+    p.snapshotEveryEntries = 0;
+    p.membership = false;
   }
   if (readFocus) {
     p.partitions = ["isolateLeader"];
