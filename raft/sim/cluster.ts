@@ -18,6 +18,7 @@ import {
   type Ready,
   type TestOnlyBugs,
 } from "../core/index.ts";
+import { decodeMessage, encodeMessage } from "../transport/codec.ts";
 import { EventHeap } from "./heap.ts";
 import type { PartitionKind, SimParams } from "./params.ts";
 import { deriveSeed, Rng } from "./prng.ts";
@@ -38,6 +39,11 @@ export interface SimOptions {
   driverBugs?: DriverBugs;
   /** Keep the last events for a failure report. */
   traceEvents?: number;
+  /**
+   * Pass every message through the real wire codec (raft/transport/codec.ts, v8 serialize) instead
+   * of handing the object over: proves messages are plain data and nothing relies on identity.
+   */
+  wireCodec?: boolean;
 }
 
 export interface SimResult {
@@ -653,8 +659,14 @@ export class Cluster {
   // -------------------------------------------------------------------------------------------
   // Network
 
-  private sendMessage(m: Message): void {
+  private sendMessage(sent: Message): void {
     const r = this.netRng;
+    let m = sent;
+    if (this.o.wireCodec) {
+      const decoded = decodeMessage<Message>(encodeMessage(sent));
+      if (!decoded) throw new Violation(`message ${sent.type} does not survive the wire codec`);
+      m = decoded;
+    }
     if (this.blocked?.(m.from, m.to)) return;
     if (this.dropRate > 0 && r.chance(this.dropRate)) return;
     const delay = () => {
