@@ -246,16 +246,19 @@ export class Cluster {
       while (steps < this.o.steps && this.step()) steps++;
       this.heal();
       healedAt = this.now;
-      // Liveness (§3 of docs/raft.md): with faults healed, a leader must be elected and a new
-      // proposal committed within a bound of virtual time.
-      const boundMs = 10 * this.electionMs;
+      // Liveness (docs/raft.md, "Simulator"): with faults healed, a leader must be elected and a
+      // new proposal committed within a bound of virtual time.
+      const boundMs = this.livenessBoundMs();
       this.heap.push(this.now, () => this.probeEvent());
       while (this.probeDoneAt === undefined && this.now - healedAt <= boundMs && healSteps < healStepsMax) {
         if (!this.step()) break;
         healSteps++;
       }
       if (this.probeDoneAt === undefined) {
-        throw new Violation(`liveness: no proposal committed within ${boundMs} virtual ms after healing`);
+        throw new Violation(
+          `liveness: no proposal committed within ${boundMs} virtual ms after healing ` +
+            `(10 election timeouts + catch-up allowance)`,
+        );
       }
       return this.result(true, steps, healSteps, undefined, this.probeDoneAt - healedAt);
     } catch (err) {
@@ -265,6 +268,28 @@ export class Cluster {
       const e = err as Error;
       return this.result(false, steps, healSteps, `unexpected ${e.name}: ${e.message}\n${e.stack ?? ""}`);
     }
+  }
+
+  /**
+   * 10 election timeouts to elect a leader, plus catch-up work the faults left behind. In the
+   * worst configuration (one entry per append, a window of one) every backtracking step and every
+   * replicated entry of backlog costs one round trip, and so does every chunk of a snapshot.
+   * Backlog = entries beyond the lowest commit index among the replicas.
+   */
+  livenessBoundMs(): number {
+    let maxLast = 0;
+    let minCommit = Number.POSITIVE_INFINITY;
+    let snapshotBytes = 0;
+    for (const n of this.nodes.values()) {
+      if (!n.core || n.removed) continue;
+      maxLast = Math.max(maxLast, n.core.lastIndex);
+      minCommit = Math.min(minCommit, n.core.committed);
+      snapshotBytes = Math.max(snapshotBytes, n.disk.snapshot().data.byteLength);
+    }
+    const backlog = Math.max(0, maxLast - (Number.isFinite(minCommit) ? minCommit : 0));
+    const chunks = Math.ceil(snapshotBytes / this.p.snapshotChunkBytesMax) + 1;
+    const roundTripMs = 2 * this.p.delayMaxMs;
+    return 10 * this.electionMs + roundTripMs * (2 * backlog + chunks);
   }
 
   private result(
