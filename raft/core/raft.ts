@@ -36,6 +36,8 @@ export interface TestOnlyBugs {
   countOldTermEntries?: boolean;
   /** Grant votes without the §5.4.1 up-to-date check. */
   voteWithoutUpToDateCheck?: boolean;
+  /** Answer ReadIndex at once, without confirming leadership with a heartbeat quorum (§6.4). */
+  readIndexWithoutQuorum?: boolean;
 }
 
 export interface RaftConfig {
@@ -959,7 +961,7 @@ export class RaftCore {
       return;
     }
     const index = this.log.committed;
-    if (this.voters.length === 1) {
+    if (this.voters.length === 1 || this.bugs.readIndexWithoutQuorum) {
       this.deliverRead(from, index, context);
       return;
     }

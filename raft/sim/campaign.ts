@@ -13,6 +13,8 @@ export interface CampaignOptions {
   driverBugs?: DriverBugs;
   /** Stop at the first violation. */
   stopAtFirst?: boolean;
+  /** Encode and decode every message with the transport codec. */
+  wireCodec?: boolean;
 }
 
 export interface CampaignSummary {
@@ -52,7 +54,13 @@ export function runSeed(
   o: Omit<CampaignOptions, "from" | "seeds" | "steps"> = {},
 ) {
   const params = paramsForSeed(seed, o.overrides);
-  const r = runSimulation({ params, steps, coreBugs: o.coreBugs, driverBugs: o.driverBugs });
+  const r = runSimulation({
+    params,
+    steps,
+    coreBugs: o.coreBugs,
+    driverBugs: o.driverBugs,
+    wireCodec: o.wireCodec,
+  });
   return r;
 }
 

@@ -3,6 +3,7 @@
 // [--steps S] [--workers W]`), fanned out over child processes to use every core, with a summary.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import type { TestOnlyBugs } from "../core/index.ts";
 import {
   bugNames,
   type CampaignSummary,
@@ -24,7 +25,7 @@ interface Args {
   overrides: ParamOverrides;
   worker?: { index: number; count: number };
   driverBugs: DriverBugs;
-  coreBugs: { countOldTermEntries?: boolean; voteWithoutUpToDateCheck?: boolean };
+  coreBugs: TestOnlyBugs;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -80,7 +81,12 @@ function parseArgs(argv: string[]): Args {
       case "--bug": {
         const b = v();
         if (b === "replyBeforePersist" || b === "forgetVoteOnRestart") a.driverBugs[b] = true;
-        else if (b === "countOldTermEntries" || b === "voteWithoutUpToDateCheck") a.coreBugs[b] = true;
+        else if (
+          b === "countOldTermEntries" ||
+          b === "voteWithoutUpToDateCheck" ||
+          b === "readIndexWithoutQuorum"
+        )
+          a.coreBugs[b] = true;
         else throw new Error(`unknown --bug ${b}`);
         break;
       }

@@ -18,6 +18,7 @@ import {
   type Ready,
   type TestOnlyBugs,
 } from "../core/index.ts";
+import { decodeMessage, encodeMessage } from "../transport/codec.ts";
 import { EventHeap } from "./heap.ts";
 import type { PartitionKind, SimParams } from "./params.ts";
 import { deriveSeed, Rng } from "./prng.ts";
@@ -38,6 +39,11 @@ export interface SimOptions {
   driverBugs?: DriverBugs;
   /** Keep the last events for a failure report. */
   traceEvents?: number;
+  /**
+   * Pass every message through the real wire codec (raft/transport/codec.ts, v8 serialize) instead
+   * of handing the object over: proves messages are plain data and nothing relies on identity.
+   */
+  wireCodec?: boolean;
 }
 
 export interface SimResult {
@@ -115,6 +121,8 @@ class SimNode {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+/** Events allowed after healing before giving up (the virtual-time bound normally ends it first). */
+const healStepsMax = 200_000;
 
 function emptyKv(): KvState {
   return { applied: 0, kv: {}, seen: {} };
@@ -169,6 +177,7 @@ export class Cluster {
   private reorderRate: number;
   private crashMidReadyRate: number;
   private bounceRate: number;
+  private leaderCrashRate: number;
   private blocked: ((a: string, b: string) => boolean) | undefined;
   private readonly coreBugs: TestOnlyBugs;
   private readonly driverBugs: DriverBugs;
@@ -206,10 +215,11 @@ export class Cluster {
     this.reorderRate = this.p.reorderRate;
     this.crashMidReadyRate = this.p.crashMidReadyRate;
     this.bounceRate = this.p.bounceRate;
+    this.leaderCrashRate = this.p.leaderCrashRate;
     this.coreBugs = o.coreBugs ?? {};
     this.driverBugs = o.driverBugs ?? {};
     this.electionMs = this.p.electionTicks * this.p.tickMs;
-    this.opTimeoutMs = 4 * this.electionMs;
+    this.opTimeoutMs = 2 * this.electionMs;
     this.traceMax = o.traceEvents ?? 0;
     const ids = Array.from({ length: this.p.nodes }, (_, i) => `n${i + 1}`);
     for (let i = this.p.nodes + 1; i <= this.p.nodes + 2; i++) this.spareIds.push(`n${i}`);
@@ -236,16 +246,19 @@ export class Cluster {
       while (steps < this.o.steps && this.step()) steps++;
       this.heal();
       healedAt = this.now;
-      // Liveness (§3 of docs/raft.md): with faults healed, a leader must be elected and a new
-      // proposal committed within a bound of virtual time.
-      const boundMs = 10 * this.electionMs;
+      // Liveness (docs/raft.md, "Simulator"): with faults healed, a leader must be elected and a
+      // new proposal committed within a bound of virtual time.
+      const boundMs = this.livenessBoundMs();
       this.heap.push(this.now, () => this.probeEvent());
-      while (this.probeDoneAt === undefined && this.now - healedAt <= boundMs && healSteps < 200_000) {
+      while (this.probeDoneAt === undefined && this.now - healedAt <= boundMs && healSteps < healStepsMax) {
         if (!this.step()) break;
         healSteps++;
       }
       if (this.probeDoneAt === undefined) {
-        throw new Violation(`liveness: no proposal committed within ${boundMs} virtual ms after healing`);
+        throw new Violation(
+          `liveness: no proposal committed within ${boundMs} virtual ms after healing ` +
+            `(10 election timeouts + catch-up allowance)`,
+        );
       }
       return this.result(true, steps, healSteps, undefined, this.probeDoneAt - healedAt);
     } catch (err) {
@@ -255,6 +268,28 @@ export class Cluster {
       const e = err as Error;
       return this.result(false, steps, healSteps, `unexpected ${e.name}: ${e.message}\n${e.stack ?? ""}`);
     }
+  }
+
+  /**
+   * 10 election timeouts to elect a leader, plus catch-up work the faults left behind. In the
+   * worst configuration (one entry per append, a window of one) every backtracking step and every
+   * replicated entry of backlog costs one round trip, and so does every chunk of a snapshot.
+   * Backlog = entries beyond the lowest commit index among the replicas.
+   */
+  livenessBoundMs(): number {
+    let maxLast = 0;
+    let minCommit = Number.POSITIVE_INFINITY;
+    let snapshotBytes = 0;
+    for (const n of this.nodes.values()) {
+      if (!n.core || n.removed) continue;
+      maxLast = Math.max(maxLast, n.core.lastIndex);
+      minCommit = Math.min(minCommit, n.core.committed);
+      snapshotBytes = Math.max(snapshotBytes, n.disk.snapshot().data.byteLength);
+    }
+    const backlog = Math.max(0, maxLast - (Number.isFinite(minCommit) ? minCommit : 0));
+    const chunks = Math.ceil(snapshotBytes / this.p.snapshotChunkBytesMax) + 1;
+    const roundTripMs = 2 * this.p.delayMaxMs;
+    return 10 * this.electionMs + roundTripMs * (2 * backlog + chunks);
   }
 
   private result(
@@ -381,6 +416,22 @@ export class Cluster {
         bounce = true;
       }
     }
+    if (
+      this.leaderCrashRate > 0 &&
+      crashAfter === 0 &&
+      core.currentRole === "leader" &&
+      (rd.softState?.role === "leader" ||
+        (rd.hardState && rd.hardState.commit > n.disk.hardState().commit)) &&
+      this.rng.chance(this.leaderCrashRate)
+    ) {
+      // Targeted: the leader dies at the worst moment — it won, or learned that something
+      // committed, and persisted that, but nobody hears about it.
+      crashAfter = this.driverBugs.replyBeforePersist ? 2 : 1;
+      const inc = n.incarnation;
+      this.heap.push(this.now + this.rng.int(this.p.tickMs, 5 * this.electionMs), () => {
+        if (this.faulting && !n.core && !n.removed && n.incarnation === inc) this.startNode(n);
+      });
+    }
     const first = this.driverBugs.replyBeforePersist ? () => this.send(rd) : () => this.persist(n, rd);
     const second = this.driverBugs.replyBeforePersist ? () => this.persist(n, rd) : () => this.send(rd);
     const crash = (why: string) => {
@@ -484,6 +535,7 @@ export class Cluster {
         // Acknowledged: any read that starts from now on must see index ≥ e.index.
         if (e.index > this.maxAckedIndex) this.maxAckedIndex = e.index;
         cl.op = undefined;
+        cl.hint = n.id; // clients stick to the node that last served them
       }
     }
   }
@@ -507,6 +559,7 @@ export class Cluster {
         this.reads++;
         if (n.core?.currentRole !== "leader") this.count("followerRead");
         cl.op = undefined;
+        cl.hint = n.id;
       }
     }
     n.readsWaiting = still;
@@ -631,8 +684,14 @@ export class Cluster {
   // -------------------------------------------------------------------------------------------
   // Network
 
-  private sendMessage(m: Message): void {
+  private sendMessage(sent: Message): void {
     const r = this.netRng;
+    let m = sent;
+    if (this.o.wireCodec) {
+      const decoded = decodeMessage<Message>(encodeMessage(sent));
+      if (!decoded) throw new Violation(`message ${sent.type} does not survive the wire codec`);
+      m = decoded;
+    }
     if (this.blocked?.(m.from, m.to)) return;
     if (this.dropRate > 0 && r.chance(this.dropRate)) return;
     const delay = () => {
@@ -682,6 +741,9 @@ export class Cluster {
     const op = cl.op;
     if (op) {
       if (op.target !== "" && this.now - op.started < this.opTimeoutMs) return;
+      // Timed out (or never accepted): the node we tried may be partitioned or deposed without
+      // knowing it — forget it and try elsewhere, as a real client library would.
+      if (op.target !== "") cl.hint = "";
       if (op.kind === "read") {
         cl.op = undefined; // abandoned; a new read starts fresh
         return;
@@ -768,6 +830,7 @@ export class Cluster {
     this.reorderRate = 0;
     this.crashMidReadyRate = 0;
     this.bounceRate = 0;
+    this.leaderCrashRate = 0;
     for (const n of this.nodes.values()) {
       if (n.removed) continue;
       if (!n.core) this.startNode(n);
@@ -923,12 +986,15 @@ export class Cluster {
     this.blocked = blocked;
     this.count(`partition.${kind}`);
     this.note(`partition ${kind}`);
-    this.heap.push(this.now + this.rng.int(this.electionMs, 6 * this.electionMs), () => {
-      if (this.blocked === blocked) {
-        this.blocked = undefined;
-        this.note("partition healed");
-      }
-    });
+    this.heap.push(
+      this.now + this.rng.int(this.electionMs, this.p.partitionElectionsMax * this.electionMs),
+      () => {
+        if (this.blocked === blocked) {
+          this.blocked = undefined;
+          this.note("partition healed");
+        }
+      },
+    );
   }
 }
 
