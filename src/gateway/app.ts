@@ -2,6 +2,7 @@
 // limit, content type, metrics), the appointment routes and the OpenAPI document. It holds no
 // state; every answer comes from a service over gRPC.
 import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -118,34 +119,46 @@ export function createApp(deps: GatewayDeps): OpenAPIHono {
     c.res.headers.set("X-Request-Id", requestId);
   });
 
-  const limitBody = bodyLimit({
-    maxSize: deps.bodyBytesMax,
-    onError: (c) =>
-      problemResponse(
-        c,
-        new AppError("PAYLOAD_TOO_LARGE", `body exceeds ${deps.bodyBytesMax} bytes`, "body"),
-      ),
-  });
-  // Only where a body may come: asking for the body of a GET builds a full Request object per read.
-  app.use("/v1/*", (c, next) =>
-    c.req.method === "GET" || c.req.method === "HEAD" ? next() : limitBody(c, next),
-  );
+  const tooLarge = (c: Context) =>
+    problemResponse(c, new AppError("PAYLOAD_TOO_LARGE", `body exceeds ${deps.bodyBytesMax} bytes`, "body"));
+  // Hono's own limit, for when the app runs outside @hono/node-server (no Node request to read).
+  const limitBody = bodyLimit({ maxSize: deps.bodyBytesMax, onError: tooLarge });
 
-  // A body in another format would be read as empty and answered with misleading field errors.
   app.use("/v1/*", async (c, next) => {
+    if (c.req.method === "GET" || c.req.method === "HEAD") return next();
     const length = c.req.header("content-length");
     const hasBody =
       (length !== undefined && length !== "0") || c.req.header("transfer-encoding") !== undefined;
-    if (c.req.method === "POST" && hasBody) {
-      const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim();
-      if (!jsonMediaType.test(type)) {
-        return problemResponse(
-          c,
-          new AppError("UNSUPPORTED_MEDIA_TYPE", "send the body as application/json", "content-type"),
-        );
-      }
+    if (!hasBody) return next();
+    // A body in another format would be read as empty and answered with misleading field errors.
+    const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim();
+    if (!jsonMediaType.test(type)) {
+      return problemResponse(
+        c,
+        new AppError("UNSUPPORTED_MEDIA_TYPE", "send the body as application/json", "content-type"),
+      );
     }
-    await next();
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    if (!incoming) return limitBody(c, next);
+    if (length !== undefined && Number(length) > deps.bodyBytesMax) return tooLarge(c);
+    // Read the body straight from Node's request, within the limit, and hand it to Hono's body cache:
+    // asking Hono for it builds a web Request (undici streams, abort signals) per request, which was
+    // the gateway's largest cost under load.
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of incoming as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > deps.bodyBytesMax) return tooLarge(c);
+        chunks.push(chunk);
+      }
+    } catch {
+      return problemResponse(c, new AppError("MALFORMED_JSON", "the body could not be read", "body"));
+    }
+    (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve(
+      Buffer.concat(chunks, size).toString("utf8"),
+    );
+    return next();
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
