@@ -57,8 +57,10 @@ function deductLoad(client: InventoryClient, tag: string, workers: number, total
     while (!stopped && next < total) {
       const requestId = `${tag}-${next++}`;
       started.add(requestId);
-      await untilAcked(() =>
-        client.write("deduct", { requestId, clinicId: clinic, medicationCode: med, quantity: 1 }),
+      await untilAcked(
+        () => client.write("deduct", { requestId, clinicId: clinic, medicationCode: med, quantity: 1 }),
+        30_000,
+        () => stopped,
       ).then(
         () => acked.add(requestId),
         (err) => {

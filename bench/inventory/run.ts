@@ -187,28 +187,33 @@ async function catchUp(c: InventoryCluster): Promise<{ ms: number; bySnapshot: b
   const leader = await c.waitLeader();
   const follower = c.ids.find((i) => i !== leader)!;
   await c.signal(follower, "SIGKILL");
-  const client = c.clients.get(leader)!;
+  const client = c.client(10_000);
   const before = (await c.status(leader))!.commitIndex;
   let next = 0;
   const worker = async () => {
     while (next < behind) {
-      next++;
-      await callUnary(
-        client.restock.bind(client),
-        {
-          requestId: randomUUID(),
-          clinicId: clinic,
-          medicationCode: "filler",
-          quantity: 1,
-          lot: "",
-          expiresOn: "",
-        },
-        5_000,
-      );
+      const requestId = `catchup-${next++}`;
+      // A client's way: the same request id until acknowledged, wherever the leader is.
+      for (;;) {
+        try {
+          await client.write("restock", {
+            requestId,
+            clinicId: clinic,
+            medicationCode: "filler",
+            quantity: 1,
+            lot: "",
+            expiresOn: "",
+          });
+          break;
+        } catch (err) {
+          if (!(err instanceof AppError) || err.code !== "UNAVAILABLE") throw err;
+        }
+      }
     }
   };
   await Promise.all(Array.from({ length: 64 }, worker));
-  const target = (await c.status(leader))!.commitIndex;
+  client.close();
+  const target = (await c.status(await c.waitLeader(10_000, [follower])))!.commitIndex;
   const t0 = performance.now();
   const w = c.start(follower);
   for (;;) {

@@ -170,6 +170,7 @@ export class RaftNode {
   private idle: (() => void)[] = [];
   /** The leader our transport saw go away (connection refused or reset), until we hear from it again. */
   private suspect: string | undefined;
+  private snapshotting = false;
   /** Counters for /metrics and tests. */
   readonly stats = {
     readies: 0,
@@ -425,7 +426,7 @@ export class RaftNode {
         await this.handleReady(rd);
         this.stats.readyMs += performance.now() - t0;
         this.core.advance(rd);
-        await this.maybeSnapshot();
+        this.maybeSnapshot();
       }
     } catch (err) {
       this.o.log.error({ raft: this.id, err }, "raft invariant broken: stopping this replica");
@@ -544,22 +545,54 @@ export class RaftNode {
     this.o.onLeaderChange?.(leader, term, isLeader);
   }
 
-  private async maybeSnapshot(): Promise<void> {
+  /**
+   * Takes a snapshot once enough was applied since the last. The state machine is serialized here,
+   * between rounds (it must match the applied index), but the save to PostgreSQL runs in the
+   * background: awaiting it inside the loop stopped heartbeats long enough, with a large state, for
+   * followers to start an election. The log is compacted only once the snapshot is durable.
+   */
+  private maybeSnapshot(): void {
+    if (this.snapshotting) return;
     const snap = this.storage.snapshot();
     if (this.appliedIndex - snap.meta.index < this.o.snapshotEveryEntries) return;
     const meta = this.core.snapshotMeta(this.appliedIndex);
     const s: Snapshot = { meta, data: this.o.fsm.snapshot() };
-    await this.o.snapshots.save(s);
-    this.storage.setSnapshot(s);
-    const log = this.storage.log;
-    const keepFrom = Math.max(log.compactedTo.index, meta.index - this.o.snapshotCatchUpEntries);
-    const term = log.term(keepFrom);
-    if (keepFrom > log.compactedTo.index && term !== undefined) await log.compact({ index: keepFrom, term });
-    this.stats.snapshotsTaken++;
-    this.o.log.info(
-      { raft: this.id, index: meta.index, bytes: s.data.byteLength, compactedTo: log.compactedTo.index },
-      "snapshot taken",
+    this.snapshotting = true;
+    this.o.snapshots.save(s).then(
+      () =>
+        this.enqueue(() => {
+          this.snapshotting = false;
+          // A snapshot installed from the leader meanwhile may already be newer.
+          if (s.meta.index <= this.storage.snapshot().meta.index) return;
+          this.storage.setSnapshot(s);
+          const log = this.storage.log;
+          const keepFrom = Math.max(log.compactedTo.index, meta.index - this.o.snapshotCatchUpEntries);
+          const term = log.term(keepFrom);
+          if (keepFrom > log.compactedTo.index && term !== undefined) {
+            log.compact({ index: keepFrom, term }).catch((err: unknown) => this.fatal(err));
+          }
+          this.stats.snapshotsTaken++;
+          this.o.log.info(
+            { raft: this.id, index: meta.index, bytes: s.data.byteLength, compactedTo: keepFrom },
+            "snapshot taken",
+          );
+        }),
+      (err: unknown) => {
+        this.snapshotting = false;
+        // Not fatal: the log still holds everything; the next round tries again.
+        if (!this.stopped) this.o.log.warn({ raft: this.id, err }, "snapshot save failed");
+      },
     );
+  }
+
+  private fatal(err: unknown): void {
+    if (this.stopped) return;
+    this.o.log.error({ raft: this.id, err }, "raft storage failed: stopping this replica");
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
+    this.failAll(new NodeError("STOPPED", "replica stopped on a storage failure"));
+    if (this.o.onFatal) this.o.onFatal(err);
+    else throw err;
   }
 
   private failAll(err: NodeError): void {
