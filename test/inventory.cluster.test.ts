@@ -27,7 +27,7 @@ async function newCluster(name: string, env: Record<string, string> = {}) {
 }
 
 /** One write, retried with the same request id until acknowledged (or the budget is spent). */
-async function untilAcked<T>(fn: () => Promise<T>, budgetMs = 30_000): Promise<T> {
+async function untilAcked<T>(fn: () => Promise<T>, budgetMs = 30_000, gaveUp = () => false): Promise<T> {
   const deadline = Date.now() + budgetMs;
   for (;;) {
     try {
@@ -35,7 +35,7 @@ async function untilAcked<T>(fn: () => Promise<T>, budgetMs = 30_000): Promise<T
     } catch (err) {
       const retry =
         err instanceof AppError && (err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED");
-      if (!retry || Date.now() > deadline) throw err;
+      if (!retry || Date.now() > deadline || gaveUp()) throw err;
     }
   }
 }
