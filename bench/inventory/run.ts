@@ -116,17 +116,22 @@ async function failoverTrial(c: InventoryCluster, n: number, sample: string[] | 
   const client = c.client(10_000);
   const old = await c.waitLeader();
   let killedAt = 0;
+  /** Set once the old leader's process is gone: only writes started after it count. */
+  let deadAt = 0;
   let firstOkAfter = 0;
   let stop = false;
   const writer = (async () => {
     let i = 0;
     while (!stop) {
       const requestId = `fo-${n}-${i++}`;
+      const startedAt = performance.now();
       for (;;) {
         try {
           await client.write("deduct", { requestId, clinicId: clinic, medicationCode: med, quantity: 1 });
           const now = performance.now();
-          if (killedAt > 0 && firstOkAfter === 0) {
+          // A reply the old leader sent before it died may still be read after the kill: only a
+          // write begun after the process is gone proves that a new leader serves.
+          if (deadAt > 0 && startedAt >= deadAt && firstOkAfter === 0) {
             firstOkAfter = now;
             sample?.push(
               JSON.stringify({
@@ -160,6 +165,7 @@ async function failoverTrial(c: InventoryCluster, n: number, sample: string[] | 
   );
   killedAt = performance.now();
   await c.signal(old, "SIGKILL");
+  deadAt = performance.now();
   while (firstOkAfter === 0) await new Promise((r) => setTimeout(r, 1));
   stop = true;
   await writer;

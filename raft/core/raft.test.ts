@@ -481,6 +481,25 @@ describe("beyond Figure 2", () => {
     return net;
   };
 
+  it("proposeBatch replicates many entries with one append per follower, and they all commit", () => {
+    const net = three();
+    net.deliverAll();
+    const leader = net.core("s1");
+    const before = leader.lastIndex;
+    const at = leader.proposeBatch([enc.encode("a"), enc.encode("b"), enc.encode("c")]);
+    expect(at.map((x) => x.index)).toEqual([before + 1, before + 2, before + 3]);
+    const rd = leader.ready();
+    const appends = rd.messages.filter((m) => m.type === "app");
+    expect(appends.map((m) => m.to).sort()).toEqual(["s2", "s3"]);
+    expect(appends.every((m) => m.entries.length === 3)).toBe(true);
+    net.queue.push(...rd.messages);
+    net.disks.get("s1")!.append(rd.entries);
+    leader.advance(rd);
+    net.deliverAll();
+    expect(leader.committed).toBe(before + 3);
+    expect(() => net.core("s2").proposeBatch([enc.encode("x")])).toThrow(RaftError);
+  });
+
   it("proposals fail fast with a typed error: NOT_LEADER names the leader, PROPOSAL_DROPPED without one", () => {
     const net = three();
     const err = (() => {

@@ -171,6 +171,8 @@ export class RaftNode {
   /** The leader our transport saw go away (connection refused or reset), until we hear from it again. */
   private suspect: string | undefined;
   private snapshotting = false;
+  /** Proposals waiting for the loop; they enter the core together. */
+  private proposals: { data: Uint8Array; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   /** Counters for /metrics and tests. */
   readonly stats = {
     readies: 0,
@@ -307,23 +309,35 @@ export class RaftNode {
   propose(data: Uint8Array): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (this.stopped) return reject(new NodeError("STOPPED", "node stopped"));
-      if (this.waiters.size >= this.o.pendingProposalsMax) {
+      if (this.waiters.size + this.proposals.length >= this.o.pendingProposalsMax) {
         return reject(new NodeError("OVERLOADED", "too many proposals in flight"));
       }
-      this.enqueue(() => {
-        let at: { index: number; term: number };
-        try {
-          at = this.core.propose(data);
-        } catch (err) {
-          reject(toNodeError(err));
-          return;
-        }
-        const timer = setTimeout(() => {
-          if (this.waiters.get(at.index)?.resolve === resolve) this.waiters.delete(at.index);
-          reject(new NodeError("OUTCOME_UNKNOWN", `not applied within ${this.o.proposalTimeoutMs} ms`));
-        }, this.o.proposalTimeoutMs);
-        this.waiters.set(at.index, { term: at.term, resolve, reject, timer });
-      });
+      this.proposals.push({ data, resolve, reject });
+      // Every proposal that arrives before the loop gets to it joins one batch: one append per
+      // follower for all of them (RaftCore.proposeBatch).
+      if (this.proposals.length === 1) this.enqueue(() => this.flushProposals());
+    });
+  }
+
+  private flushProposals(): void {
+    const batch = this.proposals;
+    this.proposals = [];
+    if (batch.length === 0) return;
+    let at: { index: number; term: number }[];
+    try {
+      at = this.core.proposeBatch(batch.map((p) => p.data));
+    } catch (err) {
+      const e = toNodeError(err);
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const { index, term } = at[i]!;
+      const timer = setTimeout(() => {
+        if (this.waiters.get(index)?.resolve === p.resolve) this.waiters.delete(index);
+        p.reject(new NodeError("OUTCOME_UNKNOWN", `not applied within ${this.o.proposalTimeoutMs} ms`));
+      }, this.o.proposalTimeoutMs);
+      this.waiters.set(index, { term, resolve: p.resolve, reject: p.reject, timer });
     });
   }
 
@@ -596,6 +610,7 @@ export class RaftNode {
   }
 
   private failAll(err: NodeError): void {
+    for (const p of this.proposals.splice(0)) p.reject(err);
     for (const [index, w] of this.waiters) {
       this.waiters.delete(index);
       clearTimeout(w.timer);
