@@ -443,12 +443,7 @@ export class RaftNode {
         this.maybeSnapshot();
       }
     } catch (err) {
-      this.o.log.error({ raft: this.id, err }, "raft invariant broken: stopping this replica");
-      this.stopped = true;
-      if (this.ticker) clearInterval(this.ticker);
-      this.failAll(new NodeError("STOPPED", "replica stopped on a broken invariant"));
-      if (this.o.onFatal) this.o.onFatal(err);
-      else throw err;
+      this.fatal(err);
     } finally {
       this.pumping = false;
       if (this.inbox.length > 0 && !this.stopped) {
@@ -599,12 +594,16 @@ export class RaftNode {
     );
   }
 
+  /** A broken invariant or a failed disk: stop loudly rather than go on with a state we cannot trust. */
   private fatal(err: unknown): void {
     if (this.stopped) return;
-    this.o.log.error({ raft: this.id, err }, "raft storage failed: stopping this replica");
+    this.o.log.error(
+      { raft: this.id, err },
+      "raft invariant broken or storage failed: stopping this replica",
+    );
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
-    this.failAll(new NodeError("STOPPED", "replica stopped on a storage failure"));
+    this.failAll(new NodeError("STOPPED", "replica stopped on a broken invariant or a storage failure"));
     if (this.o.onFatal) this.o.onFatal(err);
     else throw err;
   }
