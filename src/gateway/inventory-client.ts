@@ -16,6 +16,7 @@ import { AppError, isErrorCode } from "../shared/errors.ts";
 import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
 import { readLeaderHint } from "../shared/leader-hint.ts";
 import { isRetryable, type RetryPolicy, withRetries } from "../shared/retry.ts";
+import { inventoryLimits } from "../shared/validation.ts";
 
 export interface InventoryClientOptions {
   peers: { id: string; address: string }[];
@@ -175,8 +176,8 @@ export class InventoryClient {
   }
 }
 
-/** Commands per SubmitBatch call; the replica refuses more (src/inventory/service.ts). */
-const batchCommandsMax = 256;
+/** Commands per SubmitBatch call; the replica refuses more. */
+const { batchCommandsMax } = inventoryLimits;
 
 interface Pending {
   command: WriteCommand["command"];

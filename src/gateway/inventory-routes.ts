@@ -3,6 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { StockItem as StockItemMsg } from "../gen/medisync/v1/inventory.ts";
+import { inventoryLimits } from "../shared/validation.ts";
 import type { InventoryClient } from "./inventory-client.ts";
 import {
   calendarDate,
@@ -12,12 +13,11 @@ import {
   problemResponse as problemDoc,
 } from "./schemas.ts";
 
-const codeMax = 64;
-const quantityMax = 1_000_000_000;
+const { codeMax, codePattern, quantityMax } = inventoryLimits;
 const code = (name: string) =>
   z
     .string()
-    .regex(/^[A-Za-z0-9_.:-]+$/, `${name} must be 1-${codeMax} of [A-Za-z0-9_.:-]`)
+    .regex(codePattern, `${name} must be 1-${codeMax} of [A-Za-z0-9_.:-]`)
     .max(codeMax)
     .openapi({ example: name === "medicationCode" ? "amoxicillin-500mg" : "harbour" });
 const quantity = z.number().int().min(1).max(quantityMax).openapi({ example: 10 });

@@ -2,16 +2,11 @@
 // their encoding. Every command carries a request id (for exactly-once apply) and the leader's
 // timestamp (so expiry decisions are the same on every replica).
 import { z } from "zod";
+import { inventoryLimits } from "../shared/validation.ts";
 
-export const codeMax = 64;
-export const quantityMax = 1_000_000_000;
-export const requestIdMax = 200;
+export const { codeMax, quantityMax, requestIdMax } = inventoryLimits;
 
-const id = z
-  .string()
-  .min(1)
-  .max(codeMax)
-  .regex(/^[A-Za-z0-9_.:-]+$/);
+const id = z.string().min(1).max(codeMax).regex(inventoryLimits.codePattern);
 const qty = z.number().int().positive().max(quantityMax);
 const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/);
 const base = {

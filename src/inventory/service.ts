@@ -14,11 +14,12 @@ import {
 } from "../gen/medisync/v1/inventory.ts";
 import { AppError } from "../shared/errors.ts";
 import { unary } from "../shared/grpc.ts";
+import { inventoryLimits, isCalendarDate } from "../shared/validation.ts";
 import { type Command, codeMax, quantityMax, requestIdMax } from "./commands.ts";
 import type { InventoryReplica } from "./replica.ts";
 import { type ApplyResult, type InventoryStateMachine, type Item, total } from "./state-machine.ts";
 
-const codePattern = /^[A-Za-z0-9_.:-]+$/;
+const { codePattern } = inventoryLimits;
 
 function code(value: string, field: string): string {
   if (value.length === 0 || value.length > codeMax || !codePattern.test(value)) {
@@ -43,12 +44,7 @@ function requestId(value: string): string {
 
 function expiresOn(value: string): string | undefined {
   if (value === "") return undefined;
-  const d = new Date(`${value}T00:00:00Z`);
-  if (
-    !/^\d{4}-\d{2}-\d{2}$/.test(value) ||
-    Number.isNaN(d.getTime()) ||
-    d.toISOString().slice(0, 10) !== value
-  ) {
+  if (!isCalendarDate(value)) {
     throw new AppError("VALIDATION", "expiresOn must be a calendar date YYYY-MM-DD", "expiresOn");
   }
   return value;
@@ -75,7 +71,7 @@ function toItem(clinicId: string, medicationCode: string, item: Item | undefined
 }
 
 /** Commands in one SubmitBatch call: bounds the work (and the memory) one call can ask for. */
-export const batchCommandsMax = 256;
+export const { batchCommandsMax } = inventoryLimits;
 
 type WriteAnswer = { quantity: number; index: number };
 

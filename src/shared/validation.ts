@@ -29,3 +29,17 @@ export function isInstant(s: string): boolean {
 
 /** Idempotency keys are echoed into logs and keys: short and harmless only. */
 export const idempotencyKeyPattern = /^[A-Za-z0-9_.:-]{1,200}$/;
+
+/**
+ * The inventory contract's limits, shared by the gateway (REST schemas, batching) and the inventory
+ * service (gRPC checks, command schema), which must not import each other.
+ */
+export const inventoryLimits = {
+  /** Clinic ids, medication codes and lot names. */
+  codeMax: 64,
+  codePattern: /^[A-Za-z0-9_.:-]+$/,
+  quantityMax: 1_000_000_000,
+  requestIdMax: 200,
+  /** Commands in one SubmitBatch call. */
+  batchCommandsMax: 256,
+} as const;
