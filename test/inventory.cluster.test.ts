@@ -7,7 +7,7 @@ import type { InventoryClient } from "../src/gateway/inventory-client.ts";
 import { ReadConsistency } from "../src/gen/medisync/v1/inventory.ts";
 import { AppError } from "../src/shared/errors.ts";
 import { callUnary } from "../src/shared/grpc.ts";
-import { InventoryCluster } from "./support/inventory-cluster.ts";
+import { InventoryCluster, untilAcked } from "./support/inventory-cluster.ts";
 
 let cluster: InventoryCluster | undefined;
 afterEach(async () => {
@@ -24,20 +24,6 @@ async function newCluster(name: string, env: Record<string, string> = {}) {
   await cluster.startAll();
   await cluster.waitLeader();
   return cluster;
-}
-
-/** One write, retried with the same request id until acknowledged (or the budget is spent). */
-async function untilAcked<T>(fn: () => Promise<T>, budgetMs = 30_000, gaveUp = () => false): Promise<T> {
-  const deadline = Date.now() + budgetMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      const retry =
-        err instanceof AppError && (err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED");
-      if (!retry || Date.now() > deadline || gaveUp()) throw err;
-    }
-  }
 }
 
 interface Load {

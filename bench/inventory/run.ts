@@ -13,9 +13,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import autocannon from "autocannon";
-import { AppError } from "../../src/shared/errors.ts";
 import { callUnary } from "../../src/shared/grpc.ts";
-import { InventoryCluster } from "../../test/support/inventory-cluster.ts";
+import { InventoryCluster, untilAcked } from "../../test/support/inventory-cluster.ts";
 import { freePortRange, runCli, type Watched } from "../../test/support/process.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 import { waitForOk } from "../support/processes.ts";
@@ -66,8 +65,12 @@ async function viaGateway(base: string, clients: number): Promise<Row> {
       },
     ],
   });
+  return rowOf("gateway (HTTP)", clients, result);
+}
+
+function rowOf(path: string, clients: number, result: autocannon.Result): Row {
   return {
-    path: "gateway (HTTP)",
+    path,
     clients,
     rps: result.requests.average,
     p50: result.latency.p50,
@@ -125,29 +128,24 @@ async function failoverTrial(c: InventoryCluster, n: number, sample: string[] | 
     while (!stop) {
       const requestId = `fo-${n}-${i++}`;
       const startedAt = performance.now();
-      for (;;) {
-        try {
-          await client.write("deduct", { requestId, clinicId: clinic, medicationCode: med, quantity: 1 });
-          const now = performance.now();
-          // A reply the old leader sent before it died may still be read after the kill: only a
-          // write begun after the process is gone proves that a new leader serves.
-          if (deadAt > 0 && startedAt >= deadAt && firstOkAfter === 0) {
-            firstOkAfter = now;
-            sample?.push(
-              JSON.stringify({
-                level: "info",
-                time: new Date().toISOString(),
-                service: "bench-client",
-                requestId,
-                event: "first_write_after_kill",
-                ms: r2(now - killedAt),
-              }),
-            );
-          }
-          break;
-        } catch (err) {
-          if (!(err instanceof AppError) || err.code !== "UNAVAILABLE") throw err;
-        }
+      await untilAcked(() =>
+        client.write("deduct", { requestId, clinicId: clinic, medicationCode: med, quantity: 1 }),
+      );
+      const now = performance.now();
+      // A reply the old leader sent before it died may still be read after the kill: only a
+      // write begun after the process is gone proves that a new leader serves.
+      if (deadAt > 0 && startedAt >= deadAt && firstOkAfter === 0) {
+        firstOkAfter = now;
+        sample?.push(
+          JSON.stringify({
+            level: "info",
+            time: new Date().toISOString(),
+            service: "bench-client",
+            requestId,
+            event: "first_write_after_kill",
+            ms: r2(now - killedAt),
+          }),
+        );
       }
     }
   })();
@@ -200,21 +198,16 @@ async function catchUp(c: InventoryCluster): Promise<{ ms: number; bySnapshot: b
     while (next < behind) {
       const requestId = `catchup-${next++}`;
       // A client's way: the same request id until acknowledged, wherever the leader is.
-      for (;;) {
-        try {
-          await client.write("restock", {
-            requestId,
-            clinicId: clinic,
-            medicationCode: "filler",
-            quantity: 1,
-            lot: "",
-            expiresOn: "",
-          });
-          break;
-        } catch (err) {
-          if (!(err instanceof AppError) || err.code !== "UNAVAILABLE") throw err;
-        }
-      }
+      await untilAcked(() =>
+        client.write("restock", {
+          requestId,
+          clinicId: clinic,
+          medicationCode: "filler",
+          quantity: 1,
+          lot: "",
+          expiresOn: "",
+        }),
+      );
     }
   };
   await Promise.all(Array.from({ length: 64 }, worker));
@@ -303,15 +296,7 @@ async function etcdRun(): Promise<Row[] | string> {
           },
         ],
       });
-      rows.push({
-        path: "etcd 3.4 (JSON gateway)",
-        clients,
-        rps: result.requests.average,
-        p50: result.latency.p50,
-        p99: result.latency.p99,
-        ok: result["2xx"],
-        errors: result.non2xx + result.errors,
-      });
+      rows.push(rowOf("etcd 3.4 (JSON gateway)", clients, result));
       console.log(`etcd c=${clients}: ${result.requests.average.toFixed(0)} puts/s`);
     }
   } finally {

@@ -199,21 +199,16 @@ async function runMode(mode: Mode, clinicId: string, dates: string[]): Promise<R
  */
 async function evictionSample(clinicId: string, dates: string[]): Promise<number> {
   const [grpcPort, opsPort, httpPort] = [await freePort(), await freePort(), await freePort()];
-  const lines: string[] = [];
-  const appointment = startService(
-    "appointment",
-    {
-      DATABASE_URL: databaseUrl,
-      APPOINTMENT_GRPC_PORT: String(grpcPort),
-      APPOINTMENT_OPS_PORT: String(opsPort),
-      REDIS_KEY_PREFIX: "bench-slots-evictions:",
-      SLOT_CACHE_MAX_ENTRIES: "10",
-      CACHE_EVICTION_LOG_SAMPLE: "1",
-      INSTANCE_ID: "appointment-1",
-      LOG_LEVEL: "info",
-    },
-    (l) => lines.push(l),
-  );
+  const appointment = startService("appointment", {
+    DATABASE_URL: databaseUrl,
+    APPOINTMENT_GRPC_PORT: String(grpcPort),
+    APPOINTMENT_OPS_PORT: String(opsPort),
+    REDIS_KEY_PREFIX: "bench-slots-evictions:",
+    SLOT_CACHE_MAX_ENTRIES: "10",
+    CACHE_EVICTION_LOG_SAMPLE: "1",
+    INSTANCE_ID: "appointment-1",
+    LOG_LEVEL: "info",
+  });
   const gateway = startService("gateway", {
     PORT: String(httpPort),
     APPOINTMENT_ADDRS: `127.0.0.1:${grpcPort}`,
@@ -231,6 +226,7 @@ async function evictionSample(clinicId: string, dates: string[]): Promise<number
     await stop(appointment);
   }
   mkdirSync("logs", { recursive: true });
+  const lines = appointment.lines.filter((l) => l.startsWith("{"));
   writeFileSync("logs/cache-evictions.sample.log", `${lines.join("\n")}\n`);
   return lines.filter((l) => l.includes('"event":"cache_eviction"')).length;
 }

@@ -9,6 +9,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { InventoryClient } from "../../src/gateway/inventory-client.ts";
 import { InventoryServiceClient, type StatusResponse } from "../../src/gen/medisync/v1/inventory.ts";
+import { AppError } from "../../src/shared/errors.ts";
 import { callUnary } from "../../src/shared/grpc.ts";
 import { freePortRange, runCli, type Watched } from "./process.ts";
 
@@ -170,5 +171,23 @@ export class InventoryCluster {
     for (const c of this.clients.values()) c.close();
     this.redis?.disconnect();
     if (this.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** One write, retried with the same request id until acknowledged (or the budget is spent). */
+export async function untilAcked<T>(
+  fn: () => Promise<T>,
+  budgetMs = 30_000,
+  gaveUp = () => false,
+): Promise<T> {
+  const deadline = Date.now() + budgetMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      const retry =
+        err instanceof AppError && (err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED");
+      if (!retry || Date.now() > deadline || gaveUp()) throw err;
+    }
   }
 }
