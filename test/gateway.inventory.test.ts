@@ -127,6 +127,8 @@ describe("REST inventory", { timeout: 120_000 }, () => {
       reorderLevel: 5,
       index: d.json.index,
     });
+    // Once every replica has applied the entry, only the leader may have reported it.
+    await cluster.converged();
     const followers = cluster.ids.filter((id) => id !== leader);
     for (const f of followers)
       expect(cluster.procs.get(f)!.lines.some((l) => l.includes('"low_stock"'))).toBe(false);

@@ -3,20 +3,18 @@
 // order, without waiting for the previous batch's reply (that round trip per batch, with a unary
 // call, cost more than the fsyncs). A stream that fails is reopened with backoff; what it carried is
 // dropped and counted: best effort by design, the core resends through its heartbeats and probes.
+// A stream has no deadline; gRPC keepalive (channelOptions) notices a peer that stopped answering.
 import {
   type ClientWritableStream,
   credentials,
   Metadata,
   type Server,
   type ServerReadableStream,
-  type ServerUnaryCall,
   type ServiceError,
   type sendUnaryData,
   status,
 } from "@grpc/grpc-js";
 import {
-  type DeliverRequest,
-  type DeliverResponse,
   RaftTransportServiceClient,
   RaftTransportServiceService,
   type StreamRequest,
@@ -37,7 +35,6 @@ export interface TransportOptions {
   batchMessagesMax?: number;
   /** Encoded bytes in one batch (under the gRPC message limit). */
   batchBytesMax?: number;
-  deadlineMs?: number;
   /** A stream to this peer failed (connection refused or reset): the node may suspect its leader. */
   onPeerUnreachable?: (peerId: string) => void;
 }
@@ -53,7 +50,6 @@ const defaults = {
   queueMessagesMax: 10_000,
   batchMessagesMax: 1_024,
   batchBytesMax: 4 * 1024 * 1024,
-  deadlineMs: 1_000,
 };
 
 export const channelOptions = {
@@ -239,15 +235,6 @@ export function addRaftTransportService<M>(
     }
   };
   server.addService(RaftTransportServiceService, {
-    deliver: (
-      call: ServerUnaryCall<DeliverRequest, DeliverResponse>,
-      callback: sendUnaryData<DeliverResponse>,
-    ) => {
-      const req = call.request;
-      if (req.to !== selfId) return callback(refuse(req.to), null);
-      deliverAll(req.from, req.messages);
-      callback(null, {});
-    },
     stream: (
       call: ServerReadableStream<StreamRequest, StreamResponse>,
       callback: sendUnaryData<StreamResponse>,

@@ -11,10 +11,8 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
-  type ClientUnaryCall,
   type ClientWritableStream,
   type handleClientStreamingCall,
-  type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
@@ -25,15 +23,6 @@ export const protobufPackage = "medisync.raft.v1";
 
 export const protobufFileName = "medisync/raft/v1/raft.proto";
 
-export interface DeliverRequest {
-  from: string;
-  to: string;
-  messages: Buffer[];
-}
-
-export interface DeliverResponse {
-}
-
 export interface StreamRequest {
   from: string;
   to: string;
@@ -42,161 +31,6 @@ export interface StreamRequest {
 
 export interface StreamResponse {
 }
-
-function createBaseDeliverRequest(): DeliverRequest {
-  return { from: "", to: "", messages: [] };
-}
-
-export const DeliverRequest: MessageFns<DeliverRequest> = {
-  encode(message: DeliverRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.from !== "") {
-      writer.uint32(10).string(message.from);
-    }
-    if (message.to !== "") {
-      writer.uint32(18).string(message.to);
-    }
-    for (const v of message.messages) {
-      writer.uint32(26).bytes(v!);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): DeliverRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDeliverRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.from = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.to = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.messages.push(Buffer.from(reader.bytes()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): DeliverRequest {
-    return {
-      from: isSet(object.from) ? globalThis.String(object.from) : "",
-      to: isSet(object.to) ? globalThis.String(object.to) : "",
-      messages: globalThis.Array.isArray(object?.messages)
-        ? object.messages.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
-    };
-  },
-
-  toJSON(message: DeliverRequest): unknown {
-    const obj: any = {};
-    if (message.from !== "") {
-      obj.from = message.from;
-    }
-    if (message.to !== "") {
-      obj.to = message.to;
-    }
-    if (message.messages?.length) {
-      obj.messages = message.messages.map((e) => base64FromBytes(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DeliverRequest>, I>>(base?: I): DeliverRequest {
-    return DeliverRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DeliverRequest>, I>>(object: I): DeliverRequest {
-    const message = createBaseDeliverRequest();
-    message.from = object.from ?? "";
-    message.to = object.to ?? "";
-    message.messages = object.messages?.map((e) => e) || [];
-    return message;
-  },
-};
-
-function createBaseDeliverResponse(): DeliverResponse {
-  return {};
-}
-
-export const DeliverResponse: MessageFns<DeliverResponse> = {
-  encode(_: DeliverResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): DeliverResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDeliverResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): DeliverResponse {
-    return {};
-  },
-
-  toJSON(_: DeliverResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DeliverResponse>, I>>(base?: I): DeliverResponse {
-    return DeliverResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DeliverResponse>, I>>(_: I): DeliverResponse {
-    const message = createBaseDeliverResponse();
-    return message;
-  },
-};
 
 function createBaseStreamRequest(): StreamRequest {
   return { from: "", to: "", messages: [] };
@@ -361,18 +195,9 @@ export const StreamResponse: MessageFns<StreamResponse> = {
  */
 export type RaftTransportServiceService = typeof RaftTransportServiceService;
 export const RaftTransportServiceService = {
-  deliver: {
-    path: "/medisync.raft.v1.RaftTransportService/Deliver" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: DeliverRequest): Buffer => Buffer.from(DeliverRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): DeliverRequest => DeliverRequest.decode(value),
-    responseSerialize: (value: DeliverResponse): Buffer => Buffer.from(DeliverResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): DeliverResponse => DeliverResponse.decode(value),
-  },
   /**
    * One long-lived stream per peer pair: batches go out as they form, in order, without waiting
-   * for a reply to the previous one (a unary call per batch costs a round trip per batch).
+   * for a reply to the previous one (a unary call per batch cost a round trip per batch).
    */
   stream: {
     path: "/medisync.raft.v1.RaftTransportService/Stream" as const,
@@ -386,33 +211,17 @@ export const RaftTransportServiceService = {
 } as const;
 
 export interface RaftTransportServiceServer extends UntypedServiceImplementation {
-  deliver: handleUnaryCall<DeliverRequest, DeliverResponse>;
   /**
    * One long-lived stream per peer pair: batches go out as they form, in order, without waiting
-   * for a reply to the previous one (a unary call per batch costs a round trip per batch).
+   * for a reply to the previous one (a unary call per batch cost a round trip per batch).
    */
   stream: handleClientStreamingCall<StreamRequest, StreamResponse>;
 }
 
 export interface RaftTransportServiceClient extends Client {
-  deliver(
-    request: DeliverRequest,
-    callback: (error: ServiceError | null, response: DeliverResponse) => void,
-  ): ClientUnaryCall;
-  deliver(
-    request: DeliverRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: DeliverResponse) => void,
-  ): ClientUnaryCall;
-  deliver(
-    request: DeliverRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: DeliverResponse) => void,
-  ): ClientUnaryCall;
   /**
    * One long-lived stream per peer pair: batches go out as they form, in order, without waiting
-   * for a reply to the previous one (a unary call per batch costs a round trip per batch).
+   * for a reply to the previous one (a unary call per batch cost a round trip per batch).
    */
   stream(callback: (error: ServiceError | null, response: StreamResponse) => void): ClientWritableStream<StreamRequest>;
   stream(
