@@ -20,7 +20,7 @@ import { AppError } from "../shared/errors.ts";
 import { counter, registry } from "../shared/metrics.ts";
 import type { AppointmentClient } from "./appointment-client.ts";
 import { docsPage } from "./docs-page.ts";
-import { PROBLEM_CONTENT_TYPE, problemResponse, validationProblem } from "./problems.ts";
+import { problemResponse, validationProblem } from "./problems.ts";
 import {
   Appointment,
   AppointmentParams,
@@ -32,7 +32,7 @@ import {
   json,
   jsonBody,
   Practitioner,
-  problemResponse as problemDoc,
+  problemDoc,
   Slot,
   SlotDay,
   SlotsQuery,
@@ -345,5 +345,3 @@ function errorResponse(c: Context, err: unknown, log: Logger): Response {
   log.error({ err }, "unhandled error in gateway");
   return problemResponse(c, new AppError("INTERNAL", "internal error"));
 }
-
-export { PROBLEM_CONTENT_TYPE };

@@ -5,13 +5,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { StockItem as StockItemMsg } from "../gen/medisync/v1/inventory.ts";
 import { inventoryLimits } from "../shared/validation.ts";
 import type { InventoryClient } from "./inventory-client.ts";
-import {
-  calendarDate,
-  IdempotencyHeaders,
-  json,
-  jsonBody,
-  problemResponse as problemDoc,
-} from "./schemas.ts";
+import { calendarDate, IdempotencyHeaders, json, jsonBody, problemDoc } from "./schemas.ts";
 
 const { codeMax, codePattern, quantityMax } = inventoryLimits;
 const code = (name: string) =>

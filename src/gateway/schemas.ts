@@ -104,7 +104,7 @@ export const ProblemSchema = z
   })
   .openapi("Problem");
 
-export const problemResponse = (description: string) => ({
+export const problemDoc = (description: string) => ({
   description,
   content: { "application/problem+json": { schema: ProblemSchema } },
 });
