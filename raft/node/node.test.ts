@@ -5,7 +5,9 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Message, Snapshot } from "../core/types.ts";
-import { isMessage, NodeError, RaftNode } from "./node.ts";
+import { isMessage, NodeError, RaftNode, type RaftNodeOptions } from "./node.ts";
+
+type Tuning = Partial<Pick<RaftNodeOptions, "snapshotEveryEntries" | "snapshotEveryBytes">>;
 
 const quiet = { info() {}, warn() {}, error() {} };
 
@@ -26,7 +28,7 @@ afterEach(async () => {
   h = undefined;
 });
 
-function makeNode(hx: Harness, id: string, snapshotEveryEntries = 100_000): RaftNode {
+function makeNode(hx: Harness, id: string, tuning: Tuning = {}): RaftNode {
   // The state machine: the list of applied values (as numbers); snapshots carry it whole.
   const applied: number[] = [];
   hx.applied.set(id, applied);
@@ -37,8 +39,9 @@ function makeNode(hx: Harness, id: string, snapshotEveryEntries = 100_000): Raft
     log: quiet,
     tickMs: 10,
     electionTicks: 10,
-    snapshotEveryEntries,
+    snapshotEveryEntries: 100_000,
     snapshotCatchUpEntries: 10,
+    ...tuning,
     snapshots: {
       save: async (s) => {
         hx.snaps.set(id, s);
@@ -61,8 +64,8 @@ function makeNode(hx: Harness, id: string, snapshotEveryEntries = 100_000): Raft
   return node;
 }
 
-async function start(hx: Harness, id: string, snapshotEveryEntries?: number) {
-  const node = makeNode(hx, id, snapshotEveryEntries);
+async function start(hx: Harness, id: string, tuning?: Tuning) {
+  const node = makeNode(hx, id, tuning);
   await node.start({
     send: (to, m) =>
       setImmediate(() => {
@@ -71,7 +74,7 @@ async function start(hx: Harness, id: string, snapshotEveryEntries?: number) {
   });
 }
 
-async function cluster(snapshotEveryEntries?: number): Promise<Harness> {
+async function cluster(tuning?: Tuning): Promise<Harness> {
   const hx: Harness = {
     ids: ["a", "b", "c"],
     nodes: new Map(),
@@ -80,7 +83,7 @@ async function cluster(snapshotEveryEntries?: number): Promise<Harness> {
     dir: mkdtempSync(path.join(os.tmpdir(), "raft-node-")),
     snaps: new Map(),
   };
-  for (const id of hx.ids) await start(hx, id, snapshotEveryEntries);
+  for (const id of hx.ids) await start(hx, id, tuning);
   h = hx;
   return hx;
 }
@@ -144,7 +147,7 @@ describe("RaftNode", () => {
   });
 
   it("a replica behind a compacted log catches up by snapshot", async () => {
-    const hx = await cluster(40);
+    const hx = await cluster({ snapshotEveryEntries: 40 });
     const leader = await leaderOf(hx);
     const victim = hx.ids.find((id) => id !== leader.id)!;
     hx.down.add(victim);
@@ -152,10 +155,19 @@ describe("RaftNode", () => {
     for (let i = 0; i < 200; i++) await leader.propose(value(i));
     expect(leader.stats.snapshotsTaken).toBeGreaterThan(0);
     hx.down.delete(victim);
-    await start(hx, victim, 40);
+    await start(hx, victim, { snapshotEveryEntries: 40 });
     await until(() => hx.applied.get(victim)!.length === 200, "victim restored");
     expect(hx.nodes.get(victim)!.stats.snapshotsInstalled).toBeGreaterThan(0);
     expect(hx.applied.get(victim)).toEqual(hx.applied.get(leader.id));
+  });
+
+  it("snapshots by bytes applied too, so large entries cannot grow the log without bound", async () => {
+    // Entries carry two bytes each: 64 bytes is 32 entries, far below the entry-count trigger.
+    const hx = await cluster({ snapshotEveryEntries: 100_000, snapshotEveryBytes: 64 });
+    const leader = await leaderOf(hx);
+    for (let i = 0; i < 100; i++) await leader.propose(value(i));
+    await until(() => leader.stats.snapshotsTaken >= 2, "snapshots taken by size");
+    expect(hx.snaps.get(leader.id)!.meta.index).toBeGreaterThanOrEqual(32);
   });
 
   it("drops malformed messages instead of stepping them", async () => {

@@ -72,6 +72,8 @@ export interface RaftNodeOptions {
   electionTicks?: number;
   heartbeatTicks?: number;
   snapshotEveryEntries?: number;
+  /** Also snapshot once this many bytes of entries were applied since the last (bounds the log's memory). */
+  snapshotEveryBytes?: number;
   /** Entries kept behind a snapshot so a briefly lagging follower catches up by log, not by snapshot. */
   snapshotCatchUpEntries?: number;
   proposalTimeoutMs?: number;
@@ -89,6 +91,7 @@ const defaults = {
   electionTicks: 6,
   heartbeatTicks: 1,
   snapshotEveryEntries: 20_000,
+  snapshotEveryBytes: 64 * 1024 * 1024,
   snapshotCatchUpEntries: 5_000,
   proposalTimeoutMs: 5_000,
   pendingProposalsMax: 20_000,
@@ -171,6 +174,8 @@ export class RaftNode {
   /** The leader our transport saw go away (connection refused or reset), until we hear from it again. */
   private suspect: string | undefined;
   private snapshotting = false;
+  /** Bytes of entry data applied since the last snapshot was taken or installed. */
+  private appliedBytesSinceSnapshot = 0;
   /** Proposals waiting for the loop; they enter the core together. */
   private proposals: { data: Uint8Array; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   /** Counters for /metrics and tests. */
@@ -463,6 +468,21 @@ export class RaftNode {
       await log.reset({ index: rd.snapshot.meta.index, term: rd.snapshot.meta.term });
       this.storage.setSnapshot(rd.snapshot);
     }
+    const transport = this.o.transport;
+    const send = () => {
+      this.stats.messagesSent += rd.messages.length;
+      if (transport) for (const m of rd.messages) transport.send(m.to, m);
+    };
+    // A leader whose term and vote are already on disk may send while it persists (Raft thesis
+    // §10.2.1, as etcd does): its appends promise nothing of its own, and it counts itself toward a
+    // commit only when it steps the followers' answers — after this round's write is durable, since
+    // the loop steps nothing while a round is in flight. Everything else sends after the write.
+    const early =
+      !rd.snapshot &&
+      this.core.currentRole === "leader" &&
+      (!rd.hardState ||
+        (rd.hardState.term === log.hardState.term && rd.hardState.vote === log.hardState.vote));
+    if (early) send();
     const p0 = performance.now();
     if (rd.entries.length > 0 || rd.hardState) {
       this.stats.persistedEntries += rd.entries.length;
@@ -473,13 +493,12 @@ export class RaftNode {
     }
     this.stats.persistMs += performance.now() - p0;
     // 2. Send: only now may peers learn of votes and entries we promised.
-    this.stats.messagesSent += rd.messages.length;
-    const transport = this.o.transport;
-    if (transport) for (const m of rd.messages) transport.send(m.to, m);
+    if (!early) send();
     // 3. Apply.
     if (rd.snapshot) {
       this.o.fsm.restore(rd.snapshot.data, rd.snapshot.meta.index);
       this.appliedIndex = rd.snapshot.meta.index;
+      this.appliedBytesSinceSnapshot = 0;
       this.stats.snapshotsInstalled++;
       // Proposals at or below the snapshot were decided elsewhere; their results are not known here.
       for (const [index, w] of this.waiters) {
@@ -506,6 +525,7 @@ export class RaftNode {
     let result: unknown;
     if (e.type === EntryType.Normal) result = this.o.fsm.apply(e.index, e.data);
     this.appliedIndex = e.index;
+    this.appliedBytesSinceSnapshot += e.data.byteLength;
     this.stats.applied++;
     const w = this.waiters.get(e.index);
     if (w) this.settle(e.index, w, result, w.term !== e.term);
@@ -563,7 +583,14 @@ export class RaftNode {
   private maybeSnapshot(): void {
     if (this.snapshotting) return;
     const snap = this.storage.snapshot();
-    if (this.appliedIndex - snap.meta.index < this.o.snapshotEveryEntries) return;
+    if (
+      this.appliedIndex - snap.meta.index < this.o.snapshotEveryEntries &&
+      this.appliedBytesSinceSnapshot < this.o.snapshotEveryBytes
+    ) {
+      return;
+    }
+    if (this.appliedIndex === snap.meta.index) return;
+    this.appliedBytesSinceSnapshot = 0;
     const meta = this.core.snapshotMeta(this.appliedIndex);
     const s: Snapshot = { meta, data: this.o.fsm.snapshot() };
     this.snapshotting = true;

@@ -39,6 +39,28 @@ describe("LevelLog", () => {
     await again.close();
   });
 
+  it("a commit-only change costs no disk write; it lands with the next entries, never past them", async () => {
+    const dir = fresh();
+    const log = await LevelLog.open(dir);
+    await log.write({ entries: [entry(1, 1), entry(2, 1)], hardState: { term: 1, vote: "n1", commit: 0 } });
+    const syncs = log.syncs;
+    await log.write({ hardState: { term: 1, vote: "n1", commit: 2 } });
+    expect(log.syncs).toBe(syncs);
+    expect(log.hardState.commit).toBe(2); // the mirror has it at once
+    await log.close();
+    const reopened = await LevelLog.open(dir);
+    expect(reopened.hardState).toEqual({ term: 1, vote: "n1", commit: 0 }); // volatile: not on disk
+    // The next entries carry the newest commit along; a term change is written (and synced) alone.
+    await reopened.write({ hardState: { term: 1, vote: "n1", commit: 2 } });
+    await reopened.write({ entries: [entry(3, 1)] });
+    await reopened.write({ hardState: { term: 2, vote: "", commit: 2 } });
+    await reopened.close();
+    const again = await LevelLog.open(dir);
+    expect(again.hardState).toEqual({ term: 2, vote: "", commit: 2 });
+    expect(again.lastIndex()).toBe(3);
+    await again.close();
+  });
+
   it("truncates a conflicting suffix, on disk too", async () => {
     const dir = fresh();
     const log = await LevelLog.open(dir);

@@ -65,8 +65,12 @@ export class LevelLog {
   private hard: StoredHardState = { term: 0, vote: "", commit: 0 };
   /** The hard state as last written to disk, to tell a commit-only change from a term or vote change. */
   private diskHard: StoredHardState = { term: 0, vote: "", commit: 0 };
+  /** Term and vote of the newest hard state handed to a batch (queued or on disk). */
+  private queuedHard: StoredHardState = { term: 0, vote: "", commit: 0 };
   /** Highest entry index whose key may exist on disk (above lastIndex only after a truncation). */
   private diskLast = 0;
+  /** Last index of the log as durable on disk (what a restart would find). */
+  private durableLast = 0;
   private queue: Pending[] = [];
   private flushing = false;
   /** fsyncs issued, for tests and metrics: fewer than writes means group commit worked. */
@@ -81,6 +85,7 @@ export class LevelLog {
     const hard = await db.get(HARD_STATE_KEY);
     if (hard) log.hard = JSON.parse(new TextDecoder().decode(hard)) as StoredHardState;
     log.diskHard = { ...log.hard };
+    log.queuedHard = { ...log.hard };
     const comp = await db.get(COMPACTION_KEY);
     if (comp) log.compaction = JSON.parse(new TextDecoder().decode(comp)) as CompactionPoint;
     let expect = log.compaction.index + 1;
@@ -92,6 +97,7 @@ export class LevelLog {
       expect++;
     }
     log.diskLast = log.lastIndex();
+    log.durableLast = log.lastIndex();
     return log;
   }
 
@@ -140,6 +146,16 @@ export class LevelLog {
    */
   write(w: LogWrite): Promise<void> {
     this.applyToMirror(w);
+    const hard = w.hardState;
+    if (!w.entries?.length) {
+      // A commit index alone is not written at all: it is volatile state in Raft (learned again
+      // from the leader after a restart), and writing it cost a LevelDB batch per commit round.
+      // It reaches the disk with the next entries or term/vote change, which carry the mirror's.
+      if (!hard || (hard.term === this.queuedHard.term && hard.vote === this.queuedHard.vote)) {
+        return Promise.resolve();
+      }
+    }
+    if (hard) this.queuedHard = { ...hard };
     return new Promise((resolve, reject) => {
       this.queue.push({ write: w, resolve, reject });
       if (!this.flushing) void this.flush();
@@ -193,6 +209,17 @@ export class LevelLog {
       if (lowestWritten !== undefined) {
         for (let i = last + 1; i <= this.diskLast; i++) ops.push({ type: "del", key: entryKey(i) });
       }
+      if (hard || lowestWritten !== undefined) {
+        // Commit-only writes were skipped: carry the newest commit index along, but never past the
+        // entries durable once this batch lands (a restart must not find commit > last index).
+        const base = hard ?? this.diskHard;
+        const durableAfter = lowestWritten !== undefined ? highestWritten : this.durableLast;
+        hard = {
+          term: base.term,
+          vote: base.vote,
+          commit: Math.max(0, Math.min(Math.max(this.hard.commit, base.commit), durableAfter)),
+        };
+      }
       if (hard)
         ops.push({ type: "put", key: HARD_STATE_KEY, value: new TextEncoder().encode(JSON.stringify(hard)) });
       // Entries, term and vote are promises to peers and must be on disk before any message leaves.
@@ -204,8 +231,10 @@ export class LevelLog {
         await this.db.batch(ops, { sync });
         if (sync) this.syncs++;
         if (hard) this.diskHard = { ...hard };
-        if (lowestWritten !== undefined)
+        if (lowestWritten !== undefined) {
           this.diskLast = Math.max(Math.min(this.diskLast, last), highestWritten);
+          this.durableLast = highestWritten;
+        }
         for (const p of batch) p.resolve();
       } catch (err) {
         for (const p of batch) p.reject(err);
@@ -227,6 +256,7 @@ export class LevelLog {
     }
     const from = this.compaction.index;
     this.compaction = { ...point };
+    this.durableLast = Math.max(this.durableLast, point.index);
     await this.db.put(COMPACTION_KEY, new TextEncoder().encode(JSON.stringify(point)), { sync: true });
     // Deleting old keys may lag behind a crash; open() skips anything at or below the point.
     await this.db.clear({ gte: entryKey(from + 1), lte: entryKey(point.index) });
@@ -249,6 +279,7 @@ export class LevelLog {
     this.entries = [];
     this.compaction = { ...point };
     this.diskLast = 0;
+    this.durableLast = point.index;
   }
 
   async close(): Promise<void> {
