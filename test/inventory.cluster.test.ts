@@ -129,7 +129,12 @@ describe("inventory cluster (3 real replicas)", { timeout: 180_000 }, () => {
   });
 
   it("SIGKILL a follower, write 10,000 more, restart it: it catches up by InstallSnapshot to the same state", async () => {
-    const c = await newCluster("inv_catchup", { RAFT_SNAPSHOT_EVERY_ENTRIES: "2000" });
+    // Writes travel in batches (one entry per batch), so 10,000 writes make a few hundred entries:
+    // snapshots and compaction are tuned down for the follower to fall behind the compacted log.
+    const c = await newCluster("inv_catchup", {
+      RAFT_SNAPSHOT_EVERY_ENTRIES: "200",
+      RAFT_SNAPSHOT_KEEP_ENTRIES: "50",
+    });
     const client = c.client();
     await restock(client, 50_000, "seed");
     const leader = await c.waitLeader();

@@ -1,6 +1,8 @@
 // Owns the inventory commands as they travel in Raft log entries: their shape, their limits and
 // their encoding. Every command carries a request id (for exactly-once apply) and the leader's
-// timestamp (so expiry decisions are the same on every replica).
+// timestamp (so expiry decisions are the same on every replica). One entry carries a batch of
+// commands: the per-entry costs (log write, replication, apply bookkeeping) are then paid once per
+// batch rather than once per command, which is what the write throughput hinges on.
 import { z } from "zod";
 import { inventoryLimits } from "../shared/validation.ts";
 
@@ -45,14 +47,23 @@ export const commandSchema = z.discriminatedUnion("type", [
 
 export type Command = z.infer<typeof commandSchema>;
 
+/** Commands in one log entry, and the entry's encoded size: bounds what one apply may do. */
+export const entryCommandsMax = 1_024;
+export const entryBytesMax = 1 << 20;
+
+const entrySchema = z.array(commandSchema).min(1).max(entryCommandsMax);
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export function encodeCommand(c: Command): Uint8Array {
-  return encoder.encode(JSON.stringify(c));
+export function encodeCommands(cmds: Command[]): Uint8Array {
+  if (cmds.length === 0 || cmds.length > entryCommandsMax) {
+    throw new Error(`invariant: an entry carries 1-${entryCommandsMax} commands, not ${cmds.length}`);
+  }
+  return encoder.encode(JSON.stringify(cmds));
 }
 
 /** Decodes a committed entry; a malformed one is a replica bug, so this throws. */
-export function decodeCommand(data: Uint8Array): Command {
-  return commandSchema.parse(JSON.parse(decoder.decode(data)));
+export function decodeCommands(data: Uint8Array): Command[] {
+  return entrySchema.parse(JSON.parse(decoder.decode(data)));
 }

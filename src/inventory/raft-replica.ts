@@ -3,7 +3,7 @@
 // id and address, UNAVAILABLE when the outcome is unknown), and reads wait for ReadIndex.
 import { NodeError, type RaftNode, type StateMachine } from "../../raft/node/node.ts";
 import { AppError } from "../shared/errors.ts";
-import { type Command, decodeCommand, encodeCommand } from "./commands.ts";
+import { type Command, decodeCommands, encodeCommands, entryBytesMax, entryCommandsMax } from "./commands.ts";
 import type { InventoryReplica, ReplicaStatus } from "./replica.ts";
 import type { ApplyResult, InventoryStateMachine, LowStockEvent } from "./state-machine.ts";
 
@@ -17,11 +17,14 @@ export function inventoryFsm(
 ): StateMachine {
   return {
     apply: (index, data) => {
-      const before = sm.events.at(-1);
-      const result = sm.apply(index, decodeCommand(data));
-      const last = sm.events.at(-1);
-      if (onLowStock && last && last !== before && last.index === index) onLowStock(last);
-      return result;
+      const results = sm.applyAll(index, decodeCommands(data));
+      if (onLowStock) {
+        // This entry's events are the newest ones, those carrying its index.
+        let first = sm.events.length;
+        while (first > 0 && sm.events[first - 1]!.index === index) first--;
+        for (const e of sm.events.slice(first)) onLowStock(e);
+      }
+      return results;
     },
     snapshot: () => sm.snapshot(),
     restore: (data) => sm.restore(data),
@@ -35,7 +38,20 @@ const roleNames: Record<string, ReplicaStatus["role"]> = {
   preCandidate: "pre-candidate",
 };
 
+interface Queued {
+  cmd: Command;
+  resolve: (r: ApplyResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Commands queued for the next entry; beyond this, submit() refuses (the caller retries). */
+const queuedCommandsMax = 20_000;
+
 export class RaftInventoryReplica implements InventoryReplica {
+  /** Commands submitted in this turn of the event loop: they leave together in one entry. */
+  private queue: Queued[] = [];
+  private flushScheduled = false;
+
   constructor(
     private readonly node: RaftNode,
     private readonly sm: InventoryStateMachine,
@@ -69,11 +85,51 @@ export class RaftInventoryReplica implements InventoryReplica {
     return err instanceof AppError ? err : new AppError("INTERNAL", "replica failed");
   }
 
-  async submit(cmd: Command): Promise<ApplyResult> {
-    try {
-      return (await this.node.propose(encodeCommand(cmd))) as ApplyResult;
-    } catch (err) {
-      throw this.toAppError(err);
+  submit(cmd: Command): Promise<ApplyResult> {
+    return new Promise((resolve, reject) => {
+      if (this.queue.length >= queuedCommandsMax) {
+        reject(new AppError("UNAVAILABLE", "too many writes waiting; retry with the same request id"));
+        return;
+      }
+      this.queue.push({ cmd, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Packs the queued commands into entries of at most entryCommandsMax commands and entryBytesMax bytes. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const queued = this.queue;
+    this.queue = [];
+    let at = 0;
+    while (at < queued.length) {
+      let n = Math.min(entryCommandsMax, queued.length - at);
+      let data = encodeCommands(queued.slice(at, at + n).map((q) => q.cmd));
+      // Commands are small (bounded fields), so halving converges fast and one always fits.
+      while (data.byteLength > entryBytesMax && n > 1) {
+        n = Math.ceil(n / 2);
+        data = encodeCommands(queued.slice(at, at + n).map((q) => q.cmd));
+      }
+      const part = queued.slice(at, at + n);
+      at += n;
+      this.node.propose(data).then(
+        (results) => {
+          const rs = results as ApplyResult[];
+          if (!Array.isArray(rs) || rs.length !== part.length) {
+            // The entry applied is the one proposed (index and term matched): anything else is a bug,
+            // and the unhandled rejection stops the process.
+            throw new Error(`invariant: ${part.length} commands proposed, ${rs?.length} results applied`);
+          }
+          for (let i = 0; i < part.length; i++) part[i]!.resolve(rs[i]!);
+        },
+        (err: unknown) => {
+          const e = this.toAppError(err);
+          for (const q of part) q.reject(e);
+        },
+      );
     }
   }
 

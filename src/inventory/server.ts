@@ -76,6 +76,7 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     electionTicks: cfg.RAFT_ELECTION_TICKS,
     heartbeatTicks: 1,
     snapshotEveryEntries: cfg.RAFT_SNAPSHOT_EVERY_ENTRIES,
+    snapshotCatchUpEntries: cfg.RAFT_SNAPSHOT_KEEP_ENTRIES,
     onLeaderChange: (leaderId, term, isSelf) => {
       roleGauge.set({ replica: id }, isSelf ? 1 : 0);
       hint.update(isSelf ? { id, address: self.address, term } : undefined);

@@ -13,7 +13,7 @@ import {
   type WriteOutcome,
 } from "../gen/medisync/v1/inventory.ts";
 import { AppError } from "../shared/errors.ts";
-import { unary } from "../shared/grpc.ts";
+import { type CallContext, unary } from "../shared/grpc.ts";
 import { inventoryLimits, isCalendarDate } from "../shared/validation.ts";
 import { type Command, codeMax, quantityMax, requestIdMax } from "./commands.ts";
 import type { InventoryReplica } from "./replica.ts";
@@ -132,7 +132,7 @@ export function createInventoryHandlers(
       level: quantity(req.level, "level", 0),
     });
 
-  const one = async (c: WriteCommand): Promise<WriteOutcome> => {
+  const one = async (c: WriteCommand, ctx: CallContext): Promise<WriteOutcome> => {
     try {
       let r: WriteAnswer;
       switch (c.command?.$case) {
@@ -165,7 +165,7 @@ export function createInventoryHandlers(
       };
     } catch (err) {
       const e = err instanceof AppError ? err : new AppError("INTERNAL", "internal error");
-      if (e.code === "INTERNAL") log.error({ err }, "batched write failed");
+      if (e.code === "INTERNAL") ctx.log.error({ err }, "batched write failed");
       return {
         quantity: 0,
         index: 0,
@@ -182,11 +182,11 @@ export function createInventoryHandlers(
     deduct: unary(log, "Deduct", deduct),
     transfer: unary(log, "Transfer", transfer),
     setReorderLevel: unary(log, "SetReorderLevel", setReorderLevel),
-    submitBatch: unary(log, "SubmitBatch", async (req) => {
+    submitBatch: unary(log, "SubmitBatch", async (req, ctx) => {
       if (req.commands.length > batchCommandsMax) {
         throw new AppError("VALIDATION", `at most ${batchCommandsMax} commands per batch`, "commands");
       }
-      return { outcomes: await Promise.all(req.commands.map(one)) };
+      return { outcomes: await Promise.all(req.commands.map((c) => one(c, ctx))) };
     }),
     getStock: unary(log, "GetStock", async (req) => {
       const clinicId = code(req.clinicId, "clinicId");

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Command, decodeCommand, encodeCommand } from "./commands.ts";
+import { type Command, decodeCommands, encodeCommands, entryCommandsMax } from "./commands.ts";
 import { InventoryStateMachine, usable } from "./state-machine.ts";
 
 const ts = Date.UTC(2030, 5, 15, 12);
@@ -170,8 +170,48 @@ describe("inventory state machine", () => {
       medicationCode: "m",
       quantity: 2,
     };
-    expect(decodeCommand(encodeCommand(c))).toEqual(c);
-    expect(() => decodeCommand(new TextEncoder().encode('{"type":"deduct","quantity":-1}'))).toThrow();
+    const d: Command = {
+      type: "deduct",
+      requestId: "y",
+      ts,
+      clinicId: "a",
+      medicationCode: "m",
+      quantity: 1,
+    };
+    expect(decodeCommands(encodeCommands([c, d]))).toEqual([c, d]);
+    const bytes = (s: string) => new TextEncoder().encode(s);
+    expect(() => decodeCommands(bytes('[{"type":"deduct","quantity":-1}]'))).toThrow();
+    expect(() => decodeCommands(bytes("[]"))).toThrow();
+    expect(() => decodeCommands(bytes(JSON.stringify(c)))).toThrow();
+    expect(() => encodeCommands([])).toThrow(/invariant/);
+    expect(() => encodeCommands(Array.from({ length: entryCommandsMax + 1 }, () => d))).toThrow(/invariant/);
+  });
+
+  it("a batch applies its commands in order at one index, each with its own result", () => {
+    const sm = new InventoryStateMachine();
+    const cmd = (requestId: string, type: "restock" | "deduct", quantity: number): Command => ({
+      type,
+      requestId,
+      ts,
+      clinicId: "c",
+      medicationCode: "m",
+      quantity,
+    });
+    sm.apply(1, cmd("r", "restock", 5));
+    const rs = sm.applyAll(2, [cmd("d1", "deduct", 3), cmd("d2", "deduct", 3), cmd("d3", "deduct", 2)]);
+    expect(rs).toEqual([
+      { ok: true, quantity: 2, index: 2 },
+      { ok: false, code: "INSUFFICIENT_STOCK", available: 2, index: 2 },
+      { ok: true, quantity: 0, index: 2 },
+    ]);
+    // A retried command inside a later batch returns its first result and changes nothing.
+    sm.apply(3, cmd("r2", "restock", 10));
+    const again = sm.applyAll(4, [cmd("d1", "deduct", 3), cmd("d4", "deduct", 1)]);
+    expect(again).toEqual([
+      { ok: true, quantity: 2, index: 2 },
+      { ok: true, quantity: 9, index: 4 },
+    ]);
+    expect(() => sm.applyAll(4, [cmd("d5", "deduct", 1)])).toThrow(/invariant/);
   });
 });
 

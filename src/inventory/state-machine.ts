@@ -4,7 +4,7 @@
 // Rules: stock never goes negative; Deduct takes non-expired lots first-expiry-first-out; Transfer
 // is all or nothing; a request id applied before returns its first result and changes nothing.
 import { createHash } from "node:crypto";
-import type { Command } from "./commands.ts";
+import { type Command, entryCommandsMax } from "./commands.ts";
 
 export interface Lot {
   lot: string;
@@ -37,6 +37,8 @@ export const defaultLot = "unlotted";
 /** Bound on the applied-request table; the oldest entries go first (same order on every replica). */
 export const appliedRequestsMaxDefault = 100_000;
 export const lotsPerItemMax = 1_000;
+/** Recent low-stock events kept; more than one entry can raise, so none of an entry's is dropped. */
+export const lowStockEventsMax = 2 * entryCommandsMax;
 
 export class InventoryStateMachine {
   private stock = new Map<string, Map<string, Item>>();
@@ -52,19 +54,34 @@ export class InventoryStateMachine {
 
   /** Applies the command committed at `index`. Indexes must arrive in order, each once. */
   apply(index: number, cmd: Command): ApplyResult {
+    return this.applyAll(index, [cmd])[0]!;
+  }
+
+  /**
+   * Applies the commands of the entry committed at `index`, in order; each has its own result (and
+   * its own request id, so a retried command inside a later batch still returns its first result).
+   */
+  applyAll(index: number, cmds: Command[]): ApplyResult[] {
     if (index <= this.appliedIndex) {
       throw new Error(`invariant: apply index ${index} not after last applied ${this.appliedIndex}`);
     }
     this.appliedIndex = index;
-    const seen = this.applied.get(cmd.requestId);
-    if (seen) return seen;
-    const result = this.execute(index, cmd);
-    this.applied.set(cmd.requestId, result);
+    const results: ApplyResult[] = [];
+    for (const cmd of cmds) {
+      const seen = this.applied.get(cmd.requestId);
+      if (seen) {
+        results.push(seen);
+        continue;
+      }
+      const result = this.execute(index, cmd);
+      this.applied.set(cmd.requestId, result);
+      results.push(result);
+    }
     while (this.applied.size > this.appliedRequestsMax) {
       const oldest = this.applied.keys().next().value as string;
       this.applied.delete(oldest);
     }
-    return result;
+    return results;
   }
 
   /** Marks an index applied that carries no command (a Raft no-op or membership entry). */
@@ -149,7 +166,9 @@ export class InventoryStateMachine {
     const after = total(item);
     if (item.reorderLevel > 0 && before > item.reorderLevel && after <= item.reorderLevel) {
       this.events.push({ clinicId, medicationCode, quantity: after, reorderLevel: item.reorderLevel, index });
-      if (this.events.length > 1_000) this.events.splice(0, this.events.length - 1_000);
+      if (this.events.length > lowStockEventsMax) {
+        this.events.splice(0, this.events.length - lowStockEventsMax);
+      }
     }
   }
 

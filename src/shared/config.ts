@@ -130,6 +130,10 @@ export const envSpec = {
     schema: positiveInt.default(20_000),
     doc: "a replica snapshots to PostgreSQL and compacts its log after this many applied entries",
   },
+  RAFT_SNAPSHOT_KEEP_ENTRIES: {
+    schema: z.coerce.number().int().nonnegative().default(5_000),
+    doc: "entries kept behind a snapshot, so a briefly lagging replica catches up by log, not by snapshot",
+  },
   LEADER_HINT_TTL_MS: {
     schema: positiveInt.max(60_000).default(1_500),
     doc: "lifetime of the Redis leader hint; the leader refreshes it every third of it",
