@@ -66,15 +66,19 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
     return clinicId;
   };
 
-  return {
-    listClinics: unary(log, "ListClinics", async () => ({ clinics: await repo.listClinics(pool) })),
+  // The slot cache and the booking path log deep below the handlers (evictions, invalidations):
+  // they find the request id in the async context.
+  const handler: typeof unary = (l, method, fn) => unary(l, method, fn, { asyncContext: true });
 
-    listPractitioners: unary(log, "ListPractitioners", async (req) => {
+  return {
+    listClinics: handler(log, "ListClinics", async () => ({ clinics: await repo.listClinics(pool) })),
+
+    listPractitioners: handler(log, "ListPractitioners", async (req) => {
       const clinicId = await requireClinic(req.clinicId);
       return { practitioners: await repo.listPractitioners(pool, clinicId) };
     }),
 
-    createSlots: unary(log, "CreateSlots", async (req) => {
+    createSlots: handler(log, "CreateSlots", async (req) => {
       const clinicId = requireUuid(req.clinicId, "clinicId");
       const practitionerId = requireUuid(req.practitionerId, "practitionerId");
       const start = requireInstant(req.start, "start");
@@ -102,7 +106,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
       return { slots: slots.map(slotToProto) };
     }),
 
-    listSlots: unary(log, "ListSlots", async (req) => {
+    listSlots: handler(log, "ListSlots", async (req) => {
       const date = requireDate(req.date, "date");
       const practitionerId =
         req.practitionerId === "" ? undefined : requireUuid(req.practitionerId, "practitionerId");
@@ -112,7 +116,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
       return { clinicId, date, slots: slots.map(slotToProto), tier: tierToProto[tier] };
     }),
 
-    book: unary(log, "Book", async (req) => {
+    book: handler(log, "Book", async (req) => {
       const slotId = requireUuid(req.slotId, "slotId");
       const patientId = requireUuid(req.patientId, "patientId");
       if (req.idempotencyKey !== "" && !idempotencyKeyPattern.test(req.idempotencyKey)) {
@@ -138,7 +142,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
       return { appointment: appointmentToProto(result.appointment), replayed: result.replayed };
     }),
 
-    cancel: unary(log, "Cancel", async (req) => {
+    cancel: handler(log, "Cancel", async (req) => {
       const id = requireUuid(req.appointmentId, "id");
       const { appointment, change } = await repo.cancel(pool, id);
       // A freed slot shown booked a moment longer breaks no promise; the change is retried anyway.
@@ -147,7 +151,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
       return { appointment: appointmentToProto(appointment) };
     }),
 
-    get: unary(log, "Get", async (req) => {
+    get: handler(log, "Get", async (req) => {
       const id = requireUuid(req.appointmentId, "id");
       return { appointment: appointmentToProto(await repo.getAppointment(pool, id)) };
     }),

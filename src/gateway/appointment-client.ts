@@ -50,44 +50,52 @@ export class AppointmentClient {
     );
   }
 
-  listClinics() {
-    return this.call((c, d) => callUnary(c.listClinics.bind(c), {}, d));
+  listClinics(requestId?: string) {
+    return this.call((c, d) => callUnary(c.listClinics.bind(c), {}, d, requestId));
   }
 
-  listPractitioners(clinicId: string) {
-    return this.call((c, d) => callUnary(c.listPractitioners.bind(c), { clinicId }, d));
+  listPractitioners(clinicId: string, requestId?: string) {
+    return this.call((c, d) => callUnary(c.listPractitioners.bind(c), { clinicId }, d, requestId));
   }
 
   /**
    * Not retried: a lost reply after the slots were made would turn a success into SLOT_OVERLAP.
    * The caller sees 503/504 and can list the day to learn what exists.
    */
-  createSlots(req: {
-    clinicId: string;
-    practitionerId: string;
-    start: string;
-    end: string;
-    minutes: number;
-  }) {
+  createSlots(
+    req: {
+      clinicId: string;
+      practitionerId: string;
+      start: string;
+      end: string;
+      minutes: number;
+    },
+    requestId?: string,
+  ) {
     const c = this.pick();
-    return callUnary(c.createSlots.bind(c), req, this.opts.deadlineMs);
+    return callUnary(c.createSlots.bind(c), req, this.opts.deadlineMs, requestId);
   }
 
-  listSlots(clinicId: string, date: string, practitionerId: string | undefined): Promise<ListSlotsResponse> {
+  listSlots(
+    clinicId: string,
+    date: string,
+    practitionerId: string | undefined,
+    requestId?: string,
+  ): Promise<ListSlotsResponse> {
     return this.call((c, d) =>
-      callUnary(c.listSlots.bind(c), { clinicId, date, practitionerId: practitionerId ?? "" }, d),
+      callUnary(c.listSlots.bind(c), { clinicId, date, practitionerId: practitionerId ?? "" }, d, requestId),
     );
   }
 
-  async book(slotId: string, patientId: string, idempotencyKey: string) {
+  async book(slotId: string, patientId: string, idempotencyKey: string, requestId?: string) {
     const res = await this.call((c, d) =>
-      callUnary(c.book.bind(c), { slotId, patientId, idempotencyKey }, d),
+      callUnary(c.book.bind(c), { slotId, patientId, idempotencyKey }, d, requestId),
     );
     return { appointment: requireAppointment(res.appointment), replayed: res.replayed };
   }
 
-  async get(appointmentId: string): Promise<Appointment> {
-    const res = await this.call((c, d) => callUnary(c.get.bind(c), { appointmentId }, d));
+  async get(appointmentId: string, requestId?: string): Promise<Appointment> {
+    const res = await this.call((c, d) => callUnary(c.get.bind(c), { appointmentId }, d, requestId));
     return requireAppointment(res.appointment);
   }
 
@@ -95,17 +103,17 @@ export class AppointmentClient {
    * Retried like a read. A retry after a lost reply finds the appointment already cancelled; only
    * then is ALREADY_CANCELLED taken as our own earlier success and answered with the appointment.
    */
-  async cancel(appointmentId: string): Promise<Appointment> {
+  async cancel(appointmentId: string, requestId?: string): Promise<Appointment> {
     let retried = false;
     try {
       const res = await this.call((c, d, attempt) => {
         retried = attempt > 0;
-        return callUnary(c.cancel.bind(c), { appointmentId }, d);
+        return callUnary(c.cancel.bind(c), { appointmentId }, d, requestId);
       });
       return requireAppointment(res.appointment);
     } catch (err) {
       if (err instanceof AppError && err.code === "ALREADY_CANCELLED" && retried)
-        return this.get(appointmentId);
+        return this.get(appointmentId, requestId);
       throw err;
     }
   }

@@ -118,9 +118,13 @@ export class InventoryClient {
    * SubmitBatch call (each keeps its own outcome, retries and deadline): on this hardware a gRPC
    * call's fixed cost is about a millisecond of CPU, more than the Raft work of the write itself.
    */
-  write(method: WriteMethod, req: Record<string, unknown>): Promise<WriteResult> {
+  write(
+    method: WriteMethod,
+    req: { requestId: string } & Record<string, unknown>,
+    callRequestId?: string,
+  ): Promise<WriteResult> {
     const command = { $case: method, value: req } as unknown as WriteCommand["command"];
-    return this.onLeader((c, d) => this.batcherFor(c).add(command, d));
+    return this.onLeader((c, d) => this.batcherFor(c).add(command, d, callRequestId));
   }
 
   private readonly batchers = new Map<InventoryServiceClient, Batcher>();
@@ -134,12 +138,17 @@ export class InventoryClient {
     return b;
   }
 
-  async getStock(clinicId: string, medicationCode: string, stale: boolean): Promise<GetStockResponse> {
+  async getStock(
+    clinicId: string,
+    medicationCode: string,
+    stale: boolean,
+    requestId?: string,
+  ): Promise<GetStockResponse> {
     const consistency = stale
       ? ReadConsistency.READ_CONSISTENCY_STALE
       : ReadConsistency.READ_CONSISTENCY_LINEARIZABLE;
     const call = (c: InventoryServiceClient, d: number) =>
-      callUnary(c.getStock.bind(c), { clinicId, medicationCode, consistency }, d);
+      callUnary(c.getStock.bind(c), { clinicId, medicationCode, consistency }, d, requestId);
     if (!stale) return this.onLeader(call);
     // Any replica will do: walk them until one answers.
     return withRetries(this.policy, ({ remainingMs }) =>
@@ -147,23 +156,26 @@ export class InventoryClient {
     );
   }
 
-  listStock(clinicId: string): Promise<{ items: StockItem[]; index: number }> {
+  listStock(clinicId: string, requestId?: string): Promise<{ items: StockItem[]; index: number }> {
     return this.onLeader((c, d) =>
       callUnary(
         c.listStock.bind(c),
         { clinicId, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE },
         d,
+        requestId,
       ),
     );
   }
 
   /** Every replica's own view, asked in parallel with a short deadline; silent ones are unhealthy. */
-  async cluster(): Promise<{ id: string; address: string; status: StatusResponse | undefined }[]> {
+  async cluster(
+    requestId?: string,
+  ): Promise<{ id: string; address: string; status: StatusResponse | undefined }[]> {
     return Promise.all(
       this.o.peers.map(async (p) => {
         const c = this.clients.get(p.id)!;
         try {
-          return { ...p, status: await callUnary(c.status.bind(c), {}, statusDeadlineMs) };
+          return { ...p, status: await callUnary(c.status.bind(c), {}, statusDeadlineMs, requestId) };
         } catch {
           return { ...p, status: undefined };
         }
@@ -181,58 +193,91 @@ const { batchCommandsMax } = inventoryLimits;
 
 interface Pending {
   command: WriteCommand["command"];
-  deadlineMs: number;
+  /** The HTTP request's id; a batch carries its first member's (each command has its own id too). */
+  callRequestId: string | undefined;
+  /** The caller's bound for this try (Date.now() ms), kept while the write waits for its batch. */
+  expiresAt: number;
   resolve: (r: WriteResult) => void;
   reject: (e: unknown) => void;
 }
 
-/** Coalesces the writes for one replica that arrive in the same turn into SubmitBatch calls. */
+/**
+ * SubmitBatch calls in flight per replica. Writes that arrive while the calls are out wait for one
+ * to return and then leave together (group commit, as the Raft log does with fsyncs): under load
+ * the batches grow with the round trip, so the fixed cost of a gRPC call — on both ends — is paid
+ * per batch rather than per write; when idle, a write leaves at once. Two keep the replica busy
+ * while a reply travels back.
+ */
+export const batchCallsInFlightMax = 8;
+
+/** Coalesces the writes for one replica into SubmitBatch calls, at most batchCallsInFlightMax at once. */
 class Batcher {
   private queue: Pending[] = [];
   private scheduled = false;
+  private inFlight = 0;
 
   constructor(private readonly client: InventoryServiceClient) {}
 
-  add(command: WriteCommand["command"], deadlineMs: number): Promise<WriteResult> {
+  add(command: WriteCommand["command"], deadlineMs: number, callRequestId?: string): Promise<WriteResult> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ command, deadlineMs, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.queue.push({ command, callRequestId, expiresAt: Date.now() + deadlineMs, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= batchCallsInFlightMax || this.queue.length === 0) return;
+    this.scheduled = true;
+    // setImmediate: the writes of this event-loop turn join the batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
     });
   }
 
   private flush(): void {
-    this.scheduled = false;
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, batchCommandsMax);
-      // The batch lives as long as its most patient member may wait; nobody waits past their own bound
-      // because each caller's retry loop has its own overall deadline.
-      const deadlineMs = Math.max(...batch.map((p) => p.deadlineMs));
+    while (this.queue.length > 0 && this.inFlight < batchCallsInFlightMax) {
+      const now = Date.now();
+      const batch: Pending[] = [];
+      for (const p of this.queue.splice(0, batchCommandsMax)) {
+        // A write that waited out its try's deadline goes back to its caller's retry loop.
+        if (p.expiresAt <= now) p.reject(new AppError("DEADLINE_EXCEEDED", "no batch left in time"));
+        else batch.push(p);
+      }
+      if (batch.length === 0) continue;
+      // The call lives as long as its most patient member may wait; a caller past its own bound has
+      // given up through its retry loop, and the write is idempotent if it still lands.
+      const deadlineMs = Math.max(...batch.map((p) => p.expiresAt)) - now;
+      this.inFlight++;
       callUnary(
         this.client.submitBatch.bind(this.client),
         { commands: batch.map((p) => ({ command: p.command })) },
         deadlineMs,
-      ).then(
-        (res) => {
-          batch.forEach((p, i) => {
-            const o = res.outcomes[i];
-            if (!o) p.reject(new AppError("INTERNAL", "replica answered fewer outcomes than commands"));
-            else if (o.errorCode === "") p.resolve({ quantity: o.quantity, index: o.index });
-            else {
-              const code = isErrorCode(o.errorCode) ? o.errorCode : "INTERNAL";
-              const meta = Object.fromEntries(
-                Object.entries(o.errorMeta).map(([k, v]) => [k.toLowerCase(), v]),
-              );
-              p.reject(new AppError(code, o.errorMessage, o.errorField || undefined, meta));
-            }
-          });
-        },
-        (err) => {
-          for (const p of batch) p.reject(err);
-        },
-      );
+        batch[0]!.callRequestId,
+      )
+        .then(
+          (res) => {
+            batch.forEach((p, i) => {
+              const o = res.outcomes[i];
+              if (!o) p.reject(new AppError("INTERNAL", "replica answered fewer outcomes than commands"));
+              else if (o.errorCode === "") p.resolve({ quantity: o.quantity, index: o.index });
+              else {
+                const code = isErrorCode(o.errorCode) ? o.errorCode : "INTERNAL";
+                const meta = Object.fromEntries(
+                  Object.entries(o.errorMeta).map(([k, v]) => [k.toLowerCase(), v]),
+                );
+                p.reject(new AppError(code, o.errorMessage, o.errorField || undefined, meta));
+              }
+            });
+          },
+          (err) => {
+            for (const p of batch) p.reject(err);
+          },
+        )
+        .finally(() => {
+          this.inFlight--;
+          this.schedule();
+        });
     }
   }
 }

@@ -4,7 +4,9 @@ import { randomUUID } from "node:crypto";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { StockItem as StockItemMsg } from "../gen/medisync/v1/inventory.ts";
 import { inventoryLimits } from "../shared/validation.ts";
+import type { GatewayEnv } from "./app.ts";
 import type { InventoryClient } from "./inventory-client.ts";
+import { mount } from "./route.ts";
 import { calendarDate, IdempotencyHeaders, json, jsonBody, problemDoc } from "./schemas.ts";
 
 const { codeMax, codePattern, quantityMax } = inventoryLimits;
@@ -112,11 +114,12 @@ const line = (i: StockItemMsg) => ({
   lots: i.lots.map(lotView),
 });
 
-export function addInventoryRoutes(app: OpenAPIHono, inventory: InventoryClient): void {
+export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: InventoryClient): void {
   const requestIdOf = (h: { "Idempotency-Key"?: string | undefined }) =>
     h["Idempotency-Key"] ?? `gw-${randomUUID()}`;
 
-  app.openapi(
+  mount(
+    app,
     createRoute({
       method: "get",
       path: "/v1/inventory/{clinicId}/stock",
@@ -129,12 +132,13 @@ export function addInventoryRoutes(app: OpenAPIHono, inventory: InventoryClient)
       },
     }),
     async (c) => {
-      const { items } = await inventory.listStock(c.req.valid("param").clinicId);
+      const { items } = await inventory.listStock(c.req.valid("param").clinicId, c.var.requestId);
       return c.json(items.map(line), 200);
     },
   );
 
-  app.openapi(
+  mount(
+    app,
     createRoute({
       method: "get",
       path: "/v1/inventory/{clinicId}/stock/{medicationCode}",
@@ -149,13 +153,14 @@ export function addInventoryRoutes(app: OpenAPIHono, inventory: InventoryClient)
     async (c) => {
       const { clinicId, medicationCode } = c.req.valid("param");
       const stale = c.req.valid("query").consistency === "stale";
-      const r = await inventory.getStock(clinicId, medicationCode, stale);
+      const r = await inventory.getStock(clinicId, medicationCode, stale, c.var.requestId);
       const item = r.item ?? { clinicId, medicationCode, quantity: 0, reorderLevel: 0, lots: [] };
       return c.json({ clinicId, ...line(item), index: r.index }, 200);
     },
   );
 
-  app.openapi(
+  mount(
+    app,
     createRoute({
       method: "post",
       path: "/v1/inventory/{clinicId}/stock/{medicationCode}/restock",
@@ -166,19 +171,24 @@ export function addInventoryRoutes(app: OpenAPIHono, inventory: InventoryClient)
     async (c) => {
       const { clinicId, medicationCode } = c.req.valid("param");
       const b = c.req.valid("json");
-      const r = await inventory.write("restock", {
-        requestId: requestIdOf(c.req.valid("header")),
-        clinicId,
-        medicationCode,
-        quantity: b.quantity,
-        lot: b.lot ?? "",
-        expiresOn: b.expiresOn ?? "",
-      });
+      const r = await inventory.write(
+        "restock",
+        {
+          requestId: requestIdOf(c.req.valid("header")),
+          clinicId,
+          medicationCode,
+          quantity: b.quantity,
+          lot: b.lot ?? "",
+          expiresOn: b.expiresOn ?? "",
+        },
+        c.var.requestId,
+      );
       return c.json(r, 200);
     },
   );
 
-  app.openapi(
+  mount(
+    app,
     createRoute({
       method: "post",
       path: "/v1/inventory/{clinicId}/stock/{medicationCode}/deduct",
@@ -188,17 +198,22 @@ export function addInventoryRoutes(app: OpenAPIHono, inventory: InventoryClient)
     }),
     async (c) => {
       const { clinicId, medicationCode } = c.req.valid("param");
-      const r = await inventory.write("deduct", {
-        requestId: requestIdOf(c.req.valid("header")),
-        clinicId,
-        medicationCode,
-        quantity: c.req.valid("json").quantity,
-      });
+      const r = await inventory.write(
+        "deduct",
+        {
+          requestId: requestIdOf(c.req.valid("header")),
+          clinicId,
+          medicationCode,
+          quantity: c.req.valid("json").quantity,
+        },
+        c.var.requestId,
+      );
       return c.json(r, 200);
     },
   );
 
-  app.openapi(
+  mount(
+    app,
     createRoute({
       method: "post",
       path: "/v1/inventory/{clinicId}/stock/{medicationCode}/reorder-level",
@@ -208,17 +223,22 @@ export function addInventoryRoutes(app: OpenAPIHono, inventory: InventoryClient)
     }),
     async (c) => {
       const { clinicId, medicationCode } = c.req.valid("param");
-      const r = await inventory.write("setReorderLevel", {
-        requestId: requestIdOf(c.req.valid("header")),
-        clinicId,
-        medicationCode,
-        level: c.req.valid("json").level,
-      });
+      const r = await inventory.write(
+        "setReorderLevel",
+        {
+          requestId: requestIdOf(c.req.valid("header")),
+          clinicId,
+          medicationCode,
+          level: c.req.valid("json").level,
+        },
+        c.var.requestId,
+      );
       return c.json(r, 200);
     },
   );
 
-  app.openapi(
+  mount(
+    app,
     createRoute({
       method: "post",
       path: "/v1/inventory/transfers",
@@ -228,12 +248,17 @@ export function addInventoryRoutes(app: OpenAPIHono, inventory: InventoryClient)
     }),
     async (c) => {
       const b = c.req.valid("json");
-      const r = await inventory.write("transfer", { requestId: requestIdOf(c.req.valid("header")), ...b });
+      const r = await inventory.write(
+        "transfer",
+        { requestId: requestIdOf(c.req.valid("header")), ...b },
+        c.var.requestId,
+      );
       return c.json(r, 200);
     },
   );
 
-  app.openapi(
+  mount(
+    app,
     createRoute({
       method: "get",
       path: "/v1/cluster",
@@ -241,7 +266,7 @@ export function addInventoryRoutes(app: OpenAPIHono, inventory: InventoryClient)
       responses: { 200: json(Cluster, "Replicas; healthy=false when a replica did not answer") },
     }),
     async (c) => {
-      const views = await inventory.cluster();
+      const views = await inventory.cluster(c.var.requestId);
       let leaderId: string | null = null;
       let term = 0;
       for (const v of views) {

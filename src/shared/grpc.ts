@@ -1,5 +1,6 @@
-// Owns the gRPC plumbing every service shares: handlers that run in the caller's request context
-// and map errors in one place, and client calls that always carry a deadline and the request id.
+// Owns the gRPC plumbing every service shares: handlers that know the caller's request id (and may
+// run in its async context) and map errors in one place, and client calls that always carry a
+// deadline and the request id.
 import {
   type CallOptions,
   type ClientUnaryCall,
@@ -12,6 +13,7 @@ import type { Logger } from "pino";
 import { Counter, Histogram } from "prom-client";
 import { currentRequestId, REQUEST_ID_HEADER, sanitizeRequestId, withRequestId } from "./context.ts";
 import { AppError, fromGrpcError, toGrpcError } from "./errors.ts";
+import { requestLogger } from "./logger.ts";
 import { registry } from "./metrics.ts";
 
 const handled = new Counter({
@@ -28,20 +30,45 @@ const handledSeconds = new Histogram({
   registers: [registry],
 });
 
+/** What a handler knows of its call: the caller's request id and a logger that carries it. */
+export interface CallContext {
+  requestId: string;
+  readonly log: Logger;
+}
+
+export interface UnaryOptions {
+  /**
+   * Run the handler inside the async request context (context.ts), so code deep below it that
+   * logs or calls other services carries the request id without being handed it. Costs every
+   * promise of the process a hook (Node 20's AsyncLocalStorage): services on a hot path (the
+   * inventory replicas) pass `ctx` explicitly instead.
+   */
+  asyncContext?: boolean;
+}
+
 /** Wraps an async handler: request id from metadata, AppError → status + code metadata, a log line on failure. */
 export function unary<Req, Res>(
   log: Logger,
   method: string,
-  fn: (req: Req) => Promise<Res>,
+  fn: (req: Req, ctx: CallContext) => Promise<Res>,
+  options: UnaryOptions = {},
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
     const idValue = call.metadata.get(REQUEST_ID_HEADER)[0];
     const requestId = sanitizeRequestId(typeof idValue === "string" ? idValue : undefined);
     const end = handledSeconds.startTimer({ method });
-    withRequestId(requestId, () => {
+    let child: Logger | undefined;
+    const ctx: CallContext = {
+      requestId,
+      get log() {
+        child ??= requestLogger(log, requestId);
+        return child;
+      },
+    };
+    const run = () => {
       // A handler that throws before its first await must not escape as an uncaught exception.
       Promise.resolve()
-        .then(() => fn(call.request))
+        .then(() => fn(call.request, ctx))
         .then(
           (res) => {
             end();
@@ -53,14 +80,16 @@ export function unary<Req, Res>(
             const app = err instanceof AppError ? err : undefined;
             handled.inc({ method, code: app?.code ?? "INTERNAL" });
             if (app && app.code !== "INTERNAL") {
-              log.info({ method, code: app.code, field: app.field }, "request rejected");
+              log.info({ requestId, method, code: app.code, field: app.field }, "request rejected");
             } else {
-              log.error({ method, err }, "request failed");
+              log.error({ requestId, method, err }, "request failed");
             }
             callback(toGrpcError(err) as ServiceError, null);
           },
         );
-    });
+    };
+    if (options.asyncContext) withRequestId(requestId, run);
+    else run();
   };
 }
 
@@ -72,16 +101,17 @@ type UnaryMethod<Req, Res> = (
 ) => ClientUnaryCall;
 
 /**
- * Calls a unary method with a deadline and the current request id; failures reject with an AppError
- * (the server's own code when it sent one). `bind` the method to its client before passing it.
+ * Calls a unary method with a deadline and the request id (given, or the async context's); failures
+ * reject with an AppError (the server's own code when it sent one). `bind` the method to its client
+ * before passing it.
  */
 export function callUnary<Req, Res>(
   method: UnaryMethod<Req, Res>,
   request: Req,
   deadlineMs: number,
+  requestId: string | undefined = currentRequestId(),
 ): Promise<Res> {
   const metadata = new Metadata();
-  const requestId = currentRequestId();
   if (requestId) metadata.set(REQUEST_ID_HEADER, requestId);
   return new Promise((resolve, reject) => {
     method(request, metadata, { deadline: Date.now() + deadlineMs }, (err, res) => {

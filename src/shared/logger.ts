@@ -38,11 +38,23 @@ export function createLogger(opts: LoggerOptions): Logger {
       base: { service: opts.service, instance: opts.instance ?? `${opts.service}-${process.pid}` },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: phiPaths, censor: "[redacted]" },
-      mixin: () => ({ requestId: currentRequestId() ?? "-" }),
+      // A logger made by requestLogger() already binds the id; others take it from the async context.
+      mixin: (_obj, _level, logger) =>
+        withBoundRequestId.has(logger) ? {} : { requestId: currentRequestId() ?? "-" },
       formatters: { level: (label) => ({ level: label }) },
     },
     opts.destination,
   );
+}
+
+/** Loggers whose bindings carry a requestId (so the mixin must not add a second one). */
+const withBoundRequestId = new WeakSet<object>();
+
+/** A child logger for one request whose id is known (no async context needed). */
+export function requestLogger(log: Logger, requestId: string): Logger {
+  const child = log.child({ requestId });
+  withBoundRequestId.add(child);
+  return child;
 }
 
 export type { Logger };
