@@ -1,6 +1,16 @@
 // Starts MediSync services as real child processes for benchmarks, with the same process helpers
 // the tests use (test/support/process.ts), and waits for them to be ready.
+import { execFileSync } from "node:child_process";
 import { freePortRange, runCli, type Watched } from "../../test/support/process.ts";
+
+/**
+ * Compiles the services (npm run build) and has every process the benchmark starts run the
+ * compiled JavaScript, as the Docker image does (test/support/process.ts reads MEDISYNC_COMPILED).
+ */
+export function useCompiledBuild(): void {
+  execFileSync("npx", ["tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });
+  process.env.MEDISYNC_COMPILED = "1";
+}
 
 export async function freePort(): Promise<number> {
   return freePortRange(1);

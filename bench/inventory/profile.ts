@@ -1,0 +1,144 @@
+// Where the CPU goes under the inventory write load: runs the 64-client gateway deduct load of
+// bench/inventory against three replicas and the gateway, reads each process's CPU time from
+// /proc before and after, and (with --cpu-prof) writes V8 CPU profiles and prints the hottest
+// functions per process. A tool for finding the next bottleneck, not a benchmark with targets.
+//   npm run bench:inventory-profile [-- --seconds 10 --clients 64 --cpu-prof --autocannon --tsx]
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { InventoryCluster } from "../../test/support/inventory-cluster.ts";
+import { freePortRange, runCli } from "../../test/support/process.ts";
+import { hottest } from "../support/cpu-profile.ts";
+import { markdownTable } from "../support/machine.ts";
+import { useCompiledBuild, waitForOk } from "../support/processes.ts";
+import { runLoad } from "../support/wrk.ts";
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const durationS = arg("seconds", 10);
+const clients = arg("clients", 64);
+const profile = process.argv.includes("--cpu-prof");
+const tool = process.argv.includes("--autocannon") ? ("autocannon" as const) : undefined;
+const profDir = mkdtempSync(path.join(os.tmpdir(), "medisync-prof-"));
+const ticksPerS = 100; // USER_HZ on Linux
+
+/** utime + stime of a process and of its children that ended (wrk), in ms. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat
+    .slice(stat.lastIndexOf(")") + 2)
+    .split(" ")
+    .map(Number);
+  return ((f[11]! + f[12]! + f[13]! + f[14]!) * 1000) / ticksPerS;
+}
+
+let loadFromUs = 0;
+let loadToUs = 0;
+
+async function main() {
+  if (!process.argv.includes("--tsx")) useCompiledBuild();
+  const nodeArgs = (name: string) =>
+    profile ? ["--cpu-prof", "--cpu-prof-dir", path.join(profDir, name)] : [];
+  const c = new InventoryCluster({ name: "bench_inventory_prof", env: { LOG_LEVEL: "info" }, nodeArgs });
+  await c.init();
+  await c.startAll();
+  const leader = await c.waitLeader();
+  const port = await freePortRange(1);
+  const gw = runCli(
+    ["gateway"],
+    {
+      PORT: String(port),
+      INVENTORY_PEERS: c.peers.map((p) => `${p.id}=${p.address}`).join(","),
+      REDIS_KEY_PREFIX: c.prefix,
+      APPOINTMENT_ADDRS: "127.0.0.1:1",
+      LOG_LEVEL: "warn",
+    },
+    nodeArgs("gateway"),
+  );
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    await waitForOk(`${base}/healthz`);
+    const client = c.client();
+    await client.write("restock", {
+      requestId: "bench-seed",
+      clinicId: "bench",
+      medicationCode: "paracetamol-500",
+      quantity: 1_000_000_000,
+      lot: "",
+      expiresOn: "",
+    });
+    client.close();
+    const pids = new Map<string, number>([
+      ...c.ids.map((id) => [id === leader ? `${id} (leader)` : id, c.procs.get(id)!.proc.pid!] as const),
+      ["gateway", gw.proc.pid!],
+      ["load generator", process.pid],
+    ]);
+    const before = new Map([...pids].map(([k, pid]) => [k, cpuMs(pid)]));
+    const t0 = performance.now();
+    loadFromUs = Number(process.hrtime.bigint() / 1000n);
+    const result = await runLoad(
+      {
+        url: base,
+        method: "POST",
+        path: "/v1/inventory/bench/stock/paracetamol-500/deduct",
+        headers: { "content-type": "application/json" },
+        body: '{"quantity":1}',
+        uniqueHeader: "idempotency-key",
+        connections: clients,
+        durationS,
+      },
+      tool,
+    );
+    const wallMs = performance.now() - t0;
+    if (process.env.SHOW_STATS) {
+      for (const l of [...gw.lines, ...c.ids.flatMap((id) => c.procs.get(id)!.lines)])
+        if (/STAT/.test(l)) console.log(l);
+    }
+    loadToUs = Number(process.hrtime.bigint() / 1000n);
+    const n = result.ok + result.errors;
+    const rows = [...pids].map(([k, pid]) => {
+      const used = cpuMs(pid) - before.get(k)!;
+      return [k, `${((100 * used) / wallMs).toFixed(0)}%`, `${((1000 * used) / n).toFixed(1)} µs`];
+    });
+    console.log(
+      `${clients} clients (${result.tool}): ${result.rps.toFixed(0)} deducts/s, p50 ${result.p50} ms, p99 ${result.p99} ms, ${result.errors} errors\n`,
+    );
+    console.log(markdownTable(["process", "CPU (of one core)", "CPU per deduct"], rows));
+    // The Raft loop's own counters: rounds, entries per round, time persisting.
+    for (const id of c.ids) {
+      const port = c.envOf(id).INVENTORY_OPS_PORT;
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const loop = text.split("\n").filter((l) => l.startsWith("medisync_raft_loop{"));
+      console.log(`${id}: ${loop.map((l) => l.replace(/^.*stat="([^"]+)".*} /, "$1=")).join(" ")}`);
+    }
+  } finally {
+    gw.proc.kill("SIGTERM");
+    await gw.exited;
+    for (const id of c.ids) {
+      const w = c.procs.get(id)!;
+      w.proc.kill("SIGTERM");
+      await w.exited;
+    }
+    await c.stop();
+  }
+  if (profile) {
+    for (const name of ["gateway", ...c.ids]) {
+      const dir = path.join(profDir, name);
+      mkdirSync(dir, { recursive: true });
+      for (const f of readdirSync(dir)) {
+        console.log(`\n## ${name} (${path.join(dir, f)})`);
+        console.log(hottest(path.join(dir, f), loadFromUs, loadToUs, 30));
+      }
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
