@@ -208,7 +208,7 @@ interface Pending {
  * per batch rather than per write; when idle, a write leaves at once. Two keep the replica busy
  * while a reply travels back.
  */
-export const batchCallsInFlightMax = 8;
+export const batchCallsInFlightMax = 2;
 
 /** Coalesces the writes for one replica into SubmitBatch calls, at most batchCallsInFlightMax at once. */
 class Batcher {

@@ -1,6 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Command, decodeCommands, encodeCommands, entryCommandsMax } from "./commands.ts";
+import {
+  type Command,
+  commandSchema,
+  decodeCommands,
+  encodeCommands,
+  entryCommandsMax,
+  isCommand,
+} from "./commands.ts";
 import { InventoryStateMachine, usable } from "./state-machine.ts";
 
 const ts = Date.UTC(2030, 5, 15, 12);
@@ -283,6 +290,37 @@ describe("inventory state machine properties", () => {
           for (const [, item] of a.items(x)) expect(usable(item, "2030-06-15")).toBeGreaterThanOrEqual(0);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("the hand-written command check", () => {
+  it("agrees with the command schema on valid commands and on every kind of damage to them", () => {
+    const damaged = commandArb.chain((cmd) =>
+      fc.oneof(
+        fc.constant<unknown>(cmd),
+        // A field dropped, a field set to any JSON value, or a field added.
+        fc.constantFrom(...Object.keys(cmd)).map((k) => {
+          const { [k]: _, ...rest } = cmd as Record<string, unknown>;
+          return rest;
+        }),
+        fc.tuple(fc.constantFrom(...Object.keys(cmd)), fc.jsonValue()).map(([k, v]) => ({ ...cmd, [k]: v })),
+        fc
+          .tuple(
+            fc.constantFrom("ts", "quantity", "level", "lot", "expiresOn", "clinicId"),
+            fc.oneof(fc.double(), fc.integer(), fc.string(), fc.constant(null)),
+          )
+          .map(([k, v]) => ({ ...cmd, [k]: v })),
+        fc.string().map((k) => ({ ...cmd, [`x${k}`]: 1 })),
+      ),
+    );
+    fc.assert(
+      // What a replica decodes is JSON: compare on what survives a JSON round trip.
+      fc.property(damaged, (raw) => {
+        const x: unknown = JSON.parse(JSON.stringify(raw));
+        expect(isCommand(x)).toBe(commandSchema.safeParse(x).success);
+      }),
+      { numRuns: 2_000 },
     );
   });
 });
