@@ -150,45 +150,22 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     },
   });
 
-  // Request id first, so every later line and every gRPC call of the request carries it.
-  app.use("*", async (c, next) => {
-    const requestId = sanitizeRequestId(c.req.header(REQUEST_ID_HEADER));
-    c.set("requestId", requestId);
-    // On Node the header goes straight onto the ServerResponse, merged into whatever response the
-    // handler builds: c.header() would make Hono build a web Headers object for every response,
-    // a tenth of the gateway's time. Elsewhere (app.request in tests) through the context.
-    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
-    if (outgoing) outgoing.setHeader("X-Request-Id", requestId);
-    else c.header("X-Request-Id", requestId);
-    const startedAt = performance.now();
-    await next();
-    const route = c.req.routePath === "/*" ? "unmatched" : c.req.routePath;
-    httpRequests.inc({ route, status: String(c.res.status) });
-    if (log.isLevelEnabled("info")) {
-      log.info(
-        {
-          requestId,
-          method: c.req.method,
-          route,
-          status: c.res.status,
-          ms: Math.round((performance.now() - startedAt) * 100) / 100,
-        },
-        "http request",
-      );
-    }
-  });
-
   const tooLarge = (c: Context) =>
     problemResponse(c, new AppError("PAYLOAD_TOO_LARGE", `body exceeds ${deps.bodyBytesMax} bytes`, "body"));
   // Hono's own limit, for when the app runs outside @hono/node-server (no Node request to read).
   const limitBody = bodyLimit({ maxSize: deps.bodyBytesMax, onError: tooLarge });
 
-  app.use("/v1/*", async (c, next) => {
-    if (c.req.method === "GET" || c.req.method === "HEAD") return next();
+  /**
+   * A write's body, read before routing: refused with a problem (wrong media type, too large,
+   * unreadable), or read straight from Node's request into Hono's body cache — asking Hono for it
+   * builds a web Request (undici streams, abort signals) per request, which was the gateway's
+   * largest cost under load. `undefined`: nothing to read, or the body is in the cache.
+   */
+  const prepareBody = async (c: Context): Promise<Response | "hono-limit" | undefined> => {
     const length = c.req.header("content-length");
     const hasBody =
       (length !== undefined && length !== "0") || c.req.header("transfer-encoding") !== undefined;
-    if (!hasBody) return next();
+    if (!hasBody) return undefined;
     // A body in another format would be read as empty and answered with misleading field errors.
     const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim();
     if (!jsonMediaType.test(type)) {
@@ -198,18 +175,60 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       );
     }
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-    if (!incoming) return limitBody(c, next);
+    if (!incoming) return "hono-limit";
     if (length !== undefined && Number(length) > deps.bodyBytesMax) return tooLarge(c);
-    // Read the body straight from Node's request, within the limit, and hand it to Hono's body cache:
-    // asking Hono for it builds a web Request (undici streams, abort signals) per request, which was
-    // the gateway's largest cost under load.
     const body = await readBody(incoming, deps.bodyBytesMax);
     if (body === tooLargeBody) return tooLarge(c);
     if (body === unreadableBody) {
       return problemResponse(c, new AppError("MALFORMED_JSON", "the body could not be read", "body"));
     }
     (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve(body);
-    return next();
+    return undefined;
+  };
+
+  /** One labelled counter child per route and status, so counting a request hashes no labels. */
+  const counted = new Map<string, { inc: () => void }>();
+  const count = (route: string, status: number) => {
+    const key = `${status} ${route}`;
+    let child = counted.get(key);
+    if (!child) {
+      child = httpRequests.labels({ route, status: String(status) });
+      counted.set(key, child);
+    }
+    child.inc();
+  };
+
+  // One middleware in front of every route (each Hono middleware is another match and another
+  // async layer per request): the request id first, so every later line and every gRPC call of the
+  // request carries it; then a write's body; then the access log and the count.
+  app.use("*", async (c, next) => {
+    const requestId = sanitizeRequestId(c.req.header(REQUEST_ID_HEADER));
+    c.set("requestId", requestId);
+    // On Node the header goes straight onto the ServerResponse, merged into whatever response the
+    // handler builds: c.header() would make Hono build a web Headers object for every response.
+    // Elsewhere (app.request in tests) through the context.
+    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    if (outgoing) outgoing.setHeader("X-Request-Id", requestId);
+    else c.header("X-Request-Id", requestId);
+    const startedAt = performance.now();
+    const method = c.req.method;
+    const write = method !== "GET" && method !== "HEAD" && c.req.path.startsWith("/v1/");
+    const early = write ? await prepareBody(c) : undefined;
+    let refused: Response | undefined;
+    if (early === "hono-limit") await limitBody(c, next);
+    else if (early) refused = early;
+    else await next();
+    const status = refused ? refused.status : c.res.status;
+    // A body refused before routing is counted apart; so are paths no route matched.
+    const route = refused ? "body-refused" : c.req.routePath === "/*" ? "unmatched" : c.req.routePath;
+    count(route, status);
+    if (log.isLevelEnabled("info")) {
+      log.info(
+        { requestId, method, route, status, ms: Math.round((performance.now() - startedAt) * 100) / 100 },
+        "http request",
+      );
+    }
+    return refused;
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
