@@ -1,6 +1,9 @@
 // The inventory REST API through a real gateway in front of a real 3-replica cluster: writes carry
 // the Idempotency-Key as request id, errors are problems, and no leader means 503 + Retry-After.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../src/gateway/app.ts";
+import { AppointmentClient } from "../src/gateway/appointment-client.ts";
+import { addInventoryRoutes } from "../src/gateway/inventory-routes.ts";
 import { runGateway } from "../src/gateway/server.ts";
 import { createLogger } from "../src/shared/logger.ts";
 import { http } from "./support/gateway.ts";
@@ -195,6 +198,78 @@ describe("REST inventory", { timeout: 120_000 }, () => {
     expect(replicas.every((x) => x.healthy)).toBe(true);
     expect(replicas.filter((x) => x.role === "leader").map((x) => x.id)).toEqual([r.json.leaderId]);
     expect(new Set(replicas.map((x) => x.stateHash)).size).toBe(1);
+  });
+
+  it("the direct write lane answers exactly as the Hono routes do, for good and bad writes alike", async () => {
+    // The gateway serves the writes on its direct lane; the same app without a Node server (Hono's
+    // app.request) takes the Hono routes. Both must give the same status, headers and problem.
+    const client = cluster.client();
+    const app = createApp({
+      extend: (a) => addInventoryRoutes(a, client),
+      appointments: new AppointmentClient({ addrs: ["127.0.0.1:1"], deadlineMs: 100 }),
+      log: createLogger({ service: "gateway", level: "silent" }),
+      bodyBytesMax: 64 * 1024,
+      ready: async () => true,
+    });
+    const item = stock("lane", "amox");
+    const json = { "content-type": "application/json", "X-Request-Id": "lane-check" };
+    const key = (k: string) => ({ ...json, "Idempotency-Key": k });
+    const cases: { path: string; body?: string; headers: Record<string, string> }[] = [
+      // The same Idempotency-Key on both paths: the second answers the first's result.
+      {
+        path: `${item}/restock`,
+        body: '{"quantity":5,"lot":"L1","expiresOn":"2031-01-01"}',
+        headers: key("lane-r"),
+      },
+      { path: `${item}/deduct`, body: '{"quantity":2}', headers: key("lane-d") },
+      { path: `${item}/reorder-level`, body: '{"level":1}', headers: key("lane-l") },
+      {
+        path: "/v1/inventory/transfers",
+        body: '{"fromClinicId":"lane","toClinicId":"lane2","medicationCode":"amox","quantity":1}',
+        headers: key("lane-t"),
+      },
+      { path: `${item}/deduct`, body: '{"quantity":1000}', headers: key("lane-too-many") },
+      { path: `${stock("bad code", "amox")}/deduct`, body: '{"quantity":1}', headers: json },
+      { path: `${stock("%E0%A4%A", "amox")}/deduct`, body: '{"quantity":1}', headers: json },
+      { path: `${item}/deduct`, body: '{"quantity":1}', headers: key("no spaces allowed") },
+      { path: `${item}/deduct`, headers: json },
+      { path: `${item}/deduct`, headers: { "X-Request-Id": "lane-check" } },
+      { path: `${item}/deduct`, body: "{not json", headers: json },
+      { path: `${item}/deduct`, body: '{"quantity":1}', headers: { ...json, "content-type": "text/plain" } },
+      { path: `${item}/deduct`, body: '{"quantity":1,"extra":true}', headers: json },
+      { path: `${item}/deduct`, body: '{"quantity":"1"}', headers: json },
+      { path: `${item}/restock`, body: '{"quantity":1,"expiresOn":"2031-02-30"}', headers: json },
+      {
+        path: "/v1/inventory/transfers",
+        body: '{"fromClinicId":"a","toClinicId":"a","medicationCode":"m","quantity":1}',
+        headers: json,
+      },
+      {
+        path: `${item}/deduct`,
+        body: JSON.stringify({ quantity: 1, pad: "x".repeat(70_000) }),
+        headers: json,
+      },
+    ];
+    const answer = async (res: Response) => ({
+      status: res.status,
+      type: res.headers.get("content-type"),
+      retryAfter: res.headers.get("retry-after"),
+      requestId: res.headers.get("x-request-id"),
+      body: await res.text(),
+    });
+    for (const c of cases) {
+      const init = { method: "POST", headers: c.headers, ...(c.body !== undefined ? { body: c.body } : {}) };
+      const viaLane = await answer(await fetch(base + c.path, init));
+      // app.request builds a web Request, which carries no Content-Length of its own: give it the
+      // one a client sends, so both paths see the same headers.
+      const length: Record<string, string> =
+        c.body === undefined ? {} : { "content-length": String(Buffer.byteLength(c.body)) };
+      const viaHono = await answer(
+        await app.request(c.path, { ...init, headers: { ...c.headers, ...length } }),
+      );
+      expect(viaLane, `${c.path} ${c.body?.slice(0, 60)}`).toEqual(viaHono);
+    }
+    client.close();
   });
 
   it("with no leader reachable the gateway answers 503 with Retry-After, within its deadline", async () => {

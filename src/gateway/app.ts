@@ -18,7 +18,9 @@ import {
 import { REQUEST_ID_HEADER, sanitizeRequestId } from "../shared/context.ts";
 import { AppError } from "../shared/errors.ts";
 import { counter, registry } from "../shared/metrics.ts";
+import { recordRequest } from "./access.ts";
 import type { AppointmentClient } from "./appointment-client.ts";
+import { isJsonMediaType, readBody, tooLargeBody, unreadableBody } from "./body.ts";
 import { docsPage } from "./docs-page.ts";
 import { problemResponse, requestIdOf, validationProblem } from "./problems.ts";
 import { mount } from "./route.ts";
@@ -56,10 +58,6 @@ export interface GatewayDeps {
   extend?: (app: OpenAPIHono<GatewayEnv>) => void;
 }
 
-const httpRequests = counter("medisync_http_requests_total", "HTTP requests answered by the gateway", [
-  "route",
-  "status",
-]);
 const slotTiers = counter("medisync_gateway_slot_reads_total", "Slot reads by the tier that served them", [
   "tier",
 ]);
@@ -94,54 +92,6 @@ const appointmentView = (a: AppointmentMsg) => ({
       : ("booked" as const),
 });
 
-const jsonMediaType = /^application\/([\w.-]+\+)?json$/i;
-
-const tooLargeBody = Symbol("too large");
-const unreadableBody = Symbol("unreadable");
-
-/**
- * A request body as text, at most `bytesMax` bytes. Listens for 'data' and 'end' rather than
- * iterating the stream: the async iterator costs more than the rest of a small request. A body
- * over the limit stops the request's stream (its socket goes with it), as the iterator did.
- */
-function readBody(
-  incoming: IncomingMessage,
-  bytesMax: number,
-): Promise<string | typeof tooLargeBody | typeof unreadableBody> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > bytesMax) {
-        cleanup();
-        incoming.destroy();
-        resolve(tooLargeBody);
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size).toString("utf8"));
-    };
-    const onError = () => {
-      cleanup();
-      resolve(unreadableBody);
-    };
-    const cleanup = () => {
-      incoming.off("data", onData);
-      incoming.off("end", onEnd);
-      incoming.off("error", onError);
-      incoming.off("aborted", onError);
-    };
-    incoming.on("data", onData);
-    incoming.on("end", onEnd);
-    incoming.on("error", onError);
-    incoming.on("aborted", onError);
-  });
-}
-
 export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
   const { appointments, log } = deps;
   const app = new OpenAPIHono<GatewayEnv>({
@@ -167,8 +117,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       (length !== undefined && length !== "0") || c.req.header("transfer-encoding") !== undefined;
     if (!hasBody) return undefined;
     // A body in another format would be read as empty and answered with misleading field errors.
-    const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim();
-    if (!jsonMediaType.test(type)) {
+    if (!isJsonMediaType(c.req.header("content-type"))) {
       return problemResponse(
         c,
         new AppError("UNSUPPORTED_MEDIA_TYPE", "send the body as application/json", "content-type"),
@@ -184,18 +133,6 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     }
     (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve(body);
     return undefined;
-  };
-
-  /** One labelled counter child per route and status, so counting a request hashes no labels. */
-  const counted = new Map<string, { inc: () => void }>();
-  const count = (route: string, status: number) => {
-    const key = `${status} ${route}`;
-    let child = counted.get(key);
-    if (!child) {
-      child = httpRequests.labels({ route, status: String(status) });
-      counted.set(key, child);
-    }
-    child.inc();
   };
 
   // One middleware in front of every route (each Hono middleware is another match and another
@@ -215,19 +152,16 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     const write = method !== "GET" && method !== "HEAD" && c.req.path.startsWith("/v1/");
     const early = write ? await prepareBody(c) : undefined;
     let refused: Response | undefined;
-    if (early === "hono-limit") await limitBody(c, next);
-    else if (early) refused = early;
+    if (early === "hono-limit") {
+      // Hono's limit answers a body that is too large itself, or passes on to the route.
+      const limited: unknown = await limitBody(c, next);
+      if (limited instanceof Response) refused = limited;
+    } else if (early) refused = early;
     else await next();
     const status = refused ? refused.status : c.res.status;
     // A body refused before routing is counted apart; so are paths no route matched.
     const route = refused ? "body-refused" : c.req.routePath === "/*" ? "unmatched" : c.req.routePath;
-    count(route, status);
-    if (log.isLevelEnabled("info")) {
-      log.info(
-        { requestId, method, route, status, ms: Math.round((performance.now() - startedAt) * 100) / 100 },
-        "http request",
-      );
-    }
+    recordRequest(log, { requestId, method, route, status, startedAt });
     return refused;
   });
 
@@ -249,7 +183,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       responses: { 200: json(z.array(Clinic), "Clinics with their IANA time zones") },
     }),
     async (c) => {
-      const { clinics } = await appointments.listClinics(c.var.requestId);
+      const { clinics } = await appointments.listClinics(c.get("requestId"));
       return c.json(
         clinics.map((k) => ({ id: k.id, name: k.name, timeZone: k.timeZone })),
         200,
@@ -272,7 +206,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     }),
     async (c) => {
       const { clinicId } = c.req.valid("param");
-      const { practitioners } = await appointments.listPractitioners(clinicId, c.var.requestId);
+      const { practitioners } = await appointments.listPractitioners(clinicId, c.get("requestId"));
       return c.json(
         practitioners.map((p) => ({ id: p.id, clinicId: p.clinicId, name: p.name })),
         200,
@@ -297,7 +231,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     async (c) => {
       const { clinicId } = c.req.valid("param");
       const body = c.req.valid("json");
-      const { slots } = await appointments.createSlots({ clinicId, ...body }, c.var.requestId);
+      const { slots } = await appointments.createSlots({ clinicId, ...body }, c.get("requestId"));
       return c.json(slots.map(slotView), 201);
     },
   );
@@ -321,7 +255,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     async (c) => {
       const { clinicId } = c.req.valid("param");
       const { date, practitionerId } = c.req.valid("query");
-      const day = await appointments.listSlots(clinicId, date, practitionerId, c.var.requestId);
+      const day = await appointments.listSlots(clinicId, date, practitionerId, c.get("requestId"));
       const tier = tierName[day.tier];
       slotTiers.inc({ tier });
       c.header("X-Cache", tier);
@@ -349,7 +283,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       const { slotId, patientId } = c.req.valid("json");
       // Without a caller's key the gateway makes one, so its own retries can never book twice.
       const key = c.req.valid("header")["Idempotency-Key"] ?? `gw-${randomUUID()}`;
-      const { appointment, replayed } = await appointments.book(slotId, patientId, key, c.var.requestId);
+      const { appointment, replayed } = await appointments.book(slotId, patientId, key, c.get("requestId"));
       if (replayed) c.header("Idempotent-Replayed", "true");
       return c.json(appointmentView(appointment), 201);
     },
@@ -369,7 +303,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       },
     }),
     async (c) =>
-      c.json(appointmentView(await appointments.get(c.req.valid("param").id, c.var.requestId)), 200),
+      c.json(appointmentView(await appointments.get(c.req.valid("param").id, c.get("requestId"))), 200),
   );
 
   mount(
@@ -387,7 +321,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       },
     }),
     async (c) =>
-      c.json(appointmentView(await appointments.cancel(c.req.valid("param").id, c.var.requestId)), 200),
+      c.json(appointmentView(await appointments.cancel(c.req.valid("param").id, c.get("requestId"))), 200),
   );
 
   deps.extend?.(app);

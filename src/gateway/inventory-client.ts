@@ -28,7 +28,7 @@ export interface InventoryClientOptions {
   keyPrefix: string;
 }
 
-type WriteMethod = "restock" | "deduct" | "transfer" | "setReorderLevel";
+export type WriteMethod = "restock" | "deduct" | "transfer" | "setReorderLevel";
 export interface WriteResult {
   quantity: number;
   index: number;

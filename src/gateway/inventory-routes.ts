@@ -5,7 +5,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { StockItem as StockItemMsg } from "../gen/medisync/v1/inventory.ts";
 import { inventoryLimits } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
-import type { InventoryClient } from "./inventory-client.ts";
+import type { InventoryClient, WriteMethod } from "./inventory-client.ts";
 import { mount } from "./route.ts";
 import { calendarDate, IdempotencyHeaders, json, jsonBody, problemDoc } from "./schemas.ts";
 
@@ -114,10 +114,98 @@ const line = (i: StockItemMsg) => ({
   lots: i.lots.map(lotView),
 });
 
-export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: InventoryClient): void {
-  const requestIdOf = (h: { "Idempotency-Key"?: string | undefined }) =>
-    h["Idempotency-Key"] ?? `gw-${randomUUID()}`;
+type IdempotencyHeader = { "Idempotency-Key"?: string | undefined };
 
+/** A write's request id: the caller's Idempotency-Key, or a fresh one (then a retry is a new write). */
+export const idempotencyKeyOf = (h: IdempotencyHeader): string =>
+  h["Idempotency-Key"] ?? `gw-${randomUUID()}`;
+
+/** One write route: its OpenAPI route (schemas included) and how its valid input becomes a command. */
+export interface WriteSpec {
+  route: ReturnType<typeof createRoute>;
+  /** The route as Hono writes it (":param"), for metrics and logs. */
+  routePath: string;
+  method: WriteMethod;
+  fields: (params: Record<string, string>, body: unknown) => Record<string, unknown>;
+}
+
+function writeSpec<P, B>(
+  route: ReturnType<typeof createRoute>,
+  method: WriteMethod,
+  fields: (params: P, body: B) => Record<string, unknown>,
+): WriteSpec {
+  return {
+    route,
+    routePath: route.path.replaceAll(/\/{(.+?)}/g, "/:$1"),
+    method,
+    fields: fields as WriteSpec["fields"],
+  };
+}
+
+type ItemParamsT = z.infer<typeof ItemParams>;
+
+export const writeSpecs: WriteSpec[] = [
+  writeSpec(
+    createRoute({
+      method: "post",
+      path: "/v1/inventory/{clinicId}/stock/{medicationCode}/restock",
+      summary: "Add a lot (optionally with its expiry date)",
+      request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(RestockBody) },
+      responses: writeResponses,
+    }),
+    "restock",
+    (p: ItemParamsT, b: z.infer<typeof RestockBody>) => ({
+      clinicId: p.clinicId,
+      medicationCode: p.medicationCode,
+      quantity: b.quantity,
+      lot: b.lot ?? "",
+      expiresOn: b.expiresOn ?? "",
+    }),
+  ),
+  writeSpec(
+    createRoute({
+      method: "post",
+      path: "/v1/inventory/{clinicId}/stock/{medicationCode}/deduct",
+      summary: "Take stock, first expiry first out, never below zero, expired lots excluded",
+      request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(DeductBody) },
+      responses: { ...writeResponses, 409: problemDoc("Not enough usable stock") },
+    }),
+    "deduct",
+    (p: ItemParamsT, b: z.infer<typeof DeductBody>) => ({
+      clinicId: p.clinicId,
+      medicationCode: p.medicationCode,
+      quantity: b.quantity,
+    }),
+  ),
+  writeSpec(
+    createRoute({
+      method: "post",
+      path: "/v1/inventory/{clinicId}/stock/{medicationCode}/reorder-level",
+      summary: "Set the level below which a low-stock event is raised",
+      request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(ReorderBody) },
+      responses: writeResponses,
+    }),
+    "setReorderLevel",
+    (p: ItemParamsT, b: z.infer<typeof ReorderBody>) => ({
+      clinicId: p.clinicId,
+      medicationCode: p.medicationCode,
+      level: b.level,
+    }),
+  ),
+  writeSpec(
+    createRoute({
+      method: "post",
+      path: "/v1/inventory/transfers",
+      summary: "Move stock between clinics, atomically",
+      request: { headers: IdempotencyHeaders, body: jsonBody(TransferBody) },
+      responses: { ...writeResponses, 409: problemDoc("Not enough usable stock at the source") },
+    }),
+    "transfer",
+    (_p: Record<string, never>, b: z.infer<typeof TransferBody>) => ({ ...b }),
+  ),
+];
+
+export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: InventoryClient): void {
   mount(
     app,
     createRoute({
@@ -132,7 +220,7 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: Inve
       },
     }),
     async (c) => {
-      const { items } = await inventory.listStock(c.req.valid("param").clinicId, c.var.requestId);
+      const { items } = await inventory.listStock(c.req.valid("param").clinicId, c.get("requestId"));
       return c.json(items.map(line), 200);
     },
   );
@@ -153,109 +241,30 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: Inve
     async (c) => {
       const { clinicId, medicationCode } = c.req.valid("param");
       const stale = c.req.valid("query").consistency === "stale";
-      const r = await inventory.getStock(clinicId, medicationCode, stale, c.var.requestId);
+      const r = await inventory.getStock(clinicId, medicationCode, stale, c.get("requestId"));
       const item = r.item ?? { clinicId, medicationCode, quantity: 0, reorderLevel: 0, lots: [] };
       return c.json({ clinicId, ...line(item), index: r.index }, 200);
     },
   );
 
-  mount(
-    app,
-    createRoute({
-      method: "post",
-      path: "/v1/inventory/{clinicId}/stock/{medicationCode}/restock",
-      summary: "Add a lot (optionally with its expiry date)",
-      request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(RestockBody) },
-      responses: writeResponses,
-    }),
-    async (c) => {
-      const { clinicId, medicationCode } = c.req.valid("param");
-      const b = c.req.valid("json");
+  // The writes: one spec each, mounted here for Hono (and the OpenAPI document) and served on
+  // Node by the direct write lane (write-lane.ts) with the same schemas and the same mapping.
+  for (const spec of writeSpecs) {
+    mount(app, spec.route, async (c) => {
+      const valid = (target: string) =>
+        (c.req.valid as unknown as (t: string) => unknown).call(c.req, target);
+      const params = (spec.route.request?.params ? valid("param") : {}) as Record<string, string>;
       const r = await inventory.write(
-        "restock",
+        spec.method,
         {
-          requestId: requestIdOf(c.req.valid("header")),
-          clinicId,
-          medicationCode,
-          quantity: b.quantity,
-          lot: b.lot ?? "",
-          expiresOn: b.expiresOn ?? "",
+          requestId: idempotencyKeyOf(valid("header") as IdempotencyHeader),
+          ...spec.fields(params, valid("json")),
         },
-        c.var.requestId,
+        c.get("requestId"),
       );
       return c.json(r, 200);
-    },
-  );
-
-  mount(
-    app,
-    createRoute({
-      method: "post",
-      path: "/v1/inventory/{clinicId}/stock/{medicationCode}/deduct",
-      summary: "Take stock, first expiry first out, never below zero, expired lots excluded",
-      request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(DeductBody) },
-      responses: { ...writeResponses, 409: problemDoc("Not enough usable stock") },
-    }),
-    async (c) => {
-      const { clinicId, medicationCode } = c.req.valid("param");
-      const r = await inventory.write(
-        "deduct",
-        {
-          requestId: requestIdOf(c.req.valid("header")),
-          clinicId,
-          medicationCode,
-          quantity: c.req.valid("json").quantity,
-        },
-        c.var.requestId,
-      );
-      return c.json(r, 200);
-    },
-  );
-
-  mount(
-    app,
-    createRoute({
-      method: "post",
-      path: "/v1/inventory/{clinicId}/stock/{medicationCode}/reorder-level",
-      summary: "Set the level below which a low-stock event is raised",
-      request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(ReorderBody) },
-      responses: writeResponses,
-    }),
-    async (c) => {
-      const { clinicId, medicationCode } = c.req.valid("param");
-      const r = await inventory.write(
-        "setReorderLevel",
-        {
-          requestId: requestIdOf(c.req.valid("header")),
-          clinicId,
-          medicationCode,
-          level: c.req.valid("json").level,
-        },
-        c.var.requestId,
-      );
-      return c.json(r, 200);
-    },
-  );
-
-  mount(
-    app,
-    createRoute({
-      method: "post",
-      path: "/v1/inventory/transfers",
-      summary: "Move stock between clinics, atomically",
-      request: { headers: IdempotencyHeaders, body: jsonBody(TransferBody) },
-      responses: { ...writeResponses, 409: problemDoc("Not enough usable stock at the source") },
-    }),
-    async (c) => {
-      const b = c.req.valid("json");
-      const r = await inventory.write(
-        "transfer",
-        { requestId: requestIdOf(c.req.valid("header")), ...b },
-        c.var.requestId,
-      );
-      return c.json(r, 200);
-    },
-  );
+    });
+  }
 
   mount(
     app,
@@ -266,7 +275,7 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: Inve
       responses: { 200: json(Cluster, "Replicas; healthy=false when a replica did not answer") },
     }),
     async (c) => {
-      const views = await inventory.cluster(c.var.requestId);
+      const views = await inventory.cluster(c.get("requestId"));
       let leaderId: string | null = null;
       let term = 0;
       for (const v of views) {

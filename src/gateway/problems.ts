@@ -12,19 +12,38 @@ export function requestIdOf(c: Context): string | undefined {
   return c.get("requestId") as string | undefined;
 }
 
-export function problemResponse(c: Context, err: AppError, extra: Partial<Problem> = {}): Response {
-  const requestId = requestIdOf(c);
-  const problem = toProblem(err, { instance: c.req.path, ...(requestId ? { requestId } : {}), ...extra });
+/** A problem answer, whoever sends it (a Hono context or the direct write lane). */
+export interface ProblemAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export function problemAnswer(
+  err: AppError,
+  instance: string,
+  requestId: string | undefined,
+  extra: Partial<Problem> = {},
+): ProblemAnswer {
+  const problem = toProblem(err, { instance, ...(requestId ? { requestId } : {}), ...extra });
   const headers: Record<string, string> = { "content-type": PROBLEM_CONTENT_TYPE };
   const retryAfter = err.meta["retry-after"];
   if (retryAfter !== undefined) headers["retry-after"] = retryAfter;
   else if (problem.status === 503) headers["retry-after"] = "1";
-  // Through the context, so the headers set on it (X-Request-Id) come along.
-  return c.body(JSON.stringify(problem), problem.status as ContentfulStatusCode, headers);
+  return { status: problem.status, headers, body: JSON.stringify(problem) };
 }
 
-/** One problem for every issue zod found: `field` names the first, `errors` lists all. */
-export function validationProblem(c: Context, target: string, error: ZodError): Response {
+export function problemResponse(c: Context, err: AppError, extra: Partial<Problem> = {}): Response {
+  const a = problemAnswer(err, c.req.path, requestIdOf(c), extra);
+  // Through the context, so the headers set on it (X-Request-Id) come along.
+  return c.body(a.body, a.status as ContentfulStatusCode, a.headers);
+}
+
+/** The problem for what zod found wrong: `field` names the first issue, `errors` lists all. */
+export function validationError(
+  target: string,
+  error: ZodError,
+): { err: AppError; extra: Pick<Problem, "errors"> } {
   const errors: { field: string; message: string }[] = [];
   for (const issue of error.issues) {
     const path = issue.path.map(String);
@@ -37,7 +56,13 @@ export function validationProblem(c: Context, target: string, error: ZodError): 
     errors.push({ field: field === "" ? "body" : field, message: issue.message });
   }
   const first = errors[0] ?? { field: target, message: "invalid" };
-  return problemResponse(c, new AppError("VALIDATION", `${first.field}: ${first.message}`, first.field), {
-    errors,
-  });
+  return {
+    err: new AppError("VALIDATION", `${first.field}: ${first.message}`, first.field),
+    extra: { errors },
+  };
+}
+
+export function validationProblem(c: Context, target: string, error: ZodError): Response {
+  const v = validationError(target, error);
+  return problemResponse(c, v.err, v.extra);
 }

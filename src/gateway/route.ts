@@ -9,9 +9,8 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { ZodType } from "zod";
 import { AppError } from "../shared/errors.ts";
 import type { GatewayEnv } from "./app.ts";
+import { isJsonMediaType } from "./body.ts";
 import { problemResponse, validationProblem } from "./problems.ts";
-
-const jsonMediaType = /^application\/([\w.-]+\+)?json$/i;
 
 type Target = "query" | "param" | "header" | "json";
 
@@ -53,7 +52,7 @@ function checksOf(route: RouteConfig): { target: Target; schema: ZodType; read: 
   return checks;
 }
 
-const malformed = "Malformed JSON in request body";
+export const malformedJsonMessage = "Malformed JSON in request body";
 
 /** Registers `route` in the OpenAPI document and mounts `handler` behind one input check. */
 export function mount<R extends RouteConfig>(
@@ -68,13 +67,12 @@ export function mount<R extends RouteConfig>(
       let value: unknown;
       if (check.target === "json") {
         // A body in another media type was refused (415) before; no body is checked as {}.
-        const type = c.req.header("content-type");
-        if (type && jsonMediaType.test(type.split(";")[0]!.trim())) {
+        if (isJsonMediaType(c.req.header("content-type"))) {
           const text = await c.req.text();
           try {
             value = JSON.parse(text);
           } catch {
-            return problemResponse(c, new AppError("MALFORMED_JSON", malformed, "body"));
+            return problemResponse(c, new AppError("MALFORMED_JSON", malformedJsonMessage, "body"));
           }
         } else value = {};
       } else value = check.read(c);

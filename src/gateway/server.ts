@@ -1,4 +1,5 @@
 // Owns the gateway process: the gRPC clients, the HTTP server on PORT and closing both.
+import { createServer, type RequestListener, type ServerOptions } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Logger } from "pino";
@@ -8,6 +9,7 @@ import { createApp } from "./app.ts";
 import { AppointmentClient } from "./appointment-client.ts";
 import { InventoryClient } from "./inventory-client.ts";
 import { addInventoryRoutes } from "./inventory-routes.ts";
+import { createWriteLane } from "./write-lane.ts";
 
 export interface Gateway {
   port: number;
@@ -41,8 +43,21 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
       return true;
     },
   });
+  // The inventory writes take the direct lane (write-lane.ts); everything else goes through Hono.
+  const lane = createWriteLane({ inventory, log, bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: cfg.PORT, hostname: cfg.HOST }, () => resolve(s));
+    const s = serve(
+      {
+        fetch: app.fetch,
+        port: cfg.PORT,
+        hostname: cfg.HOST,
+        createServer: ((options: ServerOptions, honoListener: RequestListener) =>
+          createServer(options, (req, res) => {
+            if (!lane(req, res)) void honoListener(req, res);
+          })) as typeof createServer,
+      },
+      () => resolve(s),
+    );
     s.once("error", reject);
   });
   const port = (server.address() as AddressInfo).port;
