@@ -43,7 +43,12 @@ async function main() {
     profile ? ["--cpu-prof", "--cpu-prof-dir", path.join(profDir, name)] : [];
   const c = new InventoryCluster({ name: "bench_inventory_prof", env: { LOG_LEVEL: "info" }, nodeArgs });
   await c.init();
-  await c.startAll();
+  try {
+    await c.startAll();
+  } catch (err) {
+    await c.stop(); // no replica may outlive a failed start
+    throw err;
+  }
   const leader = await c.waitLeader();
   const port = await freePortRange(1);
   const gw = runCli(
