@@ -128,28 +128,44 @@ describe("inventory cluster (3 real replicas)", { timeout: 180_000 }, () => {
     client.close();
   });
 
-  it("SIGKILL a follower, write 10,000 more, restart it: it catches up by InstallSnapshot to the same state", async () => {
-    // Writes travel in batches (one entry per batch), so 10,000 writes make a few hundred entries:
-    // snapshots and compaction are tuned down for the follower to fall behind the compacted log.
-    const c = await newCluster("inv_catchup", {
-      RAFT_SNAPSHOT_EVERY_ENTRIES: "200",
-      RAFT_SNAPSHOT_KEEP_ENTRIES: "50",
-    });
-    const client = c.client();
-    await restock(client, 50_000, "seed");
-    const leader = await c.waitLeader();
-    const follower = c.ids.find((i) => i !== leader)!;
-    await c.signal(follower, "SIGKILL");
-    const load = deductLoad(client, "c", 32, 10_000);
-    await load.done;
-    expect(load.acked.size).toBe(10_000);
-    const w = c.start(follower);
-    await w.waitFor(/"msg":"snapshot installed"/, 60_000);
-    const st = await c.converged();
-    expect(new Set(st.map((s) => s.stateHash)).size).toBe(1);
-    expect(await quantityOn(c, follower)).toBe(40_000);
-    client.close();
-  });
+  it.each<{ how: string; env: Record<string, string>; entriesMin: number }>([
+    {
+      // Writes travel in batches (one entry per batch), so 10,000 writes make a few hundred entries:
+      // snapshots and compaction are tuned down for the follower to fall behind the compacted log.
+      how: "batched entries",
+      env: { RAFT_SNAPSHOT_EVERY_ENTRIES: "200", RAFT_SNAPSHOT_KEEP_ENTRIES: "50" },
+      entriesMin: 1,
+    },
+    {
+      // One command per entry: 10,000 writes are 10,000 entries, past the default catch-up window.
+      how: "one entry per write",
+      env: { RAFT_SNAPSHOT_EVERY_ENTRIES: "2000", INVENTORY_ENTRY_COMMANDS_MAX: "1" },
+      entriesMin: 10_000,
+    },
+  ])(
+    "SIGKILL a follower, write 10,000 more ($how), restart it: it catches up by InstallSnapshot to the same state",
+    async ({ how, env, entriesMin }) => {
+      const c = await newCluster(`inv_catchup_${how === "batched entries" ? "b" : "s"}`, env);
+      const client = c.client();
+      await restock(client, 50_000, "seed");
+      const leader = await c.waitLeader();
+      const follower = c.ids.find((i) => i !== leader)!;
+      await c.signal(follower, "SIGKILL");
+      const before = (await c.status(leader))!.commitIndex;
+      const load = deductLoad(client, "c", 32, 10_000);
+      await load.done;
+      expect(load.acked.size).toBe(10_000);
+      expect(
+        (await c.status(await c.waitLeader(10_000, [follower])))!.commitIndex - before,
+      ).toBeGreaterThanOrEqual(entriesMin);
+      const w = c.start(follower);
+      await w.waitFor(/"msg":"snapshot installed"/, 60_000);
+      const st = await c.converged();
+      expect(new Set(st.map((s) => s.stateHash)).size).toBe(1);
+      expect(await quantityOn(c, follower)).toBe(40_000);
+      client.close();
+    },
+  );
 
   it("SIGKILL every replica in the middle of the load, restart them: every acknowledged write is there", async () => {
     const c = await newCluster("inv_kill_all");

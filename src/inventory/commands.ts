@@ -48,7 +48,7 @@ export const commandSchema = z.discriminatedUnion("type", [
 export type Command = z.infer<typeof commandSchema>;
 
 /** Commands in one log entry, and the entry's encoded size: bounds what one apply may do. */
-export const entryCommandsMax = 1_024;
+export const { entryCommandsMax } = inventoryLimits;
 export const entryBytesMax = 1 << 20;
 
 const encoder = new TextEncoder();

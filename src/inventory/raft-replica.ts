@@ -56,7 +56,13 @@ export class RaftInventoryReplica implements InventoryReplica {
     private readonly node: RaftNode,
     private readonly sm: InventoryStateMachine,
     private readonly peers: { id: string; address: string }[],
-  ) {}
+    /** Commands packed into one log entry at most (1: an entry per command, as before batching). */
+    private readonly commandsPerEntryMax: number = entryCommandsMax,
+  ) {
+    if (!(commandsPerEntryMax >= 1 && commandsPerEntryMax <= entryCommandsMax)) {
+      throw new Error(`commandsPerEntryMax must be 1-${entryCommandsMax}`);
+    }
+  }
 
   get id(): string {
     return this.node.id;
@@ -106,7 +112,7 @@ export class RaftInventoryReplica implements InventoryReplica {
     this.queue = [];
     let at = 0;
     while (at < queued.length) {
-      let n = Math.min(entryCommandsMax, queued.length - at);
+      let n = Math.min(this.commandsPerEntryMax, queued.length - at);
       let data = encodeCommands(queued.slice(at, at + n).map((q) => q.cmd));
       // Commands are small (bounded fields), so halving converges fast and one always fits.
       while (data.byteLength > entryBytesMax && n > 1) {

@@ -95,7 +95,7 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     onPeerUnreachable: (peer) => node.peerUnreachable(peer),
   });
   transport.setPeers(cfg.INVENTORY_PEERS.filter((p) => p.id !== id));
-  const replica = new RaftInventoryReplica(node, sm, cfg.INVENTORY_PEERS);
+  const replica = new RaftInventoryReplica(node, sm, cfg.INVENTORY_PEERS, cfg.INVENTORY_ENTRY_COMMANDS_MAX);
 
   const server = new Server({ ...serverOptions, "grpc.max_receive_message_length": 32 * 1024 * 1024 });
   server.addService(InventoryServiceService, createInventoryHandlers(replica, log));

@@ -1,6 +1,7 @@
 // Owns configuration: every environment variable MediSync reads is declared here, once, with its
 // type, default and meaning. Services call loadConfig(); nothing else reads process.env.
 import { z } from "zod";
+import { inventoryLimits } from "./validation.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -120,6 +121,10 @@ export const envSpec = {
   INVENTORY_REPLICAS: {
     schema: positiveInt.max(7).default(3),
     doc: "inventory replicas npm start runs (ports count up from INVENTORY_GRPC_PORT / _OPS_PORT)",
+  },
+  INVENTORY_ENTRY_COMMANDS_MAX: {
+    schema: positiveInt.max(inventoryLimits.entryCommandsMax).default(inventoryLimits.entryCommandsMax),
+    doc: "commands a replica packs into one Raft log entry at most (1: one entry per command)",
   },
   RAFT_TICK_MS: { schema: positiveInt.max(1_000).default(50), doc: "Raft tick; heartbeats go every tick" },
   RAFT_ELECTION_TICKS: {

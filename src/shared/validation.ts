@@ -42,4 +42,6 @@ export const inventoryLimits = {
   requestIdMax: 200,
   /** Commands in one SubmitBatch call. */
   batchCommandsMax: 256,
+  /** Commands in one Raft log entry (the replica packs what arrives together). */
+  entryCommandsMax: 1_024,
 } as const;
