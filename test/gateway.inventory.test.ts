@@ -231,6 +231,8 @@ describe("REST inventory", { timeout: 120_000 }, () => {
       { path: `${item}/deduct`, body: '{"quantity":1000}', headers: key("lane-too-many") },
       { path: `${stock("bad code", "amox")}/deduct`, body: '{"quantity":1}', headers: json },
       { path: `${stock("%E0%A4%A", "amox")}/deduct`, body: '{"quantity":1}', headers: json },
+      { path: `${stock("lane", "%2e%2e")}/deduct`, body: '{"quantity":1}', headers: json },
+      { path: `${item}/deduct?x=1`, body: '{"quantity":1}', headers: key("lane-q") },
       { path: `${item}/deduct`, body: '{"quantity":1}', headers: key("no spaces allowed") },
       { path: `${item}/deduct`, headers: json },
       { path: `${item}/deduct`, headers: { "X-Request-Id": "lane-check" } },

@@ -919,9 +919,10 @@ export class RaftCore {
       pr.becomeReplicate();
     } else if (pr.state === "replicate") pr.freeInflightsTo(m.index);
 
-    // A new commit index is not broadcast in appends of its own (etcd does): followers learn it
-    // from the next append or heartbeat, both of which carry it. Under load the next append leaves
-    // within milliseconds; the broadcast doubled the messages, disk rounds and answers per entry.
+    // A new commit index is not broadcast in appends of its own (etcd's raft does broadcast here):
+    // followers learn it from the next append or heartbeat, both of which carry it. Under load the
+    // next append leaves within milliseconds; the broadcast doubled the messages, disk rounds and
+    // answers per entry. Followers' applied state lags by up to one heartbeat when idle.
     this.maybeCommit();
     if (wasPaused) this.sendAppend(m.from);
     // Fill the pipeline window with whatever is left.

@@ -7,7 +7,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Message, Snapshot } from "../core/types.ts";
 import { isMessage, NodeError, RaftNode, type RaftNodeOptions } from "./node.ts";
 
-type Tuning = Partial<Pick<RaftNodeOptions, "snapshotEveryEntries" | "snapshotEveryBytes">>;
+type Tuning = Partial<
+  Pick<RaftNodeOptions, "snapshotEveryEntries" | "snapshotEveryBytes" | "snapshotCatchUpBytes">
+>;
 
 const quiet = { info() {}, warn() {}, error() {} };
 
@@ -168,6 +170,18 @@ describe("RaftNode", () => {
     for (let i = 0; i < 100; i++) await leader.propose(value(i));
     await until(() => leader.stats.snapshotsTaken >= 2, "snapshots taken by size");
     expect(hx.snaps.get(leader.id)!.meta.index).toBeGreaterThanOrEqual(32);
+  });
+
+  it("keeps at most snapshotCatchUpBytes of entries behind a snapshot, whatever the entry count allows", async () => {
+    // Two bytes per entry: a 10-byte tail is 5 entries, though 10 entries may be kept by count.
+    const hx = await cluster({ snapshotEveryEntries: 40, snapshotCatchUpBytes: 10 });
+    const leader = await leaderOf(hx);
+    for (let i = 0; i < 100; i++) await leader.propose(value(i));
+    // The newest snapshot and the compaction after it: 5 entries (10 bytes) stay behind it.
+    await until(() => {
+      const snap = hx.snaps.get(leader.id)?.meta.index ?? 0;
+      return snap >= 80 && snap - leader.status().firstIndex + 1 === 5;
+    }, "tail cut to the byte bound");
   });
 
   it("drops malformed messages instead of stepping them", async () => {

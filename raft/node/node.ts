@@ -76,6 +76,8 @@ export interface RaftNodeOptions {
   snapshotEveryBytes?: number;
   /** Entries kept behind a snapshot so a briefly lagging follower catches up by log, not by snapshot. */
   snapshotCatchUpEntries?: number;
+  /** ...and at most this many bytes of them. */
+  snapshotCatchUpBytes?: number;
   proposalTimeoutMs?: number;
   pendingProposalsMax?: number;
   inboxMessagesMax?: number;
@@ -93,6 +95,7 @@ const defaults = {
   snapshotEveryEntries: 20_000,
   snapshotEveryBytes: 64 * 1024 * 1024,
   snapshotCatchUpEntries: 5_000,
+  snapshotCatchUpBytes: 32 * 1024 * 1024,
   proposalTimeoutMs: 5_000,
   pendingProposalsMax: 20_000,
   inboxMessagesMax: 100_000,
@@ -474,12 +477,15 @@ export class RaftNode {
       if (transport) for (const m of rd.messages) transport.send(m.to, m);
     };
     // A leader whose term and vote are already on disk may send while it persists (Raft thesis
-    // §10.2.1, as etcd does): its appends promise nothing of its own, and it counts itself toward a
-    // commit only when it steps the followers' answers — after this round's write is durable, since
-    // the loop steps nothing while a round is in flight. Everything else sends after the write.
+    // §10.2.1, as etcd does): its appends promise nothing of its own. It does count its own
+    // unpersisted entries toward a commit, but with two or more voters a commit also needs a
+    // follower's answer, and the loop steps no answer while this round's write is in flight — so no
+    // commit index it sends covers entries not yet durable here. A single voter would commit alone:
+    // it sends after the write. Everything else sends after the write too.
     const early =
       !rd.snapshot &&
       this.core.currentRole === "leader" &&
+      this.core.status().conf.voters.length > 1 &&
       (!rd.hardState ||
         (rd.hardState.term === log.hardState.term && rd.hardState.vote === log.hardState.vote));
     if (early) send();
@@ -602,7 +608,18 @@ export class RaftNode {
           if (s.meta.index <= this.storage.snapshot().meta.index) return;
           this.storage.setSnapshot(s);
           const log = this.storage.log;
-          const keepFrom = Math.max(log.compactedTo.index, meta.index - this.o.snapshotCatchUpEntries);
+          let keepFrom = Math.max(log.compactedTo.index, meta.index - this.o.snapshotCatchUpEntries);
+          // The kept tail is bounded in bytes too: entries carrying large batches must not hold
+          // hundreds of megabytes in the log's memory for the sake of a count.
+          const tail = log.slice(keepFrom + 1, meta.index + 1);
+          let bytes = 0;
+          for (let i = tail.length - 1; i >= 0; i--) {
+            bytes += tail[i]!.data.byteLength;
+            if (bytes > this.o.snapshotCatchUpBytes) {
+              keepFrom = tail[i]!.index;
+              break;
+            }
+          }
           const term = log.term(keepFrom);
           if (keepFrom > log.compactedTo.index && term !== undefined) {
             log.compact({ index: keepFrom, term }).catch((err: unknown) => this.fatal(err));

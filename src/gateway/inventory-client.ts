@@ -94,7 +94,9 @@ export class InventoryClient {
             const named = err.meta.leaderid;
             this.leaderId = named && named !== id && this.clients.has(named) ? named : undefined;
             if (!this.leaderId) this.rr++; // no leader known: try the next replica
-          } else if (isRetryable(err)) {
+          } else if (isRetryable(err) && !(err instanceof AppError && err.meta.queued)) {
+            // The replica did not answer: look for the leader again. A write that expired in our own
+            // queue (meta.queued) never reached it, so the leader we know stays known.
             this.leaderId = undefined;
           }
           throw err;
@@ -241,7 +243,8 @@ class Batcher {
       const batch: Pending[] = [];
       for (const p of this.queue.splice(0, batchCommandsMax)) {
         // A write that waited out its try's deadline goes back to its caller's retry loop.
-        if (p.expiresAt <= now) p.reject(new AppError("DEADLINE_EXCEEDED", "no batch left in time"));
+        if (p.expiresAt <= now)
+          p.reject(new AppError("DEADLINE_EXCEEDED", "no batch left in time", undefined, { queued: "1" }));
         else batch.push(p);
       }
       if (batch.length === 0) continue;

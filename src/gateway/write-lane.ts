@@ -58,6 +58,8 @@ function decodeParam(v: string): string {
   return v.includes("%") ? tryDecodeURIComponent(v) : v;
 }
 
+const dotSegment = /%2e|\/\.\.?(?:[/?#]|$)/i;
+
 export interface WriteLaneOptions {
   inventory: InventoryClient;
   log: Logger;
@@ -69,8 +71,12 @@ export function createWriteLane(o: WriteLaneOptions): (req: IncomingMessage, res
   const routes = writeSpecs.map(compile);
   return (req, res) => {
     if (req.method !== "POST") return false;
+    const url = req.url ?? "/";
+    // Dot segments (plain or percent-encoded) are resolved by the URL parser on Hono's side; such
+    // paths are rare and odd, so they go there rather than be resolved twice differently.
+    if (dotSegment.test(url)) return false;
     // The path as Hono routes on it (and reports as a problem's instance): query dropped, decoded.
-    const path = getPath({ url: `http://gateway${req.url ?? "/"}` } as Request);
+    const path = getPath({ url: `http://gateway${url}` } as Request);
     for (const route of routes) {
       const m = route.pattern.exec(path);
       if (m) {

@@ -115,10 +115,15 @@ export function isCommand(x: unknown): x is Command {
   }
 }
 
-/** Decodes a committed entry; a malformed one is a replica bug, so this throws. */
+/**
+ * Decodes a committed entry; a malformed one is a replica bug, so this throws. An entry that is one
+ * command object (no array) is the encoding before entries carried batches: logs written by earlier
+ * builds replay as one-command entries.
+ */
 export function decodeCommands(data: Uint8Array): Command[] {
-  const cmds: unknown = JSON.parse(decoder.decode(data));
-  if (!Array.isArray(cmds) || cmds.length === 0 || cmds.length > entryCommandsMax) {
+  const doc: unknown = JSON.parse(decoder.decode(data));
+  const cmds = Array.isArray(doc) ? doc : [doc];
+  if (cmds.length === 0 || cmds.length > entryCommandsMax) {
     throw new Error(`invariant: an entry carries 1-${entryCommandsMax} commands`);
   }
   for (const c of cmds) {

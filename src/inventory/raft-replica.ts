@@ -44,13 +44,18 @@ interface Queued {
   reject: (e: unknown) => void;
 }
 
-/** Commands queued for the next entry; beyond this, submit() refuses (the caller retries). */
-const queuedCommandsMax = 20_000;
+/**
+ * Commands submitted and not yet settled (queued, proposed or awaiting apply); beyond this, submit()
+ * refuses with UNAVAILABLE and the caller retries. The node bounds entries in flight, and an entry
+ * can carry a thousand commands: this bounds the commands.
+ */
+export const inFlightCommandsMax = 50_000;
 
 export class RaftInventoryReplica implements InventoryReplica {
   /** Commands submitted in this turn of the event loop: they leave together in one entry. */
   private queue: Queued[] = [];
   private flushScheduled = false;
+  private inFlight = 0;
 
   constructor(
     private readonly node: RaftNode,
@@ -93,11 +98,25 @@ export class RaftInventoryReplica implements InventoryReplica {
 
   submit(cmd: Command): Promise<ApplyResult> {
     return new Promise((resolve, reject) => {
-      if (this.queue.length >= queuedCommandsMax) {
-        reject(new AppError("UNAVAILABLE", "too many writes waiting; retry with the same request id"));
+      if (this.inFlight >= inFlightCommandsMax) {
+        reject(new AppError("UNAVAILABLE", "too many writes in flight; retry with the same request id"));
         return;
       }
-      this.queue.push({ cmd, resolve, reject });
+      this.inFlight++;
+      const settle = () => {
+        this.inFlight--;
+      };
+      this.queue.push({
+        cmd,
+        resolve: (r) => {
+          settle();
+          resolve(r);
+        },
+        reject: (e) => {
+          settle();
+          reject(e);
+        },
+      });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
