@@ -20,9 +20,9 @@ import { AppError } from "../shared/errors.ts";
 import { counter, registry } from "../shared/metrics.ts";
 import { recordRequest } from "./access.ts";
 import type { AppointmentClient } from "./appointment-client.ts";
-import { isJsonMediaType, readBody, tooLargeBody, unreadableBody } from "./body.ts";
+import { hasBody, refuseByHeaders, takeBody, tooLargeError } from "./body.ts";
 import { docsPage } from "./docs-page.ts";
-import { problemResponse, requestIdOf, validationProblem } from "./problems.ts";
+import { failureOf, problemResponse, requestIdOf, validationProblem } from "./problems.ts";
 import { mount } from "./route.ts";
 import {
   Appointment,
@@ -100,37 +100,30 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     },
   });
 
-  const tooLarge = (c: Context) =>
-    problemResponse(c, new AppError("PAYLOAD_TOO_LARGE", `body exceeds ${deps.bodyBytesMax} bytes`, "body"));
   // Hono's own limit, for when the app runs outside @hono/node-server (no Node request to read).
-  const limitBody = bodyLimit({ maxSize: deps.bodyBytesMax, onError: tooLarge });
+  const limitBody = bodyLimit({
+    maxSize: deps.bodyBytesMax,
+    onError: (c) => problemResponse(c, tooLargeError(deps.bodyBytesMax)),
+  });
 
   /**
-   * A write's body, read before routing: refused with a problem (wrong media type, too large,
-   * unreadable), or read straight from Node's request into Hono's body cache — asking Hono for it
-   * builds a web Request (undici streams, abort signals) per request, which was the gateway's
-   * largest cost under load. `undefined`: nothing to read, or the body is in the cache.
+   * A write's body, read before routing (body.ts): refused with a problem, or put in Hono's body
+   * cache. `undefined`: nothing to read, or the body is in the cache.
    */
   const prepareBody = async (c: Context): Promise<Response | "hono-limit" | undefined> => {
-    const length = c.req.header("content-length");
-    const hasBody =
-      (length !== undefined && length !== "0") || c.req.header("transfer-encoding") !== undefined;
-    if (!hasBody) return undefined;
-    // A body in another format would be read as empty and answered with misleading field errors.
-    if (!isJsonMediaType(c.req.header("content-type"))) {
-      return problemResponse(
-        c,
-        new AppError("UNSUPPORTED_MEDIA_TYPE", "send the body as application/json", "content-type"),
-      );
-    }
+    const h = {
+      contentLength: c.req.header("content-length"),
+      transferEncoding: c.req.header("transfer-encoding"),
+      contentType: c.req.header("content-type"),
+    };
+    if (!hasBody(h)) return undefined;
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-    if (!incoming) return "hono-limit";
-    if (length !== undefined && Number(length) > deps.bodyBytesMax) return tooLarge(c);
-    const body = await readBody(incoming, deps.bodyBytesMax);
-    if (body === tooLargeBody) return tooLarge(c);
-    if (body === unreadableBody) {
-      return problemResponse(c, new AppError("MALFORMED_JSON", "the body could not be read", "body"));
+    if (!incoming) {
+      const refused = refuseByHeaders(h, deps.bodyBytesMax);
+      return refused ? problemResponse(c, refused) : "hono-limit";
     }
+    const body = await takeBody(incoming, h, deps.bodyBytesMax);
+    if (body instanceof AppError) return problemResponse(c, body);
     (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve(body);
     return undefined;
   };
@@ -345,17 +338,11 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
 }
 
 function errorResponse(c: Context, err: unknown, log: Logger): Response {
-  if (err instanceof AppError) {
-    if (err.code === "INTERNAL")
-      log.error({ requestId: requestIdOf(c), code: err.code }, "upstream internal error");
-    return problemResponse(c, err);
-  }
   if (err instanceof HTTPException) {
     // Hono raises these for bodies it cannot read; say which.
     if (err.status === 400) return problemResponse(c, new AppError("MALFORMED_JSON", err.message, "body"));
     if (err.status === 413) return problemResponse(c, new AppError("PAYLOAD_TOO_LARGE", err.message, "body"));
     return problemResponse(c, new AppError("VALIDATION", err.message));
   }
-  log.error({ requestId: requestIdOf(c), err }, "unhandled error in gateway");
-  return problemResponse(c, new AppError("INTERNAL", "internal error"));
+  return problemResponse(c, failureOf(err, log, requestIdOf(c)));
 }

@@ -2,6 +2,7 @@
 // AppError (errors.ts maps codes to statuses), with the request id, and the field when there is one.
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "pino";
 import type { ZodError } from "zod";
 import { AppError, type Problem, toProblem } from "../shared/errors.ts";
 
@@ -10,6 +11,19 @@ export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 /** The request id the gateway's first middleware gave this request. */
 export function requestIdOf(c: Context): string | undefined {
   return c.get("requestId") as string | undefined;
+}
+
+/**
+ * The AppError a failed request answers with: its own, or INTERNAL for anything else. Internal
+ * failures are logged here (once, with the request id); the rest are the caller's to see.
+ */
+export function failureOf(err: unknown, log: Logger, requestId: string | undefined): AppError {
+  if (err instanceof AppError) {
+    if (err.code === "INTERNAL") log.error({ requestId, code: err.code }, "upstream internal error");
+    return err;
+  }
+  log.error({ requestId, err }, "unhandled error in gateway");
+  return new AppError("INTERNAL", "internal error");
 }
 
 /** A problem answer, whoever sends it (a Hono context or the direct write lane). */

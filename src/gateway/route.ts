@@ -5,54 +5,95 @@
 // media type, body; each with safeParseAsync and a hook), which under load cost a fifth of the
 // gateway's CPU per write. Handlers read their input with c.req.valid() either way.
 import type { OpenAPIHono, RouteConfig, RouteHandler } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
+import type { MiddlewareHandler } from "hono";
 import type { ZodType } from "zod";
-import { AppError } from "../shared/errors.ts";
+import { AppError, type Problem } from "../shared/errors.ts";
 import type { GatewayEnv } from "./app.ts";
 import { isJsonMediaType } from "./body.ts";
-import { problemResponse, validationProblem } from "./problems.ts";
+import { problemResponse, validationError } from "./problems.ts";
 
 type Target = "query" | "param" | "header" | "json";
 
-/** The checks of one route, worked out once when it is mounted. */
-function checksOf(route: RouteConfig): { target: Target; schema: ZodType; read: (c: Context) => unknown }[] {
+/** One check of a route's input: what it reads and the schema it must satisfy. */
+interface InputCheck {
+  target: Target;
+  schema: ZodType;
+  /** Header checks: [lower-case name as it arrives, name the schema uses ("Idempotency-Key")]. */
+  headerKeys: (readonly [string, string])[];
+}
+
+/** The checks of one route, in the order they run, worked out once when it is mounted. */
+export function checksOf(route: RouteConfig): InputCheck[] {
   const req = route.request;
-  const checks: { target: Target; schema: ZodType; read: (c: Context) => unknown }[] = [];
-  if (req?.query) {
-    checks.push({
-      target: "query",
-      schema: req.query as unknown as ZodType,
-      read: (c) =>
-        Object.fromEntries(Object.entries(c.req.queries()).map(([k, v]) => [k, v.length === 1 ? v[0] : v])),
-    });
-  }
-  if (req?.params) {
-    checks.push({ target: "param", schema: req.params as unknown as ZodType, read: (c) => c.req.param() });
-  }
+  const checks: InputCheck[] = [];
+  const add = (target: Target, schema: unknown, headerKeys: InputCheck["headerKeys"] = []) =>
+    checks.push({ target, schema: schema as ZodType, headerKeys });
+  if (req?.query) add("query", req.query);
+  if (req?.params) add("param", req.params);
   if (req?.headers) {
-    const schema = req.headers as unknown as ZodType & { shape: Record<string, unknown> };
-    // Headers arrive lower-cased; the schema names them as documented ("Idempotency-Key").
-    const keys = Object.keys(schema.shape).map((k) => [k.toLowerCase(), k] as const);
-    checks.push({
-      target: "header",
-      schema,
-      read: (c) => {
-        const out: Record<string, string> = {};
-        for (const [lower, key] of keys) {
-          const v = c.req.header(lower);
-          if (v !== undefined) out[key] = v;
-        }
-        return out;
-      },
-    });
+    const shape = (req.headers as unknown as { shape: Record<string, unknown> }).shape;
+    add(
+      "header",
+      req.headers,
+      Object.keys(shape).map((k) => [k.toLowerCase(), k] as const),
+    );
   }
   const media = req?.body?.content?.["application/json"];
-  const body = media && "schema" in media ? media.schema : undefined;
-  if (body) checks.push({ target: "json", schema: body as unknown as ZodType, read: () => undefined });
+  if (media && "schema" in media) add("json", media.schema);
   return checks;
 }
 
+/** Where a request's input comes from: Hono's context, or Node's request on the direct write lane. */
+export interface InputSource {
+  query(): Record<string, string | string[]>;
+  param(): Record<string, string>;
+  header(lowerCaseName: string): string | undefined;
+  contentType: string | undefined;
+  bodyText(): Promise<string>;
+}
+
 export const malformedJsonMessage = "Malformed JSON in request body";
+
+/**
+ * Runs a route's checks in order: the valid input per target, or the problem of the first that
+ * fails. A body in another media type was refused (415) before; no JSON body is checked as {}.
+ */
+export async function checkInput(
+  checks: InputCheck[],
+  from: InputSource,
+): Promise<
+  | { ok: true; valid: Partial<Record<Target, unknown>> }
+  | { ok: false; err: AppError; extra?: Partial<Problem> }
+> {
+  const valid: Partial<Record<Target, unknown>> = {};
+  for (const check of checks) {
+    let value: unknown;
+    if (check.target === "json") {
+      value = {};
+      if (isJsonMediaType(from.contentType)) {
+        try {
+          value = JSON.parse(await from.bodyText());
+        } catch {
+          return { ok: false, err: new AppError("MALFORMED_JSON", malformedJsonMessage, "body") };
+        }
+      }
+    } else if (check.target === "header") {
+      const out: Record<string, string> = {};
+      for (const [lower, key] of check.headerKeys) {
+        const v = from.header(lower);
+        if (v !== undefined) out[key] = v;
+      }
+      value = out;
+    } else value = check.target === "query" ? from.query() : from.param();
+    const result = check.schema.safeParse(value);
+    if (!result.success) {
+      const v = validationError(check.target, result.error);
+      return { ok: false, err: v.err, extra: v.extra };
+    }
+    valid[check.target] = result.data;
+  }
+  return { ok: true, valid };
+}
 
 /** Registers `route` in the OpenAPI document and mounts `handler` behind one input check. */
 export function mount<R extends RouteConfig>(
@@ -63,23 +104,17 @@ export function mount<R extends RouteConfig>(
   app.openAPIRegistry.registerPath(route);
   const checks = checksOf(route);
   const validate: MiddlewareHandler<GatewayEnv> = async (c, next) => {
-    for (const check of checks) {
-      let value: unknown;
-      if (check.target === "json") {
-        // A body in another media type was refused (415) before; no body is checked as {}.
-        if (isJsonMediaType(c.req.header("content-type"))) {
-          const text = await c.req.text();
-          try {
-            value = JSON.parse(text);
-          } catch {
-            return problemResponse(c, new AppError("MALFORMED_JSON", malformedJsonMessage, "body"));
-          }
-        } else value = {};
-      } else value = check.read(c);
-      const result = check.schema.safeParse(value);
-      if (!result.success) return validationProblem(c, check.target, result.error);
-      c.req.addValidatedData(check.target, result.data as object);
-    }
+    const r = await checkInput(checks, {
+      query: () =>
+        Object.fromEntries(Object.entries(c.req.queries()).map(([k, v]) => [k, v.length === 1 ? v[0]! : v])),
+      param: () => c.req.param(),
+      header: (name) => c.req.header(name),
+      contentType: c.req.header("content-type"),
+      bodyText: () => c.req.text(),
+    });
+    if (!r.ok) return problemResponse(c, r.err, r.extra);
+    for (const [target, data] of Object.entries(r.valid))
+      c.req.addValidatedData(target as Target, data as object);
     await next();
   };
   const path = route.path.replaceAll(/\/{(.+?)}/g, "/:$1");

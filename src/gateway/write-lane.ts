@@ -9,23 +9,20 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { getPath, tryDecodeURIComponent } from "hono/utils/url";
 import type { Logger } from "pino";
-import type { ZodType } from "zod";
 import { REQUEST_ID_HEADER, sanitizeRequestId } from "../shared/context.ts";
 import { AppError, type Problem } from "../shared/errors.ts";
 import { recordRequest } from "./access.ts";
-import { isJsonMediaType, readBody, tooLargeBody, unreadableBody } from "./body.ts";
+import { takeBody } from "./body.ts";
 import type { InventoryClient } from "./inventory-client.ts";
 import { idempotencyKeyOf, type WriteSpec, writeSpecs } from "./inventory-routes.ts";
-import { problemAnswer, validationError } from "./problems.ts";
-import { malformedJsonMessage } from "./route.ts";
+import { failureOf, problemAnswer } from "./problems.ts";
+import { checkInput, checksOf } from "./route.ts";
 
 interface LaneRoute {
   spec: WriteSpec;
   pattern: RegExp;
   paramNames: string[];
-  params: ZodType | undefined;
-  headers: (ZodType & { shape: Record<string, unknown> }) | undefined;
-  body: ZodType;
+  checks: ReturnType<typeof checksOf>;
 }
 
 function compile(spec: WriteSpec): LaneRoute {
@@ -39,18 +36,10 @@ function compile(spec: WriteSpec): LaneRoute {
       return "([^/]+)";
     })
     .join("/");
-  const req = spec.route.request;
-  const media = req?.body?.content?.["application/json"];
-  const body = media && "schema" in media ? (media.schema as unknown as ZodType) : undefined;
-  if (!body) throw new Error(`write route ${spec.route.path} has no JSON body schema`);
-  return {
-    spec,
-    pattern: new RegExp(`^${source}$`),
-    paramNames,
-    params: req?.params as unknown as ZodType | undefined,
-    headers: req?.headers as unknown as LaneRoute["headers"],
-    body,
-  };
+  const checks = checksOf(spec.route);
+  // The lane reads no query string; a write route that wanted one would need Hono.
+  if (checks.some((c) => c.target === "query")) throw new Error(`write route ${spec.route.path} has a query`);
+  return { spec, pattern: new RegExp(`^${source}$`), paramNames, checks };
 }
 
 /** As Hono decodes path params: percent-decoded when they hold a %, as sent when that fails. */
@@ -120,83 +109,42 @@ async function serve(
     send(a.status, a.headers, a.body);
   };
   try {
-    // 1. The body, as the gateway's first middleware reads it: media type, size, readable.
-    const length = header("content-length");
-    const isJson = isJsonMediaType(header("content-type"));
-    const hasBody = (length !== undefined && length !== "0") || header("transfer-encoding") !== undefined;
-    let text = "";
-    if (hasBody) {
+    // 1. The body, by the rules the gateway's first middleware applies (body.ts).
+    const bodyHeaders = {
+      contentLength: header("content-length"),
+      transferEncoding: header("transfer-encoding"),
+      contentType: header("content-type"),
+    };
+    const text = await takeBody(req, bodyHeaders, o.bodyBytesMax);
+    if (text instanceof AppError) {
       routeLabel = "body-refused";
-      if (!isJson) {
-        return problem(
-          new AppError("UNSUPPORTED_MEDIA_TYPE", "send the body as application/json", "content-type"),
-        );
-      }
-      const tooLarge = () =>
-        problem(new AppError("PAYLOAD_TOO_LARGE", `body exceeds ${o.bodyBytesMax} bytes`, "body"));
-      if (length !== undefined && Number(length) > o.bodyBytesMax) return tooLarge();
-      const body = await readBody(req, o.bodyBytesMax);
-      if (body === tooLargeBody) return tooLarge();
-      if (body === unreadableBody) {
-        return problem(new AppError("MALFORMED_JSON", "the body could not be read", "body"));
-      }
-      text = body;
-      routeLabel = route.spec.routePath;
+      return problem(text);
     }
-    // 2. Path params, headers, then the JSON body, in route.ts's order and with its problems.
-    let params: Record<string, string> = {};
-    if (route.params) {
-      const raw: Record<string, string> = {};
-      route.paramNames.forEach((name, i) => {
-        raw[name] = decodeParam(match[i + 1]!);
-      });
-      const r = route.params.safeParse(raw);
-      if (!r.success) {
-        const v = validationError("param", r.error);
-        return problem(v.err, v.extra);
-      }
-      params = r.data as Record<string, string>;
-    }
-    let headers: { "Idempotency-Key"?: string } = {};
-    if (route.headers) {
-      const raw: Record<string, string> = {};
-      for (const key of Object.keys(route.headers.shape)) {
-        const v = header(key.toLowerCase());
-        if (v !== undefined) raw[key] = v;
-      }
-      const r = route.headers.safeParse(raw);
-      if (!r.success) {
-        const v = validationError("header", r.error);
-        return problem(v.err, v.extra);
-      }
-      headers = r.data as typeof headers;
-    }
-    let json: unknown = {};
-    if (isJson) {
-      try {
-        json = JSON.parse(text);
-      } catch {
-        return problem(new AppError("MALFORMED_JSON", malformedJsonMessage, "body"));
-      }
-    }
-    const body = route.body.safeParse(json);
-    if (!body.success) {
-      const v = validationError("json", body.error);
-      return problem(v.err, v.extra);
-    }
+    // 2. Path params, headers, then the JSON body: route.ts's checks, order and problems.
+    const input = await checkInput(route.checks, {
+      query: () => ({}),
+      param: () => {
+        const raw: Record<string, string> = {};
+        route.paramNames.forEach((name, i) => {
+          raw[name] = decodeParam(match[i + 1]!);
+        });
+        return raw;
+      },
+      header,
+      contentType: bodyHeaders.contentType,
+      bodyText: async () => text,
+    });
+    if (!input.ok) return problem(input.err, input.extra);
+    const headers = (input.valid.header ?? {}) as { "Idempotency-Key"?: string };
+    const params = (input.valid.param ?? {}) as Record<string, string>;
     // 3. The write, on the leader, with the gateway's retry policy.
     const result = await o.inventory.write(
       route.spec.method,
-      { requestId: idempotencyKeyOf(headers), ...route.spec.fields(params, body.data) },
+      { requestId: idempotencyKeyOf(headers), ...route.spec.fields(params, input.valid.json) },
       requestId,
     );
     send(200, { "content-type": "application/json" }, JSON.stringify(result));
   } catch (err) {
-    if (err instanceof AppError) {
-      if (err.code === "INTERNAL") o.log.error({ requestId, code: err.code }, "upstream internal error");
-      return problem(err);
-    }
-    o.log.error({ requestId, err }, "unhandled error in gateway");
-    problem(new AppError("INTERNAL", "internal error"));
+    problem(failureOf(err, o.log, requestId));
   }
 }
