@@ -3,6 +3,7 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createSlots, insertClinic } from "../src/appointment/repo.ts";
 import { AppointmentStatus } from "../src/gen/medisync/v1/appointment.ts";
 import { AppError } from "../src/shared/errors.ts";
 import { callUnary } from "../src/shared/grpc.ts";
@@ -164,5 +165,57 @@ describe("booking", () => {
       5_000,
     );
     expect(await codeOf(overlap)).toBe("SLOT_OVERLAP");
+  });
+
+  it("slots in the past cannot be created or booked (SLOT_IN_PAST), and a key keeps that outcome", async () => {
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const create = callUnary(
+      a.client.createSlots.bind(a.client),
+      {
+        clinicId: fx.clinicId,
+        practitionerId: fx.practitionerId,
+        start: hourAgo.toISOString(),
+        end: new Date(hourAgo.getTime() + 7_200_000).toISOString(),
+        minutes: 30,
+      },
+      5_000,
+    );
+    await expect(create).rejects.toMatchObject({ code: "SLOT_IN_PAST", field: "start" });
+    const { slots } = await createSlots(pool, {
+      clinicId: fx.clinicId,
+      practitionerId: fx.practitionerId,
+      start: new Date("2021-02-03T10:00:00Z"),
+      end: new Date("2021-02-03T10:30:00Z"),
+      minutes: 30,
+    });
+    const key = `key-${randomUUID()}`;
+    const patientId = randomUUID();
+    await expect(book(a, slots[0]!.id, patientId, key)).rejects.toMatchObject({
+      code: "SLOT_IN_PAST",
+      field: "slotId",
+    });
+    await expect(book(b, slots[0]!.id, patientId, key)).rejects.toMatchObject({
+      code: "SLOT_IN_PAST",
+      field: "slotId",
+    });
+    const rows = await pool.query("SELECT count(*)::int AS n FROM appointments WHERE slot_id = $1", [
+      slots[0]!.id,
+    ]);
+    expect(rows.rows[0].n).toBe(0);
+  });
+
+  it("a clinic's time zone must be an IANA zone the database knows too", async () => {
+    for (const timeZone of ["Mars/Olympus", "+05:00", "EST-5", "", "Europe/Berlin; DROP TABLE clinics"]) {
+      await expect(
+        insertClinic(pool, { id: randomUUID(), name: "Bad Zone", timeZone }),
+      ).rejects.toMatchObject({
+        code: "VALIDATION",
+        field: "timeZone",
+      });
+    }
+    const id = randomUUID();
+    await insertClinic(pool, { id, name: "Sydney", timeZone: "Australia/Sydney" });
+    const r = await pool.query("SELECT time_zone FROM clinics WHERE id = $1", [id]);
+    expect(r.rows[0].time_zone).toBe("Australia/Sydney");
   });
 });

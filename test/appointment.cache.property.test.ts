@@ -3,12 +3,16 @@
 // against the history: a read that started after a booking was acknowledged shows the slot booked,
 // unless a cancellation of it had started before the read ended (and the mirror rule for cancels).
 // Pub/sub invalidation is off: it only frees memory early, and must not be what keeps reads fresh.
+// A plain wipe lands between operations and almost never inside a reader's fill window, so a
+// "stalled read" holds a reader after its PostgreSQL read until the rest of its round is done,
+// wipes Redis, and only then lets it fill: the window where a lost Redis is most dangerous.
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import fc from "fast-check";
 import { Redis } from "ioredis";
 import type pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import type { SlotCacheOptions } from "../src/appointment/slot-cache.ts";
 import { SlotStatus } from "../src/gen/medisync/v1/appointment.ts";
 import { AppError } from "../src/shared/errors.ts";
 import { callUnary } from "../src/shared/grpc.ts";
@@ -26,6 +30,43 @@ import {
 const cfg = testConfig("cacheprop");
 const dates = ["2032-01-10", "2032-01-11"];
 const instances: Instance[] = [];
+
+/** Holds the next PostgreSQL read of one date on one instance, after the read and before the fill. */
+class Gate {
+  private armedFor: string | undefined;
+  private onHeld: (() => void) | undefined;
+  private open: (() => void) | undefined;
+  private opened = Promise.resolve();
+
+  wrap = (load: SlotCacheOptions["loadFromDb"]): SlotCacheOptions["loadFromDb"] => {
+    return async (clinicId, date) => {
+      const day = await load(clinicId, date);
+      if (this.armedFor === date) {
+        this.armedFor = undefined;
+        this.onHeld?.();
+        await this.opened;
+      }
+      return day;
+    };
+  };
+
+  /** Resolves when a read of `date` is held. */
+  arm(date: string): Promise<void> {
+    this.armedFor = date;
+    this.opened = new Promise((resolve) => {
+      this.open = resolve;
+    });
+    return new Promise((resolve) => {
+      this.onHeld = resolve;
+    });
+  }
+
+  release() {
+    this.armedFor = undefined;
+    this.open?.();
+  }
+}
+const gates: Gate[] = [];
 let pool: pg.Pool;
 let redis: Redis;
 let fx: ClinicFixture;
@@ -35,8 +76,13 @@ let dayOf: Map<string, string>;
 beforeAll(async () => {
   await resetState(cfg);
   // Without pub/sub: the version check alone must keep every read fresh.
-  for (let i = 0; i < 3; i++)
-    instances.push(await startInstance(cfg, undefined, `prop-${i}`, { pubsub: false }));
+  for (let i = 0; i < 3; i++) {
+    const gate = new Gate();
+    gates.push(gate);
+    instances.push(
+      await startInstance(cfg, undefined, `prop-${i}`, { pubsub: false, wrapLoadFromDb: gate.wrap }),
+    );
+  }
   pool = testPool(cfg);
   redis = new Redis(REDIS_URL);
   fx = await makeClinic(pool, dates, 3);
@@ -51,12 +97,13 @@ afterAll(async () => {
 
 type Op =
   | { kind: "read"; inst: number; day: number }
+  | { kind: "stalledRead"; inst: number; day: number }
   | { kind: "book"; inst: number; slot: number }
   | { kind: "cancel"; inst: number; slot: number }
   | { kind: "wipe" };
 
 interface Event {
-  op: Op["kind"];
+  op: "read" | "book" | "cancel" | "wipe";
   slotId?: string;
   start: number;
   end: number;
@@ -79,6 +126,10 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({ kind: fc.constant("cancel" as const), inst: fc.nat(2), slot: fc.nat(5) }),
   },
   { weight: 1, arbitrary: fc.constant({ kind: "wipe" as const }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant("stalledRead" as const), inst: fc.nat(2), day: fc.nat(1) }),
+  },
 );
 
 async function activeAppointment(slotId: string): Promise<string | undefined> {
@@ -89,17 +140,53 @@ async function activeAppointment(slotId: string): Promise<string | undefined> {
   return r.rows[0]?.id;
 }
 
-async function run(op: Op, history: Event[]): Promise<void> {
-  if (op.kind === "wipe") {
-    // Redis restarted: it keeps nothing on disk, so every version key and entry is gone.
-    const start = performance.now();
-    const keys = await redis.keys(`${cfg.REDIS_KEY_PREFIX}slots:*`);
-    if (keys.length > 0) await redis.del(...keys);
-    history.push({ op: "wipe", start, end: performance.now(), ok: true });
-    return;
+async function wipe(history: Event[]): Promise<void> {
+  // Redis restarted: it keeps nothing on disk, so every version key and entry is gone.
+  const start = performance.now();
+  const keys = await redis.keys(`${cfg.REDIS_KEY_PREFIX}slots:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  history.push({ op: "wipe", start, end: performance.now(), ok: true });
+}
+
+/**
+ * A round's operations run concurrently. A stalled read (one per instance and round) is held after
+ * its PostgreSQL read until the others are done; then Redis is wiped and the read may fill.
+ */
+async function runRound(round: Op[], history: Event[]): Promise<void> {
+  const stalled: { inst: number; day: number }[] = [];
+  const rest: Op[] = [];
+  for (const op of round) {
+    if (op.kind !== "stalledRead") rest.push(op);
+    else if (stalled.some((s) => s.inst === op.inst)) rest.push({ ...op, kind: "read" });
+    else stalled.push(op);
   }
+  const stalledDone: Promise<void>[] = [];
+  try {
+    for (const op of stalled) {
+      const gate = gates[op.inst]!;
+      let held = false;
+      const holding = gate.arm(dates[op.day]!).then(() => {
+        held = true;
+      });
+      const done = run({ kind: "read", inst: op.inst, day: op.day }, history);
+      stalledDone.push(done);
+      // A read that never reaches PostgreSQL (a cache hit) is not held: it just finishes.
+      await Promise.race([holding, done]);
+      if (!held) gate.release();
+    }
+    await Promise.all(rest.map((op) => run(op, history)));
+    if (stalled.length > 0) await wipe(history);
+  } finally {
+    for (const g of gates) g.release();
+    await Promise.allSettled(stalledDone);
+  }
+  await Promise.all(stalledDone);
+}
+
+async function run(op: Op, history: Event[]): Promise<void> {
+  if (op.kind === "wipe") return wipe(history);
   const inst = instances[op.inst]!;
-  if (op.kind === "read") {
+  if (op.kind === "read" || op.kind === "stalledRead") {
     const start = performance.now();
     const r = await callUnary(
       inst.client.listSlots.bind(inst.client),
@@ -170,7 +257,7 @@ it("no read started after an acknowledged write shows the old slot state, on any
       fc.array(fc.array(opArb, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 12 }),
       async (rounds) => {
         const history: Event[] = [];
-        for (const round of rounds) await Promise.all(round.map((op) => run(op, history)));
+        for (const round of rounds) await runRound(round, history);
         const v = violation(history);
         expect(v).toBeUndefined();
       },

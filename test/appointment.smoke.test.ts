@@ -32,17 +32,19 @@ describe("appointment smoke", () => {
     const { clinics } = await callUnary(a.client.listClinics.bind(a.client), {}, 2000);
     expect(clinics).toHaveLength(3);
     const clinic = clinics[0]!;
+    // Tomorrow in the clinic's zone: today's first slots may have started, and those cannot be booked.
     const today = new Intl.DateTimeFormat("en-CA", { timeZone: clinic.timeZone }).format(new Date());
+    const tomorrow = new Date(Date.parse(`${today}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
     const first = await callUnary(
       a.client.listSlots.bind(a.client),
-      { clinicId: clinic.id, date: today, practitionerId: "" },
+      { clinicId: clinic.id, date: tomorrow, practitionerId: "" },
       2000,
     );
     expect(first.slots).toHaveLength(32);
     expect(first.tier).toBe(CacheTier.CACHE_TIER_DB);
     const second = await callUnary(
       a.client.listSlots.bind(a.client),
-      { clinicId: clinic.id, date: today, practitionerId: "" },
+      { clinicId: clinic.id, date: tomorrow, practitionerId: "" },
       2000,
     );
     expect(second.tier).toBe(CacheTier.CACHE_TIER_LRU);
@@ -55,7 +57,7 @@ describe("appointment smoke", () => {
     expect(booked.appointment?.slotId).toBe(slot.id);
     const third = await callUnary(
       a.client.listSlots.bind(a.client),
-      { clinicId: clinic.id, date: today, practitionerId: "" },
+      { clinicId: clinic.id, date: tomorrow, practitionerId: "" },
       2000,
     );
     expect(third.tier).toBe(CacheTier.CACHE_TIER_DB);

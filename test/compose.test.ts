@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import { Ajv2019 } from "ajv/dist/2019.js";
 import { describe, expect, it } from "vitest";
 import YAML from "yaml";
+import { commands } from "../src/cli/commands.ts";
 import { planChildren } from "../src/cli/supervisor.ts";
 import { envNames, loadConfig } from "../src/shared/config.ts";
 
@@ -26,10 +27,7 @@ interface Service {
   volumes?: string[];
 }
 const appServices = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
-// The CLI's command list, read from its source: importing main.ts would start a process.
-const cliCommands = JSON.parse(
-  /export const commands = (\[[^\]]*\])/.exec(readFileSync("src/cli/main.ts", "utf8"))![1]!,
-) as string[];
+const cliCommands: readonly string[] = commands;
 
 function composeSchemaValidator() {
   // The published schema predates top-level `name` and uses draft-04 style `id`s that Ajv rejects.
@@ -101,7 +99,7 @@ describe("docker-compose.yml", () => {
           expect(env[key], `${name} ${key}`).toBe(value);
         }
       }
-      const opsPort = env.APPOINTMENT_OPS_PORT ?? env.INVENTORY_OPS_PORT;
+      const opsPort = env.APPOINTMENT_OPS_PORT ?? env.INVENTORY_OPS_PORT ?? env.NOTIFICATION_OPS_PORT;
       if (opsPort) expect(svc.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${opsPort}/`);
     }
     // Every address in a list is a compose service listening on that port.

@@ -2,6 +2,8 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CacheTier } from "../src/gen/medisync/v1/appointment.ts";
+import { callUnary } from "../src/shared/grpc.ts";
 import { type ClinicFixture, makeClinic } from "./support/fixtures.ts";
 import { http, startGateway, type TestGateway } from "./support/gateway.ts";
 import {
@@ -12,6 +14,7 @@ import {
   testConfig,
   testPool,
 } from "./support/services.ts";
+import { startTcpProxy } from "./support/tcp-proxy.ts";
 
 const cfg = testConfig("gateway_e2e");
 let a: Instance;
@@ -206,5 +209,56 @@ describe("REST appointments", () => {
     });
     expect(booked.status).toBe(201);
     a = await startInstance(cfg, undefined, "gw-a");
+  });
+});
+
+describe("REST bookings while Redis cannot be told", () => {
+  it("a booking without Idempotency-Key that answers 503 names the key the gateway made; retrying with it books once", async () => {
+    const proxy = await startTcpProxy("127.0.0.1", 6379);
+    const proxied = await startInstance({ ...cfg, REDIS_URL: proxy.url("redis") }, undefined, "gw-proxied");
+    const gw2 = await startGateway(cfg, [proxied]);
+    try {
+      const slot = slotAt(36);
+      const list = () =>
+        callUnary(
+          proxied.client.listSlots.bind(proxied.client),
+          { clinicId: fx.clinicId, date, practitionerId: "" },
+          5_000,
+        );
+      // The instance's Redis connection comes up asynchronously: wait until it serves cached reads.
+      const deadline = Date.now() + 10_000;
+      while ((await list()).tier !== CacheTier.CACHE_TIER_LRU) {
+        if (Date.now() > deadline) throw new Error("timed out waiting for the proxied instance's cache");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      proxy.cut();
+      const body = { slotId: slot.id, patientId: randomUUID() };
+      const first = await http(gw2.base, "POST", "/v1/appointments", body);
+      expect(first.status).toBe(503);
+      expect(first.headers.get("content-type")).toBe("application/problem+json");
+      expect(first.headers.get("retry-after")).not.toBeNull();
+      const key = first.headers.get("idempotency-key");
+      expect(key).toMatch(/^gw-[0-9a-f-]{36}$/);
+      expect(first.json.idempotencyKey).toBe(key);
+      expect(first.json.detail).toMatch(/same Idempotency-Key/);
+
+      await proxy.restore();
+      let retry: Awaited<ReturnType<typeof http>> | undefined;
+      const until = Date.now() + 15_000;
+      do {
+        retry = await http(gw2.base, "POST", "/v1/appointments", body, { "Idempotency-Key": key! });
+      } while (retry.status === 503 && Date.now() < until);
+      expect(retry.status).toBe(201);
+      expect(retry.headers.get("idempotent-replayed")).toBe("true");
+      expect(retry.headers.get("idempotency-key")).toBe(key);
+      const rows = await pool.query("SELECT count(*)::int AS n FROM appointments WHERE slot_id = $1", [
+        slot.id,
+      ]);
+      expect(rows.rows[0].n).toBe(1);
+    } finally {
+      await gw2.close();
+      await stopInstance(proxied);
+      await proxy.close();
+    }
   });
 });

@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createSlots } from "../src/appointment/repo.ts";
 import { type ClinicFixture, makeClinic } from "./support/fixtures.ts";
 import { http, startGateway, type TestGateway } from "./support/gateway.ts";
 import {
@@ -115,6 +116,46 @@ describe("bad input, case by case", () => {
       400,
       "end",
     );
+  });
+
+  it("dates and instants outside the supported range → 400 that states the range", async () => {
+    for (const d of ["1900-01-01", "1969-12-31"]) {
+      const r = await http(gw.base, "GET", `${slotsPath()}?date=${d}`);
+      expectProblem(r, 400, "date");
+      expect(r.json.detail).toContain("1970-01-01");
+      expect(r.json.detail).toContain("9999-12-31");
+    }
+    const r = await http(gw.base, "POST", slotsPath(), { ...goodSlots(), start: "1969-12-31T23:00:00Z" });
+    expectProblem(r, 400, "start");
+    expect(r.json.detail).toContain("1970-01-01");
+  });
+
+  it("slots in the past: creating them or booking one → 422 naming the field, nothing written", async () => {
+    const before = await rowCounts();
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const past = await http(gw.base, "POST", slotsPath(), {
+      ...goodSlots(),
+      start: hourAgo.toISOString(),
+      end: new Date(hourAgo.getTime() + 2 * 3_600_000).toISOString(),
+    });
+    expectProblem(past, 422, "start");
+    expect(past.json.type).toBe("https://medisync.dev/problems/slot-in-past");
+    expect(await rowCounts()).toEqual(before);
+    // A slot that is already in the past (made before it passed): booking it is refused.
+    const { slots } = await createSlots(pool, {
+      clinicId: fx.clinicId,
+      practitionerId: fx.practitionerId,
+      start: new Date("2020-06-01T08:00:00Z"),
+      end: new Date("2020-06-01T08:30:00Z"),
+      minutes: 30,
+    });
+    const booked = await http(gw.base, "POST", "/v1/appointments", { slotId: slots[0]!.id, patientId });
+    expectProblem(booked, 422, "slotId");
+    expect(booked.json.type).toBe("https://medisync.dev/problems/slot-in-past");
+    const rows = await pool.query("SELECT count(*)::int AS n FROM appointments WHERE slot_id = $1", [
+      slots[0]!.id,
+    ]);
+    expect(rows.rows[0].n).toBe(0);
   });
 
   it("non-UUID ids → 400 naming the field", async () => {

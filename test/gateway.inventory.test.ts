@@ -4,34 +4,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../src/gateway/app.ts";
 import { AppointmentClient } from "../src/gateway/appointment-client.ts";
 import { addInventoryRoutes } from "../src/gateway/inventory-routes.ts";
-import { runGateway } from "../src/gateway/server.ts";
+import { localDate } from "../src/inventory/state-machine.ts";
 import { createLogger } from "../src/shared/logger.ts";
 import { http } from "./support/gateway.ts";
-import { InventoryCluster } from "./support/inventory-cluster.ts";
-import { testConfig } from "./support/services.ts";
+import { clusterBehindGateway, type InventoryCluster } from "./support/inventory-cluster.ts";
 
 let cluster: InventoryCluster;
 let base: string;
-let closeGateway: () => Promise<void>;
+let closeAll: () => Promise<void>;
 
 beforeAll(async () => {
-  cluster = new InventoryCluster({ name: "gw_inventory" });
-  await cluster.init();
-  await cluster.startAll();
-  await cluster.waitLeader();
-  const cfg = testConfig("gw_inventory", {
-    INVENTORY_PEERS: cluster.peers.map((p) => `${p.id}=${p.address}`).join(","),
-    REDIS_KEY_PREFIX: cluster.prefix,
-    APPOINTMENT_ADDRS: "127.0.0.1:1",
-  });
-  const gw = await runGateway(cfg, createLogger({ service: "gateway", level: "silent" }));
-  base = `http://127.0.0.1:${gw.port}`;
-  closeGateway = gw.close;
+  ({ cluster, base, close: closeAll } = await clusterBehindGateway("gw_inventory"));
 }, 120_000);
-afterAll(async () => {
-  await closeGateway();
-  await cluster.stop();
-}, 60_000);
+afterAll(() => closeAll(), 60_000);
 
 const stock = (clinic: string, med: string) => `/v1/inventory/${clinic}/stock/${med}`;
 
@@ -110,6 +95,83 @@ describe("REST inventory", { timeout: 120_000 }, () => {
     expect(tooMuch.json.type).toBe("https://medisync.dev/problems/insufficient-stock");
   });
 
+  it("a replayed restock or deduct says Idempotent-Replayed: true; a reused key with another write is 422", async () => {
+    const item = stock("replay", "amox");
+    const r1 = await http(base, "POST", `${item}/restock`, { quantity: 9 }, { "Idempotency-Key": "rp-r" });
+    expect(r1.status).toBe(200);
+    expect(r1.headers.get("idempotent-replayed")).toBeNull();
+    const r2 = await http(base, "POST", `${item}/restock`, { quantity: 9 }, { "Idempotency-Key": "rp-r" });
+    expect(r2.status).toBe(200);
+    expect(r2.headers.get("idempotent-replayed")).toBe("true");
+    expect(r2.json).toEqual(r1.json);
+    const d1 = await http(base, "POST", `${item}/deduct`, { quantity: 2 }, { "Idempotency-Key": "rp-d" });
+    expect(d1.headers.get("idempotent-replayed")).toBeNull();
+    const d2 = await http(base, "POST", `${item}/deduct`, { quantity: 2 }, { "Idempotency-Key": "rp-d" });
+    expect(d2.headers.get("idempotent-replayed")).toBe("true");
+    expect(d2.json).toEqual(d1.json);
+    // The key of the restock, on a deduct of another clinic's item: refused, nothing deducted.
+    await http(
+      base,
+      "POST",
+      `${stock("replay2", "insulin")}/restock`,
+      { quantity: 4 },
+      { "Idempotency-Key": "rp-r2" },
+    );
+    const reused = await http(
+      base,
+      "POST",
+      `${stock("replay2", "insulin")}/deduct`,
+      { quantity: 1 },
+      { "Idempotency-Key": "rp-r" },
+    );
+    expect(reused.status).toBe(422);
+    expect(reused.headers.get("content-type")).toBe("application/problem+json");
+    expect(reused.json).toMatchObject({
+      type: "https://medisync.dev/problems/idempotency-key-reused",
+      field: "Idempotency-Key",
+    });
+    expect((await http(base, "GET", stock("replay2", "insulin"))).json.quantity).toBe(4);
+    expect((await http(base, "GET", item)).json.quantity).toBe(7);
+  });
+
+  it("lot expiry follows the clinic's time zone: a lot past its date there is 422 lot-expired naming expiresOn", async () => {
+    // UTC+14 and UTC-12 are 26 h apart: their calendars always differ by one or two days.
+    const aheadToday = localDate(Date.now(), "Etc/GMT-14");
+    const yesterdayAhead = new Date(Date.parse(`${aheadToday}T00:00:00Z`) - 86_400_000)
+      .toISOString()
+      .slice(0, 10);
+    for (const [clinic, timeZone] of [
+      ["ahead", "Etc/GMT-14"],
+      ["behind", "Etc/GMT+12"],
+    ]) {
+      const z = await http(base, "POST", `/v1/inventory/${clinic}/time-zone`, { timeZone });
+      expect(z.status).toBe(200);
+    }
+    const ahead = await http(base, "POST", `${stock("ahead", "amox")}/restock`, {
+      quantity: 3,
+      lot: "Y",
+      expiresOn: yesterdayAhead,
+    });
+    expect(ahead.status).toBe(422);
+    expect(ahead.headers.get("content-type")).toBe("application/problem+json");
+    expect(ahead.json).toMatchObject({
+      type: "https://medisync.dev/problems/lot-expired",
+      field: "expiresOn",
+    });
+    expect((await http(base, "GET", stock("ahead", "amox"))).json.quantity).toBe(0);
+    // The same date is still today (or later) on the clinic 26 h behind: accepted and usable.
+    const behind = await http(base, "POST", `${stock("behind", "amox")}/restock`, {
+      quantity: 3,
+      lot: "Y",
+      expiresOn: yesterdayAhead,
+    });
+    expect(behind.status).toBe(200);
+    expect((await http(base, "POST", `${stock("behind", "amox")}/deduct`, { quantity: 1 })).status).toBe(200);
+    const bad = await http(base, "POST", "/v1/inventory/ahead/time-zone", { timeZone: "+05:00" });
+    expect(bad.status).toBe(400);
+    expect(bad.json.field).toBe("timeZone");
+  });
+
   it("a deduct below the reorder level raises one low-stock event, reported by the leader", async () => {
     await http(
       base,
@@ -168,6 +230,8 @@ describe("REST inventory", { timeout: 120_000 }, () => {
     const cases: [string, string, unknown, string][] = [
       ["POST", `${stock("harbour", "amox")}/deduct`, { quantity: 0 }, "quantity"],
       ["POST", `${stock("harbour", "amox")}/deduct`, { quantity: "3" }, "quantity"],
+      ["POST", `${stock("harbour", "amox")}/deduct`, '{"quantity":1152921504606846976}', "quantity"],
+      ["POST", `${stock("harbour", "amox")}/reorder-level`, '{"level":-1152921504606846976}', "level"],
       ["POST", `${stock("harbour", "amox")}/deduct`, { quantity: 1, extra: 1 }, "extra"],
       ["POST", `${stock("harbour", "amox")}/restock`, { quantity: 1, expiresOn: "2031-02-30" }, "expiresOn"],
       ["POST", `${stock("har bour", "amox")}/restock`, { quantity: 1 }, "clinicId"],
@@ -184,7 +248,8 @@ describe("REST inventory", { timeout: 120_000 }, () => {
     expect(malformed.json.code).toBe("MALFORMED_JSON");
   });
 
-  it("/v1/cluster shows every replica, one leader, and the same state hash once caught up", async () => {
+  it("/v1/cluster shows every replica, one leader, each a member, and the same state hash once caught up", async () => {
+    await cluster.waitFormed();
     await cluster.converged();
     const r = await http(base, "GET", "/v1/cluster");
     expect(r.status).toBe(200);
@@ -193,8 +258,10 @@ describe("REST inventory", { timeout: 120_000 }, () => {
       role: string;
       healthy: boolean;
       stateHash: string;
+      identity: string;
     }[];
     expect(replicas.map((x) => x.id).sort()).toEqual(cluster.ids);
+    expect(replicas.map((x) => x.identity)).toEqual(["member", "member", "member"]);
     expect(replicas.every((x) => x.healthy)).toBe(true);
     expect(replicas.filter((x) => x.role === "leader").map((x) => x.id)).toEqual([r.json.leaderId]);
     expect(new Set(replicas.map((x) => x.stateHash)).size).toBe(1);
@@ -229,6 +296,8 @@ describe("REST inventory", { timeout: 120_000 }, () => {
         headers: key("lane-t"),
       },
       { path: `${item}/deduct`, body: '{"quantity":1000}', headers: key("lane-too-many") },
+      // The key of the restock on a deduct: 422 on both paths.
+      { path: `${item}/deduct`, body: '{"quantity":1}', headers: key("lane-r") },
       { path: `${stock("bad code", "amox")}/deduct`, body: '{"quantity":1}', headers: json },
       { path: `${stock("%E0%A4%A", "amox")}/deduct`, body: '{"quantity":1}', headers: json },
       { path: `${stock("lane", "%2e%2e")}/deduct`, body: '{"quantity":1}', headers: json },
@@ -252,12 +321,17 @@ describe("REST inventory", { timeout: 120_000 }, () => {
         headers: json,
       },
     ];
+    // A key the gateway made up differs between the two tries; that it is there, and the same in
+    // header and problem, is what must hold.
+    const madeUp = /gw-[0-9a-f-]{36}/g;
     const answer = async (res: Response) => ({
       status: res.status,
+      replayed: res.headers.get("idempotent-replayed"),
+      idempotencyKey: res.headers.get("idempotency-key")?.replace(madeUp, "gw-*") ?? null,
       type: res.headers.get("content-type"),
       retryAfter: res.headers.get("retry-after"),
       requestId: res.headers.get("x-request-id"),
-      body: await res.text(),
+      body: (await res.text()).replace(madeUp, "gw-*"),
     });
     for (const c of cases) {
       const init = { method: "POST", headers: c.headers, ...(c.body !== undefined ? { body: c.body } : {}) };
@@ -269,7 +343,24 @@ describe("REST inventory", { timeout: 120_000 }, () => {
       const viaHono = await answer(
         await app.request(c.path, { ...init, headers: { ...c.headers, ...length } }),
       );
-      expect(viaLane, `${c.path} ${c.body?.slice(0, 60)}`).toEqual(viaHono);
+      const { replayed: laneReplayed, ...lane } = viaLane;
+      const { replayed: honoReplayed, ...hono } = viaHono;
+      expect(lane, `${c.path} ${c.body?.slice(0, 60)}`).toEqual(hono);
+      // Once a write was tried, its answer names the key it was tried with (made up if none came).
+      if (lane.status === 200 || lane.status === 422 || lane.status >= 500) {
+        expect(lane.idempotencyKey, c.path).toBe(c.headers["Idempotency-Key"] ?? "gw-*");
+      }
+      if (viaLane.status === 200 && c.headers["Idempotency-Key"]) {
+        // The lane applied it; Hono's try with the same key, and the lane's again, are replays.
+        expect(laneReplayed, c.path).toBeNull();
+        expect(honoReplayed, c.path).toBe("true");
+        const again = await answer(await fetch(base + c.path, init));
+        expect(again.replayed, c.path).toBe("true");
+        expect(again.body).toBe(viaLane.body);
+      } else {
+        expect(laneReplayed, c.path).toBeNull();
+        expect(honoReplayed, c.path).toBeNull();
+      }
     }
     client.close();
   });
@@ -288,6 +379,13 @@ describe("REST inventory", { timeout: 120_000 }, () => {
     expect(r.headers.get("retry-after")).toBe("1");
     expect(r.json.type).toBe("https://medisync.dev/problems/unavailable");
     expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(r.headers.get("idempotency-key")).toBe("lost");
+    // Without a key the gateway made one up: the 503 says which, so the retry can reuse it.
+    const keyless = await http(base, "POST", `${stock("harbour", "amox")}/deduct`, { quantity: 1 });
+    expect(keyless.status).toBe(503);
+    const made = keyless.headers.get("idempotency-key");
+    expect(made).toMatch(/^gw-[0-9a-f-]{36}$/);
+    expect(keyless.json.idempotencyKey).toBe(made);
     const c = await http(base, "GET", "/v1/cluster");
     expect((c.json.replicas as unknown as { healthy: boolean }[]).every((x) => !x.healthy)).toBe(true);
   });

@@ -3,11 +3,11 @@
 // (SIGKILL), paused (SIGSTOP) and restarted under load; acknowledged writes must all survive, none
 // may apply twice, and every replica must end in the same state.
 import { afterEach, describe, expect, it } from "vitest";
-import type { InventoryClient } from "../src/gateway/inventory-client.ts";
 import { ReadConsistency } from "../src/gen/medisync/v1/inventory.ts";
 import { AppError } from "../src/shared/errors.ts";
 import { callUnary } from "../src/shared/grpc.ts";
 import { InventoryCluster, untilAcked } from "./support/inventory-cluster.ts";
+import { clinic, deductLoad, med, quantityOn, restock } from "./support/stock-load.ts";
 
 let cluster: InventoryCluster | undefined;
 afterEach(async () => {
@@ -15,71 +15,14 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-const clinic = "harbour";
-const med = "amoxicillin-500";
-
 async function newCluster(name: string, env: Record<string, string> = {}) {
   cluster = new InventoryCluster({ name, env });
   await cluster.init();
   await cluster.startAll();
-  await cluster.waitLeader();
+  // Faults come after the cluster has formed: before, a replica that never heard from the one
+  // that fails cannot be vouched for, and no majority may form (docs/raft.md, "every other voter").
+  await cluster.waitFormed();
   return cluster;
-}
-
-interface Load {
-  acked: Set<string>;
-  started: Set<string>;
-  stop: () => void;
-  done: Promise<void>;
-}
-
-/** `workers` clients deducting 1 each, one request at a time, until `total` are acknowledged or stopped. */
-function deductLoad(client: InventoryClient, tag: string, workers: number, total: number): Load {
-  const acked = new Set<string>();
-  const started = new Set<string>();
-  let stopped = false;
-  let next = 0;
-  const worker = async () => {
-    while (!stopped && next < total) {
-      const requestId = `${tag}-${next++}`;
-      started.add(requestId);
-      await untilAcked(
-        () => client.write("deduct", { requestId, clinicId: clinic, medicationCode: med, quantity: 1 }),
-        30_000,
-        () => stopped,
-      ).then(
-        () => acked.add(requestId),
-        (err) => {
-          if (!stopped) throw err;
-        },
-      );
-    }
-  };
-  const done = Promise.all(Array.from({ length: workers }, worker)).then(() => undefined);
-  return { acked, started, stop: () => (stopped = true), done };
-}
-
-async function quantityOn(c: InventoryCluster, id: string): Promise<number> {
-  const client = c.clients.get(id)!;
-  const r = await callUnary(
-    client.getStock.bind(client),
-    { clinicId: clinic, medicationCode: med, consistency: ReadConsistency.READ_CONSISTENCY_STALE },
-    2_000,
-  );
-  return r.item?.quantity ?? 0;
-}
-
-async function restock(client: InventoryClient, quantity: number, requestId: string) {
-  return untilAcked(() =>
-    client.write("restock", {
-      requestId,
-      clinicId: clinic,
-      medicationCode: med,
-      quantity,
-      lot: "",
-      expiresOn: "",
-    }),
-  );
 }
 
 // Real processes on a 2-core machine that may be busy: generous per-test bounds, never sleeps.
@@ -167,6 +110,56 @@ describe("inventory cluster (3 real replicas)", { timeout: 180_000 }, () => {
     },
   );
 
+  it("restarted from snapshots (log compacted past it), a request id is still remembered with its command", async () => {
+    const c = await newCluster("inv_window_restart", {
+      RAFT_SNAPSHOT_EVERY_ENTRIES: "20",
+      RAFT_SNAPSHOT_KEEP_ENTRIES: "0",
+    });
+    const client = c.client();
+    await restock(client, 100, "seed");
+    const first = await client.write("deduct", {
+      requestId: "K",
+      clinicId: clinic,
+      medicationCode: med,
+      quantity: 3,
+    });
+    expect(first).toMatchObject({ quantity: 97, replayed: false });
+    // Enough entries after K for every replica to snapshot and compact K's entry away.
+    for (let i = 0; i < 60; i++) {
+      await untilAcked(() =>
+        client.write("setReorderLevel", {
+          requestId: `l${i}`,
+          clinicId: "other",
+          medicationCode: med,
+          level: i,
+        }),
+      );
+    }
+    await c.converged();
+    await Promise.all(c.ids.map((id) => c.signal(id, "SIGKILL")));
+    for (const id of c.ids) c.start(id);
+    await c.waitLeader(30_000);
+    await c.converged();
+    const again = await untilAcked(() =>
+      client.write("deduct", { requestId: "K", clinicId: clinic, medicationCode: med, quantity: 3 }),
+    );
+    expect(again).toEqual({ ...first, replayed: true });
+    const reused = await untilAcked(() =>
+      client.write("restock", {
+        requestId: "K",
+        clinicId: clinic,
+        medicationCode: med,
+        quantity: 5,
+        lot: "",
+        expiresOn: "",
+      }),
+    ).catch((e: unknown) => e);
+    expect(reused).toBeInstanceOf(AppError);
+    expect((reused as AppError).code).toBe("IDEMPOTENCY_KEY_REUSED");
+    for (const id of c.ids) expect(await quantityOn(c, id)).toBe(97);
+    client.close();
+  });
+
   it("SIGKILL every replica in the middle of the load, restart them: every acknowledged write is there", async () => {
     const c = await newCluster("inv_kill_all");
     const client = c.client(3_000);
@@ -234,6 +227,48 @@ describe("inventory cluster (3 real replicas)", { timeout: 180_000 }, () => {
     }
     expect(role).toBe("follower");
     expect((await c.status(old))?.leaderId).toBe(fresh);
+    client.close();
+  });
+
+  it("a replica whose Raft log was wiped comes back but does not vote: no leader without the old majority", async () => {
+    const c = await newCluster("inv_wiped");
+    const client = c.client(3_000);
+    await restock(client, 1_000, "seed");
+    for (let i = 0; i < 20; i++) {
+      await untilAcked(() =>
+        client.write("deduct", { requestId: `w-${i}`, clinicId: clinic, medicationCode: med, quantity: 1 }),
+      );
+    }
+    await c.converged();
+    const leader = await c.waitLeader();
+    const [wiped, other] = c.ids.filter((id) => id !== leader) as [string, string];
+    // The leader goes away, and one follower comes back with an empty disk: same id, term 0, no
+    // vote. If it voted, the other follower (whose log is up to date) would win an election now.
+    await c.signal(leader, "SIGKILL");
+    await c.signal(wiped, "SIGKILL");
+    c.wipeLog(wiped);
+    const w = c.start(wiped);
+    await w.waitFor(/will not vote/, 30_000);
+    expect((await c.status(wiped))?.identity).toBe("lost");
+    // Absence of a leader can only be observed over time: 15 maximum election timeouts (600 ms).
+    const until = Date.now() + 9_000;
+    while (Date.now() < until) {
+      const st = await Promise.all([c.status(wiped), c.status(other)]);
+      expect(st.map((s) => s?.role)).not.toContain("leader");
+      expect(w.proc.exitCode).toBeNull();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // The old majority (the former leader and the intact follower) still elects and keeps every write.
+    c.start(leader);
+    const fresh = await c.waitLeader(30_000, [wiped]);
+    expect(fresh).not.toBe(wiped);
+    expect(await quantityOn(c, fresh)).toBe(980);
+    const after = await untilAcked(() =>
+      client.write("deduct", { requestId: "after", clinicId: clinic, medicationCode: med, quantity: 1 }),
+    );
+    expect(after.quantity).toBe(979);
+    expect(w.proc.exitCode).toBeNull();
+    expect((await c.status(wiped))?.role).not.toBe("leader");
     client.close();
   });
 });

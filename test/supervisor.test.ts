@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePortRange, isAlive, runCli, type Watched } from "./support/process.ts";
-import { PG_BASE, REDIS_URL, resetState, testConfig } from "./support/services.ts";
+import { PG_BASE, REDIS_URL, resetState, testConfig, testName } from "./support/services.ts";
 
 const cfg = testConfig("supervisor");
 let running: Watched | undefined;
@@ -28,7 +28,7 @@ describe("supervisor (npm start)", { timeout: 120_000 }, () => {
   it("seeds, serves, restarts a killed child with a logged restart, and stops every child on SIGINT", async () => {
     await resetState(cfg);
     const dataDir = mkdtempSync(path.join(os.tmpdir(), "medisync-supervisor-"));
-    const base = await freePortRange(11);
+    const base = await freePortRange(12);
     const w = runCli(["supervisor"], {
       DATABASE_URL: cfg.DATABASE_URL,
       REDIS_URL,
@@ -39,7 +39,9 @@ describe("supervisor (npm start)", { timeout: 120_000 }, () => {
       INVENTORY_GRPC_PORT: String(base + 5),
       INVENTORY_OPS_PORT: String(base + 8),
       INVENTORY_DATA_DIR: dataDir,
-      INVENTORY_DATABASE_URL: `${PG_BASE}/medisync_test_supervisor_inv`,
+      INVENTORY_DATABASE_URL: `${PG_BASE}/medisync_test_${testName("supervisor_inv")}`,
+      NOTIFICATION_OPS_PORT: String(base + 11),
+      NOTIFICATION_DATABASE_URL: `${PG_BASE}/medisync_test_${testName("supervisor_notification")}`,
       LOG_LEVEL: "info",
     });
     running = w;

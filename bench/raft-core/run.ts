@@ -3,7 +3,9 @@
 //   - pipeline: an in-memory network that delivers every message in order, clients keeping a
 //     window of proposals outstanding — the core's own cost per committed entry;
 //   - simulator: the full deterministic simulator (raft/sim) with faults off, closed-loop clients
-//     and every invariant checked after every step — what the test campaign costs per commit.
+//     and every invariant checked after every step — what the test campaign costs per commit;
+//   - real node: the production RaftNode (raft/sim/node) on the simulated disk, network and clock,
+//     faults off — so a regression in the runtime (the node loop, LevelLog, the codec) shows here.
 // CPU time is process.cpuUsage (user + system). Prints a table and writes bench/reports/raft-core.md.
 //   npm run bench:raft-core [-- --proposals 200000]
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -12,6 +14,8 @@ import { fileURLToPath } from "node:url";
 import { MemoryStorage, type Message, RaftCore } from "../../raft/core/index.ts";
 import { seededRandom } from "../../raft/core/testing.ts";
 import { runSimulation } from "../../raft/sim/cluster.ts";
+import { NodeSimCluster } from "../../raft/sim/node/node-cluster.ts";
+import { nodeParamsForSeed } from "../../raft/sim/node/params.ts";
 import { paramsForSeed } from "../../raft/sim/params.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 
@@ -69,7 +73,7 @@ function pipeline(batching: boolean): Row {
       const rd = c.ready();
       disk.append(rd.entries);
       if (rd.hardState) disk.setHardState(rd.hardState);
-      for (const m of rd.messages) {
+      for (const m of [...rd.messages, ...rd.messagesAfterPersist]) {
         queue.push(m);
         if (m.type === "app" && m.entries.length > 0) {
           appends++;
@@ -163,12 +167,37 @@ function simulator(batching: boolean): Row {
   };
 }
 
+async function realNode(): Promise<Row> {
+  let committed = 0;
+  const start = process.cpuUsage();
+  for (let seed = 1; seed <= 20; seed++) {
+    const p = nodeParamsForSeed(seed, { nodes: 3, faults: false, ackCrashFocus: false });
+    p.clients = 8;
+    p.clientOpEveryMs = 1;
+    p.readRate = 0;
+    const r = await new NodeSimCluster(p).run();
+    if (!r.ok) throw new Error(`real node seed ${seed}: ${r.violation}`);
+    committed += r.acked;
+  }
+  const cpuS = cpuSeconds(start);
+  return {
+    driver: "real node (simulated disk, network, clock)",
+    batching: "node batches proposals per turn",
+    committed,
+    cpuS,
+    perCpuS: committed / cpuS,
+    messagesPerCommit: Number.NaN,
+    entriesPerAppend: Number.NaN,
+  };
+}
+
 const rows: Row[] = [];
 for (const batching of [true, false]) {
   pipeline(batching); // warm-up (JIT)
   rows.push(pipeline(batching));
 }
 for (const batching of [true, false]) rows.push(simulator(batching));
+rows.push(await realNode());
 
 const header = [
   "driver",
@@ -187,7 +216,7 @@ const table = markdownTable(
     r.committed,
     r.cpuS.toFixed(2),
     Math.round(r.perCpuS).toLocaleString("en-US"),
-    r.messagesPerCommit.toFixed(2),
+    Number.isNaN(r.messagesPerCommit) ? "—" : r.messagesPerCommit.toFixed(2),
     Number.isNaN(r.entriesPerAppend) ? "—" : r.entriesPerAppend.toFixed(1),
   ]),
 );
@@ -205,6 +234,10 @@ cost of *all three* replicas per committed entry). \`npm run bench:raft-core\`.
 - **simulator**: the deterministic simulator (\`raft/sim\`) with faults off, 4 closed-loop clients
   (one request outstanding each), every safety invariant checked after every step — 40 seeds ×
   20,000 steps per row. Closed-loop clients leave little to batch, so both rows are close.
+- **real node**: three production \`RaftNode\`s (\`raft/sim/node\`) on LevelLog over the simulated
+  disk, the simulated network and virtual time, faults off, 8 closed-loop clients, every invariant
+  checked — 20 seeds × 3.3 virtual seconds; "committed" counts acknowledged writes. It includes the
+  simulator's own cost (one real macrotask turn per event), so compare it with itself across commits.
 
 ${machineDescription()}
 

@@ -1,4 +1,5 @@
-// Benchmark: slot queries through the gateway on loopback, served by each cache tier in turn:
+// Benchmark: slot queries through the gateway on loopback (the compiled build, as `npm start` runs
+// it), served by each cache tier in turn:
 // the in-process LRU, Redis, and PostgreSQL (LRU of one entry and Redis unreachable). The same 50
 // (clinic, date) keys are read in every mode; each mode's tier is confirmed from the appointment
 // service's own /metrics. Prints a table and writes bench/reports/slots.md.
@@ -15,7 +16,7 @@ import { callUnary } from "../../src/shared/grpc.ts";
 import { createLogger } from "../../src/shared/logger.ts";
 import { createPool, ensureDatabase } from "../../src/shared/pg.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
-import { freePort, startService, stop, waitForOk } from "../support/processes.ts";
+import { freePort, startService, stop, useCompiledBuild, waitForOk } from "../support/processes.ts";
 
 const secondsArg = process.argv.indexOf("--seconds");
 const durationS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 10;
@@ -234,6 +235,8 @@ async function evictionSample(clinicId: string, dates: string[]): Promise<number
 const pct = (n: number, total: number) => (total === 0 ? "0%" : `${((100 * n) / total).toFixed(1)}%`);
 
 async function main() {
+  // What `npm start` runs: the compiled build at its default log level.
+  useCompiledBuild();
   const { clinicId, dates } = await prepare();
   const rows: Row[] = [];
   for (const mode of ["lru", "redis", "db"] as const) {

@@ -16,9 +16,12 @@ export async function freePort(): Promise<number> {
   return freePortRange(1);
 }
 
-/** `medisync <service>` at log level warn unless `env` says otherwise; its lines are in `.lines`. */
+/**
+ * `medisync <service>` configured as `npm start` runs it (its default log level: every request
+ * logged) unless `env` says otherwise; its lines are in `.lines`.
+ */
 export function startService(service: string, env: Record<string, string>): Watched {
-  return runCli([service], { LOG_LEVEL: "warn", ...env });
+  return runCli([service], env);
 }
 
 export async function stop(w: Watched): Promise<void> {

@@ -172,6 +172,14 @@ export class RaftLog {
     this.applied = i;
   }
 
+  /** Last index durable and still part of this log (entries from `offset` on are not durable yet). */
+  stableLastIndex(): number {
+    // A snapshot being installed is not durable until advance(), nor is anything above it (only a
+    // follower installs one; the answer matters for a leader's self-acknowledgement).
+    if (this.unstableSnap) return 0;
+    return this.offset - 1;
+  }
+
   hasUnstable(): boolean {
     return this.unstableEntries.length > 0;
   }

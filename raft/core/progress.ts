@@ -1,7 +1,7 @@
 // Owns the leader's view of each follower (etcd raft tracker/progress.go): what it has (match), what
 // to send next (next), and how to send — probe (one append at a time until the logs match),
 // replicate (pipelined, at most inflightMessagesMax appends unacknowledged) or snapshot (a snapshot
-// is being streamed in chunks; appends pause until it lands).
+// is being streamed in chunks, one chunk in flight at a time; appends pause until it lands).
 import { assert } from "./assert.ts";
 import type { ProgressState, Snapshot } from "./types.ts";
 
@@ -15,9 +15,15 @@ export class Progress {
   recentActive = false;
   /** Last index of each unacknowledged append, oldest first (replicate state). */
   inflights: number[] = [];
-  /** Snapshot being streamed: what, and the next byte offset to send. */
+  /** Snapshot being streamed: what, and the offset of the one chunk in flight. */
   pendingSnapshot: Snapshot | undefined;
   snapshotOffset = 0;
+  /** Ticks since that chunk was sent: it is sent again only when this reaches the timeout. */
+  snapshotIdleTicks = 0;
+  /** The chunk in flight was sent more than once (its answer then says nothing about the round trip). */
+  snapshotResent = false;
+  /** Ticks the last chunk sent only once took to be answered (Karn's rule): the timeout follows it. */
+  snapshotRttTicks = 0;
 
   constructor(
     next: number,
@@ -33,6 +39,8 @@ export class Progress {
     this.inflights = [];
     this.pendingSnapshot = undefined;
     this.snapshotOffset = 0;
+    this.snapshotIdleTicks = 0;
+    this.snapshotResent = false;
   }
 
   becomeProbe(): void {

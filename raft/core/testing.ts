@@ -5,7 +5,7 @@
 // Pure like the rest of raft/core: no I/O, no clock, deterministic randomness.
 import { type RaftConfig, RaftCore } from "./raft.ts";
 import { MemoryStorage } from "./storage.ts";
-import type { Entry, Message } from "./types.ts";
+import type { Entry, Message, ReadState } from "./types.ts";
 
 /** Deterministic [0, 1) source for tests (LCG); the simulator uses its own seeded PRNG. */
 export function seededRandom(seed: number): () => number {
@@ -26,6 +26,8 @@ export class TestNet {
   filter: (m: Message) => boolean = () => true;
   private readonly cut = new Set<string>();
   readonly applied = new Map<string, Entry[]>();
+  /** Every ReadState each node's Readies carried, since it last started. */
+  readonly readStates = new Map<string, ReadState[]>();
   /** index → first entry applied there by any node. */
   readonly appliedAt = new Map<number, Entry>();
   violation: string | undefined;
@@ -72,6 +74,7 @@ export class TestNet {
       }),
     );
     this.applied.set(id, []);
+    this.readStates.set(id, []);
   }
 
   crash(id: string): void {
@@ -101,7 +104,8 @@ export class TestNet {
       if (rd.snapshot) disk.applySnapshot(rd.snapshot);
       disk.append(rd.entries);
       if (rd.hardState) disk.setHardState(rd.hardState);
-      this.queue.push(...rd.messages);
+      this.queue.push(...rd.messages, ...rd.messagesAfterPersist);
+      this.readStates.get(id)!.push(...rd.readStates);
       for (const e of rd.committedEntries) {
         this.applied.get(id)!.push(e);
         const g = this.appliedAt.get(e.index);

@@ -31,6 +31,12 @@ export interface HardState {
 export interface ConfState {
   voters: string[];
   learners: string[];
+  /**
+   * Members' network addresses, replicated with the configuration so a replica that joined at run
+   * time is reachable by every peer, across restarts and snapshots. Absent for members known only
+   * from the environment (a cluster's initial peers).
+   */
+  addresses?: Record<string, string>;
 }
 
 /** Same shape as raft/storage/pg-snapshots.ts SnapshotMeta. */
@@ -39,6 +45,8 @@ export interface SnapshotMeta {
   term: number;
   voters: string[];
   learners: string[];
+  /** As ConfState.addresses. */
+  addresses?: Record<string, string>;
 }
 
 export interface Snapshot {
@@ -111,8 +119,17 @@ export interface Ready {
   entries: Entry[];
   /** Install durably (replaces the log up to its index) and restore the state machine from it. */
   snapshot?: Snapshot;
-  /** Send only after the persistence above is durable. */
+  /**
+   * May leave at once, before the persistence above (a leader's appends and heartbeats, pre-vote
+   * requests, forwarded reads): they promise nothing that a crash could take back.
+   */
   messages: Message[];
+  /**
+   * Send only after the persistence above is durable: answers (votes, appends, heartbeats,
+   * snapshots, reads) and everything in a Ready that changes the term or vote or installs a
+   * snapshot. The leader's own acknowledgement of its entries is likewise counted only at advance().
+   */
+  messagesAfterPersist: Message[];
   /** Apply to the state machine, in order. */
   committedEntries: Entry[];
   readStates: ReadState[];
@@ -142,6 +159,8 @@ export interface Status {
   /** Only on the leader. */
   progress: Record<string, PeerStatus>;
   leadTransferee: string;
+  /** Leader: ReadIndex requests waiting for confirmation (bounded by readsPendingMax). */
+  readsPending: number;
 }
 
 export type RaftErrorCode =
@@ -151,7 +170,9 @@ export type RaftErrorCode =
   | "CONF_CHANGE_PENDING"
   | "CONF_CHANGE_INVALID"
   | "LEARNER_NOT_CAUGHT_UP"
-  | "TRANSFER_INVALID";
+  | "TRANSFER_INVALID"
+  /** The leader already holds readsPendingMax unconfirmed reads: retry later. */
+  | "READ_QUEUE_FULL";
 
 /** Proposal-path errors with a stable `code`; `leaderId` names the leader when one is known. */
 export class RaftError extends Error {
@@ -170,18 +191,28 @@ export type ConfChangeType = "addVoter" | "addLearner" | "removeNode" | "promote
 export interface ConfChange {
   type: ConfChangeType;
   nodeId: string;
+  /** addLearner/addVoter: where the new member listens; replicated in the configuration. */
+  address?: string;
 }
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 export function encodeConfState(c: ConfState): Uint8Array {
-  return enc.encode(JSON.stringify({ voters: c.voters, learners: c.learners }));
+  const addresses = c.addresses && Object.keys(c.addresses).length > 0 ? { addresses: c.addresses } : {};
+  return enc.encode(JSON.stringify({ voters: c.voters, learners: c.learners, ...addresses }));
 }
 
 export function decodeConfState(b: Uint8Array): ConfState {
   const c = JSON.parse(dec.decode(b)) as ConfState;
-  return { voters: [...c.voters], learners: [...c.learners] };
+  return copyConf(c);
+}
+
+/** A deep copy; `addresses` only when there are any (older entries and snapshots have none). */
+export function copyConf(c: ConfState): ConfState {
+  const out: ConfState = { voters: [...c.voters], learners: [...c.learners] };
+  if (c.addresses && Object.keys(c.addresses).length > 0) out.addresses = { ...c.addresses };
+  return out;
 }
 
 export function emptyMessage(type: MessageType, from: string, to: string, term: number): Message {

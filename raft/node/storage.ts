@@ -2,19 +2,19 @@
 // the newest snapshot (kept in PostgreSQL, held here in memory). The node updates it only after a
 // write is durable, so the view never shows the core something a crash could take back.
 import type { RaftStorage } from "../core/storage.ts";
-import type { ConfState, Entry, HardState, Snapshot } from "../core/types.ts";
-import type { LevelLog } from "../storage/level-log.ts";
+import { type ConfState, copyConf, type Entry, type HardState, type Snapshot } from "../core/types.ts";
+import type { LogStore } from "../storage/log-store.ts";
 
 export class NodeStorage implements RaftStorage {
   constructor(
-    readonly log: LevelLog,
+    readonly log: LogStore,
     private snap: Snapshot,
   ) {}
 
   initialState(): { hardState: HardState; confState: ConfState } {
     return {
       hardState: { ...this.log.hardState },
-      confState: { voters: [...this.snap.meta.voters], learners: [...this.snap.meta.learners] },
+      confState: copyConf(this.snap.meta),
     };
   }
 

@@ -1,7 +1,6 @@
 // Owns the simulator's command line: replay one seed (`npm run sim -- --seed N`, printing its
 // parameters first and the last events on failure) or soak a range of seeds (`--seeds N [--from F]
 // [--steps S] [--workers W]`), fanned out over child processes to use every core, with a summary.
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { TestOnlyBugs } from "../core/index.ts";
 import {
@@ -13,7 +12,9 @@ import {
   runCampaign,
 } from "./campaign.ts";
 import { type DriverBugs, runSimulation } from "./cluster.ts";
+import { nodeCli } from "./node/cli.ts";
 import { describeParams, type ParamOverrides, paramsForSeed } from "./params.ts";
+import { runWorkers } from "./workers.ts";
 
 interface Args {
   seed?: number;
@@ -80,7 +81,12 @@ function parseArgs(argv: string[]): Args {
         break;
       case "--bug": {
         const b = v();
-        if (b === "replyBeforePersist" || b === "forgetVoteOnRestart") a.driverBugs[b] = true;
+        if (
+          b === "replyBeforePersist" ||
+          b === "forgetVoteOnRestart" ||
+          b === "reuseReadContextsAfterRestart"
+        )
+          a.driverBugs[b] = true;
         else if (
           b === "countOldTermEntries" ||
           b === "voteWithoutUpToDateCheck" ||
@@ -176,39 +182,7 @@ async function soak(a: Args): Promise<number> {
       (a.overrides.nodes ? `, ${a.overrides.nodes} nodes` : ""),
   );
   const self = fileURLToPath(import.meta.url);
-  const passThrough = process.argv
-    .slice(2)
-    .filter((x, i, xs) => x !== "--workers" && xs[i - 1] !== "--workers");
-  const parts = await Promise.all(
-    Array.from(
-      { length: a.workers },
-      (_, index) =>
-        new Promise<CampaignSummary>((resolve, reject) => {
-          const child = spawn(
-            process.execPath,
-            [
-              ...process.execArgv,
-              self,
-              ...passThrough,
-              "--worker-index",
-              String(index),
-              "--worker-count",
-              String(a.workers),
-            ],
-            { stdio: ["ignore", "pipe", "inherit"] },
-          );
-          let out = "";
-          child.stdout.on("data", (d) => {
-            out += String(d);
-          });
-          child.on("error", reject);
-          child.on("exit", (code) => {
-            if (code !== 0) reject(new Error(`worker ${index} exited with ${code}`));
-            else resolve(JSON.parse(out.trim().split("\n").pop()!) as CampaignSummary);
-          });
-        }),
-    ),
-  );
+  const parts = await runWorkers<CampaignSummary>(self, process.argv.slice(2), a.workers);
   const seeds = parts.reduce((s, p) => s + p.seeds, 0);
   const steps = parts.reduce((s, p) => s + p.totalSteps, 0);
   const failures = parts.flatMap((p) => p.failures).sort((x, y) => x.seed - y.seed);
@@ -236,6 +210,15 @@ async function soak(a: Args): Promise<number> {
 }
 
 async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const d = argv.indexOf("--driver");
+  if (d >= 0) {
+    const driver = argv[d + 1];
+    const rest = argv.filter((_, i) => i !== d && i !== d + 1);
+    if (driver === "node") return nodeCli(rest);
+    if (driver !== "core") throw new Error("--driver is core (the default) or node");
+    process.argv.splice(2, process.argv.length, ...rest);
+  }
   const a = parseArgs(process.argv.slice(2));
   if (a.worker) {
     runWorker(a);
@@ -244,7 +227,7 @@ async function main(): Promise<number> {
   if (a.seed !== undefined) return replayOne(a, a.seed);
   if (a.seeds !== undefined) return soak(a);
   console.log(
-    "usage: npm run sim -- --seed N | --seeds N [--from F] [--steps S] [--workers W] [--nodes 3|5]",
+    "usage: npm run sim -- [--driver core|node] --seed N | --seeds N [--from F] [--steps S] [--workers W] [--nodes 3|5]",
   );
   return 2;
 }

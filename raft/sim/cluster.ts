@@ -1,6 +1,6 @@
 // Owns one deterministic simulated run: a virtual clock and event queue, a faulty network, replicas
-// each driven by the same driver contract the real node will use (persist → send → apply →
-// advance), a "disk" per replica that keeps only what the driver finished persisting, a key-value
+// each driven by the driver contract the real node uses (send what may leave now → persist → send
+// the answers → apply → advance), a "disk" per replica that keeps only what the driver finished persisting, a key-value
 // state machine with deduplicating clients, and the safety/liveness invariants checked after every
 // step. Everything random comes from the seed, so a failing run replays exactly.
 import {
@@ -29,6 +29,12 @@ export interface DriverBugs {
   replyBeforePersist?: boolean;
   /** Restart with the persisted vote cleared (can vote twice in one term). */
   forgetVoteOnRestart?: boolean;
+  /**
+   * Number read contexts `id/seq` from 1 again in every incarnation, as raft/node did before it
+   * added a random incarnation part: a restarted node takes an answer meant for its previous
+   * incarnation's read as the answer to its own.
+   */
+  reuseReadContextsAfterRestart?: boolean;
 }
 
 export interface SimOptions {
@@ -102,6 +108,12 @@ interface Client {
   op: ClientOp | undefined;
 }
 
+interface HeldAnswer {
+  m: Message;
+  afterReads: number;
+  done: boolean;
+}
+
 class SimNode {
   core: RaftCore | undefined;
   sm: KvState = emptyKv();
@@ -113,6 +125,10 @@ class SimNode {
   lastCommit = 0;
   readsWaiting: ReadState[] = [];
   incarnation = 0;
+  /** Reads this incarnation started (the driver numbers read contexts, as raft/node does). */
+  readSeq = 0;
+  /** Answers to an earlier incarnation's reads the network holds back (reader bounces). */
+  answersHeld: HeldAnswer[] = [];
   constructor(
     readonly id: string,
     readonly disk: MemoryStorage,
@@ -178,12 +194,15 @@ export class Cluster {
   private crashMidReadyRate: number;
   private bounceRate: number;
   private leaderCrashRate: number;
+  private readerBounceRate: number;
   private blocked: ((a: string, b: string) => boolean) | undefined;
   private readonly coreBugs: TestOnlyBugs;
   private readonly driverBugs: DriverBugs;
   private readonly opTimeoutMs: number;
   private readonly electionMs: number;
   private readonly cmdCache = new WeakMap<Uint8Array, Command>();
+  /** Snapshot transfer → furthest chunk sent (countChunk). */
+  private readonly transfers = new Map<string, number>();
 
   // Invariant state
   private readonly leaderOfTerm = new Map<number, string>();
@@ -216,6 +235,7 @@ export class Cluster {
     this.crashMidReadyRate = this.p.crashMidReadyRate;
     this.bounceRate = this.p.bounceRate;
     this.leaderCrashRate = this.p.leaderCrashRate;
+    this.readerBounceRate = this.p.readerBounceRate;
     this.coreBugs = o.coreBugs ?? {};
     this.driverBugs = o.driverBugs ?? {};
     this.electionMs = this.p.electionTicks * this.p.tickMs;
@@ -362,6 +382,7 @@ export class Cluster {
     n.paused = false;
     n.held = [];
     n.readsWaiting = [];
+    n.readSeq = 0;
     const inc = n.incarnation;
     this.heap.push(this.now + this.rng.int(1, this.p.tickMs), () => this.tickEvent(n, inc));
     this.note(`start ${n.id} (incarnation ${inc}, term ${n.core.currentTerm}, commit ${n.core.committed})`);
@@ -395,24 +416,27 @@ export class Cluster {
     if (n.core) this.checkNode(n);
   }
 
-  /** The driver contract: persist → send → apply → advance; a crash may hit between any two. */
+  /**
+   * The driver contract: send what may leave now → persist → send the answers → apply → advance;
+   * a crash may hit between any two (the mutant sends everything before it persists).
+   */
   private handleReady(n: SimNode, rd: Ready): void {
     const core = n.core!;
     let crashAfter = 0;
     let bounce = false;
     if (this.crashMidReadyRate > 0 && this.rng.chance(this.crashMidReadyRate))
-      crashAfter = this.rng.int(1, 3);
+      crashAfter = this.rng.int(1, 4);
     if (this.bounceRate > 0 && crashAfter === 0) {
       // Targeted: crash (and come straight back) while handling a Ready that grants a vote or
       // acknowledges entries — the windows where only durability keeps a promise made to a peer.
       let p = 0;
-      for (const m of rd.messages) {
+      for (const m of rd.messagesAfterPersist) {
         if (m.reject) continue;
         if (m.type === "voteResp") p = this.bounceRate;
         else if (m.type === "appResp" && p === 0) p = this.bounceRate / 10;
       }
       if (p > 0 && this.rng.chance(p)) {
-        crashAfter = this.rng.int(1, 3);
+        crashAfter = this.rng.int(1, 4);
         bounce = true;
       }
     }
@@ -425,15 +449,21 @@ export class Cluster {
       this.rng.chance(this.leaderCrashRate)
     ) {
       // Targeted: the leader dies at the worst moment — it won, or learned that something
-      // committed, and persisted that, but nobody hears about it.
-      crashAfter = this.driverBugs.replyBeforePersist ? 2 : 1;
+      // committed, and persisted that, but no answer and no later append tells anyone (its
+      // appends of this Ready may already have left).
+      crashAfter = 2;
       const inc = n.incarnation;
       this.heap.push(this.now + this.rng.int(this.p.tickMs, 5 * this.electionMs), () => {
         if (this.faulting && !n.core && !n.removed && n.incarnation === inc) this.startNode(n);
       });
     }
-    const first = this.driverBugs.replyBeforePersist ? () => this.send(rd) : () => this.persist(n, rd);
-    const second = this.driverBugs.replyBeforePersist ? () => this.persist(n, rd) : () => this.send(rd);
+    // The node's order: what may leave now, then persist, then the answers (Ready's two lists).
+    // The mutant sends everything first.
+    const sendNow = () => this.send(rd.messages);
+    const sendAfter = () => this.send(rd.messagesAfterPersist);
+    const stages = this.driverBugs.replyBeforePersist
+      ? [() => this.send([...rd.messages, ...rd.messagesAfterPersist]), () => this.persist(n, rd)]
+      : [sendNow, () => this.persist(n, rd), sendAfter];
     const crash = (why: string) => {
       this.crash(n, why);
       if (!bounce) return;
@@ -442,18 +472,15 @@ export class Cluster {
         if (!n.core && !n.removed && n.incarnation === inc) this.startNode(n);
       });
     };
-    first();
-    if (crashAfter === 1) {
-      crash("mid-Ready, after stage 1");
-      return;
-    }
-    second();
-    if (crashAfter === 2) {
-      crash("mid-Ready, after stage 2");
-      return;
+    for (let k = 0; k < stages.length; k++) {
+      stages[k]!();
+      if (crashAfter === k + 1) {
+        crash(`mid-Ready, after stage ${k + 1}`);
+        return;
+      }
     }
     this.apply(n, rd);
-    if (crashAfter === 3) {
+    if (crashAfter > stages.length) {
       crash("mid-Ready, after apply");
       return;
     }
@@ -486,8 +513,8 @@ export class Cluster {
     }
   }
 
-  private send(rd: Ready): void {
-    for (const m of rd.messages) this.sendMessage(m);
+  private send(ms: Message[]): void {
+    for (const m of ms) this.sendMessage(m);
   }
 
   private apply(n: SimNode, rd: Ready): void {
@@ -686,6 +713,7 @@ export class Cluster {
 
   private sendMessage(sent: Message): void {
     const r = this.netRng;
+    if (sent.type === "snap") this.countChunk(sent);
     let m = sent;
     if (this.o.wireCodec) {
       const decoded = decodeMessage<Message>(encodeMessage(sent));
@@ -694,6 +722,10 @@ export class Cluster {
     }
     if (this.blocked?.(m.from, m.to)) return;
     if (this.dropRate > 0 && r.chance(this.dropRate)) return;
+    if (m.type === "readIndexResp" && this.readerBounceRate > 0 && r.chance(this.readerBounceRate)) {
+      this.bounceReader(m);
+      return;
+    }
     const delay = () => {
       let d = r.int(this.p.delayMinMs, this.p.delayMaxMs);
       if (this.reorderRate > 0 && r.chance(this.reorderRate)) d += r.int(1, 10 * this.p.delayMaxMs);
@@ -703,6 +735,49 @@ export class Cluster {
     if (this.duplicateRate > 0 && r.chance(this.duplicateRate)) {
       this.heap.push(this.now + delay(), () => this.deliver(m));
     }
+  }
+
+  /**
+   * Snapshot transfer cost: every chunk message a leader sends (`snapChunksSent`) against the
+   * chunks each transfer got through, up to the furthest one sent (`snapChunksNeeded`; a transfer
+   * cut short by a crash or a new leader needed only those). A transfer is one leader term, one
+   * snapshot and one incarnation of the receiver (a restarted receiver lost what it had received).
+   */
+  private countChunk(m: Message): void {
+    this.count("snapChunksSent");
+    const to = this.nodes.get(m.to);
+    const key = `${m.from}>${m.to}#${to?.incarnation ?? 0}@${m.term}/${m.snapshot?.index ?? 0}`;
+    const chunk = Math.floor((m.offset ?? 0) / this.p.snapshotChunkBytesMax) + 1;
+    const before = this.transfers.get(key) ?? 0;
+    if (chunk <= before) return;
+    this.transfers.set(key, chunk);
+    this.stats.snapChunksNeeded = (this.stats.snapChunksNeeded ?? 0) + chunk - before;
+  }
+
+  /**
+   * Targeted fault: the reader crashes as its answer leaves the leader and restarts 1–3 ms later.
+   * The network holds the answer until the new incarnation has started as many reads as the old
+   * one had (the worst moment for a context reused across restarts), or 40 delays at most.
+   */
+  private bounceReader(m: Message): void {
+    const n = this.nodes.get(m.to);
+    if (!n?.core || n.removed || n.paused) return;
+    const held = { m, afterReads: n.readSeq, done: false };
+    this.count("readerBounce");
+    n.answersHeld.push(held);
+    this.crash(n, "reader bounce");
+    const inc = n.incarnation;
+    this.heap.push(this.now + this.rng.int(1, 3), () => {
+      if (!n.core && !n.removed && n.incarnation === inc) this.startNode(n);
+    });
+    this.heap.push(this.now + 40 * this.p.delayMaxMs, () => this.releaseHeld(n, held));
+  }
+
+  private releaseHeld(n: SimNode, h: HeldAnswer): void {
+    if (h.done) return;
+    h.done = true;
+    n.answersHeld.splice(n.answersHeld.indexOf(h), 1);
+    this.deliver(h.m);
   }
 
   private deliver(m: Message): void {
@@ -760,7 +835,7 @@ export class Cluster {
       value: this.rng.int(0, 1_000_000),
       target: "",
       started: this.now,
-      context: `${cl.id}:${cl.seq}`,
+      context: "",
       ackedAtStart: this.maxAckedIndex,
     };
     cl.op = newOp;
@@ -791,11 +866,20 @@ export class Cluster {
   }
 
   private startRead(cl: Client, op: ClientOp): void {
-    const n = this.pickTarget(cl);
+    // With reader bounces, reads spread over all replicas (follower reads), as a read-heavy
+    // deployment spreads them; otherwise clients stick to the node that served them last.
+    const live = this.liveNodes();
+    const n = this.p.readerBounceRate > 0 && live.length > 0 ? this.rng.pick(live) : this.pickTarget(cl);
     if (!n?.core || n.paused) {
       cl.op = undefined;
       return;
     }
+    // The node names the read, as raft/node does: `id/incarnation/seq`, the incarnation standing in
+    // for the node's random part (unique across restarts either way).
+    const seq = ++n.readSeq;
+    op.context = this.driverBugs.reuseReadContextsAfterRestart
+      ? `${n.id}/${seq}`
+      : `${n.id}/${n.incarnation}/${seq}`;
     try {
       n.core.readIndex(op.context);
       op.target = n.id;
@@ -804,6 +888,11 @@ export class Cluster {
       cl.op = undefined;
     }
     this.drive(n);
+    for (const h of n.answersHeld) {
+      if (h.afterReads <= n.readSeq) {
+        this.heap.push(this.now + this.netRng.int(1, this.p.delayMaxMs), () => this.releaseHeld(n, h));
+      }
+    }
   }
 
   private probeEvent(): void {
@@ -831,6 +920,7 @@ export class Cluster {
     this.crashMidReadyRate = 0;
     this.bounceRate = 0;
     this.leaderCrashRate = 0;
+    this.readerBounceRate = 0;
     for (const n of this.nodes.values()) {
       if (n.removed) continue;
       if (!n.core) this.startNode(n);

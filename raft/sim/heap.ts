@@ -29,6 +29,10 @@ export class EventHeap {
     a[i] = e;
   }
 
+  peek(): SimEvent | undefined {
+    return this.a[0];
+  }
+
   pop(): SimEvent | undefined {
     const a = this.a;
     const top = a[0];

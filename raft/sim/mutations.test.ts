@@ -1,4 +1,4 @@
-// Proves the suite bites: each deliberately broken variant (three in the core, two in the driver)
+// Proves the suite bites: each deliberately broken variant (three in the core, three in the driver)
 // must be caught by a simulator invariant within a bounded number of seeds. The commit-rule bug,
 // which the per-term no-op masks in ordinary runs, is caught twice: by the scripted Figure 8
 // schedule and by the simulator's Figure 8 profile.
@@ -92,11 +92,35 @@ describe("broken variants are caught", () => {
     expect(r.failure?.violation).toMatch(/stale read/);
   });
 
+  it(`driver reuseReadContextsAfterRestart: a stale read is caught within ${seedsMax} reader-bounce seeds`, () => {
+    // Targeted profile: followers serve reads and crash as the leader answers them; the answer
+    // reaches the restarted node once it has started as many reads as before.
+    const r = firstCaught({
+      from: 1,
+      seeds: seedsMax,
+      steps,
+      overrides: { readFocus: true, readerBounces: true },
+      driverBugs: { reuseReadContextsAfterRestart: true },
+      stopAtFirst: true,
+    });
+    console.log(
+      `[mutation reuseReadContextsAfterRestart] caught at seed ${r.failure?.seed}: ${r.failure?.violation}`,
+    );
+    expect(r.failure?.violation).toMatch(/stale read/);
+  });
+
   it("the correct core and driver pass the same seeds the mutants fail on", () => {
     const r = runCampaign({ from: 1, seeds: 50, steps });
     expect(r.failures).toEqual([]);
     const reads = runCampaign({ from: 1, seeds: 30, steps, overrides: { readFocus: true } });
     expect(reads.failures).toEqual([]);
+    const bounces = runCampaign({
+      from: 1,
+      seeds: 30,
+      steps,
+      overrides: { readFocus: true, readerBounces: true },
+    });
+    expect(bounces.failures).toEqual([]);
     const fig8 = runCampaign({ from: 1, seeds: 30, steps: 4_000, overrides: { figure8Focus: true } });
     expect(fig8.failures).toEqual([]);
   });

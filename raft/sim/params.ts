@@ -46,6 +46,12 @@ export interface SimParams {
   leaderCrashRate: number;
   /** Fault: several nodes start an election at the same instant. */
   campaignStorms: boolean;
+  /**
+   * Chance that a follower crashes as the leader answers its read, restarts 1–3 ms later, and the
+   * answer is held on the wire for a while: where a read context reused across restarts would
+   * take an answer meant for the previous incarnation.
+   */
+  readerBounceRate: number;
   clients: number;
   clientOpEveryMs: number;
   readRate: number;
@@ -67,6 +73,8 @@ export interface ParamOverrides {
   readFocus?: boolean;
   /** Force the Figure 8 profile (5 nodes, one entry per append, leaders crashing at the worst moment). */
   figure8Focus?: boolean;
+  /** With the read-focused profile: force reader bounces on (true) or off (false). */
+  readerBounces?: boolean;
 }
 
 export function paramsForSeed(seed: number, o: ParamOverrides = {}): SimParams {
@@ -110,6 +118,7 @@ export function paramsForSeed(seed: number, o: ParamOverrides = {}): SimParams {
     crashMidReadyRate: faults ? r.pick([0, 0.002, 0.01, 0.03]) : 0,
     bounceRate: faults ? r.pick([0, 0.1, 0.3]) : 0,
     campaignStorms: faults && r.chance(0.5),
+    readerBounceRate: 0,
     leaderCrashRate: faults ? r.pick([0, 0, 0.05, 0.2]) : 0,
     clients: r.int(1, 5),
     clientOpEveryMs: r.int(2, 20),
@@ -153,6 +162,10 @@ export function paramsForSeed(seed: number, o: ParamOverrides = {}): SimParams {
     p.campaignStorms = false;
     p.transfers = false;
     p.faultEveryMs = r.int(4, 8) * electionTicks * 10;
+    // Half of them also bounce readers while an answer to them is on the wire.
+    if (o.readerBounces ?? r.chance(0.5)) {
+      p.readerBounceRate = r.pick([0.1, 0.3]);
+    }
   }
   return p;
 }

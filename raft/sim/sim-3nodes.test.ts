@@ -2,4 +2,4 @@
 // vitest's two workers share it).
 import { simSuite } from "./simSuite.ts";
 
-simSuite(3, 1, 1_000);
+simSuite(3, 1, 4_600, 460);

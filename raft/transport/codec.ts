@@ -4,6 +4,16 @@
 // to decode is dropped like a lost packet, which Raft already tolerates.
 import { deserialize, serialize } from "node:v8";
 
+/** What every batch between replicas says about its ends (see raft/node/identity.ts). */
+export interface Envelope {
+  clusterId: string;
+  fromIncarnation: string;
+  /** The incarnation of the receiver the sender knows; "" if it never heard from the receiver. */
+  toIncarnation: string;
+  /** Asks the receiver to answer with an envelope of its own (a joining replica's introduction). */
+  hello: boolean;
+}
+
 /** Largest encoded message accepted from a peer. */
 export const messageBytesMax = 16 * 1024 * 1024;
 

@@ -4,6 +4,10 @@
 // call, cost more than the fsyncs). A stream that fails is reopened with backoff; what it carried is
 // dropped and counted: best effort by design, the core resends through its heartbeats and probes.
 // A stream has no deadline; gRPC keepalive (channelOptions) notices a peer that stopped answering.
+// A stream is live once the receiver's headers arrive (it sends them as it takes the stream); one
+// that is not live within streamLiveTimeoutMs is abandoned with its channel: a peer's HTTP/2 layer
+// can answer pings while its stream never goes anywhere, and grpc-js can wait for a connection
+// forever (grpc-node #2785), so neither keepalive nor a retry on the same channel would end it.
 import {
   type ClientWritableStream,
   credentials,
@@ -20,7 +24,7 @@ import {
   type StreamRequest,
   type StreamResponse,
 } from "../gen/medisync/raft/v1/raft.ts";
-import { decodeMessage, encodeMessage, messageBytesMax } from "./codec.ts";
+import { decodeMessage, type Envelope, encodeMessage, messageBytesMax } from "./codec.ts";
 
 export interface Peer {
   id: string;
@@ -31,12 +35,18 @@ export interface TransportOptions {
   selfId: string;
   /** Messages waiting for one peer; beyond this the oldest are dropped (Raft tolerates loss). */
   queueMessagesMax?: number;
+  /** Encoded bytes waiting for one peer; beyond this the oldest are dropped, as for the count. */
+  queueBytesMax?: number;
   /** Messages in one batch. */
   batchMessagesMax?: number;
   /** Encoded bytes in one batch (under the gRPC message limit). */
   batchBytesMax?: number;
   /** A stream to this peer failed (connection refused or reset): the node may suspect its leader. */
   onPeerUnreachable?: (peerId: string) => void;
+  /** Cluster id and incarnations for a batch to `to` (the node's identity), asked per batch. */
+  envelope?: (to: string) => Omit<Envelope, "hello">;
+  /** A new stream must be live (the receiver's headers arrived) by then, or it and its channel go. */
+  streamLiveTimeoutMs?: number;
 }
 
 export interface TransportStats {
@@ -44,12 +54,16 @@ export interface TransportStats {
   batches: number;
   dropped: number;
   failedBatches: number;
+  /** Streams that never went live in time, abandoned with their channel. */
+  abandonedStreams: number;
 }
 
 const defaults = {
   queueMessagesMax: 10_000,
+  queueBytesMax: 64 * 1024 * 1024,
   batchMessagesMax: 1_024,
   batchBytesMax: 4 * 1024 * 1024,
+  streamLiveTimeoutMs: 2_000,
 };
 
 export const channelOptions = {
@@ -60,12 +74,21 @@ export const channelOptions = {
   "grpc.initial_reconnect_backoff_ms": 50,
   "grpc.max_reconnect_backoff_ms": 1_000,
   "grpc.min_reconnect_backoff_ms": 50,
+  // A channel made anew (an abandoned stream) must not get the old connection back from the
+  // process-wide pool.
+  "grpc.use_local_subchannel_pool": 1,
 };
+
+function newClient(address: string): RaftTransportServiceClient {
+  return new RaftTransportServiceClient(address, credentials.createInsecure(), channelOptions);
+}
 
 interface PeerState {
   peer: Peer;
   client: RaftTransportServiceClient;
   queue: Uint8Array[];
+  /** Encoded bytes in `queue`. */
+  queueBytes: number;
   stream: ClientWritableStream<StreamRequest> | undefined;
   streamOpenedAt: number;
   /** Messages written to the current stream: lost with it if it fails. */
@@ -75,19 +98,45 @@ interface PeerState {
   blocked: boolean;
   retryAt: number;
   backoffMs: number;
+  /** An envelope is owed to this peer (hello); true: it should answer. */
+  hello: "none" | "plain" | "ask";
+  /**
+   * Removed or readdressed (setPeers), its channel closed: a flush, retry or drain still armed for
+   * it must do nothing (grpc-js throws on a closed channel, out of a timer: the process would die).
+   */
+  gone: boolean;
 }
 
 const backoffMsMin = 50;
 const backoffMsMax = 1_000;
 
 export class GrpcTransport {
-  readonly stats: TransportStats = { sent: 0, batches: 0, dropped: 0, failedBatches: 0 };
+  readonly stats: TransportStats = {
+    sent: 0,
+    batches: 0,
+    dropped: 0,
+    failedBatches: 0,
+    abandonedStreams: 0,
+  };
   private readonly peers = new Map<string, PeerState>();
   private readonly o: Required<TransportOptions>;
   private closed = false;
 
   constructor(options: TransportOptions) {
-    this.o = { ...defaults, ...options } as Required<TransportOptions>;
+    this.o = {
+      ...defaults,
+      envelope: () => ({ clusterId: "", fromIncarnation: "", toIncarnation: "" }),
+      ...options,
+    } as Required<TransportOptions>;
+  }
+
+  /** Sends an envelope to `to`, with messages if any are queued, else alone; `ask`: it should answer. */
+  hello(to: string, ask: boolean): void {
+    const st = this.peers.get(to);
+    if (!st || this.closed) return;
+    if (ask) st.hello = "ask";
+    else if (st.hello === "none") st.hello = "plain";
+    this.schedule(st);
   }
 
   setPeers(peers: Peer[]): void {
@@ -98,8 +147,9 @@ export class GrpcTransport {
       if (cur) this.drop(cur);
       this.peers.set(p.id, {
         peer: p,
-        client: new RaftTransportServiceClient(p.address, credentials.createInsecure(), channelOptions),
+        client: newClient(p.address),
         queue: [],
+        queueBytes: 0,
         stream: undefined,
         streamOpenedAt: 0,
         inStream: 0,
@@ -107,6 +157,8 @@ export class GrpcTransport {
         blocked: false,
         retryAt: 0,
         backoffMs: backoffMsMin,
+        hello: "none",
+        gone: false,
       });
     }
     for (const [id, st] of this.peers) {
@@ -121,16 +173,27 @@ export class GrpcTransport {
   send(to: string, message: unknown): void {
     const st = this.peers.get(to);
     if (!st || this.closed) return;
-    st.queue.push(encodeMessage(message));
-    if (st.queue.length > this.o.queueMessagesMax) {
-      st.queue.shift();
+    const b = encodeMessage(message);
+    st.queue.push(b);
+    st.queueBytes += b.byteLength;
+    // The newest message always stays: it carries the core's latest state for this peer.
+    while (
+      st.queue.length > 1 &&
+      (st.queue.length > this.o.queueMessagesMax || st.queueBytes > this.o.queueBytesMax)
+    ) {
+      st.queueBytes -= st.queue.shift()!.byteLength;
       this.stats.dropped++;
     }
     this.schedule(st);
   }
 
+  /** Encoded bytes waiting for `peerId` (tests, metrics). */
+  queuedBytes(peerId: string): number {
+    return this.peers.get(peerId)?.queueBytes ?? 0;
+  }
+
   private schedule(st: PeerState, delayMs = 0): void {
-    if (st.scheduled || this.closed) return;
+    if (st.scheduled || st.gone || this.closed) return;
     st.scheduled = true;
     const run = () => {
       st.scheduled = false;
@@ -142,7 +205,7 @@ export class GrpcTransport {
   }
 
   private flush(st: PeerState): void {
-    if (this.closed || st.blocked || st.queue.length === 0) return;
+    if (this.closed || st.gone || st.blocked || (st.queue.length === 0 && st.hello === "none")) return;
     if (!st.stream) {
       const waitMs = st.retryAt - Date.now();
       if (waitMs > 0) {
@@ -152,7 +215,7 @@ export class GrpcTransport {
       this.open(st);
     }
     const stream = st.stream!;
-    while (st.queue.length > 0 && !st.blocked) {
+    while ((st.queue.length > 0 || st.hello !== "none") && !st.blocked) {
       const batch: Uint8Array[] = [];
       let bytes = 0;
       while (st.queue.length > 0 && batch.length < this.o.batchMessagesMax) {
@@ -161,12 +224,16 @@ export class GrpcTransport {
         batch.push(next);
         bytes += next.byteLength;
         st.queue.shift();
+        st.queueBytes -= next.byteLength;
       }
       const ok = stream.write({
         from: this.o.selfId,
         to: st.peer.id,
         messages: batch.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)),
+        ...this.o.envelope(st.peer.id),
+        hello: st.hello === "ask",
       });
+      st.hello = "none";
       st.inStream += batch.length;
       this.stats.sent += batch.length;
       this.stats.batches++;
@@ -199,12 +266,31 @@ export class GrpcTransport {
       if (st.queue.length > 0) this.schedule(st);
     });
     stream.on("error", () => undefined); // reported through the callback above
+    const liveTimer = setTimeout(() => {
+      if (st.stream !== stream || this.closed) return;
+      this.stats.abandonedStreams++;
+      this.stats.dropped += st.inStream;
+      st.stream = undefined;
+      st.blocked = false;
+      st.inStream = 0;
+      stream.cancel();
+      st.client.close();
+      st.client = newClient(st.peer.address);
+      st.retryAt = 0;
+      if (st.queue.length > 0 || st.hello !== "none") this.schedule(st);
+    }, this.o.streamLiveTimeoutMs);
+    liveTimer.unref();
+    stream.once("metadata", () => clearTimeout(liveTimer));
     st.stream = stream;
     st.streamOpenedAt = openedAt;
     st.inStream = 0;
   }
 
   private drop(st: PeerState): void {
+    st.gone = true;
+    this.stats.dropped += st.queue.length;
+    st.queue = [];
+    st.queueBytes = 0;
     st.stream?.cancel();
     st.stream = undefined;
     st.client.close();
@@ -218,21 +304,35 @@ export class GrpcTransport {
 }
 
 /**
- * Registers the receiving side on a gRPC server: each decoded message goes to `deliver`. Messages
- * addressed to another replica (a stale address after a move) are refused as a whole.
+ * Registers the receiving side on a gRPC server: each batch goes to `deliver` with its envelope and
+ * its decoded messages (the receiver checks both). Batches addressed to another replica (a stale
+ * address after a move) are refused as a whole.
  */
 export function addRaftTransportService<M>(
   server: Server,
   selfId: string,
-  deliver: (from: string, m: M) => void,
-): void {
+  deliver: (from: string, envelope: Envelope, messages: M[]) => void,
+): ReceiveStats {
+  const stats: ReceiveStats = { undecodable: 0 };
   const refuse = (to: string) =>
     ({ code: status.FAILED_PRECONDITION, details: `this is ${selfId}, not ${to}` }) as ServiceError;
-  const deliverAll = (from: string, messages: Uint8Array[]) => {
-    for (const b of messages) {
+  const deliverAll = (req: StreamRequest) => {
+    const out: M[] = [];
+    for (const b of req.messages) {
       const m = decodeMessage<M>(b);
-      if (m !== undefined) deliver(from, m);
+      if (m !== undefined) out.push(m);
+      else stats.undecodable++; // a lost packet to Raft; the receiver checks every field of the rest
     }
+    deliver(
+      req.from,
+      {
+        clusterId: req.clusterId,
+        fromIncarnation: req.fromIncarnation,
+        toIncarnation: req.toIncarnation,
+        hello: req.hello,
+      },
+      out,
+    );
   };
   server.addService(RaftTransportServiceService, {
     stream: (
@@ -240,6 +340,8 @@ export function addRaftTransportService<M>(
       callback: sendUnaryData<StreamResponse>,
     ) => {
       let done = false;
+      // Headers at once: they tell the sender this stream is live (see streamLiveTimeoutMs).
+      call.sendMetadata(new Metadata());
       call.on("data", (req: StreamRequest) => {
         if (done) return;
         if (req.to !== selfId) {
@@ -247,7 +349,7 @@ export function addRaftTransportService<M>(
           callback(refuse(req.to), null);
           return;
         }
-        deliverAll(req.from, req.messages);
+        deliverAll(req);
       });
       call.on("end", () => {
         if (!done) callback(null, {});
@@ -258,4 +360,10 @@ export function addRaftTransportService<M>(
       });
     },
   });
+  return stats;
+}
+
+export interface ReceiveStats {
+  /** Messages whose bytes did not decode (or were over messageBytesMax): dropped. */
+  undecodable: number;
 }

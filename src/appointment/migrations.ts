@@ -80,4 +80,12 @@ export const migrations: Migration[] = [
       CREATE INDEX outbox_unrelayed ON outbox (id) WHERE relayed_at IS NULL;
     `,
   },
+  {
+    version: 2,
+    name: "indexes for pruning idempotency rows and relayed outbox rows by age",
+    sql: `
+      CREATE INDEX booking_idempotency_created ON booking_idempotency (created_at);
+      CREATE INDEX outbox_relayed ON outbox (relayed_at) WHERE relayed_at IS NOT NULL;
+    `,
+  },
 ];

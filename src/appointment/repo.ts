@@ -4,6 +4,8 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { AppError, type ErrorCode, isErrorCode } from "../shared/errors.ts";
+import { inTransaction } from "../shared/pg.ts";
+import { requireTimeZone } from "./time.ts";
 
 export type SlotState = "free" | "booked";
 export type AppointmentState = "booked" | "cancelled";
@@ -59,21 +61,6 @@ export const SLOTS_PER_REQUEST_MAX = 2_000;
 const iso = (d: Date) => d.toISOString();
 const pgCode = (err: unknown) => (err as { code?: string }).code;
 
-async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    const out = await fn(client);
-    await client.query("COMMIT");
-    return out;
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
-}
-
 async function bumpVersion(c: pg.PoolClient, clinicId: string, date: string): Promise<SlotSetChange> {
   const r = await c.query<{ version: string }>(
     `INSERT INTO slot_versions (clinic_id, local_date, version) VALUES ($1, $2, 1)
@@ -100,12 +87,19 @@ export async function getClinic(pool: pg.Pool, id: string): Promise<ClinicView |
   return x && { id: x.id, name: x.name, timeZone: x.time_zone };
 }
 
+/** The zone is checked twice: as an IANA name here, and by PostgreSQL, whose zones compute local dates. */
 export async function insertClinic(pool: pg.Pool, c: ClinicView): Promise<void> {
-  await pool.query("INSERT INTO clinics (id, name, time_zone) VALUES ($1, $2, $3)", [
-    c.id,
-    c.name,
-    c.timeZone,
-  ]);
+  const timeZone = requireTimeZone(c.timeZone);
+  try {
+    await pool.query(
+      `INSERT INTO clinics (id, name, time_zone)
+       SELECT $1, $2, $3::text FROM (SELECT now() AT TIME ZONE $3::text) AS known_zone`,
+      [c.id, c.name, timeZone],
+    );
+  } catch (err) {
+    if (pgCode(err) === "22023") throw new AppError("VALIDATION", "timeZone is not known", "timeZone");
+    throw err;
+  }
 }
 
 export async function insertPractitioner(pool: pg.Pool, p: PractitionerView): Promise<void> {
@@ -312,13 +306,18 @@ export async function book(pool: pg.Pool, input: BookInput): Promise<BookResult>
 
 type Outcome = { ok: BookResult } | { error: AppError };
 
+/** A key's first outcome that was about its slot: the replay names the field again. */
+const slotErrors = new Set<ErrorCode>(["SLOT_NOT_FOUND", "SLOT_TAKEN", "SLOT_IN_PAST"]);
+
 async function replay(c: pg.PoolClient, key: string, requestHash: string): Promise<Outcome> {
   const r = await c.query<{ request_hash: string; appointment_id: string | null; error_code: string | null }>(
     "SELECT request_hash, appointment_id, error_code FROM booking_idempotency WHERE key = $1",
     [key],
   );
   const row = r.rows[0];
-  if (!row) throw new AppError("INTERNAL", "idempotency row vanished");
+  // Pruned between the claim and this read: the key just passed its window. Retryable: the retry
+  // claims the key afresh.
+  if (!row) throw new AppError("UNAVAILABLE", "this Idempotency-Key expired meanwhile; retry");
   if (row.request_hash !== requestHash) {
     const msg = "this Idempotency-Key was used with another request";
     return { error: new AppError("IDEMPOTENCY_KEY_REUSED", msg, "idempotencyKey") };
@@ -330,7 +329,7 @@ async function replay(c: pg.PoolClient, key: string, requestHash: string): Promi
   const code: ErrorCode = row.error_code && isErrorCode(row.error_code) ? row.error_code : "INTERNAL";
   const msg = "the first request with this Idempotency-Key failed the same way";
   return {
-    error: new AppError(code, msg, code === "SLOT_NOT_FOUND" || code === "SLOT_TAKEN" ? "slotId" : undefined),
+    error: new AppError(code, msg, slotErrors.has(code) ? "slotId" : undefined),
   };
 }
 
@@ -349,16 +348,39 @@ async function currentVersion(c: pg.PoolClient, slotId: string): Promise<SlotSet
   return { clinicId: row.clinic_id, date: row.local_date, version: Number(row.version ?? 0) };
 }
 
+/**
+ * An appointment event carries what its consumers need to tell the patient (clinic, its zone, the
+ * slot's times), so the notification service never reads this database; it names one patient only.
+ */
+async function eventPayload(c: pg.PoolClient, a: AppointmentView): Promise<Record<string, string>> {
+  const r = await c.query<{ name: string; time_zone: string }>(
+    "SELECT name, time_zone FROM clinics WHERE id = $1",
+    [a.clinicId],
+  );
+  const clinic = r.rows[0]!;
+  return {
+    appointmentId: a.id,
+    slotId: a.slotId,
+    clinicId: a.clinicId,
+    patientId: a.patientId,
+    start: a.start,
+    end: a.end,
+    clinicName: clinic.name,
+    timeZone: clinic.time_zone,
+  };
+}
+
 async function bookSlot(
   c: pg.PoolClient,
   input: BookInput,
 ): Promise<{ ok: BookResult } | { error: AppError }> {
-  const slot = await c.query<{ clinic_id: string; local_date: string }>(
-    "SELECT clinic_id, local_date::text AS local_date FROM slots WHERE id = $1",
+  const slot = await c.query<{ clinic_id: string; local_date: string; started: boolean }>(
+    "SELECT clinic_id, local_date::text AS local_date, starts_at <= now() AS started FROM slots WHERE id = $1",
     [input.slotId],
   );
   const s = slot.rows[0];
   if (!s) return { error: new AppError("SLOT_NOT_FOUND", "no such slot", "slotId") };
+  if (s.started) return { error: new AppError("SLOT_IN_PAST", "the slot has already started", "slotId") };
   const id = randomUUID();
   await c.query("SAVEPOINT book");
   try {
@@ -372,10 +394,11 @@ async function bookSlot(
     return { error: new AppError("SLOT_TAKEN", "the slot is already booked", "slotId") };
   }
   const change = await bumpVersion(c, s.clinic_id, s.local_date);
+  const appointment = await getAppointment(c, id);
   await c.query("INSERT INTO outbox (topic, payload) VALUES ('appointment.booked', $1)", [
-    { appointmentId: id, slotId: input.slotId, clinicId: s.clinic_id, patientId: input.patientId },
+    await eventPayload(c, appointment),
   ]);
-  return { ok: { appointment: await getAppointment(c, id), replayed: false, change } };
+  return { ok: { appointment, replayed: false, change } };
 }
 
 export async function cancel(
@@ -401,7 +424,7 @@ export async function cancel(
     );
     const change = await bumpVersion(c, appointment.clinicId, s.rows[0]!.local_date);
     await c.query("INSERT INTO outbox (topic, payload) VALUES ('appointment.cancelled', $1)", [
-      { appointmentId: id, slotId: appointment.slotId, clinicId: appointment.clinicId },
+      await eventPayload(c, appointment),
     ]);
     return { appointment, change };
   });

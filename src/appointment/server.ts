@@ -2,7 +2,6 @@
 // relay, the gRPC server and the ops HTTP server, and closing all of them in order.
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { AppointmentServiceService } from "../gen/medisync/v1/appointment.ts";
 import type { Config } from "../shared/config.ts";
 import { serverOptions } from "../shared/grpc.ts";
 import { startOpsServer } from "../shared/metrics.ts";
@@ -10,9 +9,11 @@ import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis, createSubscriber } from "../shared/redis.ts";
 import { migrate } from "./migrate.ts";
 import { startOutboxRelay } from "./outbox-relay.ts";
+import { startPruner } from "./pruner.ts";
 import { readDay } from "./repo.ts";
 import { createAppointmentHandlers } from "./service.ts";
-import { SlotCache } from "./slot-cache.ts";
+import { appointmentServiceDefinition } from "./slot-answer.ts";
+import { SlotCache, type SlotCacheOptions } from "./slot-cache.ts";
 
 export interface AppointmentService {
   grpcPort: number;
@@ -22,7 +23,6 @@ export interface AppointmentService {
 }
 
 const outboxIntervalMs = 200;
-const shutdownGraceMs = 2_000;
 
 export interface StartOptions {
   /**
@@ -30,6 +30,11 @@ export interface StartOptions {
    * their delivery; tests turn it off to prove that the version check alone keeps reads fresh.
    */
   pubsub?: boolean;
+  /**
+   * Wraps the cache's PostgreSQL read. Tests use it to hold a reader between its read and its fill,
+   * the window a lost Redis must not be able to exploit.
+   */
+  wrapLoadFromDb?: (load: SlotCacheOptions["loadFromDb"]) => SlotCacheOptions["loadFromDb"];
 }
 
 export async function startAppointmentService(
@@ -38,9 +43,11 @@ export async function startAppointmentService(
   options: StartOptions = {},
 ): Promise<AppointmentService> {
   const instance = cfg.INSTANCE_ID ?? `appointment-${process.pid}`;
-  await ensureDatabase(cfg.DATABASE_URL);
-  const pool = createPool(cfg.DATABASE_URL, cfg.DB_POOL_MAX);
-  pool.on("error", (err) => log.warn({ err: err.message }, "idle PostgreSQL client failed"));
+  await ensureDatabase(cfg.DATABASE_URL, { timeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS });
+  const pool = createPool(cfg.DATABASE_URL, cfg.DB_POOL_MAX, {
+    statementTimeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS,
+    onIdleError: (err) => log.warn({ err: err.message }, "idle PostgreSQL client failed"),
+  });
   await migrate(pool, log);
 
   const redisOpts = { url: cfg.REDIS_URL, commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS, log };
@@ -54,10 +61,13 @@ export async function startAppointmentService(
     lruEntriesMax: cfg.SLOT_CACHE_MAX_ENTRIES,
     lruTtlMs: cfg.SLOT_CACHE_LRU_TTL_MS,
     redisTtlSeconds: cfg.SLOT_CACHE_REDIS_TTL_SECONDS,
+    versionTtlSeconds: cfg.SLOT_CACHE_VERSION_TTL_SECONDS,
     evictionLogSample: cfg.CACHE_EVICTION_LOG_SAMPLE,
     instance,
     log,
-    loadFromDb: (clinicId, date) => readDay(pool, clinicId, date),
+    loadFromDb: (options.wrapLoadFromDb ?? ((load) => load))((clinicId, date) =>
+      readDay(pool, clinicId, date),
+    ),
   });
   // Not awaited: a Redis that is down at start must not stop the service (reads use PostgreSQL).
   cache.start().catch((err) => log.warn({ err: (err as Error).message }, "invalidation subscribe failed"));
@@ -65,12 +75,24 @@ export async function startAppointmentService(
     pool,
     redis,
     stream: `${cfg.REDIS_KEY_PREFIX}events`,
+    retentionSeconds: cfg.OUTBOX_RETENTION_SECONDS,
     intervalMs: outboxIntervalMs,
     log,
   });
+  const pruner = startPruner({
+    pool,
+    limits: {
+      idempotencyWindowSeconds: cfg.BOOKING_IDEMPOTENCY_WINDOW_SECONDS,
+      outboxRetentionSeconds: cfg.OUTBOX_RETENTION_SECONDS,
+    },
+    intervalMs: cfg.APPOINTMENT_PRUNE_INTERVAL_MS,
+    log,
+  });
 
+  /** Set by close(): ops /readyz answers 503 while calls in flight drain. */
+  let closing = false;
   const server = new Server(serverOptions);
-  server.addService(AppointmentServiceService, createAppointmentHandlers({ pool, cache, log }));
+  server.addService(appointmentServiceDefinition, createAppointmentHandlers({ pool, cache, log }));
   const grpcPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(
       `${cfg.HOST}:${cfg.APPOINTMENT_GRPC_PORT}`,
@@ -82,6 +104,7 @@ export async function startAppointmentService(
     host: cfg.HOST,
     port: cfg.APPOINTMENT_OPS_PORT,
     ready: async () => {
+      if (closing) return false;
       await pool.query("SELECT 1");
       return true;
     },
@@ -95,9 +118,10 @@ export async function startAppointmentService(
     opsPort,
     cache,
     async close() {
+      closing = true;
       await new Promise<void>((resolve) => {
-        // In-flight calls get a grace period; then the server is closed hard.
-        const force = setTimeout(() => server.forceShutdown(), shutdownGraceMs);
+        // In-flight calls get until the drain deadline; then the server is closed hard.
+        const force = setTimeout(() => server.forceShutdown(), cfg.SHUTDOWN_DRAIN_MS);
         server.tryShutdown(() => {
           clearTimeout(force);
           resolve();
@@ -105,6 +129,7 @@ export async function startAppointmentService(
       });
       await new Promise<void>((resolve) => ops.close(() => resolve()));
       await relay.stop();
+      await pruner.stop();
       await cache.stop();
       subscriber?.disconnect();
       redis.disconnect();

@@ -14,8 +14,9 @@ import { AppError } from "../shared/errors.ts";
 import { unary } from "../shared/grpc.ts";
 import { idempotencyKeyPattern } from "../shared/validation.ts";
 import * as repo from "./repo.ts";
+import { lruAnswer } from "./slot-answer.ts";
 import type { SlotCache, Tier } from "./slot-cache.ts";
-import { requireDate, requireInstant, requireUuid } from "./time.ts";
+import { requireDate, requireInstant, requireNotPast, requireUuid } from "./time.ts";
 
 const slotMinutesMin = 5;
 const slotMinutesMax = 480;
@@ -66,9 +67,9 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
     return clinicId;
   };
 
-  // The slot cache and the booking path log deep below the handlers (evictions, invalidations):
-  // they find the request id in the async context.
-  const handler: typeof unary = (l, method, fn) => unary(l, method, fn, { asyncContext: true });
+  // No async context (AsyncLocalStorage): on Node 20 it hooks every promise of the process, a
+  // cost every cached read paid. Code below the handlers that logs is handed the call's logger.
+  const handler = unary;
 
   return {
     listClinics: handler(log, "ListClinics", async () => ({ clinics: await repo.listClinics(pool) })),
@@ -78,7 +79,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
       return { practitioners: await repo.listPractitioners(pool, clinicId) };
     }),
 
-    createSlots: handler(log, "CreateSlots", async (req) => {
+    createSlots: handler(log, "CreateSlots", async (req, ctx) => {
       const clinicId = requireUuid(req.clinicId, "clinicId");
       const practitionerId = requireUuid(req.practitionerId, "practitionerId");
       const start = requireInstant(req.start, "start");
@@ -94,6 +95,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
       if (end.getTime() - start.getTime() > slotRangeDaysMax * 86_400_000) {
         throw new AppError("VALIDATION", `the range may span at most ${slotRangeDaysMax} days`, "end");
       }
+      requireNotPast(start, "start");
       const { slots, changes } = await repo.createSlots(pool, {
         clinicId,
         practitionerId,
@@ -102,21 +104,22 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
         minutes: req.minutes,
       });
       // New free slots: a reader briefly missing them breaks no promise, so no need to withhold.
-      await cache.invalidate(changes);
+      await cache.invalidate(changes, ctx);
       return { slots: slots.map(slotToProto) };
     }),
 
-    listSlots: handler(log, "ListSlots", async (req) => {
+    listSlots: handler(log, "ListSlots", async (req, ctx) => {
       const date = requireDate(req.date, "date");
       const practitionerId =
         req.practitionerId === "" ? undefined : requireUuid(req.practitionerId, "practitionerId");
       const clinicId = await requireClinic(req.clinicId);
-      const { day, tier } = await cache.read(clinicId, date);
+      const { day, tier } = await cache.read(clinicId, date, ctx);
+      if (tier === "lru" && !practitionerId) return lruAnswer(clinicId, date, day, slotToProto);
       const slots = practitionerId ? day.slots.filter((s) => s.practitionerId === practitionerId) : day.slots;
       return { clinicId, date, slots: slots.map(slotToProto), tier: tierToProto[tier] };
     }),
 
-    book: handler(log, "Book", async (req) => {
+    book: handler(log, "Book", async (req, ctx) => {
       const slotId = requireUuid(req.slotId, "slotId");
       const patientId = requireUuid(req.patientId, "patientId");
       if (req.idempotencyKey !== "" && !idempotencyKeyPattern.test(req.idempotencyKey)) {
@@ -127,7 +130,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
         );
       }
       const result = await repo.book(pool, { slotId, patientId, idempotencyKey: req.idempotencyKey });
-      if (!(await cache.invalidate([result.change]))) {
+      if (!(await cache.invalidate([result.change], ctx))) {
         // The booking is durable, but an instance that still reaches Redis could show the slot free
         // until the version is raised there, so it is not acknowledged yet. A retry with the same
         // key replays it and raises the version first.
@@ -138,16 +141,16 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
           { appointment: result.appointment.id },
         );
       }
-      log.info({ appointmentId: result.appointment.id, replayed: result.replayed }, "booked");
+      ctx.log.info({ appointmentId: result.appointment.id, replayed: result.replayed }, "booked");
       return { appointment: appointmentToProto(result.appointment), replayed: result.replayed };
     }),
 
-    cancel: handler(log, "Cancel", async (req) => {
+    cancel: handler(log, "Cancel", async (req, ctx) => {
       const id = requireUuid(req.appointmentId, "id");
       const { appointment, change } = await repo.cancel(pool, id);
       // A freed slot shown booked a moment longer breaks no promise; the change is retried anyway.
-      await cache.invalidate([change]);
-      log.info({ appointmentId: id }, "cancelled");
+      await cache.invalidate([change], ctx);
+      ctx.log.info({ appointmentId: id }, "cancelled");
       return { appointment: appointmentToProto(appointment) };
     }),
 

@@ -4,14 +4,12 @@
 import { startAppointmentService } from "../appointment/server.ts";
 import { runGateway } from "../gateway/server.ts";
 import { startInventoryReplica } from "../inventory/server.ts";
+import { startNotificationService } from "../notification/server.ts";
 import { loadConfigOrExit } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
-import { Shutdown } from "../shared/shutdown.ts";
+import { closeReserveMs, Shutdown } from "../shared/shutdown.ts";
+import { type Command, commands } from "./commands.ts";
 import { prepareDatabase, runSupervisor } from "./supervisor.ts";
-
-/** `prepare` creates, migrates and seeds the database once (containers run it before the services). */
-export const commands = ["gateway", "appointment", "inventory", "prepare", "supervisor"] as const;
-type Command = (typeof commands)[number];
 
 const usage = `usage: medisync <${commands.join("|")}>`;
 
@@ -21,9 +19,20 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`${usage}\n`);
     process.exit(2);
   }
+  if (command === "client") {
+    // Its flags come from argv; it needs none of the services' configuration to start.
+    const { runClient } = await import("../client/main.ts");
+    process.exitCode = await runClient(argv.slice(1));
+    return;
+  }
   const cfg = loadConfigOrExit();
   if (command === "supervisor") {
     process.exitCode = await runSupervisor(cfg);
+    return;
+  }
+  if (command === "handover") {
+    const { handover } = await import("../inventory/handover.ts");
+    await handover(cfg, createLogger({ service: "inventory", level: cfg.LOG_LEVEL, instance: "handover" }));
     return;
   }
   if (command === "prepare") {
@@ -35,12 +44,15 @@ async function main(argv: string[]): Promise<void> {
   }
   const instance = cfg.INSTANCE_ID ?? (command === "inventory" ? cfg.INVENTORY_ID : undefined);
   const log = createLogger({ service: command, level: cfg.LOG_LEVEL, ...(instance ? { instance } : {}) });
-  const shutdown = new Shutdown(log);
+  const shutdown = new Shutdown(log, cfg.SHUTDOWN_UNREADY_MS + cfg.SHUTDOWN_DRAIN_MS + closeReserveMs);
   shutdown.onSignals();
   try {
     if (command === "gateway") {
       const gw = await runGateway(cfg, log);
       shutdown.add("gateway", () => gw.close());
+    } else if (command === "notification") {
+      const svc = await startNotificationService(cfg, log);
+      shutdown.add("notification", () => svc.close());
     } else if (command === "inventory") {
       const svc = await startInventoryReplica(cfg, log);
       shutdown.add("inventory", () => svc.close());

@@ -15,7 +15,7 @@ import { createPool, ensureDatabase } from "../shared/pg.ts";
 /** One process the supervisor runs: `medisync <command>` with these variables on top of its own. */
 export interface ChildSpec {
   name: string;
-  command: "gateway" | "appointment" | "inventory";
+  command: "gateway" | "appointment" | "inventory" | "notification";
   env: Record<string, string>;
 }
 
@@ -62,6 +62,16 @@ export function planChildren(cfg: Config): ChildSpec[] {
       },
     });
   }
+  for (let i = 0; i < cfg.NOTIFICATION_INSTANCES; i++) {
+    children.push({
+      name: `notification-${i + 1}`,
+      command: "notification",
+      env: {
+        INSTANCE_ID: `notification-${i + 1}`,
+        NOTIFICATION_OPS_PORT: String(cfg.NOTIFICATION_OPS_PORT + i),
+      },
+    });
+  }
   children.push({
     name: "gateway",
     command: "gateway",
@@ -83,6 +93,8 @@ export async function checkDependencies(cfg: Config): Promise<string[]> {
   const client = new pg.Client({
     connectionString: admin.toString(),
     connectionTimeoutMillis: dependencyCheckTimeoutMs,
+    statement_timeout: dependencyCheckTimeoutMs,
+    query_timeout: dependencyCheckTimeoutMs,
   });
   try {
     await client.connect();
@@ -119,7 +131,7 @@ export async function checkDependencies(cfg: Config): Promise<string[]> {
 
 /** Creates the database if missing, migrates it, and seeds the demo once when it is empty. */
 export async function prepareDatabase(cfg: Config, log: Logger): Promise<void> {
-  await ensureDatabase(cfg.DATABASE_URL);
+  await ensureDatabase(cfg.DATABASE_URL, { timeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS });
   const pool = createPool(cfg.DATABASE_URL, 2);
   try {
     await migrate(pool, log);

@@ -21,7 +21,7 @@ import { counter, registry } from "../shared/metrics.ts";
 import { recordRequest } from "./access.ts";
 import type { AppointmentClient } from "./appointment-client.ts";
 import { hasBody, refuseByHeaders, takeBody, tooLargeError } from "./body.ts";
-import { docsPage } from "./docs-page.ts";
+import { mountDocs } from "./docs-page.ts";
 import { failureOf, problemResponse, requestIdOf, validationProblem } from "./problems.ts";
 import { mount } from "./route.ts";
 import {
@@ -32,6 +32,7 @@ import {
   ClinicParams,
   CreateSlotsBody,
   IdempotencyHeaders,
+  IdempotencyKeyHeader,
   json,
   jsonBody,
   Practitioner,
@@ -46,7 +47,13 @@ import {
  * (to log lines, problems and outgoing calls) rather than through AsyncLocalStorage, whose promise
  * hooks cost every request about a fifth of the gateway's CPU on Node 20.
  */
-export type GatewayEnv = { Variables: { requestId: string } };
+export type GatewayEnv = {
+  Variables: {
+    requestId: string;
+    /** Bookings: the key tried, named in a failure's problem (errorResponse) so a retry can use it. */
+    idempotencyKey?: string;
+  };
+};
 
 export interface GatewayDeps {
   appointments: AppointmentClient;
@@ -219,6 +226,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
         400: problemDoc("Invalid input"),
         404: problemDoc("No such clinic or practitioner"),
         409: problemDoc("Overlaps existing slots"),
+        422: problemDoc("start is in the past"),
       },
     }),
     async (c) => {
@@ -262,20 +270,33 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       method: "post",
       path: "/v1/appointments",
       summary: "Book a slot; the same Idempotency-Key returns the first result and books nothing new",
+      description:
+        "Without an Idempotency-Key the gateway makes one up. Every answer names the key used (header " +
+        '`Idempotency-Key`, and `idempotencyKey` in a problem), so a client told 503 "retry with the ' +
+        'same Idempotency-Key" can do exactly that.',
       request: { headers: IdempotencyHeaders, body: jsonBody(BookBody) },
       responses: {
-        201: json(Appointment, "Booked (Idempotent-Replayed: true when this repeats an earlier request)"),
+        201: {
+          ...json(Appointment, "Booked (Idempotent-Replayed: true when this repeats an earlier request)"),
+          headers: IdempotencyKeyHeader,
+        },
         400: problemDoc("Invalid input"),
         404: problemDoc("No such slot"),
         409: problemDoc("Slot already booked"),
-        422: problemDoc("Idempotency key used for a different request"),
-        503: problemDoc("Not acknowledged yet: retry with the same Idempotency-Key"),
+        422: problemDoc("Idempotency key used for a different request, or the slot is in the past"),
+        503: {
+          ...problemDoc("Not acknowledged yet: retry with the same Idempotency-Key (the one in the answer)"),
+          headers: IdempotencyKeyHeader,
+        },
       },
     }),
     async (c) => {
       const { slotId, patientId } = c.req.valid("json");
-      // Without a caller's key the gateway makes one, so its own retries can never book twice.
+      // Without a caller's key the gateway makes one, so its own retries can never book twice; the
+      // answer names it, so the caller's retries cannot either.
       const key = c.req.valid("header")["Idempotency-Key"] ?? `gw-${randomUUID()}`;
+      c.header("Idempotency-Key", key);
+      c.set("idempotencyKey", key);
       const { appointment, replayed } = await appointments.book(slotId, patientId, key, c.get("requestId"));
       if (replayed) c.header("Idempotent-Replayed", "true");
       return c.json(appointmentView(appointment), 201);
@@ -327,7 +348,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       description: "Appointments and medicine stock for a group of clinics. Errors are RFC 9457 problems.",
     },
   });
-  app.get("/docs", (c) => c.html(docsPage));
+  mountDocs(app);
 
   app.notFound((c) =>
     problemResponse(c, new AppError("ROUTE_NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`)),
@@ -344,5 +365,6 @@ function errorResponse(c: Context, err: unknown, log: Logger): Response {
     if (err.status === 413) return problemResponse(c, new AppError("PAYLOAD_TOO_LARGE", err.message, "body"));
     return problemResponse(c, new AppError("VALIDATION", err.message));
   }
-  return problemResponse(c, failureOf(err, log, requestIdOf(c)));
+  const idempotencyKey = c.get("idempotencyKey") as string | undefined;
+  return problemResponse(c, failureOf(err, log, requestIdOf(c)), idempotencyKey ? { idempotencyKey } : {});
 }

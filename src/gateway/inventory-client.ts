@@ -6,6 +6,7 @@ import { credentials } from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import {
   type GetStockResponse,
+  InventoryAdminServiceClient,
   InventoryServiceClient,
   ReadConsistency,
   type StatusResponse,
@@ -26,29 +27,41 @@ export interface InventoryClientOptions {
   overallDeadlineMs?: number;
   redis?: Redis;
   keyPrefix: string;
+  /**
+   * Writes waiting for or inside a SubmitBatch call (retries included) at most; past it a write is
+   * refused at once with OVERLOADED (503, Retry-After) instead of queueing without bound.
+   */
+  queueCommandsMax?: number;
 }
 
-export type WriteMethod = "restock" | "deduct" | "transfer" | "setReorderLevel";
+export const queueCommandsMaxDefault = 10_000;
+/**
+ * Replicas learned at run time from NOT_LEADER redirects (a replica added by the admin API is not in
+ * INVENTORY_PEERS): at most this many, so a bad redirect cannot grow the client without bound.
+ */
+export const learnedReplicasMax = 16;
+
+export type WriteMethod = "restock" | "deduct" | "transfer" | "setReorderLevel" | "setClinicTimeZone";
 export interface WriteResult {
   quantity: number;
   index: number;
+  /** The request id was applied before: this is its first result (Idempotent-Replayed: true). */
+  replayed: boolean;
 }
 
 const statusDeadlineMs = 500;
 
 export class InventoryClient {
   private readonly clients = new Map<string, InventoryServiceClient>();
+  private readonly addresses = new Map<string, string>();
+  private readonly admins = new Map<InventoryServiceClient, InventoryAdminServiceClient>();
+  private learned = 0;
   private leaderId: string | undefined;
   private rr = 0;
   private readonly policy: RetryPolicy;
 
   constructor(private readonly o: InventoryClientOptions) {
-    for (const p of o.peers) {
-      this.clients.set(
-        p.id,
-        new InventoryServiceClient(p.address, credentials.createInsecure(), clientChannelOptions),
-      );
-    }
+    for (const p of o.peers) this.addReplica(p.id, p.address);
     this.policy = {
       // The overall deadline is the real bound: enough tries to outlast an election (≤ 600 ms) and
       // a few more, walking every replica, without hammering them (backoff up to 100 ms: a new
@@ -58,6 +71,21 @@ export class InventoryClient {
       backoffBaseMs: 10,
       backoffMaxMs: 100,
     };
+  }
+
+  private addReplica(id: string, address: string): void {
+    this.clients.set(
+      id,
+      new InventoryServiceClient(address, credentials.createInsecure(), clientChannelOptions),
+    );
+    this.addresses.set(id, address);
+  }
+
+  /** A leader named by a redirect that INVENTORY_PEERS does not list (it joined at run time). */
+  private learn(id: string, address: string | undefined): void {
+    if (!id || !address || this.clients.has(id) || this.learned >= learnedReplicasMax) return;
+    this.learned++;
+    this.addReplica(id, address);
   }
 
   get knownLeader(): string | undefined {
@@ -92,6 +120,7 @@ export class InventoryClient {
         } catch (err) {
           if (err instanceof AppError && err.code === "NOT_LEADER") {
             const named = err.meta.leaderid;
+            if (named) this.learn(named, err.meta.leaderaddress);
             this.leaderId = named && named !== id && this.clients.has(named) ? named : undefined;
             if (!this.leaderId) this.rr++; // no leader known: try the next replica
           } else if (isRetryable(err) && !(err instanceof AppError && err.meta.queued)) {
@@ -126,8 +155,21 @@ export class InventoryClient {
     callRequestId?: string,
   ): Promise<WriteResult> {
     const command = { $case: method, value: req } as unknown as WriteCommand["command"];
-    return this.onLeader((c, d) => this.batcherFor(c).add(command, d, callRequestId));
+    if (this.writesQueued >= (this.o.queueCommandsMax ?? queueCommandsMaxDefault)) {
+      return Promise.reject(
+        new AppError("OVERLOADED", "too many inventory writes waiting; retry after Retry-After", undefined, {
+          "retry-after": "1",
+        }),
+      );
+    }
+    this.writesQueued++;
+    return this.onLeader((c, d) => this.batcherFor(c).add(command, d, callRequestId)).finally(() => {
+      this.writesQueued--;
+    });
   }
+
+  /** Writes accepted by write() and not yet settled. */
+  private writesQueued = 0;
 
   private readonly batchers = new Map<InventoryServiceClient, Batcher>();
 
@@ -185,8 +227,31 @@ export class InventoryClient {
     );
   }
 
+  /**
+   * A membership call on the leader (redirects followed). Retried like a write: a change whose
+   * answer was lost is refused on retry (MEMBER_EXISTS, MEMBER_NOT_FOUND), never applied twice.
+   */
+  admin<T>(fn: (a: InventoryAdminServiceClient, deadlineMs: number) => Promise<T>): Promise<T> {
+    return this.onLeader((c, d) => fn(this.adminFor(c), d));
+  }
+
+  private adminFor(c: InventoryServiceClient): InventoryAdminServiceClient {
+    let a = this.admins.get(c);
+    if (!a) {
+      const id = [...this.clients].find(([, x]) => x === c)![0];
+      a = new InventoryAdminServiceClient(
+        this.addresses.get(id)!,
+        credentials.createInsecure(),
+        clientChannelOptions,
+      );
+      this.admins.set(c, a);
+    }
+    return a;
+  }
+
   close(): void {
     for (const c of this.clients.values()) c.close();
+    for (const a of this.admins.values()) a.close();
   }
 }
 
@@ -263,13 +328,17 @@ class Batcher {
             batch.forEach((p, i) => {
               const o = res.outcomes[i];
               if (!o) p.reject(new AppError("INTERNAL", "replica answered fewer outcomes than commands"));
-              else if (o.errorCode === "") p.resolve({ quantity: o.quantity, index: o.index });
+              else if (o.errorCode === "")
+                p.resolve({ quantity: o.quantity, index: o.index, replayed: o.replayed });
               else {
                 const code = isErrorCode(o.errorCode) ? o.errorCode : "INTERNAL";
+                // The replica's request id is the HTTP caller's Idempotency-Key header.
+                const field =
+                  code === "IDEMPOTENCY_KEY_REUSED" ? "Idempotency-Key" : o.errorField || undefined;
                 const meta = Object.fromEntries(
                   Object.entries(o.errorMeta).map(([k, v]) => [k.toLowerCase(), v]),
                 );
-                p.reject(new AppError(code, o.errorMessage, o.errorField || undefined, meta));
+                p.reject(new AppError(code, o.errorMessage, field, meta));
               }
             });
           },

@@ -3,9 +3,9 @@
 import { randomUUID } from "node:crypto";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { StockItem as StockItemMsg } from "../gen/medisync/v1/inventory.ts";
-import { inventoryLimits } from "../shared/validation.ts";
+import { inventoryLimits, isTimeZone } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
-import type { InventoryClient, WriteMethod } from "./inventory-client.ts";
+import type { InventoryClient, WriteResult as WriteAnswer, WriteMethod } from "./inventory-client.ts";
 import { mount } from "./route.ts";
 import { calendarDate, IdempotencyHeaders, json, jsonBody, problemDoc } from "./schemas.ts";
 
@@ -55,6 +55,17 @@ const RestockBody = z
   .strictObject({ quantity, lot: code("lot").optional(), expiresOn: calendarDate.optional() })
   .openapi("RestockRequest");
 const DeductBody = z.strictObject({ quantity }).openapi("DeductRequest");
+const TimeZoneBody = z
+  .strictObject({
+    timeZone: z
+      .string()
+      .refine(isTimeZone, "must be an IANA time zone name")
+      .openapi({ example: "Australia/Sydney" }),
+  })
+  .openapi("ClinicTimeZoneRequest");
+const ClinicOnly = z.object({
+  clinicId: code("clinicId").openapi({ param: { name: "clinicId", in: "path" } }),
+});
 const ReorderBody = z
   .strictObject({ level: z.number().int().min(0).max(quantityMax) })
   .openapi("ReorderLevelRequest");
@@ -91,16 +102,34 @@ const Cluster = z
         lastIndex: z.number().int(),
         healthy: z.boolean(),
         stateHash: z.string().optional(),
+        identity: z.string().optional().openapi({
+          description: "member, joining (new, not yet vouched for by every other voter) or lost (log wiped)",
+        }),
       }),
     ),
   })
   .openapi("Cluster");
 
 const writeResponses = {
-  200: json(WriteResult, "Applied (a retry with the same Idempotency-Key returns the first result)"),
+  200: json(
+    WriteResult,
+    "Applied (a retry with the same Idempotency-Key within the idempotency window returns the first result, with Idempotent-Replayed: true)",
+  ),
   400: problemDoc("Invalid input"),
-  503: problemDoc("No leader answered in time: retry with the same Idempotency-Key after Retry-After"),
+  422: problemDoc("idempotency-key-reused: the Idempotency-Key was used for a different write"),
+  503: problemDoc(
+    "No leader answered in time, or idempotency-window-full, or overloaded: retry after Retry-After with the same Idempotency-Key (the one in the answer's header and idempotencyKey, made up when none was sent)",
+  ),
 };
+
+/**
+ * The headers of a write's 200: the Idempotency-Key it was applied under (made up when none came,
+ * as for every answer once the write was tried), and Idempotent-Replayed when it repeats one.
+ */
+export const writeHeaders = (r: WriteAnswer, key: string): Record<string, string> =>
+  r.replayed ? { "Idempotency-Key": key, "Idempotent-Replayed": "true" } : { "Idempotency-Key": key };
+/** A write's 200 body: the first result, the same on a replay. */
+export const writeBody = (r: WriteAnswer) => ({ quantity: r.quantity, index: r.index });
 
 const lotView = (l: { lot: string; quantity: number; expiresOn: string }) => ({
   lot: l.lot,
@@ -116,7 +145,11 @@ const line = (i: StockItemMsg) => ({
 
 type IdempotencyHeader = { "Idempotency-Key"?: string | undefined };
 
-/** A write's request id: the caller's Idempotency-Key, or a fresh one (then a retry is a new write). */
+/**
+ * A write's request id: the caller's Idempotency-Key, or a fresh one. Every answer after the write
+ * was tried names it (header, and `idempotencyKey` in a problem), so a caller that sent none can
+ * still retry a 503 safely with the key from the answer.
+ */
 export const idempotencyKeyOf = (h: IdempotencyHeader): string =>
   h["Idempotency-Key"] ?? `gw-${randomUUID()}`;
 
@@ -151,7 +184,12 @@ export const writeSpecs: WriteSpec[] = [
       path: "/v1/inventory/{clinicId}/stock/{medicationCode}/restock",
       summary: "Add a lot (optionally with its expiry date)",
       request: { params: ItemParams, headers: IdempotencyHeaders, body: jsonBody(RestockBody) },
-      responses: writeResponses,
+      responses: {
+        ...writeResponses,
+        422: problemDoc(
+          "lot-expired: expiresOn is before today in the clinic's time zone; or idempotency-key-reused",
+        ),
+      },
     }),
     "restock",
     (p: ItemParamsT, b: z.infer<typeof RestockBody>) => ({
@@ -190,6 +228,20 @@ export const writeSpecs: WriteSpec[] = [
       clinicId: p.clinicId,
       medicationCode: p.medicationCode,
       level: b.level,
+    }),
+  ),
+  writeSpec(
+    createRoute({
+      method: "post",
+      path: "/v1/inventory/{clinicId}/time-zone",
+      summary: "Set the IANA time zone whose calendar decides when the clinic's lots expire (UTC until set)",
+      request: { params: ClinicOnly, headers: IdempotencyHeaders, body: jsonBody(TimeZoneBody) },
+      responses: writeResponses,
+    }),
+    "setClinicTimeZone",
+    (p: z.infer<typeof ClinicOnly>, b: z.infer<typeof TimeZoneBody>) => ({
+      clinicId: p.clinicId,
+      timeZone: b.timeZone,
     }),
   ),
   writeSpec(
@@ -254,15 +306,16 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: Inve
       const valid = (target: string) =>
         (c.req.valid as unknown as (t: string) => unknown).call(c.req, target);
       const params = (spec.route.request?.params ? valid("param") : {}) as Record<string, string>;
+      const key = idempotencyKeyOf(valid("header") as IdempotencyHeader);
+      // The app's error handler reads it for the problem, and the context's headers go along.
+      c.header("Idempotency-Key", key);
+      c.set("idempotencyKey", key);
       const r = await inventory.write(
         spec.method,
-        {
-          requestId: idempotencyKeyOf(valid("header") as IdempotencyHeader),
-          ...spec.fields(params, valid("json")),
-        },
+        { requestId: key, ...spec.fields(params, valid("json")) },
         c.get("requestId"),
       );
-      return c.json(r, 200);
+      return c.json(writeBody(r), 200, writeHeaders(r, key));
     });
   }
 
@@ -294,7 +347,7 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: Inve
         appliedIndex: v.status?.appliedIndex ?? 0,
         lastIndex: v.status?.lastIndex ?? 0,
         healthy: v.status !== undefined,
-        ...(v.status ? { stateHash: v.status.stateHash } : {}),
+        ...(v.status ? { stateHash: v.status.stateHash, identity: v.status.identity } : {}),
       }));
       return c.json({ leaderId, term, replicas }, 200);
     },

@@ -1,7 +1,14 @@
 // Owns the REST contract: every request and response shape as a zod schema. The same schemas
 // validate requests and generate /openapi.json, so the documentation cannot drift from the code.
 import { z } from "@hono/zod-openapi";
-import { idempotencyKeyPattern, isCalendarDate, isInstant, isUuid } from "../shared/validation.ts";
+import {
+  calendarDateRule,
+  calendarRangeText,
+  idempotencyKeyPattern,
+  isCalendarDate,
+  isInstant,
+  isUuid,
+} from "../shared/validation.ts";
 
 export const uuid = (name: string) =>
   z
@@ -11,13 +18,13 @@ export const uuid = (name: string) =>
 
 export const calendarDate = z
   .string()
-  .refine(isCalendarDate, { message: "must be a calendar date YYYY-MM-DD" })
+  .refine(isCalendarDate, { message: `must be ${calendarDateRule}` })
   .openapi({ format: "date", example: "2026-12-01" });
 
 export const instant = z
   .string()
   .max(40)
-  .refine(isInstant, { message: "must be an RFC 3339 date-time with offset" })
+  .refine(isInstant, { message: `must be an RFC 3339 date-time with offset, ${calendarRangeText}` })
   .openapi({ format: "date-time", example: "2026-12-01T09:00:00+01:00" });
 
 export const ClinicParams = z.object({
@@ -78,6 +85,11 @@ export const IdempotencyHeaders = z.object({
     .openapi({ param: { name: "Idempotency-Key", in: "header", required: false } }),
 });
 
+/** The key a booking was made under: the caller's, or the one the gateway made up for it. */
+export const IdempotencyKeyHeader = z.object({
+  "Idempotency-Key": z.string().openapi({ description: "the Idempotency-Key this booking was tried with" }),
+});
+
 export const Appointment = z
   .object({
     id: z.string(),
@@ -101,6 +113,10 @@ export const ProblemSchema = z
     field: z.string().optional(),
     errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
     requestId: z.string().optional(),
+    idempotencyKey: z
+      .string()
+      .optional()
+      .openapi({ description: "bookings: the Idempotency-Key to retry with (made up when none was sent)" }),
   })
   .openapi("Problem");
 

@@ -1,5 +1,6 @@
-// Owns the gateway process: the gRPC clients, the HTTP server on PORT and closing both.
-import { createServer, type RequestListener, type ServerOptions } from "node:http";
+// Owns the gateway process: the gRPC clients, the HTTP server on PORT, and closing them in the order
+// that loses no request: unready first, then stop accepting, then drain, then the clients.
+import { createServer, type RequestListener, type Server, type ServerOptions } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Logger } from "pino";
@@ -7,6 +8,7 @@ import type { Config } from "../shared/config.ts";
 import { createRedis } from "../shared/redis.ts";
 import { createApp } from "./app.ts";
 import { AppointmentClient } from "./appointment-client.ts";
+import { addClusterRoutes } from "./cluster-routes.ts";
 import { InventoryClient } from "./inventory-client.ts";
 import { addInventoryRoutes } from "./inventory-routes.ts";
 import { createWriteLane } from "./write-lane.ts";
@@ -16,7 +18,14 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** While draining, idle keep-alive connections are closed this often (each as soon as it goes idle). */
+const idleSweepMs = 50;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
+  /** Set by close(): /readyz answers 503 and every response asks the client to close its connection. */
+  let draining = false;
   const appointments = new AppointmentClient({
     addrs: cfg.APPOINTMENT_ADDRS,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
@@ -32,13 +41,18 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     deadlineMs: cfg.GRPC_DEADLINE_MS,
     redis,
     keyPrefix: cfg.REDIS_KEY_PREFIX,
+    queueCommandsMax: cfg.GATEWAY_INVENTORY_QUEUE_COMMANDS_MAX,
   });
   const app = createApp({
-    extend: (a) => addInventoryRoutes(a, inventory),
+    extend: (a) => {
+      addInventoryRoutes(a, inventory);
+      addClusterRoutes(a, inventory);
+    },
     appointments,
     log,
     bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX,
     ready: async () => {
+      if (draining) return false;
       await appointments.listClinics();
       return true;
     },
@@ -53,6 +67,8 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
         hostname: cfg.HOST,
         createServer: ((options: ServerOptions, honoListener: RequestListener) =>
           createServer(options, (req, res) => {
+            // A keep-alive client must not send its next request on a connection we are closing.
+            if (draining) res.setHeader("connection", "close");
             if (!lane(req, res)) void honoListener(req, res);
           })) as typeof createServer,
       },
@@ -62,16 +78,42 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
   });
   const port = (server.address() as AddressInfo).port;
   log.info({ port }, "gateway listening");
+  let closing: Promise<void> | undefined;
+  const close = async () => {
+    draining = true;
+    log.info({ unreadyMs: cfg.SHUTDOWN_UNREADY_MS }, "gateway draining: /readyz answers 503");
+    // Load balancers stop sending once they see /readyz fail; until then requests are still served.
+    await sleep(cfg.SHUTDOWN_UNREADY_MS);
+    const http = server as Server;
+    const closed = new Promise<void>((resolve) => http.close(() => resolve()));
+    log.info({ drainMs: cfg.SHUTDOWN_DRAIN_MS }, "gateway stopped accepting; draining requests in flight");
+    http.closeIdleConnections();
+    const sweep = setInterval(() => http.closeIdleConnections(), idleSweepMs);
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      closed.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), cfg.SHUTDOWN_DRAIN_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    clearInterval(sweep);
+    if (!drained) {
+      log.warn({ drainMs: cfg.SHUTDOWN_DRAIN_MS }, "drain deadline passed: closing connections in flight");
+      http.closeAllConnections();
+      await closed;
+    }
+    // Only now: a request in flight still needed its gRPC client to finish.
+    appointments.close();
+    inventory.close();
+    redis.disconnect();
+    log.info("gateway closed");
+  };
   return {
     port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        appointments.close();
-        inventory.close();
-        redis.disconnect();
-        server.close(() => resolve());
-        // Keep-alive sockets of idle clients would hold close() open until they time out.
-        (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
-      }),
+    close: () => {
+      closing ??= close();
+      return closing;
+    },
   };
 }

@@ -14,7 +14,7 @@ import { AppError, type Problem } from "../shared/errors.ts";
 import { recordRequest } from "./access.ts";
 import { takeBody } from "./body.ts";
 import type { InventoryClient } from "./inventory-client.ts";
-import { idempotencyKeyOf, type WriteSpec, writeSpecs } from "./inventory-routes.ts";
+import { idempotencyKeyOf, type WriteSpec, writeBody, writeHeaders, writeSpecs } from "./inventory-routes.ts";
 import { failureOf, problemAnswer } from "./problems.ts";
 import { checkInput, checksOf } from "./route.ts";
 
@@ -104,9 +104,11 @@ async function serve(
     }
     recordRequest(o.log, { requestId, method: "POST", route: routeLabel, status, startedAt });
   };
+  /** The write's request id, once the input was valid and the write is about to be tried. */
+  let key: string | undefined;
   const problem = (err: AppError, extra?: Partial<Problem>) => {
     const a = problemAnswer(err, path, requestId, extra);
-    send(a.status, a.headers, a.body);
+    send(a.status, key === undefined ? a.headers : { ...a.headers, "Idempotency-Key": key }, a.body);
   };
   try {
     // 1. The body, by the rules the gateway's first middleware applies (body.ts).
@@ -138,13 +140,18 @@ async function serve(
     const headers = (input.valid.header ?? {}) as { "Idempotency-Key"?: string };
     const params = (input.valid.param ?? {}) as Record<string, string>;
     // 3. The write, on the leader, with the gateway's retry policy.
+    key = idempotencyKeyOf(headers);
     const result = await o.inventory.write(
       route.spec.method,
-      { requestId: idempotencyKeyOf(headers), ...route.spec.fields(params, input.valid.json) },
+      { requestId: key, ...route.spec.fields(params, input.valid.json) },
       requestId,
     );
-    send(200, { "content-type": "application/json" }, JSON.stringify(result));
+    send(
+      200,
+      { "content-type": "application/json", ...writeHeaders(result, key) },
+      JSON.stringify(writeBody(result)),
+    );
   } catch (err) {
-    problem(failureOf(err, o.log, requestId));
+    problem(failureOf(err, o.log, requestId), key === undefined ? {} : { idempotencyKey: key });
   }
 }

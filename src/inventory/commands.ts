@@ -4,7 +4,7 @@
 // commands: the per-entry costs (log write, replication, apply bookkeeping) are then paid once per
 // batch rather than once per command, which is what the write throughput hinges on.
 import { z } from "zod";
-import { inventoryLimits } from "../shared/validation.ts";
+import { inventoryLimits, isTimeZone } from "../shared/validation.ts";
 
 export const { codeMax, quantityMax, requestIdMax } = inventoryLimits;
 
@@ -42,6 +42,13 @@ export const commandSchema = z.discriminatedUnion("type", [
     clinicId: id,
     medicationCode: id,
     level: z.number().int().nonnegative().max(quantityMax),
+  }),
+  z.strictObject({
+    type: z.literal("setClinicTimeZone"),
+    ...base,
+    clinicId: id,
+    /** IANA zone: the clinic's calendar decides when its lots expire. */
+    timeZone: z.string().refine(isTimeZone),
   }),
 ]);
 
@@ -110,6 +117,8 @@ export function isCommand(x: unknown): x is Command {
       );
     case "setReorderLevel":
       return isCode(c.clinicId) && isCode(c.medicationCode) && isQuantity(c.level, 0) && keys === 6;
+    case "setClinicTimeZone":
+      return isCode(c.clinicId) && typeof c.timeZone === "string" && isTimeZone(c.timeZone) && keys === 5;
     default:
       return false;
   }

@@ -1,8 +1,9 @@
 // Owns the glue between the inventory state machine and its Raft node: commands become log
 // entries, the node's errors become AppErrors the gateway understands (NOT_LEADER with the leader's
 // id and address, UNAVAILABLE when the outcome is unknown), and reads wait for ReadIndex.
-import { NodeError, type RaftNode, type StateMachine } from "../../raft/node/node.ts";
+import { NodeError, type RaftNode, type StateMachine } from "../../raft/index.ts";
 import { AppError } from "../shared/errors.ts";
+import { failpoints } from "../shared/failpoints.ts";
 import { type Command, decodeCommands, encodeCommands, entryBytesMax, entryCommandsMax } from "./commands.ts";
 import type { InventoryReplica, ReplicaStatus } from "./replica.ts";
 import type { ApplyResult, InventoryStateMachine, LowStockEvent } from "./state-machine.ts";
@@ -56,11 +57,14 @@ export class RaftInventoryReplica implements InventoryReplica {
   private queue: Queued[] = [];
   private flushScheduled = false;
   private inFlight = 0;
+  /** The last timestamp this replica stamped on a command it proposed. */
+  private lastStampMs = 0;
 
   constructor(
     private readonly node: RaftNode,
     private readonly sm: InventoryStateMachine,
-    private readonly peers: { id: string; address: string }[],
+    /** Where members listen (the replicated configuration, else INVENTORY_PEERS). */
+    private readonly members: { addressOf(id: string): string },
     /** Commands packed into one log entry at most (1: an entry per command, as before batching). */
     private readonly commandsPerEntryMax: number = entryCommandsMax,
   ) {
@@ -74,7 +78,7 @@ export class RaftInventoryReplica implements InventoryReplica {
   }
 
   private addressOf(id: string): string {
-    return this.peers.find((p) => p.id === id)?.address ?? "";
+    return this.members.addressOf(id);
   }
 
   private toAppError(err: unknown): AppError {
@@ -129,6 +133,14 @@ export class RaftInventoryReplica implements InventoryReplica {
     this.flushScheduled = false;
     const queued = this.queue;
     this.queue = [];
+    // The idempotency window runs on leader timestamps in log order: stamp them non-decreasing, and
+    // never behind what the log already carries (a new leader's clock may be behind the old one's).
+    for (const q of queued) {
+      const ts = Math.max(this.lastStampMs, this.sm.clockMs, q.cmd.ts);
+      if (ts < this.lastStampMs) throw new Error("invariant: leader timestamps went backwards");
+      q.cmd.ts = ts;
+      this.lastStampMs = ts;
+    }
     let at = 0;
     while (at < queued.length) {
       let n = Math.min(this.commandsPerEntryMax, queued.length - at);
@@ -159,6 +171,7 @@ export class RaftInventoryReplica implements InventoryReplica {
   }
 
   async linearizableRead<T>(read: (sm: InventoryStateMachine) => T): Promise<{ value: T; index: number }> {
+    if (failpoints.readLocal) return this.staleRead(read);
     try {
       await this.node.readIndex();
       // Applied ≥ index here; reading now sees every write committed before the request began.
@@ -188,6 +201,7 @@ export class RaftInventoryReplica implements InventoryReplica {
         .filter(([id]) => id !== st.id)
         .map(([id, p]) => ({ id, address: this.addressOf(id), matchIndex: p.match })),
       stateHash: this.sm.stateHash(),
+      identity: this.node.identityState,
     };
   }
 }

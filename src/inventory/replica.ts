@@ -21,6 +21,8 @@ export interface ReplicaStatus {
   lastIndex: number;
   peers: PeerStatus[];
   stateHash: string;
+  /** member, joining or lost (raft/node/identity.ts). */
+  identity: string;
 }
 
 export interface InventoryReplica {

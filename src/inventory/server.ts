@@ -4,20 +4,20 @@
 import path from "node:path";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import type { Message } from "../../raft/core/types.ts";
-import { RaftNode } from "../../raft/node/node.ts";
-import { PgSnapshotStore } from "../../raft/storage/pg-snapshots.ts";
-import { addRaftTransportService, GrpcTransport } from "../../raft/transport/grpc-transport.ts";
-import { InventoryServiceService } from "../gen/medisync/v1/inventory.ts";
+import type { Message } from "../../raft/index.ts";
+import { addRaftTransportService, GrpcTransport, PgSnapshotStore, RaftNode } from "../../raft/index.ts";
 import type { Config } from "../shared/config.ts";
+import { enableFailpoints, raftFailpoints } from "../shared/failpoints.ts";
 import { serverOptions } from "../shared/grpc.ts";
 import { LeaderHintPublisher } from "../shared/leader-hint.ts";
 import { counter, gauge, startOpsServer } from "../shared/metrics.ts";
 import { ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
+import { ClusterAdmin, createAdminHandlers, MemberDirectory } from "./admin.ts";
 import { inventoryFsm, RaftInventoryReplica } from "./raft-replica.ts";
 import { createInventoryHandlers } from "./service.ts";
 import { InventoryStateMachine } from "./state-machine.ts";
+import { guardedAdminService, guardedInventoryService } from "./wire-guard.ts";
 
 export interface InventoryService {
   id: string;
@@ -41,6 +41,11 @@ const loopGauge = gauge("medisync_raft_loop", "Raft node loop counters (rounds, 
   "stat",
 ]);
 const lowStock = counter("medisync_inventory_low_stock_total", "Low-stock events applied", ["replica"]);
+const idsGauge = gauge(
+  "medisync_inventory_idempotency_ids",
+  "request ids remembered in the idempotency window (bound: INVENTORY_IDEMPOTENCY_IDS_MAX)",
+  ["replica"],
+);
 const roleGauge = gauge("medisync_raft_is_leader", "1 while this replica leads", ["replica"]);
 
 export async function startInventoryReplica(cfg: Config, log: Logger): Promise<InventoryService> {
@@ -48,11 +53,27 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
   if (!id) throw new Error("INVENTORY_ID is required for an inventory replica");
   const self = cfg.INVENTORY_PEERS.find((p) => p.id === id);
   if (!self) throw new Error(`INVENTORY_ID ${id} is not in INVENTORY_PEERS`);
+  // Set before the node starts: it reports the configuration it opens with.
+  let transport: GrpcTransport | undefined;
+  const directory = new MemberDirectory(id, cfg.INVENTORY_PEERS, (peers) => transport?.setPeers(peers));
 
   const dbUrl = replicaDatabaseUrl(cfg.INVENTORY_DATABASE_URL, id);
-  await ensureDatabase(dbUrl);
-  const snapshots = await PgSnapshotStore.open(dbUrl);
-  const sm = new InventoryStateMachine();
+  await ensureDatabase(dbUrl, { timeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS });
+  const snapshots = await PgSnapshotStore.open(dbUrl, undefined, {
+    statementTimeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS,
+    onIdleError: (err) => log.warn({ err: err.message }, "idle PostgreSQL client failed"),
+  });
+  enableFailpoints(cfg.MEDISYNC_FAILPOINTS);
+  if (cfg.MEDISYNC_FAILPOINTS.length > 0) {
+    log.warn(
+      { failpoints: cfg.MEDISYNC_FAILPOINTS },
+      "failpoints on: this replica has bugs planted on purpose",
+    );
+  }
+  const sm = new InventoryStateMachine({
+    windowMs: cfg.INVENTORY_IDEMPOTENCY_WINDOW_MS,
+    idsMax: cfg.INVENTORY_IDEMPOTENCY_IDS_MAX,
+  });
   const redis = createRedis({
     url: cfg.REDIS_URL,
     commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS,
@@ -63,6 +84,7 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
 
   const node = new RaftNode({
     id,
+    clusterId: cfg.RAFT_CLUSTER_ID,
     voters: cfg.INVENTORY_PEERS.map((p) => p.id),
     dataDir: path.join(cfg.INVENTORY_DATA_DIR, id),
     snapshots,
@@ -77,29 +99,39 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     heartbeatTicks: 1,
     snapshotEveryEntries: cfg.RAFT_SNAPSHOT_EVERY_ENTRIES,
     snapshotCatchUpEntries: cfg.RAFT_SNAPSHOT_KEEP_ENTRIES,
+    failpoints: raftFailpoints(cfg.MEDISYNC_FAILPOINTS),
     onLeaderChange: (leaderId, term, isSelf) => {
       roleGauge.set({ replica: id }, isSelf ? 1 : 0);
-      hint.update(isSelf ? { id, address: self.address, term } : undefined);
+      hint.update(isSelf ? { id, address: directory.addressOf(id) || self.address, term } : undefined);
       log.info(
         { event: "leader_change", leaderId: leaderId || null, term, isSelf },
         "inventory leader changed",
       );
+    },
+    onConfChange: (conf) => {
+      directory.update(conf);
+      log.info({ event: "members", voters: conf.voters, learners: conf.learners }, "cluster members");
     },
     onFatal: (err) => {
       log.fatal({ err }, "raft invariant broken; exiting so nothing is corrupted");
       process.exit(70);
     },
   });
-  const transport = new GrpcTransport({
+  transport = new GrpcTransport({
     selfId: id,
     onPeerUnreachable: (peer) => node.peerUnreachable(peer),
+    envelope: (to) => node.envelope(to),
   });
+  // Until the node opens its log and reports its configuration, the environment's peers.
   transport.setPeers(cfg.INVENTORY_PEERS.filter((p) => p.id !== id));
-  const replica = new RaftInventoryReplica(node, sm, cfg.INVENTORY_PEERS, cfg.INVENTORY_ENTRY_COMMANDS_MAX);
+  const replica = new RaftInventoryReplica(node, sm, directory, cfg.INVENTORY_ENTRY_COMMANDS_MAX);
+  const electionTimeoutMs = cfg.RAFT_TICK_MS * cfg.RAFT_ELECTION_TICKS;
+  const admin = new ClusterAdmin({ node, directory, transferWaitMs: electionTimeoutMs });
 
   const server = new Server({ ...serverOptions, "grpc.max_receive_message_length": 32 * 1024 * 1024 });
-  server.addService(InventoryServiceService, createInventoryHandlers(replica, log));
-  addRaftTransportService<Message>(server, id, (_from, m) => node.deliver(m));
+  server.addService(guardedInventoryService, createInventoryHandlers(replica, log));
+  server.addService(guardedAdminService, createAdminHandlers(admin, log));
+  addRaftTransportService<Message>(server, id, (from, env, ms) => node.receive(from, env, ms));
   const grpcPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(
       `${cfg.HOST}:${cfg.INVENTORY_GRPC_PORT}`,
@@ -107,7 +139,8 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
       (err, port) => (err ? reject(err) : resolve(port)),
     ),
   );
-  await node.start({ send: (to, m) => transport.send(to, m) });
+  const t = transport;
+  await node.start({ send: (to, m) => t.send(to, m), hello: (to, ask) => t.hello(to, ask) });
 
   const metricsTimer = setInterval(() => {
     const st = node.status();
@@ -115,15 +148,18 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     raftGauge.set({ replica: id, kind: "commit" }, st.commit);
     raftGauge.set({ replica: id, kind: "applied" }, node.applied);
     raftGauge.set({ replica: id, kind: "last" }, st.lastIndex);
+    idsGauge.set({ replica: id }, sm.rememberedIds);
     for (const [k, v] of Object.entries(node.stats)) loopGauge.set({ replica: id, stat: k }, v);
   }, 1_000);
   metricsTimer.unref();
 
+  /** Set by close(): ops /readyz answers 503 while calls in flight drain. */
+  let closing = false;
   const ops = await startOpsServer({
     host: cfg.HOST,
     port: cfg.INVENTORY_OPS_PORT,
     // Ready when the replica knows a leader: only then can it serve or redirect writes.
-    ready: async () => node.leader !== "",
+    ready: async () => !closing && node.leader !== "",
   });
   const address = ops.address();
   const opsPort = typeof address === "object" && address ? address.port : cfg.INVENTORY_OPS_PORT;
@@ -136,16 +172,30 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     node,
     sm,
     async close() {
+      closing = true;
+      // A leader hands over first (the k8s preStop relies on this): the cluster gets a new leader
+      // at once instead of waiting out an election timeout. Bounded by one election timeout.
+      if (node.isLeader && node.status().conf.voters.length > 1) {
+        await admin.transferLeadership("").then(
+          (r) =>
+            log.info({ event: "leadership_handed_over", ...r }, "leadership transferred before shutdown"),
+          (err: unknown) =>
+            log.warn(
+              { err: err instanceof Error ? err.message : String(err) },
+              "leadership transfer before shutdown failed",
+            ),
+        );
+      }
       clearInterval(metricsTimer);
       hint.stop();
       await new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.forceShutdown(), 2_000);
+        const force = setTimeout(() => server.forceShutdown(), cfg.SHUTDOWN_DRAIN_MS);
         server.tryShutdown(() => {
           clearTimeout(force);
           resolve();
         });
       });
-      transport.close();
+      t.close();
       await node.stop();
       await new Promise<void>((resolve) => ops.close(() => resolve()));
       await snapshots.close();

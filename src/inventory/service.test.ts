@@ -1,20 +1,26 @@
 // The InventoryService handlers over a real gRPC server, on a local (single-log) replica: the seam
 // InventoryReplica exists so the handlers' checks and answers can be tested without a cluster.
+
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { credentials, Server, ServerCredentials } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InventoryServiceClient, InventoryServiceService } from "../gen/medisync/v1/inventory.ts";
-import { AppError } from "../shared/errors.ts";
+import { InventoryServiceClient } from "../gen/medisync/v1/inventory.ts";
+import { AppError, fromGrpcError } from "../shared/errors.ts";
 import { callUnary } from "../shared/grpc.ts";
 import { createLogger } from "../shared/logger.ts";
 import type { Command } from "./commands.ts";
 import type { InventoryReplica, ReplicaStatus } from "./replica.ts";
 import { batchCommandsMax, createInventoryHandlers } from "./service.ts";
-import { InventoryStateMachine } from "./state-machine.ts";
+import { type IdempotencyLimits, InventoryStateMachine } from "./state-machine.ts";
+import { guardedInventoryService } from "./wire-guard.ts";
 
 /** A replica of one: every command is applied at the next index, at once. */
 class LocalReplica implements InventoryReplica {
   readonly id = "local";
-  readonly sm = new InventoryStateMachine();
+  readonly sm: InventoryStateMachine;
+  constructor(limits: Partial<IdempotencyLimits> = {}) {
+    this.sm = new InventoryStateMachine(limits);
+  }
   private index = 0;
   async submit(cmd: Command) {
     return this.sm.apply(++this.index, cmd);
@@ -37,6 +43,7 @@ class LocalReplica implements InventoryReplica {
       lastIndex: this.index,
       peers: [],
       stateHash: this.sm.stateHash(),
+      identity: "member",
     };
   }
 }
@@ -46,7 +53,7 @@ let client: InventoryServiceClient;
 beforeAll(async () => {
   server = new Server();
   server.addService(
-    InventoryServiceService,
+    guardedInventoryService,
     createInventoryHandlers(new LocalReplica(), createLogger({ service: "inventory", level: "silent" }), () =>
       Date.UTC(2030, 0, 1),
     ),
@@ -97,8 +104,34 @@ describe("SubmitBatch", () => {
     expect(o[2]).toMatchObject({ errorField: "quantity", errorMeta: { available: "6" } });
     expect(o[3]).toMatchObject({ errorField: "requestId" });
     expect(o[4]).toMatchObject({ errorField: "command" });
-    // The retried request id returns its first answer and deducts nothing more.
-    expect(o[5]).toMatchObject({ quantity: 6, index: o[1]!.index });
+    // The retried request id returns its first answer, says so, and deducts nothing more.
+    expect(o[5]).toMatchObject({ quantity: 6, index: o[1]!.index, replayed: true });
+    expect(o[1]).toMatchObject({ replayed: false });
+  });
+
+  it("the same request id with another command is IDEMPOTENCY_KEY_REUSED; a replay says replayed", async () => {
+    const first = await callUnary(
+      client.restock.bind(client),
+      { requestId: "K", clinicId: "harbour", medicationCode: "amox", quantity: 5, lot: "", expiresOn: "" },
+      2_000,
+    );
+    expect(first).toMatchObject({ quantity: 5, replayed: false });
+    const again = await callUnary(
+      client.restock.bind(client),
+      { requestId: "K", clinicId: "harbour", medicationCode: "amox", quantity: 5, lot: "", expiresOn: "" },
+      2_000,
+    );
+    expect(again).toEqual({ ...first, replayed: true });
+    const err = await callUnary(
+      client.deduct.bind(client),
+      { requestId: "K", clinicId: "hillside", medicationCode: "insulin", quantity: 1 },
+      2_000,
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).code).toBe("IDEMPOTENCY_KEY_REUSED");
+    expect((err as AppError).field).toBe("requestId");
+    const [o] = (await batch([deduct("K", 1)])).outcomes;
+    expect(o).toMatchObject({ errorCode: "IDEMPOTENCY_KEY_REUSED", errorField: "requestId" });
   });
 
   it(`refuses more than ${batchCommandsMax} commands as a whole`, async () => {
@@ -110,6 +143,139 @@ describe("SubmitBatch", () => {
     expect((err as AppError).field).toBe("commands");
   });
 
+  it("a request id outside the Idempotency-Key alphabet is VALIDATION naming requestId (it must fit the window's size bound)", async () => {
+    for (const bad of ['a"b', "tab\there", "\u0001x", "é"]) {
+      const res = await batch([deduct(bad, 1)]);
+      expect(res.outcomes[0], bad).toMatchObject({ errorCode: "VALIDATION", errorField: "requestId" });
+    }
+    const ok = await batch([deduct("Ab0_.:-z", 1)]);
+    expect(ok.outcomes[0]!.errorField).not.toBe("requestId");
+  });
+
+  it("expiresOn out of range names the real range", async () => {
+    const res = await batch([
+      {
+        command: {
+          $case: "restock",
+          value: {
+            requestId: "old",
+            clinicId: "c1",
+            medicationCode: "m1",
+            quantity: 1,
+            lot: "l",
+            expiresOn: "1900-01-01",
+          },
+        },
+      },
+    ]);
+    expect(res.outcomes[0]).toMatchObject({ errorCode: "VALIDATION", errorField: "expiresOn" });
+    expect(res.outcomes[0]!.errorMessage).toContain("from 1970-01-01 to 9999-12-31");
+  });
+
+  it("an int64 past 2^53 from a direct caller is a VALIDATION error naming the field, not INTERNAL", async () => {
+    // Hand-made bytes: the generated client would refuse to encode such a number.
+    const huge = 2n ** 60n;
+    const raw = (path: string, bytes: Uint8Array) =>
+      new Promise<unknown>((resolve) =>
+        client.makeUnaryRequest(
+          path,
+          (b: Uint8Array) => Buffer.from(b),
+          (b: Buffer) => b,
+          bytes,
+          (err) => resolve(err ? fromGrpcError(err) : "ok"),
+        ),
+      );
+    const deductBytes = new BinaryWriter()
+      .uint32((1 << 3) | 2)
+      .string("huge")
+      .uint32((2 << 3) | 2)
+      .string("c1")
+      .uint32((3 << 3) | 2)
+      .string("m1")
+      .uint32(4 << 3)
+      .int64(huge)
+      .finish();
+    const one = await raw("/medisync.v1.InventoryService/Deduct", deductBytes);
+    expect(one).toMatchObject({ code: "VALIDATION", field: "quantity" });
+    const level = await raw(
+      "/medisync.v1.InventoryService/SetReorderLevel",
+      new BinaryWriter()
+        .uint32((1 << 3) | 2)
+        .string("lv")
+        .uint32(4 << 3)
+        .int64(-huge)
+        .finish(),
+    );
+    expect(level).toMatchObject({ code: "VALIDATION", field: "level" });
+    // Inside a batch: the second command's deduct carries it.
+    const command = new BinaryWriter()
+      .uint32((2 << 3) | 2)
+      .bytes(deductBytes)
+      .finish();
+    const ok = new BinaryWriter()
+      .uint32((2 << 3) | 2)
+      .bytes(
+        new BinaryWriter()
+          .uint32((1 << 3) | 2)
+          .string("ok")
+          .uint32(4 << 3)
+          .int64(1)
+          .finish(),
+      )
+      .finish();
+    const batchBytes = new BinaryWriter()
+      .uint32((1 << 3) | 2)
+      .bytes(ok)
+      .uint32((1 << 3) | 2)
+      .bytes(command)
+      .finish();
+    const inBatch = await raw("/medisync.v1.InventoryService/SubmitBatch", batchBytes);
+    expect(inBatch).toMatchObject({ code: "VALIDATION", field: "commands[1].deduct.quantity" });
+    // The server still answers.
+    const after = await callUnary(client.status.bind(client), {}, 2_000);
+    expect(after.id).toBe("local");
+  });
+
+  it("restocking a lot already expired is LOT_EXPIRED naming expiresOn; a bad zone is VALIDATION", async () => {
+    // The handlers' clock is 2030-01-01T00:00Z: the 31st of December has passed in UTC.
+    const err = await callUnary(
+      client.restock.bind(client),
+      {
+        requestId: "old",
+        clinicId: "c9",
+        medicationCode: "m",
+        quantity: 1,
+        lot: "X",
+        expiresOn: "2029-12-31",
+      },
+      2_000,
+    ).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "LOT_EXPIRED", field: "expiresOn" });
+    const tz = (timeZone: string) => ({
+      command: {
+        $case: "setClinicTimeZone",
+        value: { requestId: `tz-${timeZone.replaceAll("/", "_")}`, clinicId: "c9", timeZone },
+      },
+    });
+    const [bad, good] = (await batch([tz("Mars/Olympus"), tz("America/Los_Angeles")])).outcomes;
+    expect(bad).toMatchObject({ errorCode: "VALIDATION", errorField: "timeZone" });
+    expect(good).toMatchObject({ errorCode: "" });
+    // In Los Angeles it is still the 31st: the same lot is good there.
+    const ok = await callUnary(
+      client.restock.bind(client),
+      {
+        requestId: "old2",
+        clinicId: "c9",
+        medicationCode: "m",
+        quantity: 1,
+        lot: "X",
+        expiresOn: "2029-12-31",
+      },
+      2_000,
+    );
+    expect(ok.quantity).toBe(1);
+  });
+
   it("a single call with a bad field is a VALIDATION error naming it, never a crash", async () => {
     const err = await callUnary(
       client.deduct.bind(client),
@@ -118,5 +284,39 @@ describe("SubmitBatch", () => {
     ).catch((e: unknown) => e);
     expect((err as AppError).code).toBe("VALIDATION");
     expect((err as AppError).field).toBe("clinicId");
+  });
+});
+
+describe("a full idempotency window", () => {
+  it("refuses new writes with IDEMPOTENCY_WINDOW_FULL and a Retry-After, and still answers known ids", async () => {
+    const small = new Server();
+    small.addService(
+      guardedInventoryService,
+      createInventoryHandlers(
+        new LocalReplica({ idsMax: 2, windowMs: 60_000 }),
+        createLogger({ service: "inventory", level: "silent" }),
+        () => Date.UTC(2030, 0, 1),
+      ),
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      small.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
+    );
+    const c = new InventoryServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const restock = (requestId: string) =>
+      callUnary(
+        c.restock.bind(c),
+        { requestId, clinicId: "c", medicationCode: "m", quantity: 1, lot: "", expiresOn: "" },
+        2_000,
+      );
+    await restock("w1");
+    await restock("w2");
+    const err = await restock("w3").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AppError);
+    expect(err).toMatchObject({ code: "IDEMPOTENCY_WINDOW_FULL", meta: { "retry-after": "60" } });
+    await expect(restock("w1")).resolves.toMatchObject({ quantity: 1, replayed: true });
+    c.close();
+    small.forceShutdown();
   });
 });

@@ -6,6 +6,7 @@ import {
   type InventoryServiceServer,
   ReadConsistency,
   type RestockRequest,
+  type SetClinicTimeZoneRequest,
   type SetReorderLevelRequest,
   type StockItem,
   type TransferRequest,
@@ -14,7 +15,14 @@ import {
 } from "../gen/medisync/v1/inventory.ts";
 import { AppError } from "../shared/errors.ts";
 import { type CallContext, unary } from "../shared/grpc.ts";
-import { inventoryLimits, isCalendarDate } from "../shared/validation.ts";
+import { counter } from "../shared/metrics.ts";
+import {
+  calendarDateRule,
+  idempotencyKeyPattern,
+  inventoryLimits,
+  isCalendarDate,
+  isTimeZone,
+} from "../shared/validation.ts";
 import { type Command, codeMax, quantityMax, requestIdMax } from "./commands.ts";
 import type { InventoryReplica } from "./replica.ts";
 import { type ApplyResult, type InventoryStateMachine, type Item, total } from "./state-machine.ts";
@@ -36,8 +44,9 @@ function quantity(value: number, field: string, min = 1): number {
 }
 
 function requestId(value: string): string {
-  if (value.length === 0 || value.length > requestIdMax) {
-    throw new AppError("VALIDATION", `requestId must be 1-${requestIdMax} characters`, "requestId");
+  // The gateway's Idempotency-Key rule: ids without escapes keep the window's snapshot bounded.
+  if (!idempotencyKeyPattern.test(value)) {
+    throw new AppError("VALIDATION", `requestId must be 1-${requestIdMax} of [A-Za-z0-9_.:-]`, "requestId");
   }
   return value;
 }
@@ -45,19 +54,58 @@ function requestId(value: string): string {
 function expiresOn(value: string): string | undefined {
   if (value === "") return undefined;
   if (!isCalendarDate(value)) {
-    throw new AppError("VALIDATION", "expiresOn must be a calendar date YYYY-MM-DD", "expiresOn");
+    throw new AppError("VALIDATION", `expiresOn must be ${calendarDateRule}`, "expiresOn");
   }
   return value;
 }
 
-function answer(r: ApplyResult): { quantity: number; index: number } {
-  if (r.ok) return { quantity: r.quantity, index: r.index };
-  if (r.code === "INSUFFICIENT_STOCK") {
-    throw new AppError("INSUFFICIENT_STOCK", `only ${r.available} available`, "quantity", {
-      available: String(r.available),
-    });
+const windowFull = counter(
+  "medisync_inventory_idempotency_window_full_total",
+  "writes refused because the idempotency window holds INVENTORY_IDEMPOTENCY_IDS_MAX ids",
+  [],
+);
+
+/** When the last window-full line was logged, and the refusals since. */
+const windowFullLog = { atMs: 0, refused: 0 };
+
+function answer(r: ApplyResult, log: Logger): WriteAnswer {
+  if (r.ok) return { quantity: r.quantity, index: r.index, replayed: r.replayed === true };
+  switch (r.code) {
+    case "INSUFFICIENT_STOCK":
+      throw new AppError("INSUFFICIENT_STOCK", `only ${r.available} available`, "quantity", {
+        available: String(r.available),
+      });
+    case "IDEMPOTENCY_KEY_REUSED":
+      throw new AppError(
+        "IDEMPOTENCY_KEY_REUSED",
+        "this request id was already used for a different command",
+        "requestId",
+      );
+    case "IDEMPOTENCY_WINDOW_FULL": {
+      windowFull.inc();
+      const retryAfterS = Math.ceil(r.retryAfterMs / 1000);
+      windowFullLog.refused++;
+      // One line a second at most: when the window is full every new write is refused.
+      if (Date.now() - windowFullLog.atMs >= 1_000) {
+        log.warn(
+          { event: "idempotency_window_full", retryAfterS, refused: windowFullLog.refused },
+          "idempotency window full: refusing new writes until the oldest request ids leave it",
+        );
+        windowFullLog.atMs = Date.now();
+        windowFullLog.refused = 0;
+      }
+      throw new AppError(
+        "IDEMPOTENCY_WINDOW_FULL",
+        `the idempotency window is full; retry after ${retryAfterS} s`,
+        undefined,
+        { "retry-after": String(retryAfterS) },
+      );
+    }
+    case "LOT_EXPIRED":
+      throw new AppError("LOT_EXPIRED", "expiresOn is before today in the clinic's time zone", "expiresOn");
+    case "INVALID":
+      throw new AppError("VALIDATION", r.reason);
   }
-  throw new AppError("VALIDATION", r.reason);
 }
 
 function toItem(clinicId: string, medicationCode: string, item: Item | undefined): StockItem {
@@ -70,94 +118,126 @@ function toItem(clinicId: string, medicationCode: string, item: Item | undefined
   };
 }
 
+type WriteAnswer = { quantity: number; index: number; replayed: boolean };
+
 /** Commands in one SubmitBatch call: bounds the work (and the memory) one call can ask for. */
 export const { batchCommandsMax } = inventoryLimits;
-
-type WriteAnswer = { quantity: number; index: number };
 
 export function createInventoryHandlers(
   replica: InventoryReplica,
   log: Logger,
   now: () => number = Date.now,
 ): InventoryServiceServer {
-  const submit = async (cmd: Command) => answer(await replica.submit(cmd));
+  // The call's own logger carries its request id.
+  const submit = async (cmd: Command, ctx: CallContext) => answer(await replica.submit(cmd), ctx.log);
   const read = async <T>(consistency: ReadConsistency, fn: (sm: InventoryStateMachine) => T) =>
     consistency === ReadConsistency.READ_CONSISTENCY_STALE
       ? replica.staleRead(fn)
       : replica.linearizableRead(fn);
 
   // One function per write, shared by the single calls and SubmitBatch: same checks, same answers.
-  const restock = async (req: RestockRequest): Promise<WriteAnswer> =>
-    submit({
-      type: "restock",
-      requestId: requestId(req.requestId),
-      ts: now(),
-      clinicId: code(req.clinicId, "clinicId"),
-      medicationCode: code(req.medicationCode, "medicationCode"),
-      quantity: quantity(req.quantity, "quantity"),
-      ...(req.lot ? { lot: code(req.lot, "lot") } : {}),
-      ...(req.expiresOn ? { expiresOn: expiresOn(req.expiresOn) } : {}),
-    });
-  const deduct = async (req: DeductRequest): Promise<WriteAnswer> =>
-    submit({
-      type: "deduct",
-      requestId: requestId(req.requestId),
-      ts: now(),
-      clinicId: code(req.clinicId, "clinicId"),
-      medicationCode: code(req.medicationCode, "medicationCode"),
-      quantity: quantity(req.quantity, "quantity"),
-    });
-  const transfer = async (req: TransferRequest): Promise<WriteAnswer> => {
+  const restock = async (req: RestockRequest, ctx: CallContext): Promise<WriteAnswer> =>
+    submit(
+      {
+        type: "restock",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        clinicId: code(req.clinicId, "clinicId"),
+        medicationCode: code(req.medicationCode, "medicationCode"),
+        quantity: quantity(req.quantity, "quantity"),
+        ...(req.lot ? { lot: code(req.lot, "lot") } : {}),
+        ...(req.expiresOn ? { expiresOn: expiresOn(req.expiresOn) } : {}),
+      },
+      ctx,
+    );
+  const deduct = async (req: DeductRequest, ctx: CallContext): Promise<WriteAnswer> =>
+    submit(
+      {
+        type: "deduct",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        clinicId: code(req.clinicId, "clinicId"),
+        medicationCode: code(req.medicationCode, "medicationCode"),
+        quantity: quantity(req.quantity, "quantity"),
+      },
+      ctx,
+    );
+  const transfer = async (req: TransferRequest, ctx: CallContext): Promise<WriteAnswer> => {
     const from = code(req.fromClinicId, "fromClinicId");
     const to = code(req.toClinicId, "toClinicId");
     if (from === to)
       throw new AppError("VALIDATION", "toClinicId must differ from fromClinicId", "toClinicId");
-    return submit({
-      type: "transfer",
-      requestId: requestId(req.requestId),
-      ts: now(),
-      fromClinicId: from,
-      toClinicId: to,
-      medicationCode: code(req.medicationCode, "medicationCode"),
-      quantity: quantity(req.quantity, "quantity"),
-    });
+    return submit(
+      {
+        type: "transfer",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        fromClinicId: from,
+        toClinicId: to,
+        medicationCode: code(req.medicationCode, "medicationCode"),
+        quantity: quantity(req.quantity, "quantity"),
+      },
+      ctx,
+    );
   };
-  const setReorderLevel = async (req: SetReorderLevelRequest): Promise<WriteAnswer> =>
-    submit({
-      type: "setReorderLevel",
-      requestId: requestId(req.requestId),
-      ts: now(),
-      clinicId: code(req.clinicId, "clinicId"),
-      medicationCode: code(req.medicationCode, "medicationCode"),
-      level: quantity(req.level, "level", 0),
-    });
+  const setReorderLevel = async (req: SetReorderLevelRequest, ctx: CallContext): Promise<WriteAnswer> =>
+    submit(
+      {
+        type: "setReorderLevel",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        clinicId: code(req.clinicId, "clinicId"),
+        medicationCode: code(req.medicationCode, "medicationCode"),
+        level: quantity(req.level, "level", 0),
+      },
+      ctx,
+    );
+
+  const setClinicTimeZone = async (req: SetClinicTimeZoneRequest, ctx: CallContext): Promise<WriteAnswer> => {
+    if (!isTimeZone(req.timeZone))
+      throw new AppError("VALIDATION", "timeZone must be an IANA time zone name", "timeZone");
+    return submit(
+      {
+        type: "setClinicTimeZone",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        clinicId: code(req.clinicId, "clinicId"),
+        timeZone: req.timeZone,
+      },
+      ctx,
+    );
+  };
 
   const one = async (c: WriteCommand, ctx: CallContext): Promise<WriteOutcome> => {
     try {
       let r: WriteAnswer;
       switch (c.command?.$case) {
         case "restock":
-          r = await restock(c.command.value);
+          r = await restock(c.command.value, ctx);
           break;
         case "deduct":
-          r = await deduct(c.command.value);
+          r = await deduct(c.command.value, ctx);
           break;
         case "transfer":
-          r = await transfer(c.command.value);
+          r = await transfer(c.command.value, ctx);
           break;
         case "setReorderLevel":
-          r = await setReorderLevel(c.command.value);
+          r = await setReorderLevel(c.command.value, ctx);
+          break;
+        case "setClinicTimeZone":
+          r = await setClinicTimeZone(c.command.value, ctx);
           break;
         default:
           throw new AppError(
             "VALIDATION",
-            "a command must be one of restock, deduct, transfer, setReorderLevel",
+            "a command must be one of restock, deduct, transfer, setReorderLevel, setClinicTimeZone",
             "command",
           );
       }
       return {
         quantity: r.quantity,
         index: r.index,
+        replayed: r.replayed,
         errorCode: "",
         errorMessage: "",
         errorField: "",
@@ -169,6 +249,7 @@ export function createInventoryHandlers(
       return {
         quantity: 0,
         index: 0,
+        replayed: false,
         errorCode: e.code,
         errorMessage: e.message,
         errorField: e.field ?? "",

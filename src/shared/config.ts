@@ -1,6 +1,7 @@
 // Owns configuration: every environment variable MediSync reads is declared here, once, with its
 // type, default and meaning. Services call loadConfig(); nothing else reads process.env.
 import { z } from "zod";
+import { type FailpointName, failpointNames, isFailpointName } from "./failpoints.ts";
 import { inventoryLimits } from "./validation.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -34,6 +35,23 @@ const peerList = z
     }),
   )
   .refine((peers) => new Set(peers.map((p) => p.id)).size === peers.length, "replica ids must be unique");
+
+const failpointList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => x.length > 0),
+  )
+  .pipe(
+    z.array(
+      z
+        .string()
+        .refine(isFailpointName, { message: `a failpoint name: one of ${failpointNames.join(", ")}` }),
+    ),
+  )
+  .transform((names) => [...new Set(names)] as FailpointName[]);
 
 /** Every variable, its schema and what it is for. The README table is generated from this shape. */
 export const envSpec = {
@@ -74,6 +92,10 @@ export const envSpec = {
     doc: "largest accepted request body",
   },
   DB_POOL_MAX: { schema: positiveInt.max(200).default(10), doc: "PostgreSQL connections per process" },
+  DB_STATEMENT_TIMEOUT_MS: {
+    schema: positiveInt.max(600_000).default(10_000),
+    doc: "PostgreSQL cancels any statement of the services (appointment queries, inventory snapshot saves) running longer",
+  },
   REDIS_COMMAND_TIMEOUT_MS: {
     schema: positiveInt.max(10_000).default(250),
     doc: "a Redis command slower than this counts as Redis down (reads fall back to PostgreSQL)",
@@ -81,6 +103,22 @@ export const envSpec = {
   SLOT_CACHE_MAX_ENTRIES: { schema: positiveInt.max(10_000_000).default(10_000), doc: "in-process LRU size" },
   SLOT_CACHE_LRU_TTL_MS: { schema: positiveInt.default(60_000), doc: "in-process LRU entry lifetime" },
   SLOT_CACHE_REDIS_TTL_SECONDS: { schema: positiveInt.default(300), doc: "Redis slot entry lifetime" },
+  SLOT_CACHE_VERSION_TTL_SECONDS: {
+    schema: positiveInt.default(86_400),
+    doc: "Redis slot version key lifetime (keep well above SLOT_CACHE_REDIS_TTL_SECONDS); an expired key is re-read from PostgreSQL",
+  },
+  BOOKING_IDEMPOTENCY_WINDOW_SECONDS: {
+    schema: positiveInt.default(86_400),
+    doc: "a booking retried with the same Idempotency-Key within this window returns the first result; older keys are pruned",
+  },
+  OUTBOX_RETENTION_SECONDS: {
+    schema: positiveInt.default(86_400),
+    doc: "relayed appointment outbox rows are kept this long, then pruned (unrelayed rows never are)",
+  },
+  APPOINTMENT_PRUNE_INTERVAL_MS: {
+    schema: positiveInt.default(60_000),
+    doc: "how often an appointment instance prunes idempotency and outbox rows past their windows",
+  },
   CACHE_EVICTION_LOG_SAMPLE: {
     schema: z.coerce.number().min(0).max(1).default(1),
     doc: "fraction of LRU evictions logged (all are counted)",
@@ -89,6 +127,26 @@ export const envSpec = {
   APPOINTMENT_INSTANCES: {
     schema: positiveInt.max(8).default(2),
     doc: "appointment instances npm start runs (ports count up from APPOINTMENT_GRPC_PORT / _OPS_PORT)",
+  },
+  NOTIFICATION_DATABASE_URL: {
+    schema: z.string().url().default("postgres://postgres@127.0.0.1:5432/medisync_notification"),
+    doc: "PostgreSQL of the notification service: inbox, notifications, deliveries (created if missing)",
+  },
+  NOTIFICATION_OPS_PORT: {
+    schema: port.default(9421),
+    doc: "notification /healthz /readyz /metrics port",
+  },
+  NOTIFICATION_INSTANCES: {
+    schema: positiveInt.max(8).default(1),
+    doc: "notification instances npm start runs (ops ports count up from NOTIFICATION_OPS_PORT)",
+  },
+  NOTIFICATION_CLAIM_IDLE_MS: {
+    schema: positiveInt.max(3_600_000).default(30_000),
+    doc: "a stream entry pending this long with any consumer (a dead one) is claimed by another (XAUTOCLAIM)",
+  },
+  NOTIFICATION_DELIVERIES_MAX: {
+    schema: positiveInt.max(100).default(5),
+    doc: "a stream entry delivered this many times without being handled goes to the dead-letter stream",
   },
   INVENTORY_ID: {
     schema: z
@@ -126,6 +184,18 @@ export const envSpec = {
     schema: positiveInt.max(inventoryLimits.entryCommandsMax).default(inventoryLimits.entryCommandsMax),
     doc: "commands a replica packs into one Raft log entry at most (1: one entry per command)",
   },
+  INVENTORY_IDEMPOTENCY_WINDOW_MS: {
+    schema: positiveInt.max(30 * 86_400_000).default(86_400_000),
+    doc: "a stock write retried with the same request id (Idempotency-Key) within this long, by the leader's timestamps in the log, returns its first result; older ids are forgotten",
+  },
+  INVENTORY_IDEMPOTENCY_IDS_MAX: {
+    schema: positiveInt.max(inventoryLimits.idempotencyIdsCeiling).default(1_000_000),
+    doc: `request ids a replica remembers at most (at most ${inventoryLimits.idempotencyIdsCeiling}: their snapshot must fit); when full before the window passes, new stock writes get 503 idempotency-window-full (retries of remembered ids still answer)`,
+  },
+  GATEWAY_INVENTORY_QUEUE_COMMANDS_MAX: {
+    schema: positiveInt.max(1_000_000).default(10_000),
+    doc: "inventory writes the gateway holds waiting for or inside a SubmitBatch call; past it a write gets 503 overloaded with Retry-After",
+  },
   RAFT_TICK_MS: { schema: positiveInt.max(1_000).default(50), doc: "Raft tick; heartbeats go every tick" },
   RAFT_ELECTION_TICKS: {
     schema: positiveInt.min(3).max(100).default(6),
@@ -139,9 +209,28 @@ export const envSpec = {
     schema: z.coerce.number().int().nonnegative().default(5_000),
     doc: "entries kept behind a snapshot, so a briefly lagging replica catches up by log, not by snapshot",
   },
+  SHUTDOWN_UNREADY_MS: {
+    schema: z.coerce.number().int().nonnegative().max(60_000).default(1_000),
+    doc: "on SIGTERM the gateway answers /readyz 503 but still serves for this long, so load balancers stop sending, before it stops accepting",
+  },
+  SHUTDOWN_DRAIN_MS: {
+    schema: positiveInt.max(120_000).default(5_000),
+    doc: "on SIGTERM the gateway waits this long for requests in flight before it closes their connections",
+  },
+  RAFT_CLUSTER_ID: {
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, "1-64 letters, digits, '.', '_' or '-'")
+      .default("medisync-inventory"),
+    doc: "names the inventory Raft cluster; every replica of one cluster has the same, each persists it, and Raft traffic from another cluster is refused",
+  },
   LEADER_HINT_TTL_MS: {
     schema: positiveInt.max(60_000).default(1_500),
     doc: "lifetime of the Redis leader hint; the leader refreshes it every third of it",
+  },
+  MEDISYNC_FAILPOINTS: {
+    schema: failpointList.default([]),
+    doc: "comma-separated failpoints to switch on: bugs planted on purpose so jepsen-lite can show it catches them (src/shared/failpoints.ts, docs/jepsen-lite.md); never in production",
   },
 } as const;
 

@@ -38,9 +38,40 @@ export const errorCodes = {
     http: 422,
     title: "Idempotency key was used for a different request",
   },
+  IDEMPOTENCY_WINDOW_FULL: {
+    grpc: GrpcStatus.RESOURCE_EXHAUSTED,
+    http: 503,
+    title: "Too many request ids remembered; new writes wait until the oldest leave the window",
+  },
+  OVERLOADED: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 503, title: "Too many requests waiting" },
+  LOT_EXPIRED: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 422, title: "Lot is already expired" },
+  SLOT_IN_PAST: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 422, title: "Slot is in the past" },
   NOT_LEADER: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 503, title: "Replica is not the leader" },
   INSUFFICIENT_STOCK: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, title: "Not enough stock" },
   UNAVAILABLE: { grpc: GrpcStatus.UNAVAILABLE, http: 503, title: "Service unavailable" },
+  MEMBER_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "No such cluster member" },
+  MEMBER_EXISTS: { grpc: GrpcStatus.ALREADY_EXISTS, http: 409, title: "Already a cluster member" },
+  CONF_CHANGE_PENDING: {
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    http: 409,
+    title: "Another membership change is in flight; retry once it is applied",
+  },
+  LEARNER_NOT_CAUGHT_UP: {
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    http: 409,
+    title: "The learner is behind the commit index; promote it once caught up",
+  },
+  LAST_VOTER: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, title: "The last voter cannot be removed" },
+  REMOVE_LEADER: {
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    http: 409,
+    title: "The leader cannot remove itself; transfer leadership first",
+  },
+  TRANSFER_INVALID: {
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    http: 422,
+    title: "Leadership can only go to another voter",
+  },
   DEADLINE_EXCEEDED: { grpc: GrpcStatus.DEADLINE_EXCEEDED, http: 504, title: "Upstream deadline exceeded" },
   INTERNAL: { grpc: GrpcStatus.INTERNAL, http: 500, title: "Internal error" },
 } as const satisfies Record<string, CodeSpec>;
@@ -78,6 +109,8 @@ export interface Problem {
   field?: string;
   errors?: { field: string; message: string }[];
   requestId?: string;
+  /** Bookings: the Idempotency-Key the request was tried with, so a retry can use it. */
+  idempotencyKey?: string;
 }
 
 export function toProblem(err: AppError, extra: Partial<Problem> = {}): Problem {
@@ -98,9 +131,54 @@ const CODE_KEY = "medisync-code";
 const FIELD_KEY = "medisync-field";
 const META_PREFIX = "medisync-meta-";
 
-/** An error thrown in a gRPC handler, as the ServiceError grpc-js sends. Unknown errors become INTERNAL. */
+/** Socket failures: the dependency's process went away or is not listening (yet). */
+const socketCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+/**
+ * PostgreSQL SQLSTATEs that mean "the database is not there right now", not "the request is wrong":
+ * class 08 (connection exception), admin/crash shutdown and "starting up" (57P01-57P03), too many
+ * connections (53300), and a statement cancelled by statement_timeout (57014).
+ */
+const unavailableSqlStates = /^(08...|57P0[123]|53300|57014)$/;
+/** pg's own messages for a connection that died or never came (it sets no code on these). */
+const unavailableMessages =
+  /^(Connection terminated|Connection terminated unexpectedly|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Query read timeout|connection timeout)/;
+
+/**
+ * A dependency (PostgreSQL, a socket) that is down or too slow, as the 503 a caller may retry after
+ * `Retry-After`; undefined for anything else. Duck-typed on `code` and `message`, so this module
+ * needs no database driver.
+ */
+export function unavailableError(err: unknown): AppError | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  const code = (err as { code?: unknown }).code;
+  const message = (err as { message?: unknown }).message;
+  const down =
+    (typeof code === "string" && (socketCodes.has(code) || unavailableSqlStates.test(code))) ||
+    (typeof message === "string" && unavailableMessages.test(message));
+  if (!down) return undefined;
+  const what = code === "57014" ? "database statement timed out" : "database unavailable";
+  return new AppError("UNAVAILABLE", `${what}; retry later`, undefined, { "retry-after": "1" });
+}
+
+/** Any thrown value as an AppError: ours as is, a dependency outage as UNAVAILABLE, the rest INTERNAL. */
+export function asAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  return unavailableError(err) ?? new AppError("INTERNAL", "internal error");
+}
+
+/**
+ * An error thrown in a gRPC handler, as the ServiceError grpc-js sends. A dependency outage becomes
+ * UNAVAILABLE; other unknown errors become INTERNAL.
+ */
 export function toGrpcError(err: unknown): Partial<ServiceError> {
-  const app = err instanceof AppError ? err : new AppError("INTERNAL", "internal error");
+  const app = asAppError(err);
   const metadata = new Metadata();
   metadata.set(CODE_KEY, app.code);
   if (app.field !== undefined) metadata.set(FIELD_KEY, app.field);

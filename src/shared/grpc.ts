@@ -12,7 +12,7 @@ import {
 import type { Logger } from "pino";
 import { Counter, Histogram } from "prom-client";
 import { currentRequestId, REQUEST_ID_HEADER, sanitizeRequestId, withRequestId } from "./context.ts";
-import { AppError, fromGrpcError, toGrpcError } from "./errors.ts";
+import { type AppError, asAppError, fromGrpcError, toGrpcError } from "./errors.ts";
 import { requestLogger } from "./logger.ts";
 import { registry } from "./metrics.ts";
 
@@ -47,16 +47,27 @@ export interface UnaryOptions {
 }
 
 /** Wraps an async handler: request id from metadata, AppError → status + code metadata, a log line on failure. */
+/**
+ * What a guarded request decoder returns for bytes the generated decoder refused (an int64 past
+ * 2^53, say): unary() answers it with its error, a VALIDATION naming the field, never INTERNAL.
+ */
+export class UndecodableRequest {
+  constructor(readonly error: AppError) {}
+}
+
 export function unary<Req, Res>(
   log: Logger,
   method: string,
   fn: (req: Req, ctx: CallContext) => Promise<Res>,
   options: UnaryOptions = {},
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  // Labelled once: looking a label set up on every call is a cost of every call.
+  const timer = handledSeconds.labels({ method });
+  const handledOk = handled.labels({ method, code: "OK" });
   return (call, callback) => {
     const idValue = call.metadata.get(REQUEST_ID_HEADER)[0];
     const requestId = sanitizeRequestId(typeof idValue === "string" ? idValue : undefined);
-    const end = handledSeconds.startTimer({ method });
+    const end = timer.startTimer();
     let child: Logger | undefined;
     const ctx: CallContext = {
       requestId,
@@ -68,18 +79,22 @@ export function unary<Req, Res>(
     const run = () => {
       // A handler that throws before its first await must not escape as an uncaught exception.
       Promise.resolve()
-        .then(() => fn(call.request, ctx))
+        .then(() => {
+          const req: unknown = call.request;
+          if (req instanceof UndecodableRequest) throw req.error;
+          return fn(call.request, ctx);
+        })
         .then(
           (res) => {
             end();
-            handled.inc({ method, code: "OK" });
+            handledOk.inc();
             callback(null, res);
           },
           (err: unknown) => {
             end();
-            const app = err instanceof AppError ? err : undefined;
-            handled.inc({ method, code: app?.code ?? "INTERNAL" });
-            if (app && app.code !== "INTERNAL") {
+            const app = asAppError(err);
+            handled.inc({ method, code: app.code });
+            if (app.code !== "INTERNAL") {
               log.info({ requestId, method, code: app.code, field: app.field }, "request rejected");
             } else {
               log.error({ requestId, method, err }, "request failed");

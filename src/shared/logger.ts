@@ -43,8 +43,19 @@ export function createLogger(opts: LoggerOptions): Logger {
         withBoundRequestId.has(logger) ? {} : { requestId: currentRequestId() ?? "-" },
       formatters: { level: (label) => ({ level: label }) },
     },
-    opts.destination,
+    opts.destination ?? stdoutAsync(),
   );
+}
+
+/**
+ * Standard output written asynchronously: a line is queued and written by the event loop, so a
+ * request that logs (the gateway's access line) does not wait on a write(2) to a pipe or terminal.
+ * Lines queued meanwhile go out together. pino flushes what is queued synchronously when the
+ * process exits (process.exit included, so a fatal line before exit is kept); only a SIGKILL loses
+ * the lines of the current event-loop turn.
+ */
+function stdoutAsync(): pino.DestinationStream {
+  return pino.destination({ dest: 1, sync: false });
 }
 
 /** Loggers whose bindings carry a requestId (so the mixin must not add a second one). */

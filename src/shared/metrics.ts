@@ -1,7 +1,7 @@
 // Owns Prometheus metrics (one registry per process) and the small ops HTTP server every service
 // exposes: /healthz (alive), /readyz (dependencies reachable), /metrics.
 import { createServer, type Server } from "node:http";
-import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -60,5 +60,17 @@ export function gauge<L extends string>(name: string, help: string, labelNames: 
   return (
     (registry.getSingleMetric(name) as Gauge<L> | undefined) ??
     new Gauge({ name, help, labelNames, registers: [registry] })
+  );
+}
+
+export function histogram<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  buckets: number[],
+): Histogram<L> {
+  return (
+    (registry.getSingleMetric(name) as Histogram<L> | undefined) ??
+    new Histogram({ name, help, labelNames, buckets, registers: [registry] })
   );
 }

@@ -1,16 +1,30 @@
-// Owns PostgreSQL plumbing shared by services: creating a database that is missing, and a pool
-// with bounded size and statement timeouts.
+// Owns PostgreSQL plumbing shared by services: creating a database that is missing, a pool with
+// bounded size and a timeout on every statement, and checking clients out so that a database that
+// goes away mid-query fails the call (503, see errors.ts) instead of the process.
 import pg from "pg";
+import { unavailableError } from "./errors.ts";
 
-/** Creates the database named in `url` if it does not exist (connects to the `postgres` db to do so). */
-export async function ensureDatabase(url: string): Promise<void> {
+/**
+ * Creates the database named in `url` if it does not exist (connects to the `postgres` db to do so).
+ * Connecting and each statement are bounded by `timeoutMs`: a server that never answers fails the
+ * start with an error instead of hanging it.
+ */
+export async function ensureDatabase(url: string, o: { timeoutMs?: number } = {}): Promise<void> {
+  const timeoutMs = o.timeoutMs ?? statementTimeoutMsDefault;
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
   if (!/^[A-Za-z0-9_-]{1,63}$/.test(name))
     throw new Error(`database name ${JSON.stringify(name)} is not allowed`);
   const admin = new URL(url);
   admin.pathname = "/postgres";
-  const client = new pg.Client({ connectionString: admin.toString() });
+  const client = new pg.Client({
+    connectionString: admin.toString(),
+    connectionTimeoutMillis: timeoutMs,
+    statement_timeout: timeoutMs,
+    query_timeout: timeoutMs + clientTimeoutSlackMs,
+  });
+  // A connection that dies here fails the call (and the start), not the process.
+  client.on("error", () => undefined);
   await client.connect();
   try {
     const found = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
@@ -28,12 +42,81 @@ export async function ensureDatabase(url: string): Promise<void> {
   }
 }
 
-export function createPool(url: string, max: number): pg.Pool {
-  return new pg.Pool({
+/** Statement timeout when the caller names none (DB_STATEMENT_TIMEOUT_MS in the services). */
+export const statementTimeoutMsDefault = 10_000;
+/**
+ * Added to the statement timeout for the client-side query timeout: the server cancels a slow
+ * statement itself, so this fires only when the server cannot answer at all (a dead socket).
+ */
+const clientTimeoutSlackMs = 2_000;
+/** How long a checkout waits for a connection before the call fails as unavailable. */
+const connectionTimeoutMs = 5_000;
+/** A transaction left open by a stuck caller is ended by the server after this long. */
+const idleInTransactionTimeoutMs = 30_000;
+
+export interface PoolOptions {
+  statementTimeoutMs?: number;
+  /** Errors of idle clients (the server restarted under them); the pool drops those clients itself. */
+  onIdleError?: (err: Error) => void;
+}
+
+/**
+ * A pool with bounded size and timeouts on every query. It has an error listener from birth: an idle
+ * client whose server goes away emits `error` on the pool, and without a listener that is an
+ * uncaught exception.
+ */
+export function createPool(url: string, max: number, opts: PoolOptions = {}): pg.Pool {
+  const statementTimeoutMs = opts.statementTimeoutMs ?? statementTimeoutMsDefault;
+  const pool = new pg.Pool({
     connectionString: url,
     max,
-    connectionTimeoutMillis: 5_000,
-    statement_timeout: 10_000,
-    idle_in_transaction_session_timeout: 30_000,
+    connectionTimeoutMillis: connectionTimeoutMs,
+    statement_timeout: statementTimeoutMs,
+    query_timeout: statementTimeoutMs + clientTimeoutSlackMs,
+    idle_in_transaction_session_timeout: idleInTransactionTimeoutMs,
+  });
+  pool.on("error", (err) => opts.onIdleError?.(err));
+  return pool;
+}
+
+/**
+ * Runs `fn` with a checked-out client. pg-pool removes its own error listener while a client is
+ * checked out, and a client whose connection dies emits `error` even when a query was running (the
+ * query is rejected too): without a listener of ours that `error` reaches uncaughtException and the
+ * process exits. A client that failed this way is released with the error, so the pool discards it
+ * instead of handing a dead connection to the next caller.
+ */
+export async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken ??= err;
+  };
+  client.on("error", onError);
+  try {
+    return await fn(client);
+  } catch (err) {
+    // A connection-level failure (terminated, timed out) leaves the client unfit to reuse.
+    if (unavailableError(err)) broken ??= err as Error;
+    throw err;
+  } finally {
+    client.removeListener("error", onError);
+    // pg-pool puts its idle listener back on release; a late error after that is the pool's.
+    client.release(broken);
+  }
+}
+
+/** `fn` inside BEGIN … COMMIT on one client; any failure rolls back (if the connection still can). */
+export function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (client) => {
+    await client.query("BEGIN");
+    try {
+      const out = await fn(client);
+      await client.query("COMMIT");
+      return out;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    }
   });
 }

@@ -4,6 +4,12 @@ import type { Logger } from "pino";
 
 type Closer = { name: string; close: () => Promise<unknown> };
 
+/**
+ * Time the closers get beyond a service's own drain (SHUTDOWN_UNREADY_MS + SHUTDOWN_DRAIN_MS): gRPC
+ * clients, Redis and pools close in well under this.
+ */
+export const closeReserveMs = 3_000;
+
 export class Shutdown {
   private readonly closers: Closer[] = [];
   private started = false;

@@ -1,9 +1,16 @@
 // Owns the shape rules every layer agrees on (calendar dates, UUIDs, instants, idempotency keys), as
 // plain predicates, so the gateway's schemas and the services' own checks cannot drift apart.
+import { snapshotBytesMax } from "../../raft/index.ts";
 
 const datePattern = /^(\d{4})-(\d{2})-(\d{2})$/;
 
-/** A real calendar date YYYY-MM-DD (2026-02-30 is not). */
+/** The dates (and instants) every layer accepts: messages name this range, so callers see the limit. */
+export const calendarDateRange = { min: "1970-01-01", max: "9999-12-31" } as const;
+/** What every layer says of a bad date or instant: the rule and its range. */
+export const calendarRangeText = `from ${calendarDateRange.min} to ${calendarDateRange.max}`;
+export const calendarDateRule = `a calendar date YYYY-MM-DD ${calendarRangeText}`;
+
+/** A real calendar date YYYY-MM-DD (2026-02-30 is not) within calendarDateRange. */
 export function isCalendarDate(s: string): boolean {
   const m = datePattern.exec(s);
   if (!m) return false;
@@ -27,6 +34,22 @@ export function isInstant(s: string): boolean {
   return !Number.isNaN(new Date(s).getTime());
 }
 
+/**
+ * An IANA zone name ("Europe/Berlin", "UTC", "Etc/GMT+5") that Intl knows. Offsets ("+05:00") and
+ * POSIX strings ("EST-5") are refused: PostgreSQL reads them with the POSIX sign (east is minus),
+ * the opposite of what they look like. PostgreSQL's own knowledge is checked where a zone is stored.
+ */
+export function isTimeZone(tz: string): boolean {
+  if (!/^[A-Za-z][A-Za-z0-9_+-]{0,63}(\/[A-Za-z0-9_+-]{1,64}){0,2}$/.test(tz)) return false;
+  if (/^[A-Za-z]{1,5}[+-]?\d/.test(tz)) return false;
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Idempotency keys are echoed into logs and keys: short and harmless only. */
 export const idempotencyKeyPattern = /^[A-Za-z0-9_.:-]{1,200}$/;
 
@@ -34,14 +57,39 @@ export const idempotencyKeyPattern = /^[A-Za-z0-9_.:-]{1,200}$/;
  * The inventory contract's limits, shared by the gateway (REST schemas, batching) and the inventory
  * service (gRPC checks, command schema), which must not import each other.
  */
+const idempotencyIdBytesMax = 400;
+
 export const inventoryLimits = {
   /** Clinic ids, medication codes and lot names. */
   codeMax: 64,
   codePattern: /^[A-Za-z0-9_.:-]+$/,
   quantityMax: 1_000_000_000,
+  /** Units one stock item may hold in all (well below 2^53: int64 answers stay exact numbers). */
+  stockQuantityMax: 1_000_000_000_000,
   requestIdMax: 200,
   /** Commands in one SubmitBatch call. */
   batchCommandsMax: 256,
   /** Commands in one Raft log entry (the replica packs what arrives together). */
   entryCommandsMax: 1_024,
+  /**
+   * Snapshot bytes one remembered request id takes at most: an id of requestIdMax characters of
+   * the Idempotency-Key alphabet (no JSON escapes), a kept refusal, large numbers (measured ~340 by
+   * src/inventory/idempotency.test.ts, which holds the measurement under this).
+   */
+  idempotencyIdBytesMax,
+  /**
+   * The most request ids a replica may be configured to remember: their snapshot must fit in four
+   * fifths of snapshotBytesMax (and of the longest JS string), the rest left for the stock. Past it
+   * a snapshot could not be written and every replica would stop at the same index.
+   */
+  idempotencyIdsCeiling: Math.floor((0.8 * snapshotBytesMax) / idempotencyIdBytesMax),
+} as const;
+
+/** Cluster membership (inventory admin): replica ids and addresses. */
+export const clusterLimits = {
+  memberIdMax: 63,
+  /** Ids name a database (replicaDatabaseUrl) and a directory: letters, digits, '-' and '_'. */
+  memberIdPattern: /^[A-Za-z0-9_-]+$/,
+  /** host:port. */
+  addressMax: 255,
 } as const;

@@ -8,10 +8,17 @@ import { credentials } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { InventoryClient } from "../../src/gateway/inventory-client.ts";
-import { InventoryServiceClient, type StatusResponse } from "../../src/gen/medisync/v1/inventory.ts";
+import { runGateway } from "../../src/gateway/server.ts";
+import {
+  InventoryAdminServiceClient,
+  InventoryServiceClient,
+  type StatusResponse,
+} from "../../src/gen/medisync/v1/inventory.ts";
 import { AppError } from "../../src/shared/errors.ts";
 import { callUnary } from "../../src/shared/grpc.ts";
+import { createLogger } from "../../src/shared/logger.ts";
 import { freePortRange, runCli, type Watched } from "./process.ts";
+import { testConfig, testName } from "./services.ts";
 
 export interface ClusterOptions {
   name: string;
@@ -21,46 +28,62 @@ export interface ClusterOptions {
   redisUrl?: string;
   /** Extra node flags per replica (profiling). */
   nodeArgs?: (id: string) => string[];
+  /**
+   * Replicas not in the initial peer list (inv-N+1…), with ports reserved: started with start(),
+   * they know only the initial peers and themselves, and join once added as learners.
+   */
+  spares?: number;
 }
 
 export class InventoryCluster {
   readonly ids: string[];
   readonly procs = new Map<string, Watched>();
   readonly clients = new Map<string, InventoryServiceClient>();
+  readonly admins = new Map<string, InventoryAdminServiceClient>();
+  /** Spare replicas' ids (see ClusterOptions.spares). */
+  readonly spareIds: string[];
   peers: { id: string; address: string }[] = [];
+  /** Every replica's address, spares included. */
+  readonly addresses = new Map<string, string>();
   private base = 0;
   private dataDir = "";
   private redis: Redis | undefined;
   readonly pgBase: string;
   readonly redisUrl: string;
   readonly prefix: string;
+  readonly name: string;
 
   constructor(private readonly o: ClusterOptions) {
     this.ids = Array.from({ length: o.replicas ?? 3 }, (_, i) => `inv-${i + 1}`);
+    this.spareIds = Array.from({ length: o.spares ?? 0 }, (_, i) => `inv-${this.ids.length + i + 1}`);
     this.pgBase = o.pgBase ?? process.env.TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
     this.redisUrl = o.redisUrl ?? process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-    this.prefix = `test-${o.name}:`;
+    this.name = testName(o.name);
+    this.prefix = `test-${this.name}:`;
   }
 
   get dbBase(): string {
-    return `${this.pgBase}/medisync_test_${this.o.name}`;
+    return `${this.pgBase}/medisync_test_${this.name}`;
   }
 
   async init(): Promise<void> {
-    const n = this.ids.length;
+    const n = this.all.length;
     this.base = await freePortRange(2 * n);
     this.dataDir = mkdtempSync(path.join(os.tmpdir(), `medisync-${this.o.name}-`));
-    this.peers = this.ids.map((id, i) => ({ id, address: `127.0.0.1:${this.base + i}` }));
-    for (const p of this.peers) {
-      this.clients.set(p.id, new InventoryServiceClient(p.address, credentials.createInsecure()));
-    }
+    this.all.forEach((id, i) => {
+      const address = `127.0.0.1:${this.base + i}`;
+      this.addresses.set(id, address);
+      this.clients.set(id, new InventoryServiceClient(address, credentials.createInsecure()));
+      this.admins.set(id, new InventoryAdminServiceClient(address, credentials.createInsecure()));
+    });
+    this.peers = this.ids.map((id) => ({ id, address: this.addresses.get(id)! }));
     // Every replica's snapshot database starts empty.
     const admin = new pg.Client({ connectionString: `${this.pgBase}/postgres` });
     await admin.connect();
     try {
-      for (const id of this.ids) {
+      for (const id of this.all) {
         await admin.query(
-          `DROP DATABASE IF EXISTS "medisync_test_${this.o.name}_${id.replaceAll("-", "_")}" WITH (FORCE)`,
+          `DROP DATABASE IF EXISTS "medisync_test_${this.name}_${id.replaceAll("-", "_")}" WITH (FORCE)`,
         );
       }
     } finally {
@@ -71,13 +94,22 @@ export class InventoryCluster {
     if (keys.length > 0) await this.redis.del(...keys);
   }
 
+  /** Initial replicas, then spares. */
+  get all(): string[] {
+    return [...this.ids, ...this.spareIds];
+  }
+
   envOf(id: string): Record<string, string> {
-    const i = this.ids.indexOf(id);
+    const i = this.all.indexOf(id);
+    // A spare knows the initial peers and itself: the rest it learns from the replicated configuration.
+    const peers = this.ids.includes(id)
+      ? this.peers
+      : [...this.peers, { id, address: this.addresses.get(id)! }];
     return {
       INVENTORY_ID: id,
-      INVENTORY_PEERS: this.peers.map((p) => `${p.id}=${p.address}`).join(","),
+      INVENTORY_PEERS: peers.map((p) => `${p.id}=${p.address}`).join(","),
       INVENTORY_GRPC_PORT: String(this.base + i),
-      INVENTORY_OPS_PORT: String(this.base + this.ids.length + i),
+      INVENTORY_OPS_PORT: String(this.base + this.all.length + i),
       INVENTORY_DATA_DIR: this.dataDir,
       INVENTORY_DATABASE_URL: this.dbBase,
       REDIS_URL: this.redisUrl,
@@ -100,6 +132,24 @@ export class InventoryCluster {
     );
   }
 
+  /** Deletes a (stopped) replica's LevelDB directory: its Raft log, term and vote are gone. */
+  wipeLog(id: string): void {
+    rmSync(path.join(this.dataDir, id), { recursive: true, force: true });
+  }
+
+  /** Drops a (stopped) replica's snapshot database: with wipeLog, the replica has nothing left. */
+  async wipeSnapshots(id: string): Promise<void> {
+    const admin = new pg.Client({ connectionString: `${this.pgBase}/postgres` });
+    await admin.connect();
+    try {
+      await admin.query(
+        `DROP DATABASE IF EXISTS "medisync_test_${this.name}_${id.replaceAll("-", "_")}" WITH (FORCE)`,
+      );
+    } finally {
+      await admin.end();
+    }
+  }
+
   /** Sends a signal to the replica's process; for SIGKILL, resolves once it is gone. */
   async signal(id: string, sig: NodeJS.Signals): Promise<void> {
     const w = this.procs.get(id)!;
@@ -113,6 +163,22 @@ export class InventoryCluster {
       return await callUnary(c.status.bind(c), {}, deadlineMs);
     } catch {
       return undefined;
+    }
+  }
+
+  /**
+   * A brand-new cluster is formed once every replica is a member (every voter vouched for every
+   * other, raft/node/identity.ts) and they agree on a leader: only then does it tolerate a failure.
+   */
+  async waitFormed(timeoutMs = 30_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = await Promise.all(this.ids.map((id) => this.status(id)));
+      if (st.every((s) => s?.identity === "member")) {
+        return this.waitLeader(Math.max(1, deadline - Date.now()));
+      }
+      if (Date.now() > deadline) throw new Error(`not formed within ${timeoutMs} ms: ${JSON.stringify(st)}`);
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 
@@ -158,6 +224,19 @@ export class InventoryCluster {
     });
   }
 
+  /**
+   * Each replica's exit and last log lines: what a failed cluster test prints, since CI keeps only
+   * the test runner's output.
+   */
+  tail(lineCount = 40): string {
+    return [...this.procs.entries()]
+      .map(([id, w]) => {
+        const exit = w.proc.exitCode ?? w.proc.signalCode ?? "running";
+        return `--- ${id} (${exit}) ---\n${w.lines.slice(-lineCount).join("\n")}`;
+      })
+      .join("\n");
+  }
+
   async stop(): Promise<void> {
     await Promise.all(
       [...this.procs.values()].map(async (w) => {
@@ -169,6 +248,7 @@ export class InventoryCluster {
       }),
     );
     for (const c of this.clients.values()) c.close();
+    for (const c of this.admins.values()) c.close();
     this.redis?.disconnect();
     if (this.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
@@ -190,4 +270,32 @@ export async function untilAcked<T>(
       if (!retry || Date.now() > deadline || gaveUp()) throw err;
     }
   }
+}
+
+/**
+ * A formed cluster with a real gateway in front of it (no appointment service behind the gateway):
+ * what the gateway's inventory and cluster tests run against.
+ */
+export async function clusterBehindGateway(
+  name: string,
+  options: Omit<ClusterOptions, "name"> = {},
+): Promise<{ cluster: InventoryCluster; base: string; close: () => Promise<void> }> {
+  const cluster = new InventoryCluster({ name, ...options });
+  await cluster.init();
+  await cluster.startAll();
+  await cluster.waitFormed();
+  const cfg = testConfig(name, {
+    INVENTORY_PEERS: cluster.peers.map((p) => `${p.id}=${p.address}`).join(","),
+    REDIS_KEY_PREFIX: cluster.prefix,
+    APPOINTMENT_ADDRS: "127.0.0.1:1",
+  });
+  const gw = await runGateway(cfg, createLogger({ service: "gateway", level: "silent" }));
+  return {
+    cluster,
+    base: `http://127.0.0.1:${gw.port}`,
+    close: async () => {
+      await gw.close();
+      await cluster.stop();
+    },
+  };
 }

@@ -1,6 +1,7 @@
 // Runs MediSync entry points as real child processes and watches their output, for tests that need
 // the real process model (supervisor, signals, crashes).
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import net from "node:net";
 
 export interface Watched {
@@ -92,9 +93,25 @@ export function isAlive(pid: number): boolean {
 }
 
 /** `count` consecutive free TCP ports on loopback. */
+/**
+ * Below the kernel's ephemeral range: a replica restarted on its port must find it free, and a port
+ * in that range can be taken meanwhile as the source port of any outgoing connection (seen: a
+ * restarted follower failed with EADDRINUSE on 32888 in CI).
+ */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 12_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+const portsLow = 10_000;
+const portsHigh = ephemeralLow();
+
 export async function freePortRange(count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 20_000);
+    const base = portsLow + Math.floor(Math.random() * (portsHigh - portsLow - count));
     const ok = await Promise.all(Array.from({ length: count }, (_, i) => portFree(base + i)));
     if (ok.every(Boolean)) return base;
   }

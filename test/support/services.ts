@@ -18,8 +18,19 @@ import { createPool } from "../../src/shared/pg.ts";
 
 export const PG_BASE = process.env.TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+/**
+ * TEST_NS namespaces every test database and Redis prefix, so two checkouts can run their suites at
+ * once on one machine without dropping each other's databases.
+ */
+export const TEST_NS = (process.env.TEST_NS ?? "").replace(/[^a-z0-9_]/gi, "_").toLowerCase();
 
-export function testConfig(name: string, env: Record<string, string> = {}): Config {
+/** The name a test's database and Redis prefix are built from. */
+export function testName(name: string): string {
+  return TEST_NS ? `${TEST_NS}_${name}` : name;
+}
+
+export function testConfig(base: string, env: Record<string, string> = {}): Config {
+  const name = testName(base);
   return loadConfig({
     DATABASE_URL: `${PG_BASE}/medisync_test_${name}`,
     REDIS_URL,
@@ -28,6 +39,8 @@ export function testConfig(name: string, env: Record<string, string> = {}): Conf
     APPOINTMENT_OPS_PORT: "0",
     PORT: "0",
     LOG_LEVEL: "silent",
+    // No load balancer watches a test's /readyz: closing need not wait for one to notice.
+    SHUTDOWN_UNREADY_MS: "0",
     ...env,
   });
 }

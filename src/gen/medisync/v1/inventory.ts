@@ -112,26 +112,31 @@ export interface SetReorderLevelRequest {
 
 /**
  * Every write answers the quantity on hand after the command (of the source clinic for a
- * transfer) and the Raft log index at which it was applied.
+ * transfer) and the Raft log index at which it was applied. replayed: this request id was applied
+ * before (within the idempotency window) and this is its first result; nothing changed now.
  */
 export interface RestockResponse {
   quantity: number;
   index: number;
+  replayed: boolean;
 }
 
 export interface DeductResponse {
   quantity: number;
   index: number;
+  replayed: boolean;
 }
 
 export interface TransferResponse {
   quantity: number;
   index: number;
+  replayed: boolean;
 }
 
 export interface SetReorderLevelResponse {
   quantity: number;
   index: number;
+  replayed: boolean;
 }
 
 export interface GetStockRequest {
@@ -178,6 +183,21 @@ export interface StatusResponse {
   lastIndex: number;
   peers: PeerProgress[];
   stateHash: string;
+  /**
+   * member (may vote), joining (a new log not yet vouched for by every other voter) or lost (its
+   * log was wiped: it never votes again). A new cluster tolerates a failure once all are members.
+   */
+  identity: string;
+}
+
+/**
+ * Sets the IANA time zone whose calendar decides when the clinic's lots expire (UTC until set).
+ * Carried in SubmitBatch only; the answer's quantity is 0.
+ */
+export interface SetClinicTimeZoneRequest {
+  requestId: string;
+  clinicId: string;
+  timeZone: string;
 }
 
 export interface WriteCommand {
@@ -186,6 +206,7 @@ export interface WriteCommand {
     | { $case: "deduct"; value: DeductRequest }
     | { $case: "transfer"; value: TransferRequest }
     | { $case: "setReorderLevel"; value: SetReorderLevelRequest }
+    | { $case: "setClinicTimeZone"; value: SetClinicTimeZoneRequest }
     | undefined;
 }
 
@@ -204,6 +225,8 @@ export interface WriteOutcome {
   errorMessage: string;
   errorField: string;
   errorMeta: { [key: string]: string };
+  /** The request id was applied before: quantity and index are its first result. */
+  replayed: boolean;
 }
 
 export interface WriteOutcome_ErrorMetaEntry {
@@ -213,6 +236,67 @@ export interface WriteOutcome_ErrorMetaEntry {
 
 export interface SubmitBatchResponse {
   outcomes: WriteOutcome[];
+}
+
+export interface ListMembersRequest {
+}
+
+export interface Member {
+  id: string;
+  /** Empty when this replica does not know it (an initial peer missing from INVENTORY_PEERS). */
+  address: string;
+  /** voter or learner. */
+  role: string;
+  /** On the leader: the highest log index known to be on that member (0 elsewhere). */
+  matchIndex: number;
+}
+
+/** The configuration as the answering leader has applied it. */
+export interface Membership {
+  members: Member[];
+  leaderId: string;
+  /** Index of the configuration change applied (0 for ListMembers). */
+  index: number;
+}
+
+export interface ListMembersResponse {
+  membership?: Membership | undefined;
+}
+
+export interface AddLearnerResponse {
+  membership?: Membership | undefined;
+}
+
+export interface PromoteLearnerResponse {
+  membership?: Membership | undefined;
+}
+
+export interface RemoveReplicaResponse {
+  membership?: Membership | undefined;
+}
+
+export interface AddLearnerRequest {
+  id: string;
+  /** host:port of its gRPC server. */
+  address: string;
+}
+
+export interface PromoteLearnerRequest {
+  id: string;
+}
+
+export interface RemoveReplicaRequest {
+  id: string;
+}
+
+export interface TransferLeadershipRequest {
+  to: string;
+}
+
+export interface TransferLeadershipResponse {
+  leaderId: string;
+  term: number;
+  elapsedMs: number;
 }
 
 function createBaseLot(): Lot {
@@ -1038,7 +1122,7 @@ export const SetReorderLevelRequest: MessageFns<SetReorderLevelRequest> = {
 };
 
 function createBaseRestockResponse(): RestockResponse {
-  return { quantity: 0, index: 0 };
+  return { quantity: 0, index: 0, replayed: false };
 }
 
 export const RestockResponse: MessageFns<RestockResponse> = {
@@ -1048,6 +1132,9 @@ export const RestockResponse: MessageFns<RestockResponse> = {
     }
     if (message.index !== 0) {
       writer.uint32(16).int64(message.index);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(24).bool(message.replayed);
     }
     return writer;
   },
@@ -1081,6 +1168,14 @@ export const RestockResponse: MessageFns<RestockResponse> = {
             message.index = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1097,6 +1192,7 @@ export const RestockResponse: MessageFns<RestockResponse> = {
     return {
       quantity: isSet(object.quantity) ? globalThis.Number(object.quantity) : 0,
       index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
     };
   },
 
@@ -1108,6 +1204,9 @@ export const RestockResponse: MessageFns<RestockResponse> = {
     if (message.index !== 0) {
       obj.index = Math.round(message.index);
     }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
     return obj;
   },
 
@@ -1118,12 +1217,13 @@ export const RestockResponse: MessageFns<RestockResponse> = {
     const message = createBaseRestockResponse();
     message.quantity = object.quantity ?? 0;
     message.index = object.index ?? 0;
+    message.replayed = object.replayed ?? false;
     return message;
   },
 };
 
 function createBaseDeductResponse(): DeductResponse {
-  return { quantity: 0, index: 0 };
+  return { quantity: 0, index: 0, replayed: false };
 }
 
 export const DeductResponse: MessageFns<DeductResponse> = {
@@ -1133,6 +1233,9 @@ export const DeductResponse: MessageFns<DeductResponse> = {
     }
     if (message.index !== 0) {
       writer.uint32(16).int64(message.index);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(24).bool(message.replayed);
     }
     return writer;
   },
@@ -1166,6 +1269,14 @@ export const DeductResponse: MessageFns<DeductResponse> = {
             message.index = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1182,6 +1293,7 @@ export const DeductResponse: MessageFns<DeductResponse> = {
     return {
       quantity: isSet(object.quantity) ? globalThis.Number(object.quantity) : 0,
       index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
     };
   },
 
@@ -1193,6 +1305,9 @@ export const DeductResponse: MessageFns<DeductResponse> = {
     if (message.index !== 0) {
       obj.index = Math.round(message.index);
     }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
     return obj;
   },
 
@@ -1203,12 +1318,13 @@ export const DeductResponse: MessageFns<DeductResponse> = {
     const message = createBaseDeductResponse();
     message.quantity = object.quantity ?? 0;
     message.index = object.index ?? 0;
+    message.replayed = object.replayed ?? false;
     return message;
   },
 };
 
 function createBaseTransferResponse(): TransferResponse {
-  return { quantity: 0, index: 0 };
+  return { quantity: 0, index: 0, replayed: false };
 }
 
 export const TransferResponse: MessageFns<TransferResponse> = {
@@ -1218,6 +1334,9 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     }
     if (message.index !== 0) {
       writer.uint32(16).int64(message.index);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(24).bool(message.replayed);
     }
     return writer;
   },
@@ -1251,6 +1370,14 @@ export const TransferResponse: MessageFns<TransferResponse> = {
             message.index = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1267,6 +1394,7 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     return {
       quantity: isSet(object.quantity) ? globalThis.Number(object.quantity) : 0,
       index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
     };
   },
 
@@ -1278,6 +1406,9 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     if (message.index !== 0) {
       obj.index = Math.round(message.index);
     }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
     return obj;
   },
 
@@ -1288,12 +1419,13 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     const message = createBaseTransferResponse();
     message.quantity = object.quantity ?? 0;
     message.index = object.index ?? 0;
+    message.replayed = object.replayed ?? false;
     return message;
   },
 };
 
 function createBaseSetReorderLevelResponse(): SetReorderLevelResponse {
-  return { quantity: 0, index: 0 };
+  return { quantity: 0, index: 0, replayed: false };
 }
 
 export const SetReorderLevelResponse: MessageFns<SetReorderLevelResponse> = {
@@ -1303,6 +1435,9 @@ export const SetReorderLevelResponse: MessageFns<SetReorderLevelResponse> = {
     }
     if (message.index !== 0) {
       writer.uint32(16).int64(message.index);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(24).bool(message.replayed);
     }
     return writer;
   },
@@ -1336,6 +1471,14 @@ export const SetReorderLevelResponse: MessageFns<SetReorderLevelResponse> = {
             message.index = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1352,6 +1495,7 @@ export const SetReorderLevelResponse: MessageFns<SetReorderLevelResponse> = {
     return {
       quantity: isSet(object.quantity) ? globalThis.Number(object.quantity) : 0,
       index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
     };
   },
 
@@ -1363,6 +1507,9 @@ export const SetReorderLevelResponse: MessageFns<SetReorderLevelResponse> = {
     if (message.index !== 0) {
       obj.index = Math.round(message.index);
     }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
     return obj;
   },
 
@@ -1373,6 +1520,7 @@ export const SetReorderLevelResponse: MessageFns<SetReorderLevelResponse> = {
     const message = createBaseSetReorderLevelResponse();
     message.quantity = object.quantity ?? 0;
     message.index = object.index ?? 0;
+    message.replayed = object.replayed ?? false;
     return message;
   },
 };
@@ -1914,6 +2062,7 @@ function createBaseStatusResponse(): StatusResponse {
     lastIndex: 0,
     peers: [],
     stateHash: "",
+    identity: "",
   };
 }
 
@@ -1948,6 +2097,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.stateHash !== "") {
       writer.uint32(82).string(message.stateHash);
+    }
+    if (message.identity !== "") {
+      writer.uint32(90).string(message.identity);
     }
     return writer;
   },
@@ -2045,6 +2197,14 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.stateHash = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2091,6 +2251,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
         : isSet(object.state_hash)
         ? globalThis.String(object.state_hash)
         : "",
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
     };
   },
 
@@ -2126,6 +2287,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     if (message.stateHash !== "") {
       obj.stateHash = message.stateHash;
     }
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
     return obj;
   },
 
@@ -2144,6 +2308,120 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     message.lastIndex = object.lastIndex ?? 0;
     message.peers = object.peers?.map((e) => PeerProgress.fromPartial(e)) || [];
     message.stateHash = object.stateHash ?? "";
+    message.identity = object.identity ?? "";
+    return message;
+  },
+};
+
+function createBaseSetClinicTimeZoneRequest(): SetClinicTimeZoneRequest {
+  return { requestId: "", clinicId: "", timeZone: "" };
+}
+
+export const SetClinicTimeZoneRequest: MessageFns<SetClinicTimeZoneRequest> = {
+  encode(message: SetClinicTimeZoneRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.clinicId !== "") {
+      writer.uint32(18).string(message.clinicId);
+    }
+    if (message.timeZone !== "") {
+      writer.uint32(26).string(message.timeZone);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetClinicTimeZoneRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetClinicTimeZoneRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.clinicId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.timeZone = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetClinicTimeZoneRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      clinicId: isSet(object.clinicId)
+        ? globalThis.String(object.clinicId)
+        : isSet(object.clinic_id)
+        ? globalThis.String(object.clinic_id)
+        : "",
+      timeZone: isSet(object.timeZone)
+        ? globalThis.String(object.timeZone)
+        : isSet(object.time_zone)
+        ? globalThis.String(object.time_zone)
+        : "",
+    };
+  },
+
+  toJSON(message: SetClinicTimeZoneRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.clinicId !== "") {
+      obj.clinicId = message.clinicId;
+    }
+    if (message.timeZone !== "") {
+      obj.timeZone = message.timeZone;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetClinicTimeZoneRequest>, I>>(base?: I): SetClinicTimeZoneRequest {
+    return SetClinicTimeZoneRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetClinicTimeZoneRequest>, I>>(object: I): SetClinicTimeZoneRequest {
+    const message = createBaseSetClinicTimeZoneRequest();
+    message.requestId = object.requestId ?? "";
+    message.clinicId = object.clinicId ?? "";
+    message.timeZone = object.timeZone ?? "";
     return message;
   },
 };
@@ -2166,6 +2444,9 @@ export const WriteCommand: MessageFns<WriteCommand> = {
         break;
       case "setReorderLevel":
         SetReorderLevelRequest.encode(message.command.value, writer.uint32(34).fork()).join();
+        break;
+      case "setClinicTimeZone":
+        SetClinicTimeZoneRequest.encode(message.command.value, writer.uint32(42).fork()).join();
         break;
     }
     return writer;
@@ -2219,6 +2500,17 @@ export const WriteCommand: MessageFns<WriteCommand> = {
             };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.command = {
+              $case: "setClinicTimeZone",
+              value: SetClinicTimeZoneRequest.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2243,6 +2535,10 @@ export const WriteCommand: MessageFns<WriteCommand> = {
         ? { $case: "setReorderLevel", value: SetReorderLevelRequest.fromJSON(object.setReorderLevel) }
         : isSet(object.set_reorder_level)
         ? { $case: "setReorderLevel", value: SetReorderLevelRequest.fromJSON(object.set_reorder_level) }
+        : isSet(object.setClinicTimeZone)
+        ? { $case: "setClinicTimeZone", value: SetClinicTimeZoneRequest.fromJSON(object.setClinicTimeZone) }
+        : isSet(object.set_clinic_time_zone)
+        ? { $case: "setClinicTimeZone", value: SetClinicTimeZoneRequest.fromJSON(object.set_clinic_time_zone) }
         : undefined,
     };
   },
@@ -2257,6 +2553,8 @@ export const WriteCommand: MessageFns<WriteCommand> = {
       obj.transfer = TransferRequest.toJSON(message.command.value);
     } else if (message.command?.$case === "setReorderLevel") {
       obj.setReorderLevel = SetReorderLevelRequest.toJSON(message.command.value);
+    } else if (message.command?.$case === "setClinicTimeZone") {
+      obj.setClinicTimeZone = SetClinicTimeZoneRequest.toJSON(message.command.value);
     }
     return obj;
   },
@@ -2290,6 +2588,15 @@ export const WriteCommand: MessageFns<WriteCommand> = {
           message.command = {
             $case: "setReorderLevel",
             value: SetReorderLevelRequest.fromPartial(object.command.value),
+          };
+        }
+        break;
+      }
+      case "setClinicTimeZone": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = {
+            $case: "setClinicTimeZone",
+            value: SetClinicTimeZoneRequest.fromPartial(object.command.value),
           };
         }
         break;
@@ -2371,7 +2678,7 @@ export const SubmitBatchRequest: MessageFns<SubmitBatchRequest> = {
 };
 
 function createBaseWriteOutcome(): WriteOutcome {
-  return { quantity: 0, index: 0, errorCode: "", errorMessage: "", errorField: "", errorMeta: {} };
+  return { quantity: 0, index: 0, errorCode: "", errorMessage: "", errorField: "", errorMeta: {}, replayed: false };
 }
 
 export const WriteOutcome: MessageFns<WriteOutcome> = {
@@ -2394,6 +2701,9 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
     globalThis.Object.entries(message.errorMeta).forEach(([key, value]: [string, string]) => {
       WriteOutcome_ErrorMetaEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
     });
+    if (message.replayed !== false) {
+      writer.uint32(56).bool(message.replayed);
+    }
     return writer;
   },
 
@@ -2461,6 +2771,14 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
             }
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2519,6 +2837,7 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
           {},
         )
         : {},
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
     };
   },
 
@@ -2548,6 +2867,9 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
         });
       }
     }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
     return obj;
   },
 
@@ -2570,6 +2892,7 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
       },
       {},
     );
+    message.replayed = object.replayed ?? false;
     return message;
   },
 };
@@ -2726,6 +3049,955 @@ export const SubmitBatchResponse: MessageFns<SubmitBatchResponse> = {
   fromPartial<I extends Exact<DeepPartial<SubmitBatchResponse>, I>>(object: I): SubmitBatchResponse {
     const message = createBaseSubmitBatchResponse();
     message.outcomes = object.outcomes?.map((e) => WriteOutcome.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListMembersRequest(): ListMembersRequest {
+  return {};
+}
+
+export const ListMembersRequest: MessageFns<ListMembersRequest> = {
+  encode(_: ListMembersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMembersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMembersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListMembersRequest {
+    return {};
+  },
+
+  toJSON(_: ListMembersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListMembersRequest>, I>>(base?: I): ListMembersRequest {
+    return ListMembersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListMembersRequest>, I>>(_: I): ListMembersRequest {
+    const message = createBaseListMembersRequest();
+    return message;
+  },
+};
+
+function createBaseMember(): Member {
+  return { id: "", address: "", role: "", matchIndex: 0 };
+}
+
+export const Member: MessageFns<Member> = {
+  encode(message: Member, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.role !== "") {
+      writer.uint32(26).string(message.role);
+    }
+    if (message.matchIndex !== 0) {
+      writer.uint32(32).int64(message.matchIndex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Member {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMember();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.matchIndex = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Member {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      matchIndex: isSet(object.matchIndex)
+        ? globalThis.Number(object.matchIndex)
+        : isSet(object.match_index)
+        ? globalThis.Number(object.match_index)
+        : 0,
+    };
+  },
+
+  toJSON(message: Member): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.matchIndex !== 0) {
+      obj.matchIndex = Math.round(message.matchIndex);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Member>, I>>(base?: I): Member {
+    return Member.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Member>, I>>(object: I): Member {
+    const message = createBaseMember();
+    message.id = object.id ?? "";
+    message.address = object.address ?? "";
+    message.role = object.role ?? "";
+    message.matchIndex = object.matchIndex ?? 0;
+    return message;
+  },
+};
+
+function createBaseMembership(): Membership {
+  return { members: [], leaderId: "", index: 0 };
+}
+
+export const Membership: MessageFns<Membership> = {
+  encode(message: Membership, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      Member.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.leaderId !== "") {
+      writer.uint32(18).string(message.leaderId);
+    }
+    if (message.index !== 0) {
+      writer.uint32(24).int64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Membership {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMembership();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(Member.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leaderId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.index = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Membership {
+    return {
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => Member.fromJSON(e)) : [],
+      leaderId: isSet(object.leaderId)
+        ? globalThis.String(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.String(object.leader_id)
+        : "",
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+    };
+  },
+
+  toJSON(message: Membership): unknown {
+    const obj: any = {};
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => Member.toJSON(e));
+    }
+    if (message.leaderId !== "") {
+      obj.leaderId = message.leaderId;
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Membership>, I>>(base?: I): Membership {
+    return Membership.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Membership>, I>>(object: I): Membership {
+    const message = createBaseMembership();
+    message.members = object.members?.map((e) => Member.fromPartial(e)) || [];
+    message.leaderId = object.leaderId ?? "";
+    message.index = object.index ?? 0;
+    return message;
+  },
+};
+
+function createBaseListMembersResponse(): ListMembersResponse {
+  return { membership: undefined };
+}
+
+export const ListMembersResponse: MessageFns<ListMembersResponse> = {
+  encode(message: ListMembersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.membership !== undefined) {
+      Membership.encode(message.membership, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMembersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMembersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.membership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListMembersResponse {
+    return { membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined };
+  },
+
+  toJSON(message: ListMembersResponse): unknown {
+    const obj: any = {};
+    if (message.membership !== undefined) {
+      obj.membership = Membership.toJSON(message.membership);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListMembersResponse>, I>>(base?: I): ListMembersResponse {
+    return ListMembersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListMembersResponse>, I>>(object: I): ListMembersResponse {
+    const message = createBaseListMembersResponse();
+    message.membership = (object.membership !== undefined && object.membership !== null)
+      ? Membership.fromPartial(object.membership)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAddLearnerResponse(): AddLearnerResponse {
+  return { membership: undefined };
+}
+
+export const AddLearnerResponse: MessageFns<AddLearnerResponse> = {
+  encode(message: AddLearnerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.membership !== undefined) {
+      Membership.encode(message.membership, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddLearnerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddLearnerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.membership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddLearnerResponse {
+    return { membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined };
+  },
+
+  toJSON(message: AddLearnerResponse): unknown {
+    const obj: any = {};
+    if (message.membership !== undefined) {
+      obj.membership = Membership.toJSON(message.membership);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddLearnerResponse>, I>>(base?: I): AddLearnerResponse {
+    return AddLearnerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddLearnerResponse>, I>>(object: I): AddLearnerResponse {
+    const message = createBaseAddLearnerResponse();
+    message.membership = (object.membership !== undefined && object.membership !== null)
+      ? Membership.fromPartial(object.membership)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePromoteLearnerResponse(): PromoteLearnerResponse {
+  return { membership: undefined };
+}
+
+export const PromoteLearnerResponse: MessageFns<PromoteLearnerResponse> = {
+  encode(message: PromoteLearnerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.membership !== undefined) {
+      Membership.encode(message.membership, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteLearnerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteLearnerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.membership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteLearnerResponse {
+    return { membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined };
+  },
+
+  toJSON(message: PromoteLearnerResponse): unknown {
+    const obj: any = {};
+    if (message.membership !== undefined) {
+      obj.membership = Membership.toJSON(message.membership);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PromoteLearnerResponse>, I>>(base?: I): PromoteLearnerResponse {
+    return PromoteLearnerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PromoteLearnerResponse>, I>>(object: I): PromoteLearnerResponse {
+    const message = createBasePromoteLearnerResponse();
+    message.membership = (object.membership !== undefined && object.membership !== null)
+      ? Membership.fromPartial(object.membership)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRemoveReplicaResponse(): RemoveReplicaResponse {
+  return { membership: undefined };
+}
+
+export const RemoveReplicaResponse: MessageFns<RemoveReplicaResponse> = {
+  encode(message: RemoveReplicaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.membership !== undefined) {
+      Membership.encode(message.membership, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveReplicaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveReplicaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.membership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveReplicaResponse {
+    return { membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined };
+  },
+
+  toJSON(message: RemoveReplicaResponse): unknown {
+    const obj: any = {};
+    if (message.membership !== undefined) {
+      obj.membership = Membership.toJSON(message.membership);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveReplicaResponse>, I>>(base?: I): RemoveReplicaResponse {
+    return RemoveReplicaResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveReplicaResponse>, I>>(object: I): RemoveReplicaResponse {
+    const message = createBaseRemoveReplicaResponse();
+    message.membership = (object.membership !== undefined && object.membership !== null)
+      ? Membership.fromPartial(object.membership)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAddLearnerRequest(): AddLearnerRequest {
+  return { id: "", address: "" };
+}
+
+export const AddLearnerRequest: MessageFns<AddLearnerRequest> = {
+  encode(message: AddLearnerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddLearnerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddLearnerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddLearnerRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+    };
+  },
+
+  toJSON(message: AddLearnerRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddLearnerRequest>, I>>(base?: I): AddLearnerRequest {
+    return AddLearnerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddLearnerRequest>, I>>(object: I): AddLearnerRequest {
+    const message = createBaseAddLearnerRequest();
+    message.id = object.id ?? "";
+    message.address = object.address ?? "";
+    return message;
+  },
+};
+
+function createBasePromoteLearnerRequest(): PromoteLearnerRequest {
+  return { id: "" };
+}
+
+export const PromoteLearnerRequest: MessageFns<PromoteLearnerRequest> = {
+  encode(message: PromoteLearnerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteLearnerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteLearnerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteLearnerRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: PromoteLearnerRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PromoteLearnerRequest>, I>>(base?: I): PromoteLearnerRequest {
+    return PromoteLearnerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PromoteLearnerRequest>, I>>(object: I): PromoteLearnerRequest {
+    const message = createBasePromoteLearnerRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveReplicaRequest(): RemoveReplicaRequest {
+  return { id: "" };
+}
+
+export const RemoveReplicaRequest: MessageFns<RemoveReplicaRequest> = {
+  encode(message: RemoveReplicaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveReplicaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveReplicaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveReplicaRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: RemoveReplicaRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveReplicaRequest>, I>>(base?: I): RemoveReplicaRequest {
+    return RemoveReplicaRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveReplicaRequest>, I>>(object: I): RemoveReplicaRequest {
+    const message = createBaseRemoveReplicaRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseTransferLeadershipRequest(): TransferLeadershipRequest {
+  return { to: "" };
+}
+
+export const TransferLeadershipRequest: MessageFns<TransferLeadershipRequest> = {
+  encode(message: TransferLeadershipRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.to !== "") {
+      writer.uint32(10).string(message.to);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLeadershipRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLeadershipRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferLeadershipRequest {
+    return { to: isSet(object.to) ? globalThis.String(object.to) : "" };
+  },
+
+  toJSON(message: TransferLeadershipRequest): unknown {
+    const obj: any = {};
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferLeadershipRequest>, I>>(base?: I): TransferLeadershipRequest {
+    return TransferLeadershipRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferLeadershipRequest>, I>>(object: I): TransferLeadershipRequest {
+    const message = createBaseTransferLeadershipRequest();
+    message.to = object.to ?? "";
+    return message;
+  },
+};
+
+function createBaseTransferLeadershipResponse(): TransferLeadershipResponse {
+  return { leaderId: "", term: 0, elapsedMs: 0 };
+}
+
+export const TransferLeadershipResponse: MessageFns<TransferLeadershipResponse> = {
+  encode(message: TransferLeadershipResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leaderId !== "") {
+      writer.uint32(10).string(message.leaderId);
+    }
+    if (message.term !== 0) {
+      writer.uint32(16).int64(message.term);
+    }
+    if (message.elapsedMs !== 0) {
+      writer.uint32(24).int64(message.elapsedMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLeadershipResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLeadershipResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.leaderId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.term = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.elapsedMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferLeadershipResponse {
+    return {
+      leaderId: isSet(object.leaderId)
+        ? globalThis.String(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.String(object.leader_id)
+        : "",
+      term: isSet(object.term) ? globalThis.Number(object.term) : 0,
+      elapsedMs: isSet(object.elapsedMs)
+        ? globalThis.Number(object.elapsedMs)
+        : isSet(object.elapsed_ms)
+        ? globalThis.Number(object.elapsed_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: TransferLeadershipResponse): unknown {
+    const obj: any = {};
+    if (message.leaderId !== "") {
+      obj.leaderId = message.leaderId;
+    }
+    if (message.term !== 0) {
+      obj.term = Math.round(message.term);
+    }
+    if (message.elapsedMs !== 0) {
+      obj.elapsedMs = Math.round(message.elapsedMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferLeadershipResponse>, I>>(base?: I): TransferLeadershipResponse {
+    return TransferLeadershipResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferLeadershipResponse>, I>>(object: I): TransferLeadershipResponse {
+    const message = createBaseTransferLeadershipResponse();
+    message.leaderId = object.leaderId ?? "";
+    message.term = object.term ?? 0;
+    message.elapsedMs = object.elapsedMs ?? 0;
     return message;
   },
 };
@@ -2968,6 +4240,173 @@ export const InventoryServiceClient = makeGenericClientConstructor(
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): InventoryServiceClient;
   service: typeof InventoryServiceService;
+  serviceName: string;
+};
+
+/**
+ * InventoryAdmin changes the replica set of the inventory cluster, on the leader (a follower fails
+ * with NOT_LEADER like a write). Each change goes through the Raft log, one at a time, and is
+ * answered once applied on the leader; the member's address travels in the change, so every
+ * replica learns it and keeps it across restarts and snapshots. No authentication yet.
+ */
+export type InventoryAdminServiceService = typeof InventoryAdminServiceService;
+export const InventoryAdminServiceService = {
+  listMembers: {
+    path: "/medisync.v1.InventoryAdminService/ListMembers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListMembersRequest): Buffer => Buffer.from(ListMembersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListMembersRequest => ListMembersRequest.decode(value),
+    responseSerialize: (value: ListMembersResponse): Buffer => Buffer.from(ListMembersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListMembersResponse => ListMembersResponse.decode(value),
+  },
+  /** A new, non-voting member that starts catching up. Refused while another change is in flight. */
+  addLearner: {
+    path: "/medisync.v1.InventoryAdminService/AddLearner" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddLearnerRequest): Buffer => Buffer.from(AddLearnerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddLearnerRequest => AddLearnerRequest.decode(value),
+    responseSerialize: (value: AddLearnerResponse): Buffer => Buffer.from(AddLearnerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddLearnerResponse => AddLearnerResponse.decode(value),
+  },
+  /** Makes a caught-up learner a voter (LEARNER_NOT_CAUGHT_UP while it is behind the commit index). */
+  promoteLearner: {
+    path: "/medisync.v1.InventoryAdminService/PromoteLearner" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PromoteLearnerRequest): Buffer =>
+      Buffer.from(PromoteLearnerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PromoteLearnerRequest => PromoteLearnerRequest.decode(value),
+    responseSerialize: (value: PromoteLearnerResponse): Buffer =>
+      Buffer.from(PromoteLearnerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PromoteLearnerResponse => PromoteLearnerResponse.decode(value),
+  },
+  /** Removes a voter or learner; never the last voter, and never the leader (transfer first). */
+  removeReplica: {
+    path: "/medisync.v1.InventoryAdminService/RemoveReplica" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveReplicaRequest): Buffer => Buffer.from(RemoveReplicaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveReplicaRequest => RemoveReplicaRequest.decode(value),
+    responseSerialize: (value: RemoveReplicaResponse): Buffer =>
+      Buffer.from(RemoveReplicaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveReplicaResponse => RemoveReplicaResponse.decode(value),
+  },
+  /** Hands leadership to `to` (empty: the most caught-up voter); answered once it leads. */
+  transferLeadership: {
+    path: "/medisync.v1.InventoryAdminService/TransferLeadership" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TransferLeadershipRequest): Buffer =>
+      Buffer.from(TransferLeadershipRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TransferLeadershipRequest => TransferLeadershipRequest.decode(value),
+    responseSerialize: (value: TransferLeadershipResponse): Buffer =>
+      Buffer.from(TransferLeadershipResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TransferLeadershipResponse => TransferLeadershipResponse.decode(value),
+  },
+} as const;
+
+export interface InventoryAdminServiceServer extends UntypedServiceImplementation {
+  listMembers: handleUnaryCall<ListMembersRequest, ListMembersResponse>;
+  /** A new, non-voting member that starts catching up. Refused while another change is in flight. */
+  addLearner: handleUnaryCall<AddLearnerRequest, AddLearnerResponse>;
+  /** Makes a caught-up learner a voter (LEARNER_NOT_CAUGHT_UP while it is behind the commit index). */
+  promoteLearner: handleUnaryCall<PromoteLearnerRequest, PromoteLearnerResponse>;
+  /** Removes a voter or learner; never the last voter, and never the leader (transfer first). */
+  removeReplica: handleUnaryCall<RemoveReplicaRequest, RemoveReplicaResponse>;
+  /** Hands leadership to `to` (empty: the most caught-up voter); answered once it leads. */
+  transferLeadership: handleUnaryCall<TransferLeadershipRequest, TransferLeadershipResponse>;
+}
+
+export interface InventoryAdminServiceClient extends Client {
+  listMembers(
+    request: ListMembersRequest,
+    callback: (error: ServiceError | null, response: ListMembersResponse) => void,
+  ): ClientUnaryCall;
+  listMembers(
+    request: ListMembersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListMembersResponse) => void,
+  ): ClientUnaryCall;
+  listMembers(
+    request: ListMembersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListMembersResponse) => void,
+  ): ClientUnaryCall;
+  /** A new, non-voting member that starts catching up. Refused while another change is in flight. */
+  addLearner(
+    request: AddLearnerRequest,
+    callback: (error: ServiceError | null, response: AddLearnerResponse) => void,
+  ): ClientUnaryCall;
+  addLearner(
+    request: AddLearnerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AddLearnerResponse) => void,
+  ): ClientUnaryCall;
+  addLearner(
+    request: AddLearnerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AddLearnerResponse) => void,
+  ): ClientUnaryCall;
+  /** Makes a caught-up learner a voter (LEARNER_NOT_CAUGHT_UP while it is behind the commit index). */
+  promoteLearner(
+    request: PromoteLearnerRequest,
+    callback: (error: ServiceError | null, response: PromoteLearnerResponse) => void,
+  ): ClientUnaryCall;
+  promoteLearner(
+    request: PromoteLearnerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PromoteLearnerResponse) => void,
+  ): ClientUnaryCall;
+  promoteLearner(
+    request: PromoteLearnerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PromoteLearnerResponse) => void,
+  ): ClientUnaryCall;
+  /** Removes a voter or learner; never the last voter, and never the leader (transfer first). */
+  removeReplica(
+    request: RemoveReplicaRequest,
+    callback: (error: ServiceError | null, response: RemoveReplicaResponse) => void,
+  ): ClientUnaryCall;
+  removeReplica(
+    request: RemoveReplicaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveReplicaResponse) => void,
+  ): ClientUnaryCall;
+  removeReplica(
+    request: RemoveReplicaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveReplicaResponse) => void,
+  ): ClientUnaryCall;
+  /** Hands leadership to `to` (empty: the most caught-up voter); answered once it leads. */
+  transferLeadership(
+    request: TransferLeadershipRequest,
+    callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
+  ): ClientUnaryCall;
+  transferLeadership(
+    request: TransferLeadershipRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
+  ): ClientUnaryCall;
+  transferLeadership(
+    request: TransferLeadershipRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const InventoryAdminServiceClient = makeGenericClientConstructor(
+  InventoryAdminServiceService,
+  "medisync.v1.InventoryAdminService",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): InventoryAdminServiceClient;
+  service: typeof InventoryAdminServiceService;
   serviceName: string;
 };
 

@@ -27,13 +27,24 @@ export interface StreamRequest {
   from: string;
   to: string;
   messages: Buffer[];
+  /** The sender's cluster: a batch from another cluster is refused. */
+  clusterId: string;
+  /** The sender's incarnation: a random id made when its log was first created. */
+  fromIncarnation: string;
+  /**
+   * The receiver's incarnation as the sender first recorded it ("" if it never heard from it): a
+   * replica told of an incarnation that is not its own has lost its disk and must not vote.
+   */
+  toIncarnation: string;
+  /** Asks the receiver to answer with a batch of its own, messages or not (an introduction). */
+  hello: boolean;
 }
 
 export interface StreamResponse {
 }
 
 function createBaseStreamRequest(): StreamRequest {
-  return { from: "", to: "", messages: [] };
+  return { from: "", to: "", messages: [], clusterId: "", fromIncarnation: "", toIncarnation: "", hello: false };
 }
 
 export const StreamRequest: MessageFns<StreamRequest> = {
@@ -46,6 +57,18 @@ export const StreamRequest: MessageFns<StreamRequest> = {
     }
     for (const v of message.messages) {
       writer.uint32(26).bytes(v!);
+    }
+    if (message.clusterId !== "") {
+      writer.uint32(34).string(message.clusterId);
+    }
+    if (message.fromIncarnation !== "") {
+      writer.uint32(42).string(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== "") {
+      writer.uint32(50).string(message.toIncarnation);
+    }
+    if (message.hello !== false) {
+      writer.uint32(56).bool(message.hello);
     }
     return writer;
   },
@@ -87,6 +110,38 @@ export const StreamRequest: MessageFns<StreamRequest> = {
             message.messages.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.clusterId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.fromIncarnation = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.toIncarnation = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.hello = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -106,6 +161,22 @@ export const StreamRequest: MessageFns<StreamRequest> = {
       messages: globalThis.Array.isArray(object?.messages)
         ? object.messages.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      clusterId: isSet(object.clusterId)
+        ? globalThis.String(object.clusterId)
+        : isSet(object.cluster_id)
+        ? globalThis.String(object.cluster_id)
+        : "",
+      fromIncarnation: isSet(object.fromIncarnation)
+        ? globalThis.String(object.fromIncarnation)
+        : isSet(object.from_incarnation)
+        ? globalThis.String(object.from_incarnation)
+        : "",
+      toIncarnation: isSet(object.toIncarnation)
+        ? globalThis.String(object.toIncarnation)
+        : isSet(object.to_incarnation)
+        ? globalThis.String(object.to_incarnation)
+        : "",
+      hello: isSet(object.hello) ? globalThis.Boolean(object.hello) : false,
     };
   },
 
@@ -120,6 +191,18 @@ export const StreamRequest: MessageFns<StreamRequest> = {
     if (message.messages?.length) {
       obj.messages = message.messages.map((e) => base64FromBytes(e));
     }
+    if (message.clusterId !== "") {
+      obj.clusterId = message.clusterId;
+    }
+    if (message.fromIncarnation !== "") {
+      obj.fromIncarnation = message.fromIncarnation;
+    }
+    if (message.toIncarnation !== "") {
+      obj.toIncarnation = message.toIncarnation;
+    }
+    if (message.hello !== false) {
+      obj.hello = message.hello;
+    }
     return obj;
   },
 
@@ -131,6 +214,10 @@ export const StreamRequest: MessageFns<StreamRequest> = {
     message.from = object.from ?? "";
     message.to = object.to ?? "";
     message.messages = object.messages?.map((e) => e) || [];
+    message.clusterId = object.clusterId ?? "";
+    message.fromIncarnation = object.fromIncarnation ?? "";
+    message.toIncarnation = object.toIncarnation ?? "";
+    message.hello = object.hello ?? false;
     return message;
   },
 };

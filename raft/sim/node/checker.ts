@@ -1,0 +1,109 @@
+// Owns the real-node simulator's invariants, checked as the run goes: election safety (one leader
+// per term), state-machine safety (the same command at an index on every replica, and the same
+// state at a snapshot's index), monotonic commit within a process life, linearizable reads (a
+// ReadIndex answer covers every write acknowledged before the read began), durability (every
+// acknowledged write is the command at its index), and that no replica stopped on a broken
+// invariant of its own. The first violation wins; the run stops there.
+
+export interface Ack {
+  client: string;
+  seq: number;
+  index: number;
+  text: string;
+  startMs: number;
+  endMs: number;
+}
+
+export class NodeChecker {
+  violation: string | undefined;
+  readonly applied = new Map<number, { text: string; by: string }>();
+  private readonly states = new Map<number, { text: string; by: string }>();
+  private readonly leaders = new Map<number, string>();
+  readonly acks: Ack[] = [];
+  /** Highest index acknowledged so far, and when: what a read that starts later must cover. */
+  private ackedTop = { index: 0, atMs: -1 };
+  /** Highest index a finished read answered: a read that starts later must not answer lower. */
+  private readTop = 0;
+  reads = 0;
+  leaderChanges = 0;
+
+  fail(message: string): void {
+    if (this.violation === undefined) this.violation = message;
+  }
+
+  onApply(node: string, index: number, text: string): void {
+    const seen = this.applied.get(index);
+    if (seen === undefined) this.applied.set(index, { text, by: node });
+    else if (seen.text !== text) {
+      this.fail(`state machine safety: ${node} applied ${text} at ${index}, ${seen.by} applied ${seen.text}`);
+    }
+  }
+
+  onState(node: string, index: number, text: string, what: "snapshot" | "restore"): void {
+    const seen = this.states.get(index);
+    if (seen === undefined) this.states.set(index, { text, by: node });
+    else if (seen.text !== text) {
+      this.fail(`snapshot contents differ at ${index}: ${node}'s ${what} vs ${seen.by}'s`);
+    }
+  }
+
+  onLeader(node: string, term: number): void {
+    this.leaderChanges++;
+    const seen = this.leaders.get(term);
+    if (seen === undefined) this.leaders.set(term, node);
+    else if (seen !== node) this.fail(`election safety: ${seen} and ${node} both led term ${term}`);
+  }
+
+  onAck(a: Ack): void {
+    this.acks.push(a);
+    const seen = this.applied.get(a.index);
+    if (seen === undefined || seen.text !== a.text) {
+      this.fail(
+        `acknowledged ${a.text} at ${a.index}, but ${seen ? `${seen.text} was applied there` : "nothing was"}`,
+      );
+    }
+    if (a.index > this.ackedTop.index) this.ackedTop = { index: a.index, atMs: a.endMs };
+  }
+
+  /** Call when a read begins: the index it must cover (every acknowledged write, every finished read). */
+  readFloor(): number {
+    return Math.max(this.ackedTop.index, this.readTop);
+  }
+
+  /** A read finished with `index`. */
+  readDone(index: number): void {
+    if (index > this.readTop) this.readTop = index;
+  }
+
+  onRead(node: string, floor: number, index: number, appliedThere: number): void {
+    this.reads++;
+    if (index < floor) {
+      this.fail(
+        `stale read: ${node} answered ReadIndex ${index}, but ${floor} was acknowledged or read before the read began`,
+      );
+    }
+    if (appliedThere < index)
+      this.fail(`read served at ${node} before it applied ${index} (applied ${appliedThere})`);
+  }
+
+  /**
+   * At the end, on a converged replica: every acknowledged write is in its state (the first
+   * application recorded per index alone would miss a write lost on every replica).
+   */
+  checkFinalState(node: string, doneSeq: (client: string) => number): void {
+    for (const a of this.acks) {
+      if (doneSeq(a.client) < a.seq) {
+        this.fail(`acknowledged write lost: ${a.text} (index ${a.index}) is not in ${node}'s final state`);
+        return;
+      }
+    }
+  }
+
+  /** Durability at the end: every acknowledged write is still the command at its index. */
+  checkAcks(): void {
+    for (const a of this.acks) {
+      const seen = this.applied.get(a.index);
+      if (!seen || seen.text !== a.text) this.fail(`acknowledged write lost: ${a.text} at ${a.index}`);
+    }
+  }
+}

@@ -1,0 +1,73 @@
+// Owns the state machine the real-node simulator replicates: registers written by clients, each
+// command applied once per (client, seq) — a retry of an acknowledged write is answered with the
+// index of its first application. Every apply, snapshot and restore is reported to the checker,
+// which compares them across replicas at equal indexes.
+import type { StateMachine } from "../../node/node.ts";
+import type { NodeChecker } from "./checker.ts";
+
+export interface KvCommand {
+  c: string;
+  s: number;
+  k: string;
+  v: string;
+}
+
+interface KvState {
+  kv: Record<string, { v: string; index: number }>;
+  done: Record<string, { s: number; index: number }>;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export const encodeCommand = (c: KvCommand): Uint8Array => enc.encode(JSON.stringify(c));
+
+export class KvFsm implements StateMachine {
+  private st: KvState = { kv: {}, done: {} };
+  applied = 0;
+
+  constructor(
+    private readonly id: string,
+    private readonly checker: NodeChecker,
+  ) {}
+
+  apply(index: number, data: Uint8Array): unknown {
+    const text = dec.decode(data);
+    this.checker.onApply(this.id, index, text);
+    this.applied = index;
+    const c = JSON.parse(text) as KvCommand;
+    const prev = this.st.done[c.c];
+    if (prev && prev.s >= c.s) return prev.s === c.s ? prev.index : -1;
+    this.st.done[c.c] = { s: c.s, index };
+    this.st.kv[c.k] = { v: c.v, index };
+    return index;
+  }
+
+  snapshot(): Uint8Array {
+    const text = JSON.stringify(this.st);
+    this.checker.onState(this.id, this.applied, text, "snapshot");
+    return enc.encode(text);
+  }
+
+  restore(data: Uint8Array, index: number): void {
+    const text = data.byteLength === 0 ? JSON.stringify({ kv: {}, done: {} }) : dec.decode(data);
+    if (index > 0) this.checker.onState(this.id, index, text, "restore");
+    this.st = JSON.parse(text) as KvState;
+    this.applied = index;
+  }
+
+  /** The highest seq of `client` applied here (0: none). */
+  doneSeq(client: string): number {
+    return this.st.done[client]?.s ?? 0;
+  }
+
+  /** The register's value and the index that wrote it. */
+  read(k: string): { v: string; index: number } | undefined {
+    return this.st.kv[k];
+  }
+
+  /** The whole state, for comparing replicas at the end. */
+  text(): string {
+    return JSON.stringify(this.st);
+  }
+}

@@ -1,0 +1,32 @@
+// Owns the shared body of the real-node simulator's test files: a range of seeds in chunks, each
+// failure reported with its violation, the replicas' last log lines and the command that replays it.
+import { afterAll, describe, expect, it } from "vitest";
+import { nodeReplayCommand, runNodeCampaign } from "./run.ts";
+
+export function nodeSimSuite(nodes: 3 | 5, from: number, seeds: number, chunk = 50): void {
+  describe(`real-node simulator, ${nodes} nodes, seeds ${from}..${from + seeds - 1}`, () => {
+    const t0 = performance.now();
+    const total = { acked: 0, reads: 0, crashes: 0, lostBatches: 0, snapshotsInstalled: 0, events: 0 };
+    afterAll(() => {
+      const s = ((performance.now() - t0) / 1000).toFixed(1);
+      console.log(`[node sim ${nodes} nodes] ${seeds} seeds, ${JSON.stringify(total)}, ${s} s wall`);
+    });
+    for (let start = from; start < from + seeds; start += chunk) {
+      const n = Math.min(chunk, from + seeds - start);
+      it(`seeds ${start}..${start + n - 1}: every invariant holds, and the healed cluster converges`, async () => {
+        const c = await runNodeCampaign(start, n, { nodes });
+        for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += c[k];
+        const report = c.failures
+          .map(
+            (f) =>
+              `seed ${f.seed}: ${f.violation}\n  replay: ${nodeReplayCommand(f.seed, { nodes })}\n  ${f.trace.slice(-15).join("\n  ")}`,
+          )
+          .join("\n\n");
+        expect(c.failures.length, report).toBe(0);
+        // The faults did happen: replicas crashed, and some crashes lost writes never synced.
+        expect(c.crashes).toBeGreaterThan(0);
+        expect(c.acked).toBeGreaterThan(0);
+      });
+    }
+  });
+}

@@ -1,0 +1,101 @@
+// Owns how one seed becomes a real-node simulator run: cluster size, timing, disk and network
+// latencies, which faults are on and how often, snapshot cadence and the client load.
+import type { SnapshotFaults } from "../../storage/memory-snapshots.ts";
+import { deriveSeed, Rng } from "../prng.ts";
+
+export type NodeFault = "crash" | "partition" | "oneway";
+
+export interface NodeSimParams {
+  seed: number;
+  nodes: 3 | 5;
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  delayMsMin: number;
+  delayMsMax: number;
+  dropRate: number;
+  duplicateRate: number;
+  syncMsMin: number;
+  syncMsMax: number;
+  snapshotFaults: SnapshotFaults;
+  snapshotEveryEntries: number;
+  snapshotCatchUpEntries: number;
+  faults: NodeFault[];
+  faultEveryMs: number;
+  downMsMax: number;
+  partitionMsMax: number;
+  clients: number;
+  clientOpEveryMs: number;
+  readRate: number;
+  /**
+   * Chance that the replica that just acknowledged a write crashes at that instant while one other
+   * replica is cut off for a while: the moment a write counted before it was durable is lost.
+   */
+  crashOnAckRate: number;
+  /** Virtual ms of faults, then of clients on a healed cluster, then at most this to converge. */
+  faultMs: number;
+  clientsAfterHealMs: number;
+  convergeMsMax: number;
+}
+
+export interface NodeSimOverrides {
+  nodes?: 3 | 5;
+  /** Virtual ms of the fault phase. */
+  faultMs?: number;
+  /** false: no faults at all (a baseline). */
+  faults?: boolean;
+  /**
+   * The durability profile: slow disks, frequent crashes of the replica that just acknowledged a
+   * write, many clients writing and reading (where the node's shortcuts around fsync would show).
+   */
+  ackCrashFocus?: boolean;
+}
+
+export function nodeParamsForSeed(seed: number, o: NodeSimOverrides = {}): NodeSimParams {
+  const r = new Rng(deriveSeed(seed, "node-params"));
+  const nodes = o.nodes ?? (r.chance(0.7) ? 3 : 5);
+  const faults: NodeFault[] = ["crash"];
+  if (r.chance(0.6)) faults.push("partition");
+  if (r.chance(0.3)) faults.push("oneway");
+  if (r.chance(0.5)) faults.push("crash"); // crashes twice as often
+  // Disks slower than the network make the window where an unsynced entry counts widest.
+  const focus = o.ackCrashFocus ?? r.chance(0.25);
+  const slowDisk = focus || r.chance(0.5);
+  return {
+    seed,
+    nodes,
+    tickMs: 10,
+    electionTicks: 10,
+    heartbeatTicks: 2,
+    delayMsMin: r.pick([0.1, 0.5, 1]),
+    delayMsMax: r.pick([2, 5, 10]),
+    dropRate: r.pick([0, 0.01, 0.05]),
+    duplicateRate: r.pick([0, 0.01]),
+    syncMsMin: slowDisk ? 5 : 0.2,
+    syncMsMax: slowDisk ? 25 : 3,
+    snapshotFaults: {
+      saveMsMin: 1,
+      saveMsMax: 10,
+      failRate: r.pick([0, 0, 0.2, 0.5]),
+      stallRate: r.pick([0, 0.1]),
+      stallMs: 500,
+    },
+    snapshotEveryEntries: r.pick([20, 50, 200]),
+    snapshotCatchUpEntries: r.pick([0, 5, 50]),
+    faults: o.faults === false ? [] : faults,
+    faultEveryMs: r.pick([200, 400, 800]),
+    downMsMax: r.pick([5, 50, 300]),
+    partitionMsMax: r.pick([200, 800]),
+    clients: focus ? r.int(3, 6) : r.int(1, 4),
+    clientOpEveryMs: focus ? 2 : r.pick([2, 10, 30]),
+    readRate: focus ? 0.4 : r.pick([0, 0.2, 0.5]),
+    crashOnAckRate: o.faults === false ? 0 : focus ? 0.15 : 0,
+    faultMs: o.faultMs ?? 3_000,
+    clientsAfterHealMs: 300,
+    convergeMsMax: 10_000,
+  };
+}
+
+export function describeNodeParams(p: NodeSimParams): string {
+  return JSON.stringify({ ...p, snapshotFaults: undefined, ...{ snapshot: p.snapshotFaults } });
+}

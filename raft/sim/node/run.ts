@@ -1,0 +1,67 @@
+// Owns running the real-node simulator for seeds: one seed → params → run → result, many seeds in
+// order, and the command that replays one.
+import { type NodeSimBugs, NodeSimCluster, type NodeSimResult } from "./node-cluster.ts";
+import { type NodeSimOverrides, nodeParamsForSeed } from "./params.ts";
+
+export async function runNodeSeed(
+  seed: number,
+  o: NodeSimOverrides = {},
+  bugs: NodeSimBugs = {},
+): Promise<NodeSimResult> {
+  return new NodeSimCluster(nodeParamsForSeed(seed, o), bugs).run();
+}
+
+export interface NodeCampaign {
+  seeds: number;
+  failures: NodeSimResult[];
+  acked: number;
+  reads: number;
+  crashes: number;
+  lostBatches: number;
+  snapshotsInstalled: number;
+  events: number;
+  wallMs: number;
+}
+
+export async function runNodeCampaign(
+  from: number,
+  seeds: number,
+  o: NodeSimOverrides & { bugs?: NodeSimBugs; stopAtFirst?: boolean } = {},
+): Promise<NodeCampaign> {
+  const t0 = performance.now();
+  const c: NodeCampaign = {
+    seeds: 0,
+    failures: [],
+    acked: 0,
+    reads: 0,
+    crashes: 0,
+    lostBatches: 0,
+    snapshotsInstalled: 0,
+    events: 0,
+    wallMs: 0,
+  };
+  for (let seed = from; seed < from + seeds; seed++) {
+    const r = await runNodeSeed(seed, o, o.bugs);
+    c.seeds++;
+    c.acked += r.acked;
+    c.reads += r.reads;
+    c.crashes += r.crashes;
+    c.lostBatches += r.lostBatches;
+    c.snapshotsInstalled += r.snapshotsInstalled;
+    c.events += r.events;
+    if (!r.ok) {
+      c.failures.push(r);
+      if (o.stopAtFirst) break;
+    }
+  }
+  c.wallMs = performance.now() - t0;
+  return c;
+}
+
+export function nodeReplayCommand(seed: number, o: NodeSimOverrides = {}, bugs: NodeSimBugs = {}): string {
+  const b = Object.entries(bugs)
+    .filter(([, on]) => on === true)
+    .map(([k]) => ` --bug ${k}`)
+    .join("");
+  return `npm run sim -- --driver node --seed ${seed}${o.nodes ? ` --nodes ${o.nodes}` : ""}${b}`;
+}

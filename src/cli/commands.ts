@@ -1,0 +1,19 @@
+// Owns the list of `medisync` commands, in a module with no side effects so that tests and
+// manifests checks can import it (importing main.ts would start a process).
+
+/**
+ * `prepare` creates, migrates and seeds the database once (containers run it before the services);
+ * `client` drives a running system with load (src/client); `handover` makes the inventory replica on
+ * this host give up leadership (the Kubernetes preStop hook, src/inventory/handover.ts).
+ */
+export const commands = [
+  "gateway",
+  "appointment",
+  "inventory",
+  "notification",
+  "prepare",
+  "supervisor",
+  "client",
+  "handover",
+] as const;
+export type Command = (typeof commands)[number];

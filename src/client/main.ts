@@ -1,0 +1,159 @@
+// Owns `medisync client`: parse the flags, check the system answers, learn its clinics and the
+// free slots of the days browsed, run the load, and print the table (or JSON). Bad flags and a
+// target that is not up end in one line on stderr and exit code 2.
+import { writeFileSync } from "node:fs";
+import type { Backend } from "./backend.ts";
+import { GrpcBackend } from "./grpc.ts";
+import { type LoadCounts, lateThresholdMs, runClosed, runOpen, totalDurationMs } from "./load.ts";
+import { picker, type ScenarioName } from "./mix.ts";
+import { type ClientOptions, parseOptions, usage } from "./options.ts";
+import { startProgress } from "./progress.ts";
+import { RestBackend } from "./rest.ts";
+import { type ScenarioContext, Scenarios } from "./scenarios.ts";
+import { formatTable, Recorder } from "./stats.ts";
+import { TargetDownError, UsageError, usageExitCode } from "./usage-error.ts";
+
+const appointmentScenarios: ScenarioName[] = ["browse", "book", "cancel"];
+const inventoryScenarios: ScenarioName[] = ["restock", "transfer", "deduct"];
+/** The days browsed once before the run, so booking has free slots from the first second. */
+const warmupDaysMax = 200;
+
+function datesFrom(first: string, count: number): string[] {
+  const t = Date.parse(`${first}T00:00:00Z`);
+  return Array.from({ length: count }, (_, i) => new Date(t + i * 86_400_000).toISOString().slice(0, 10));
+}
+
+function backendOf(o: ClientOptions): Backend {
+  if (o.protocol === "grpc") {
+    return new GrpcBackend(
+      { appointmentAddrs: o.appointmentAddrs, inventoryPeers: o.inventoryPeers },
+      o.timeoutMs,
+    );
+  }
+  const connections = o.load.kind === "closed" ? o.load.vus : o.load.inFlightMax;
+  return new RestBackend(o.target, connections, o.timeoutMs);
+}
+
+async function prepare(o: ClientOptions, backend: Backend): Promise<ScenarioContext> {
+  const uses = (names: ScenarioName[]) => names.some((n) => (o.mix[n] ?? 0) > 0);
+  const days: ScenarioContext["days"] = [];
+  if (uses(appointmentScenarios)) {
+    await backend.probeAppointments();
+    const clinics = await backend.listClinics();
+    if (!clinics.value) {
+      throw new TargetDownError(
+        `${backend.describe} did not list the clinics (${clinics.outcome.status || clinics.outcome.code})`,
+      );
+    }
+    if (clinics.value.length === 0) {
+      throw new TargetDownError(`${backend.describe} has no clinics: seed it (npm start seeds a demo)`);
+    }
+    for (const c of clinics.value)
+      for (const date of datesFrom(o.from, o.days)) days.push({ clinicId: c.id, date });
+  }
+  if (uses(inventoryScenarios)) await backend.probeInventory();
+  return { backend, days, inventory: { clinics: o.inventoryClinics, medications: o.medications } };
+}
+
+/** Runs the client; resolves with the process exit code. */
+export async function runClient(argv: string[]): Promise<number> {
+  let backend: Backend | undefined;
+  try {
+    const o = parseOptions(argv);
+    if (o === "help") {
+      process.stdout.write(usage);
+      return 0;
+    }
+    backend = backendOf(o);
+    const ctx = await prepare(o, backend);
+    const scenarios = new Scenarios(ctx);
+    // Browse every day once (not counted), so booking has found slots from the first second.
+    if (ctx.days.length > 0 && (o.mix.book ?? 0) > 0) {
+      for (const day of ctx.days.slice(0, warmupDaysMax)) await scenarios.browse(day);
+    }
+
+    const recorder = new Recorder();
+    const next = picker(o.mix);
+    const hooks = {
+      next,
+      dropped: (s: ScenarioName) => recorder.drop(s),
+      run: async (s: ScenarioName, intendedAt: number, sentAt: number) => {
+        const r = await scenarios.run(s);
+        const doneAt = performance.now();
+        if (r === "skipped") {
+          recorder.skip(s);
+          // Nothing was sent: yield, so a closed-model user with nothing to do cannot spin.
+          await new Promise((res) => setImmediate(res));
+        } else recorder.record(s, r, doneAt - intendedAt, doneAt - sentAt);
+      },
+    };
+    let stopping = false;
+    const onSigint = () => {
+      stopping = true;
+    };
+    process.once("SIGINT", onSigint);
+    const durationMs = totalDurationMs(o.load);
+    const progress = o.json ? { stop() {} } : startProgress(recorder, durationMs);
+    const startedAt = new Date();
+    let counts: LoadCounts;
+    try {
+      counts =
+        o.load.kind === "open"
+          ? await runOpen(o.load.stages, o.load.inFlightMax, hooks, undefined, () => stopping)
+          : await runClosed(o.load.vus, o.load.durationMs, hooks, undefined, () => stopping);
+    } finally {
+      progress.stop();
+      process.off("SIGINT", onSigint);
+    }
+    const { scenarios: perScenario, total } = recorder.summaries();
+    const summary = {
+      protocol: o.protocol,
+      target: o.protocol === "rest" ? o.target.origin : backend.describe,
+      startedAt: startedAt.toISOString(),
+      model:
+        o.load.kind === "open"
+          ? { kind: "open", stages: o.load.stages, inFlightMax: o.load.inFlightMax }
+          : { kind: "closed", vus: o.load.vus, durationMs: o.load.durationMs },
+      mix: o.mix,
+      elapsedMs: Math.round(counts.elapsedMs),
+      interrupted: stopping,
+      // The runner hands every arrival to a scenario; one with nothing to act on sends nothing.
+      load: {
+        ...counts,
+        sent: counts.sent - total.skipped,
+        skipped: total.skipped,
+        elapsedMs: Math.round(counts.elapsedMs),
+        lateThresholdMs,
+      },
+      throughputPerSecond:
+        counts.elapsedMs > 0 ? Math.round((total.count / counts.elapsedMs) * 10_000) / 10 : 0,
+      scenarios: perScenario,
+      total,
+      inventory: { stockDelta: Object.fromEntries(scenarios.stockDelta) },
+      appointments: { bookedNotCancelled: scenarios.booked.size, freeSlotsKnown: scenarios.freeSlots.size },
+    };
+    const json = `${JSON.stringify(summary, null, 2)}\n`;
+    if (o.out) writeFileSync(o.out, json);
+    if (o.json) process.stdout.write(json);
+    else {
+      const l = summary.load;
+      process.stdout.write(
+        `${formatTable(perScenario, total)}\n\n` +
+          `${summary.protocol} ${summary.target}: ${total.count} requests in ${(l.elapsedMs / 1_000).toFixed(1)} s ` +
+          `(${summary.throughputPerSecond}/s); arrivals ${l.intended}, sent ${l.sent}, skipped ${l.skipped}, dropped ${l.dropped}, ` +
+          `late >${lateThresholdMs} ms ${l.late}, in flight at most ${l.inFlightPeak}. ` +
+          `Latency from each request's intended start.\n`,
+      );
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof TargetDownError) {
+      process.stderr.write(`medisync client: ${err.message}\n`);
+      return usageExitCode;
+    }
+    process.stderr.write(`medisync client: ${(err as Error)?.message ?? String(err)}\n`);
+    return 1;
+  } finally {
+    await backend?.close();
+  }
+}

@@ -1,0 +1,158 @@
+// Owns what each scenario does and the state they share: the free slots that browsing found (the
+// only slots booking ever tries: no made-up ids), the appointments this run booked (the only ones
+// cancelling touches), and the stock change the run's acknowledged inventory writes add up to.
+import { randomBytes, randomUUID } from "node:crypto";
+import type { Backend } from "./backend.ts";
+import type { ScenarioName } from "./mix.ts";
+import type { Outcome } from "./stats.ts";
+
+/** A set to draw random members from in O(1). */
+export class Pool<T> {
+  private readonly items: T[] = [];
+  private readonly index = new Map<T, number>();
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  add(x: T): void {
+    if (this.index.has(x)) return;
+    this.index.set(x, this.items.length);
+    this.items.push(x);
+  }
+
+  delete(x: T): void {
+    const i = this.index.get(x);
+    if (i === undefined) return;
+    const last = this.items.pop()!;
+    this.index.delete(x);
+    if (i < this.items.length) {
+      this.items[i] = last;
+      this.index.set(last, i);
+    }
+  }
+
+  take(random: () => number = Math.random): T | undefined {
+    if (this.items.length === 0) return undefined;
+    const x = this.items[Math.floor(random() * this.items.length)]!;
+    this.delete(x);
+    return x;
+  }
+}
+
+export interface InventoryCatalog {
+  clinics: string[];
+  medications: string[];
+}
+
+export interface ScenarioContext {
+  backend: Backend;
+  /** Clinic ids with the dates (in each clinic's zone) browsing looks at. */
+  days: { clinicId: string; date: string }[];
+  inventory: InventoryCatalog;
+}
+
+/** What a scenario reports: its outcome, or "skipped" when it had nothing to act on. */
+export type Result = Outcome | "skipped";
+
+/** Slots starting sooner than this are not booked. */
+const bookableAfterMs = 60_000;
+
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
+const between = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
+
+export class Scenarios {
+  readonly freeSlots = new Pool<string>();
+  readonly booked = new Pool<string>();
+  /** Net stock change per "clinic/medication" from the writes that were acknowledged. */
+  readonly stockDelta = new Map<string, number>();
+  /** Idempotency keys of this run: unique, so no write is a replay of another. */
+  private readonly runId = randomBytes(4).toString("hex");
+  private seq = 0;
+
+  constructor(private readonly ctx: ScenarioContext) {}
+
+  private key(kind: string): string {
+    return `mc-${this.runId}-${kind}-${++this.seq}`;
+  }
+
+  private addDelta(clinic: string, medication: string, by: number): void {
+    const k = `${clinic}/${medication}`;
+    this.stockDelta.set(k, (this.stockDelta.get(k) ?? 0) + by);
+  }
+
+  /**
+   * Browses a day; its free slots that start later than a minute from now join the pool (a patient
+   * books a future slot; the service refuses past ones), the others leave it.
+   */
+  async browse(day = pick(this.ctx.days)): Promise<Outcome> {
+    const r = await this.ctx.backend.listSlots(day.clinicId, day.date);
+    const earliest = Date.now() + bookableAfterMs;
+    for (const s of r.value ?? []) {
+      if (s.free && Date.parse(s.start) > earliest) this.freeSlots.add(s.id);
+      else this.freeSlots.delete(s.id);
+    }
+    return r.outcome;
+  }
+
+  async book(): Promise<Result> {
+    const slotId = this.freeSlots.take();
+    if (!slotId) return "skipped";
+    const r = await this.ctx.backend.book(slotId, randomUUID(), this.key("book"));
+    if (r.value) this.booked.add(r.value.id);
+    return r.outcome;
+  }
+
+  async cancel(): Promise<Result> {
+    const id = this.booked.take();
+    if (!id) return "skipped";
+    return (await this.ctx.backend.cancel(id)).outcome;
+  }
+
+  async restock(): Promise<Outcome> {
+    const { clinics, medications } = this.ctx.inventory;
+    const [c, m, q] = [pick(clinics), pick(medications), between(10, 50)];
+    const r = await this.ctx.backend.restock(c, m, q, this.key("restock"));
+    if (r.outcome.kind === "ok") this.addDelta(c, m, q);
+    return r.outcome;
+  }
+
+  async deduct(): Promise<Outcome> {
+    const { clinics, medications } = this.ctx.inventory;
+    const [c, m, q] = [pick(clinics), pick(medications), between(1, 5)];
+    const r = await this.ctx.backend.deduct(c, m, q, this.key("deduct"));
+    if (r.outcome.kind === "ok") this.addDelta(c, m, -q);
+    return r.outcome;
+  }
+
+  async transfer(): Promise<Result> {
+    const { clinics, medications } = this.ctx.inventory;
+    if (clinics.length < 2) return "skipped";
+    const from = pick(clinics);
+    const to = pick(clinics.filter((c) => c !== from));
+    const [m, q] = [pick(medications), between(1, 5)];
+    const r = await this.ctx.backend.transfer(from, to, m, q, this.key("transfer"));
+    if (r.outcome.kind === "ok") {
+      this.addDelta(from, m, -q);
+      this.addDelta(to, m, q);
+    }
+    return r.outcome;
+  }
+
+  run(name: ScenarioName): Promise<Result> {
+    switch (name) {
+      case "browse":
+        return this.browse();
+      case "book":
+        return this.book();
+      case "cancel":
+        return this.cancel();
+      case "restock":
+        return this.restock();
+      case "deduct":
+        return this.deduct();
+      case "transfer":
+        return this.transfer();
+    }
+  }
+}

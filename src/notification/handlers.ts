@@ -1,0 +1,48 @@
+// Owns which events make which notifications: one handler per topic, each with the schema of its
+// payload. A new event type (prescriptions, low stock) is one entry here.
+import { z } from "zod";
+import { bookedMessage, cancelledMessage, type Message } from "./messages.ts";
+
+/** What one event asks the service to tell one patient. */
+export interface NotificationDraft extends Message {
+  patientId: string;
+  clinicId: string;
+  kind: string;
+}
+
+export interface EventHandler {
+  topic: string;
+  /** Undefined when the payload does not fit: the entry is a poison message (dead-lettered). */
+  draft(payload: unknown): NotificationDraft | undefined;
+}
+
+const appointmentEvent = z.object({
+  appointmentId: z.string().uuid(),
+  clinicId: z.string().uuid(),
+  patientId: z.string().uuid(),
+  start: z.string().datetime({ offset: true }),
+  clinicName: z.string().min(1).max(200),
+  timeZone: z.string().min(1).max(64),
+});
+
+function appointmentHandler(topic: string, kind: string, message: typeof bookedMessage): EventHandler {
+  return {
+    topic,
+    draft(payload) {
+      const p = appointmentEvent.safeParse(payload);
+      if (!p.success) return undefined;
+      try {
+        return { patientId: p.data.patientId, clinicId: p.data.clinicId, kind, ...message(p.data) };
+      } catch {
+        return undefined; // a time zone Intl does not know
+      }
+    },
+  };
+}
+
+export const handlers: ReadonlyMap<string, EventHandler> = new Map(
+  [
+    appointmentHandler("appointment.booked", "appointment-booked", bookedMessage),
+    appointmentHandler("appointment.cancelled", "appointment-cancelled", cancelledMessage),
+  ].map((h) => [h.topic, h]),
+);

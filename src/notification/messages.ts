@@ -1,0 +1,51 @@
+// Owns the wording of what a patient is told: the clinic, the appointment's local date and time in
+// the clinic's own time zone, and what changed. A message names one patient's appointment only.
+
+const formats = new Map<string, Intl.DateTimeFormat>();
+
+function formatIn(timeZone: string): Intl.DateTimeFormat {
+  let f = formats.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-GB", {
+      timeZone,
+      weekday: "long",
+      year: "numeric",
+      month: "long",
+      day: "numeric",
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+      timeZoneName: "short",
+    });
+    formats.set(timeZone, f);
+  }
+  return f;
+}
+
+/** "Monday 3 March 2031 at 09:30 GMT+1" in the clinic's zone (the zone is named, so no guessing). */
+export function localWhen(instant: string, timeZone: string): string {
+  const parts = formatIn(timeZone).formatToParts(new Date(instant));
+  const part = (t: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === t)?.value ?? "";
+  return `${part("weekday")} ${part("day")} ${part("month")} ${part("year")} at ${part("hour")}:${part("minute")} ${part("timeZoneName")}`;
+}
+
+export interface Message {
+  subject: string;
+  body: string;
+}
+
+export function bookedMessage(a: { clinicName: string; start: string; timeZone: string }): Message {
+  const when = localWhen(a.start, a.timeZone);
+  return {
+    subject: `Appointment confirmed: ${a.clinicName}, ${when}`,
+    body: `Your appointment at ${a.clinicName} on ${when} is booked.`,
+  };
+}
+
+export function cancelledMessage(a: { clinicName: string; start: string; timeZone: string }): Message {
+  const when = localWhen(a.start, a.timeZone);
+  return {
+    subject: `Appointment cancelled: ${a.clinicName}, ${when}`,
+    body: `Your appointment at ${a.clinicName} on ${when} has been cancelled.`,
+  };
+}

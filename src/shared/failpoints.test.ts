@@ -1,0 +1,44 @@
+// MEDISYNC_FAILPOINTS: off by default, names parsed and checked, an unknown one a configuration
+// error naming the variable; and each failpoint switches exactly its own hook.
+import { afterEach, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "./config.ts";
+import { enableFailpoints, failpointDocs, failpointNames, failpoints, raftFailpoints } from "./failpoints.ts";
+
+afterEach(() => enableFailpoints([]));
+
+describe("failpoints", () => {
+  it("are off unless named", () => {
+    expect(loadConfig({}).MEDISYNC_FAILPOINTS).toEqual([]);
+    expect(loadConfig({ MEDISYNC_FAILPOINTS: "" }).MEDISYNC_FAILPOINTS).toEqual([]);
+  });
+
+  it("parse a comma-separated list, once each", () => {
+    const cfg = loadConfig({ MEDISYNC_FAILPOINTS: " read-local, skip-dedup,read-local " });
+    expect(cfg.MEDISYNC_FAILPOINTS).toEqual(["read-local", "skip-dedup"]);
+  });
+
+  it("refuse an unknown name, naming the variable and the known names", () => {
+    let err: unknown;
+    try {
+      loadConfig({ MEDISYNC_FAILPOINTS: "read-local,read-stale" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe("MEDISYNC_FAILPOINTS");
+    expect((err as Error).message).toContain("commit-without-quorum");
+  });
+
+  it("each has a sentence, and turns on only its own hook", () => {
+    for (const name of failpointNames) expect(failpointDocs[name].length).toBeGreaterThan(40);
+    enableFailpoints(["skip-dedup"]);
+    expect(failpoints).toEqual({ readLocal: false, skipDedup: true });
+    expect(raftFailpoints(["skip-dedup"])).toEqual({ commitWithoutQuorum: false, ackBeforeCommit: false });
+    expect(raftFailpoints(["ack-before-commit", "commit-without-quorum"])).toEqual({
+      commitWithoutQuorum: true,
+      ackBeforeCommit: true,
+    });
+    enableFailpoints(["read-local"]);
+    expect(failpoints).toEqual({ readLocal: true, skipDedup: false });
+  });
+});

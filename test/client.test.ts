@@ -1,0 +1,332 @@
+// `medisync client` as a real process against a real stack (gateway and two appointment instances
+// in this process, three inventory replicas as processes, real PostgreSQL and Redis): every
+// scenario runs, and the counts it reports match what the system recorded. Also its refusals: a
+// gateway that is not up and bad flags end in one line and exit code 2.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ScenarioSummary } from "../src/client/stats.ts";
+import { datesFrom, makeClinic } from "./support/fixtures.ts";
+import { http, startGateway, type TestGateway } from "./support/gateway.ts";
+import { InventoryCluster } from "./support/inventory-cluster.ts";
+import { freePortRange, runCli } from "./support/process.ts";
+import {
+  type Instance,
+  resetState,
+  startInstance,
+  stopInstance,
+  testConfig,
+  testPool,
+} from "./support/services.ts";
+
+let cluster: InventoryCluster;
+let a: Instance;
+let b: Instance;
+let gw: TestGateway;
+let pool: pg.Pool;
+let tmp: string;
+let cfg: ReturnType<typeof testConfig>;
+// Four days of slots: the REST run browses the first two, the gRPC run the last two.
+const dates = datesFrom("2031-06-02", 4);
+const pastDay = "2020-01-06";
+
+beforeAll(async () => {
+  cluster = new InventoryCluster({ name: "client" });
+  cfg = testConfig("client", {
+    REDIS_KEY_PREFIX: cluster.prefix,
+    LOG_LEVEL: "silent",
+  });
+  await resetState(cfg);
+  await cluster.init();
+  await cluster.startAll();
+  await cluster.waitLeader(60_000);
+  cfg = { ...cfg, INVENTORY_PEERS: cluster.peers };
+  a = await startInstance(cfg, undefined, "client-a");
+  b = await startInstance(cfg, undefined, "client-b");
+  gw = await startGateway(cfg, [a, b]);
+  pool = testPool(cfg);
+  // Two clinics, 24 slots a day each: enough free slots that booking is never starved.
+  for (let i = 0; i < 2; i++) await makeClinic(pool, dates, 24);
+  // Slots long past: free, but no patient can book them.
+  await makeClinic(pool, [pastDay], 4);
+  tmp = mkdtempSync(path.join(os.tmpdir(), "medisync-client-"));
+}, 180_000);
+
+afterAll(async () => {
+  await gw?.close();
+  await pool?.end();
+  if (a) await stopInstance(a);
+  if (b) await stopInstance(b);
+  await cluster?.stop();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+}, 60_000);
+
+interface Summary {
+  protocol: string;
+  load: { intended: number; sent: number; dropped: number; late: number };
+  scenarios: Record<string, ScenarioSummary>;
+  total: ScenarioSummary;
+  inventory: { stockDelta: Record<string, number> };
+}
+
+const allScenarios = ["browse", "book", "cancel", "restock", "transfer", "deduct"];
+const mix = "browse=30,book=25,cancel=10,restock=15,transfer=10,deduct=10";
+
+async function runClient(args: string[]): Promise<{ code: number | null; lines: string[] }> {
+  const w = runCli(["client", ...args], {});
+  const { code } = await w.exited;
+  // The streams may still hold a last line after exit.
+  await new Promise((r) => setImmediate(r));
+  return { code, lines: w.lines };
+}
+
+/** Appointments made on the given local dates: all of them, and the cancelled ones. */
+async function appointmentsOn(days: string[]): Promise<{ all: number; cancelled: number }> {
+  const r = await pool.query(
+    `SELECT count(*)::int AS all, count(*) FILTER (WHERE a.status = 'cancelled')::int AS cancelled
+       FROM appointments a JOIN slots s ON s.id = a.slot_id
+      WHERE s.local_date = ANY($1::date[])`,
+    [days],
+  );
+  return r.rows[0] as { all: number; cancelled: number };
+}
+
+async function stockOf(clinic: string, medication: string): Promise<number> {
+  const r = await http(gw.base, "GET", `/v1/inventory/${clinic}/stock/${medication}`);
+  expect(r.status).toBe(200);
+  return r.json.quantity as number;
+}
+
+/** What every run must show, whatever the protocol: each scenario ran, and the books balance. */
+async function checkAgainstSystem(s: Summary, days: string[], clinics: string[], meds: string[]) {
+  for (const name of allScenarios) {
+    const sc = s.scenarios[name];
+    expect(sc, name).toBeDefined();
+    expect(sc!.count, name).toBeGreaterThan(0);
+    // A healthy system at low load: every request answered, no server errors, so the counts are exact.
+    expect(sc!.errors, `${name} ${JSON.stringify(sc!.statuses)}`).toBe(0);
+    expect(sc!["5xx"], `${name} ${JSON.stringify(sc!.statuses)}`).toBe(0);
+    expect(sc!.ok + sc!["4xx"] + sc!["5xx"] + sc!.errors, name).toBe(sc!.count);
+    expect(
+      Object.values(sc!.statuses).reduce((x, y) => x + y, 0),
+      name,
+    ).toBe(sc!.count);
+    // Latency from the intended start is never below the time the system took.
+    expect(sc!.latencyMs.max, name).toBeGreaterThanOrEqual(sc!.serviceMs.max);
+    expect(sc!.latencyMs.p50, name).toBeLessThanOrEqual(sc!.latencyMs.p99);
+  }
+  expect(s.total.count).toBe(allScenarios.reduce((n, k) => n + s.scenarios[k]!.count, 0));
+  expect(s.load.sent).toBe(s.total.count);
+  expect(s.load.intended).toBe(s.load.sent + s.load.dropped + s.total.skipped);
+  // Booking only ever tries slots browsing found: none is unknown to the system.
+  expect(s.scenarios.book!.statuses["404 SLOT_NOT_FOUND"]).toBeUndefined();
+  expect(s.scenarios.book!.ok).toBeGreaterThan(0);
+  expect(s.scenarios.cancel!.ok).toBeGreaterThan(0);
+  // Cancelling only touches appointments this run booked, each once.
+  expect(s.scenarios.cancel!["4xx"]).toBe(0);
+  const made = await appointmentsOn(days);
+  expect(made.all).toBe(s.scenarios.book!.ok);
+  expect(made.cancelled).toBe(s.scenarios.cancel!.ok);
+  // Each stock line moved by exactly what the acknowledged writes add up to.
+  expect(s.scenarios.restock!.ok).toBeGreaterThan(0);
+  for (const c of clinics) {
+    for (const m of meds)
+      expect(await stockOf(c, m), `${c}/${m}`).toBe(s.inventory.stockDelta[`${c}/${m}`] ?? 0);
+  }
+}
+
+describe("medisync client", { timeout: 180_000 }, () => {
+  it("runs every scenario through the gateway, prints its table, and its counts match the system's", async () => {
+    const tag = randomBytes(3).toString("hex");
+    const clinics = [`cl-${tag}-a`, `cl-${tag}-b`];
+    const meds = [`med-${tag}`];
+    const out = path.join(tmp, "rest.json");
+    const r = await runClient([
+      "--target",
+      gw.base,
+      "--mix",
+      mix,
+      "--rate",
+      "20",
+      "--duration",
+      "5s",
+      "--from",
+      dates[0]!,
+      "--days",
+      "2",
+      "--inventory-clinics",
+      clinics.join(","),
+      "--medications",
+      meds.join(","),
+      "--out",
+      out,
+      // Longer than the gateway's own deadlines: every write gets the system's answer, never a
+      // client-side timeout that leaves unknown whether it applied.
+      "--timeout-ms",
+      "15000",
+    ]);
+    expect(r.code, r.lines.join("\n")).toBe(0);
+    const s = JSON.parse(readFileSync(out, "utf8")) as Summary;
+    expect(s.protocol).toBe("rest");
+    await checkAgainstSystem(s, dates.slice(0, 2), clinics, meds);
+
+    // stdout is not a terminal here: no progress bar, just the table, one row per scenario and a total.
+    const text = r.lines.join("\n");
+    expect(text.includes("\r") || text.includes("\u001b[")).toBe(false);
+    const header = r.lines.findIndex((l) => /^scenario\s+count\s+ok\s+4xx\s+5xx\s+errors/.test(l));
+    expect(header).toBeGreaterThanOrEqual(0);
+    const rows = new Map(
+      r.lines
+        .slice(header + 1)
+        .filter((l) => /^[a-z]+\s+\d/.test(l))
+        .map((l) => {
+          const [name, ...cells] = l.trim().split(/\s+/);
+          return [name!, cells] as const;
+        }),
+    );
+    for (const name of [...allScenarios, "total"]) {
+      const sc = name === "total" ? s.total : s.scenarios[name]!;
+      const cells = rows.get(name);
+      expect(cells, name).toBeDefined();
+      expect(cells!.slice(0, 7).map(Number), name).toEqual([
+        sc.count,
+        sc.ok,
+        sc["4xx"],
+        sc["5xx"],
+        sc.errors,
+        sc.skipped,
+        sc.dropped,
+      ]);
+      // The table rounds to two decimals (toFixed), the JSON keeps three.
+      expect(Math.abs(Number(cells![9]) - sc.latencyMs.p99), name).toBeLessThanOrEqual(0.0051);
+    }
+  });
+
+  it("runs every scenario over gRPC straight to the services (--grpc --json), counts matching", async () => {
+    const tag = randomBytes(3).toString("hex");
+    const clinics = [`cl-${tag}-a`, `cl-${tag}-b`];
+    const meds = [`med-${tag}`];
+    const r = await runClient([
+      "--grpc",
+      "--appointment-addrs",
+      [a, b].map((i) => `127.0.0.1:${i.service.grpcPort}`).join(","),
+      "--inventory-peers",
+      cluster.peers.map((p) => `${p.id}=${p.address}`).join(","),
+      "--mix",
+      mix,
+      "--vus",
+      "2",
+      "--duration",
+      "3s",
+      "--from",
+      dates[2]!,
+      "--days",
+      "2",
+      "--inventory-clinics",
+      clinics.join(","),
+      "--medications",
+      meds.join(","),
+      "--timeout-ms",
+      "15000",
+      "--json",
+    ]);
+    expect(r.code, r.lines.join("\n")).toBe(0);
+    const s = JSON.parse(r.lines.join("\n")) as Summary;
+    expect(s.protocol).toBe("grpc");
+    expect(s.load.dropped).toBe(0);
+    await checkAgainstSystem(s, dates.slice(2), clinics, meds);
+  });
+
+  it("never tries to book a slot that has already started: with only past slots found, booking is skipped", async () => {
+    const r = await runClient([
+      "--target",
+      gw.base,
+      "--mix",
+      "browse=1,book=1",
+      "--rate",
+      "10",
+      "--duration",
+      "2s",
+      "--from",
+      pastDay,
+      "--days",
+      "1",
+      "--json",
+    ]);
+    expect(r.code, r.lines.join("\n")).toBe(0);
+    const s = JSON.parse(r.lines.join("\n")) as Summary;
+    expect(s.scenarios.browse!.ok).toBeGreaterThan(0);
+    expect(s.scenarios.book?.count ?? 0).toBe(0);
+    expect(s.scenarios.book!.skipped).toBeGreaterThan(0);
+    expect((await appointmentsOn([pastDay])).all).toBe(0);
+  });
+
+  it("Ctrl-C ends the run early: requests in flight finish, the summary says interrupted, counts still match", async () => {
+    const clinic = `cl-${randomBytes(3).toString("hex")}`;
+    const med = "med-int";
+    const w = runCli(
+      [
+        "client",
+        "--target",
+        gw.base,
+        "--mix",
+        "restock=1",
+        "--rate",
+        "10",
+        "--duration",
+        "10m",
+        "--inventory-clinics",
+        clinic,
+        "--medications",
+        med,
+        "--timeout-ms",
+        "15000",
+        "--json",
+      ],
+      {},
+    );
+    // Running once its first restock has landed.
+    const deadline = Date.now() + 60_000;
+    while ((await stockOf(clinic, med)) === 0) {
+      if (Date.now() > deadline) throw new Error(`no restock within 60 s:\n${w.lines.join("\n")}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    w.proc.kill("SIGINT");
+    const { code } = await w.exited;
+    await new Promise((r) => setImmediate(r));
+    expect(code, w.lines.join("\n")).toBe(0);
+    const s = JSON.parse(w.lines.join("\n")) as Summary & { interrupted: boolean; elapsedMs: number };
+    expect(s.interrupted).toBe(true);
+    expect(s.elapsedMs).toBeLessThan(120_000);
+    expect(s.scenarios.restock!.ok).toBeGreaterThan(0);
+    expect(s.scenarios.restock!.ok).toBe(s.scenarios.restock!.count);
+    expect(await stockOf(clinic, med)).toBe(s.inventory.stockDelta[`${clinic}/${med}`]);
+  });
+
+  it("a gateway that is not up: one clear line on stderr, exit code 2, no stack trace", async () => {
+    const port = await freePortRange(1);
+    const r = await runClient(["--target", `http://127.0.0.1:${port}`, "--duration", "1s"]);
+    expect(r.code).toBe(2);
+    expect(r.lines).toEqual([
+      `medisync client: the gateway at http://127.0.0.1:${port} is not reachable (ECONNREFUSED): start it (npm start) or point --target at it`,
+    ]);
+  });
+
+  it("bad flags: one line naming the flag, exit code 2", async () => {
+    for (const [args, message] of [
+      [["--mix", "browse=70,teleport=5"], /^medisync client: --mix: unknown scenario "teleport"/],
+      [["--rate=-3"], /^medisync client: --rate: "-3" must be a number/],
+      [["--rate", "-3"], /^medisync client: flags: Option '--rate' argument is ambiguous/],
+      [["--stages", "10s:50", "--duration", "5s"], /^medisync client: --duration: not with --stages/],
+      [["--vus", "2", "--rate", "5"], /^medisync client: --rate and --vus: choose one load model/],
+    ] as const) {
+      const r = await runClient([...args]);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.lines, args.join(" ")).toHaveLength(1);
+      expect(r.lines[0], args.join(" ")).toMatch(message);
+    }
+  });
+});

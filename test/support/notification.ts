@@ -1,0 +1,80 @@
+// Notification-test plumbing: a config with a notification database of the test's own, resetting
+// it, bookings and cancellations in bursts through the real appointment service, and counting.
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import type { Config } from "../../src/shared/config.ts";
+import { callUnary } from "../../src/shared/grpc.ts";
+import { type ClinicFixture, datesFrom, makeClinic } from "./fixtures.ts";
+import { type Instance, PG_BASE, resetState, testConfig, testName } from "./services.ts";
+
+export function notificationTestConfig(base: string, env: Record<string, string> = {}): Config {
+  return testConfig(base, {
+    NOTIFICATION_DATABASE_URL: `${PG_BASE}/medisync_test_${testName(base)}_notification`,
+    NOTIFICATION_OPS_PORT: "0",
+    NOTIFICATION_CLAIM_IDLE_MS: "1000",
+    ...env,
+  });
+}
+
+/** Drops both databases and the test's Redis keys. */
+export async function resetNotificationState(cfg: Config): Promise<void> {
+  await resetState(cfg);
+  const name = new URL(cfg.NOTIFICATION_DATABASE_URL).pathname.slice(1);
+  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** A clinic with `slots` bookable slots (spread over days far in the future). */
+export async function bigClinic(pool: pg.Pool, slots: number): Promise<ClinicFixture> {
+  const perDay = 16;
+  return makeClinic(pool, datesFrom("2032-03-01", Math.ceil(slots / perDay)), perDay);
+}
+
+/**
+ * Books every slot (concurrency `parallel`) and cancels every `cancelEvery`-th booking; resolves
+ * the number of events produced (bookings + cancellations).
+ */
+export async function burst(
+  inst: Instance,
+  fx: ClinicFixture,
+  opts: { parallel: number; cancelEvery: number; onProgress?: (done: number) => void | Promise<void> },
+): Promise<number> {
+  const slots = [...fx.days.values()].flat();
+  let next = 0;
+  let events = 0;
+  const worker = async () => {
+    while (next < slots.length) {
+      const i = next++;
+      const r = await callUnary(
+        inst.client.book.bind(inst.client),
+        { slotId: slots[i]!.id, patientId: randomUUID(), idempotencyKey: randomUUID() },
+        10_000,
+      );
+      events++;
+      if (i % opts.cancelEvery === 0) {
+        await callUnary(inst.client.cancel.bind(inst.client), { appointmentId: r.appointment!.id }, 10_000);
+        events++;
+      }
+      await opts.onProgress?.(events);
+    }
+  };
+  await Promise.all(Array.from({ length: opts.parallel }, worker));
+  return events;
+}
+
+export async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function countOf(pool: pg.Pool, sql: string, params: readonly unknown[] = []): Promise<number> {
+  return (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sql}`, [...params])).rows[0]!.n;
+}
