@@ -86,7 +86,11 @@ describe("PgSnapshotStore", () => {
   });
 
   it("survives its connections being killed, idle or mid-save, and saves again after", async () => {
-    const s = await PgSnapshotStore.open(url, "snap_kill", { statementTimeoutMs: 5_000 });
+    let idleErrors = 0;
+    const s = await PgSnapshotStore.open(url, "snap_kill", {
+      statementTimeoutMs: 5_000,
+      onIdleError: () => idleErrors++,
+    });
     const admin = new pg.Client({ connectionString: url });
     const locker = new pg.Client({ connectionString: url });
     await admin.connect();
@@ -99,6 +103,10 @@ describe("PgSnapshotStore", () => {
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid NOT IN (pg_backend_pid(), $2)",
         [db, lockerPid],
       );
+      // The pool must have dropped its killed idle client before the next save: a backend that is
+      // slow to die (a loaded machine) otherwise takes that save's BEGIN and fails it at once, so
+      // no save ever waits on the lock below (CI lost this race).
+      await until(async () => idleErrors > 0);
       // Mid-save: the save waits on our lock, then its backend is killed under it.
       await locker.query("BEGIN");
       await locker.query("LOCK TABLE snap_kill IN ACCESS EXCLUSIVE MODE");
