@@ -1,8 +1,13 @@
 // The gateway's inventory client against a replica that holds every call: the writes it queues for
 // SubmitBatch are capped, and past the cap a write is refused at once as OVERLOADED with Retry-After.
+// The replica answers a return with the lots it was sent, so the lots' way back is checked too.
 import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InventoryServiceService, type SubmitBatchResponse } from "../gen/medisync/v1/inventory.ts";
+import {
+  InventoryServiceService,
+  type SubmitBatchResponse,
+  type WriteCommand,
+} from "../gen/medisync/v1/inventory.ts";
 import { AppError } from "../shared/errors.ts";
 import { InventoryClient } from "./inventory-client.ts";
 
@@ -13,15 +18,16 @@ const held: (() => void)[] = [];
 beforeAll(async () => {
   server = new Server();
   const hold = (
-    call: ServerUnaryCall<{ commands: unknown[] }, SubmitBatchResponse>,
+    call: ServerUnaryCall<{ commands: WriteCommand[] }, SubmitBatchResponse>,
     cb: sendUnaryData<SubmitBatchResponse>,
   ) =>
     held.push(() =>
       cb(null, {
-        outcomes: call.request.commands.map(() => ({
+        outcomes: call.request.commands.map((c) => ({
           quantity: 1,
           index: 1,
           replayed: false,
+          lots: c.command?.$case === "returnStock" ? c.command.value.lots : [],
           errorCode: "",
           errorMessage: "",
           errorField: "",
@@ -76,6 +82,32 @@ describe("inventory client write queue", () => {
     while (held.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     held.shift()!();
     await expect(again).resolves.toMatchObject({ quantity: 1 });
+    client.close();
+  });
+});
+
+describe("inventory client write results", () => {
+  it('returnStock travels as a WriteCommand and its answer carries the lots, expiresOn "" for none', async () => {
+    const client = new InventoryClient({
+      peers: [{ id: "inv-1", address }],
+      deadlineMs: 10_000,
+      overallDeadlineMs: 10_000,
+      keyPrefix: "t",
+    });
+    const lots = [
+      { lot: "A", quantity: 2, expiresOn: "2031-01-01" },
+      { lot: "unlotted", quantity: 1, expiresOn: "" },
+    ];
+    const written = client.write("returnStock", {
+      requestId: "g1",
+      clinicId: "c",
+      medicationCode: "m",
+      lots,
+    });
+    const deadline = Date.now() + 5_000;
+    while (held.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    held.shift()!();
+    await expect(written).resolves.toEqual({ quantity: 1, index: 1, replayed: false, lots });
     client.close();
   });
 });

@@ -41,12 +41,24 @@ export const queueCommandsMaxDefault = 10_000;
  */
 export const learnedReplicasMax = 16;
 
-export type WriteMethod = "restock" | "deduct" | "transfer" | "setReorderLevel" | "setClinicTimeZone";
+export type WriteMethod =
+  | "restock"
+  | "deduct"
+  | "transfer"
+  | "setReorderLevel"
+  | "setClinicTimeZone"
+  | "returnStock";
 export interface WriteResult {
   quantity: number;
   index: number;
   /** The request id was applied before: this is its first result (Idempotent-Replayed: true). */
   replayed: boolean;
+  /**
+   * A deduct's lots taken (quantity from each, first-expiry-first-out), a return's lots put back;
+   * empty for other writes. expiresOn "" when the lot never expires: the shape returnStock takes,
+   * so a deduct's lots can be handed back as they are. A replay answers the first lots.
+   */
+  lots: { lot: string; quantity: number; expiresOn: string }[];
 }
 
 const statusDeadlineMs = 500;
@@ -329,7 +341,12 @@ class Batcher {
               const o = res.outcomes[i];
               if (!o) p.reject(new AppError("INTERNAL", "replica answered fewer outcomes than commands"));
               else if (o.errorCode === "")
-                p.resolve({ quantity: o.quantity, index: o.index, replayed: o.replayed });
+                p.resolve({
+                  quantity: o.quantity,
+                  index: o.index,
+                  replayed: o.replayed,
+                  lots: o.lots.map((l) => ({ lot: l.lot, quantity: l.quantity, expiresOn: l.expiresOn })),
+                });
               else {
                 const code = isErrorCode(o.errorCode) ? o.errorCode : "INTERNAL";
                 // The replica's request id is the HTTP caller's Idempotency-Key header.

@@ -7,10 +7,18 @@ import { z } from "zod";
 import { inventoryLimits, isTimeZone } from "../shared/validation.ts";
 
 export const { codeMax, quantityMax, requestIdMax } = inventoryLimits;
+/**
+ * Lots one ReturnStock puts back at most. A deduct rarely spans more than a few lots; the bound
+ * keeps one command (and the answer remembered for it in the idempotency window) small. A deduct
+ * that took more is returned in several ReturnStock calls.
+ */
+export const returnLotsMax = 64;
 
 const id = z.string().min(1).max(codeMax).regex(inventoryLimits.codePattern);
 const qty = z.number().int().positive().max(quantityMax);
 const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/);
+/** A lot put back by returnStock: expiresOn absent when it never expires. */
+const returnedLot = z.strictObject({ lot: id, quantity: qty, expiresOn: date.optional() });
 const base = {
   requestId: z.string().min(1).max(requestIdMax),
   /** Leader's clock, ms since epoch, stamped when proposed. */
@@ -50,6 +58,13 @@ export const commandSchema = z.discriminatedUnion("type", [
     /** IANA zone: the clinic's calendar decides when its lots expire. */
     timeZone: z.string().refine(isTimeZone),
   }),
+  z.strictObject({
+    type: z.literal("returnStock"),
+    ...base,
+    clinicId: id,
+    medicationCode: id,
+    lots: z.array(returnedLot).min(1).max(returnLotsMax),
+  }),
 ]);
 
 export type Command = z.infer<typeof commandSchema>;
@@ -73,6 +88,20 @@ const isCode = (v: unknown) =>
 const isQuantity = (v: unknown, min = 1) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= min && v <= quantityMax;
 const isDate = (v: unknown) => typeof v === "string" && /^\d{4}-\d{2}-\d{2}$/.test(v);
+const isReturnedLot = (v: unknown) => {
+  if (!v || typeof v !== "object" || Array.isArray(v)) return false;
+  const l = v as Record<string, unknown>;
+  let keys = 0;
+  for (const k in l) if (l[k] !== undefined) keys++;
+  return (
+    isCode(l.lot) &&
+    isQuantity(l.quantity) &&
+    (l.expiresOn === undefined || isDate(l.expiresOn)) &&
+    keys === 2 + (l.expiresOn === undefined ? 0 : 1)
+  );
+};
+const isReturnedLots = (v: unknown) =>
+  Array.isArray(v) && v.length >= 1 && v.length <= returnLotsMax && v.every(isReturnedLot);
 
 /**
  * The rules of commandSchema, checked by hand: this runs for every command on every replica, and a
@@ -119,6 +148,8 @@ export function isCommand(x: unknown): x is Command {
       return isCode(c.clinicId) && isCode(c.medicationCode) && isQuantity(c.level, 0) && keys === 6;
     case "setClinicTimeZone":
       return isCode(c.clinicId) && typeof c.timeZone === "string" && isTimeZone(c.timeZone) && keys === 5;
+    case "returnStock":
+      return isCode(c.clinicId) && isCode(c.medicationCode) && isReturnedLots(c.lots) && keys === 6;
     default:
       return false;
   }

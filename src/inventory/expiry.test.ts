@@ -49,7 +49,12 @@ describe("lot expiry in the clinic's zone", () => {
       index: 4,
     });
     // A clinic with no zone set is on UTC: still the 14th there.
-    expect(sm.apply(5, deduct("utc", sydneyMorning))).toEqual({ ok: true, quantity: 4, index: 5 });
+    expect(sm.apply(5, deduct("utc", sydneyMorning))).toEqual({
+      ok: true,
+      quantity: 4,
+      index: 5,
+      lots: [{ lot: "L1", quantity: 1, expiresOn: "2030-06-14" }],
+    });
   });
 
   it("restocking a lot already expired in the clinic's zone is LOT_EXPIRED, and creates nothing", () => {

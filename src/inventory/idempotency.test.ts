@@ -5,8 +5,15 @@ import { describe, expect, it } from "vitest";
 import { snapshotBytesMax } from "../../raft/index.ts";
 import { ConfigError, loadConfig } from "../shared/config.ts";
 import { inventoryLimits } from "../shared/validation.ts";
-import type { Command } from "./commands.ts";
-import { InventoryStateMachine } from "./state-machine.ts";
+import { type Command, returnLotsMax } from "./commands.ts";
+import {
+  type ApplyResult,
+  InventoryStateMachine,
+  idNumbersBytesMax,
+  lotBytesMax,
+  lotsPerItemMax,
+  refusalBytesMax,
+} from "./state-machine.ts";
 
 const t0 = Date.UTC(2030, 5, 15, 12);
 const restock = (requestId: string, ts: number, clinicId = "harbour", medicationCode = "amoxicillin") =>
@@ -32,7 +39,7 @@ describe("inventory idempotency window", () => {
     const sm = new InventoryStateMachine();
     sm.apply(1, restock("seed", t0, "c", "m"));
     const first = sm.apply(2, deduct("K", t0, "c", "m"));
-    expect(first).toEqual({ ok: true, quantity: 6, index: 2 });
+    expect(first).toEqual({ ok: true, quantity: 6, index: 2, lots: [{ lot: "unlotted", quantity: 4 }] });
     let index = 2;
     for (let i = 0; i < 100_001; i++) {
       sm.apply(++index, {
@@ -56,7 +63,7 @@ describe("inventory idempotency window", () => {
     // 999 ms later (by the entries' timestamps) K is still remembered.
     expect(sm.apply(3, deduct("K", t0 + 999, "c", "m"))).toMatchObject({ quantity: 6, replayed: true });
     // At 1,000 ms it is forgotten: the same request id is a new command and deducts again.
-    expect(sm.apply(4, deduct("K", t0 + 1_000, "c", "m"))).toEqual({ ok: true, quantity: 2, index: 4 });
+    expect(sm.apply(4, deduct("K", t0 + 1_000, "c", "m"))).toMatchObject({ ok: true, quantity: 2, index: 4 });
     expect(sm.resultOf("seed")).toBeUndefined();
   });
 
@@ -106,6 +113,7 @@ describe("inventory idempotency window", () => {
       ok: true,
       quantity: 6,
       index: 2,
+      lots: [{ lot: "unlotted", quantity: 4 }],
       replayed: true,
     });
     // Timestamps kept: "seed" (t0) leaves at t0 + 1,000, K (t0 + 500) stays until t0 + 1,500.
@@ -175,5 +183,110 @@ describe("inventory idempotency window", () => {
       ConfigError,
     );
     expect(loadConfig({}).INVENTORY_IDEMPOTENCY_IDS_MAX).toBeLessThanOrEqual(idempotencyIdsCeiling);
+  });
+
+  it("a kept refusal and an id's numbers stay within what the window counts for them, at their longest", () => {
+    const { requestIdMax, quantityMax, stockQuantityMax } = inventoryLimits;
+    const refusals: ApplyResult[] = [];
+    const sm = new InventoryStateMachine();
+    let index = 0;
+    const keep = (cmd: Command) => {
+      const r = sm.apply(++index, cmd);
+      if (!r.ok) refusals.push(r);
+    };
+    const write = { requestId: "", ts: t0, medicationCode: "m" };
+    const next = () => ({ ...write, requestId: `x${index}` });
+    for (let i = 0; i < lotsPerItemMax; i++)
+      keep({ ...next(), type: "restock", clinicId: "to", quantity: quantityMax, lot: `L${i}` });
+    keep({ ...next(), type: "restock", clinicId: "from", quantity: 1, lot: "new" });
+    keep({ ...next(), type: "restock", clinicId: "from2", quantity: 1, lot: "L0" });
+    // The longest reasons there are: the destination's lot and stock bounds, the same clinic.
+    keep({ ...next(), type: "transfer", fromClinicId: "from", toClinicId: "to", quantity: 1 });
+    keep({ ...next(), type: "transfer", fromClinicId: "from2", toClinicId: "to", quantity: 1 });
+    keep({ ...next(), type: "transfer", fromClinicId: "to", toClinicId: "to", quantity: 1 });
+    keep({ ...next(), type: "deduct", clinicId: "from", quantity: 2 });
+    keep({ ...next(), type: "restock", clinicId: "z", quantity: 1, lot: "L0" });
+    keep({ ...next(), type: "restock", clinicId: "z", quantity: 1, lot: "L0", expiresOn: "2031-01-01" });
+    const clash: { lot: string; quantity: number; expiresOn?: string }[] = Array.from(
+      { length: returnLotsMax - 1 },
+      (_, i) => ({ lot: `R${i}`, quantity: 1 }),
+    );
+    clash.push({ lot: "L0", quantity: 1, expiresOn: "2031-01-01" });
+    keep({ ...next(), type: "returnStock", clinicId: "z", lots: clash });
+    expect(refusals.map((r) => (r.ok ? "" : r.code))).toEqual([
+      "INVALID",
+      "INVALID",
+      "INVALID",
+      "INSUFFICIENT_STOCK",
+      "INVALID",
+      "INVALID",
+    ]);
+    expect(refusals.at(-1)).toMatchObject({
+      reason: `lots[${returnLotsMax - 1}] is held with another expiry`,
+    });
+    for (const r of refusals) {
+      // Its entry in the refusals column, with the largest position and index (and quantity) there are.
+      const worst = {
+        ...r,
+        index: Number.MAX_SAFE_INTEGER,
+        ...("available" in r ? { available: stockQuantityMax } : {}),
+      };
+      expect(JSON.stringify([1_073_741, worst]).length + 1, JSON.stringify(r)).toBeLessThanOrEqual(
+        refusalBytesMax,
+      );
+    }
+    // An id's numbers at their largest: fingerprint 2^48 - 1, timestamp and index 2^53 - 1.
+    const id = "k".repeat(requestIdMax);
+    const columns = [id, 2 ** 48 - 1, Number.MAX_SAFE_INTEGER, stockQuantityMax, Number.MAX_SAFE_INTEGER];
+    const bytes = columns.reduce<number>((n, v) => n + JSON.stringify(v).length + 1, 0);
+    expect(bytes).toBeLessThanOrEqual(requestIdMax + idNumbersBytesMax);
+  });
+
+  it("ids that carry lots count their snapshot bytes: at idsMax × idempotencyIdBytesMax the window fails closed", () => {
+    const { idempotencyIdBytesMax, requestIdMax, quantityMax, codeMax } = inventoryLimits;
+    const idsMax = 1_000;
+    const sm = new InventoryStateMachine({ idsMax, windowMs: 60_000 });
+    const window = () => JSON.stringify(JSON.parse(new TextDecoder().decode(sm.snapshot())).window).length;
+    const empty = window();
+    // The largest an id gets: the longest id, returnLotsMax lots with the longest names, the largest
+    // quantities and an expiry each. A deduct can name more lots, but their quantities sum to at most
+    // quantityMax, so each is shorter.
+    const lots = Array.from({ length: returnLotsMax }, (_, j) => ({
+      lot: `${j}`.padStart(codeMax, "L"),
+      quantity: quantityMax,
+      expiresOn: "2031-12-31",
+    }));
+    const counted = requestIdMax + idNumbersBytesMax + returnLotsMax * (codeMax + lotBytesMax);
+    let kept = 0;
+    let refused: ApplyResult | undefined;
+    for (let i = 0; i < idsMax && !refused; i++) {
+      const r = sm.apply(i + 1, {
+        type: "returnStock",
+        requestId: `${i}`.padStart(requestIdMax, "k"),
+        ts: t0,
+        clinicId: "c",
+        medicationCode: `m${i}`,
+        lots,
+      });
+      if (r.ok) kept++;
+      else refused = r;
+    }
+    expect(refused).toMatchObject({ code: "IDEMPOTENCY_WINDOW_FULL", retryAfterMs: 60_000 });
+    // Refused once the counted bytes reached the bound: well before idsMax ids.
+    expect(kept).toBe(Math.ceil((idsMax * idempotencyIdBytesMax) / counted));
+    const measured = window() - empty;
+    expect(measured / kept).toBeLessThanOrEqual(counted);
+    expect(measured).toBeLessThanOrEqual(idsMax * idempotencyIdBytesMax + counted);
+    // Once the oldest ids leave the window their bytes are free again.
+    expect(
+      sm.apply(kept + 2, {
+        type: "setReorderLevel",
+        requestId: "later",
+        ts: t0 + 60_000,
+        clinicId: "c",
+        medicationCode: "m0",
+        level: 1,
+      }),
+    ).toMatchObject({ ok: true });
   });
 });

@@ -8,7 +8,7 @@ import { InventoryServiceClient } from "../gen/medisync/v1/inventory.ts";
 import { AppError, fromGrpcError } from "../shared/errors.ts";
 import { callUnary } from "../shared/grpc.ts";
 import { createLogger } from "../shared/logger.ts";
-import type { Command } from "./commands.ts";
+import { type Command, returnLotsMax } from "./commands.ts";
 import type { InventoryReplica, ReplicaStatus } from "./replica.ts";
 import { batchCommandsMax, createInventoryHandlers } from "./service.ts";
 import { type IdempotencyLimits, InventoryStateMachine } from "./state-machine.ts";
@@ -284,6 +284,147 @@ describe("SubmitBatch", () => {
     ).catch((e: unknown) => e);
     expect((err as AppError).code).toBe("VALIDATION");
     expect((err as AppError).field).toBe("clinicId");
+  });
+});
+
+describe("lots in answers, and ReturnStock", () => {
+  const restock = (requestId: string, lot: string, quantity: number, expiresOn: string) =>
+    callUnary(
+      client.restock.bind(client),
+      { requestId, clinicId: "ret", medicationCode: "amox", quantity, lot, expiresOn },
+      2_000,
+    );
+  const returnStock = (requestId: string, lots: { lot: string; quantity: number; expiresOn: string }[]) =>
+    callUnary(
+      client.returnStock.bind(client),
+      { requestId, clinicId: "ret", medicationCode: "amox", lots },
+      2_000,
+    );
+
+  it("a deduct answers the lots it took; ReturnStock puts them back; replays answer the same lots", async () => {
+    await restock("ret-r1", "B", 5, "2031-01-01");
+    await restock("ret-r2", "A", 2, "2030-06-01");
+    const req = { requestId: "ret-d", clinicId: "ret", medicationCode: "amox", quantity: 4 };
+    const took = await callUnary(client.deduct.bind(client), req, 2_000);
+    expect(took).toEqual({
+      quantity: 3,
+      index: took.index,
+      replayed: false,
+      lots: [
+        { lot: "A", quantity: 2, expiresOn: "2030-06-01" },
+        { lot: "B", quantity: 2, expiresOn: "2031-01-01" },
+      ],
+    });
+    await callUnary(client.deduct.bind(client), { ...req, requestId: "ret-d2", quantity: 3 }, 2_000);
+    expect(await callUnary(client.deduct.bind(client), req, 2_000)).toEqual({ ...took, replayed: true });
+    const back = await returnStock("ret-g", took.lots);
+    expect(back).toMatchObject({ quantity: 4, replayed: false, lots: took.lots });
+    expect(await returnStock("ret-g", took.lots)).toEqual({ ...back, replayed: true });
+    const other = await returnStock("ret-g", [{ lot: "A", quantity: 1, expiresOn: "2030-06-01" }]).catch(
+      (e: unknown) => e,
+    );
+    expect(other).toMatchObject({ code: "IDEMPOTENCY_KEY_REUSED", field: "requestId" });
+    const stock = await callUnary(
+      client.getStock.bind(client),
+      { clinicId: "ret", medicationCode: "amox", consistency: 0 },
+      2_000,
+    );
+    expect(stock.item!.lots).toEqual(took.lots);
+  });
+
+  it("ReturnStock validation names the lot's field; a name held with another expiry is VALIDATION", async () => {
+    const good = { lot: "A", quantity: 1, expiresOn: "2030-06-01" };
+    const cases: [unknown[], string][] = [
+      [[good, { ...good, quantity: 0 }], "lots[1].quantity"],
+      [[{ ...good, quantity: 1_000_000_001 }], "lots[0].quantity"],
+      [[{ ...good, lot: "" }], "lots[0].lot"],
+      [[{ ...good, lot: "a b" }], "lots[0].lot"],
+      [[good, good, { ...good, expiresOn: "2030-02-30" }], "lots[2].expiresOn"],
+      [[], "lots"],
+      [Array.from({ length: returnLotsMax + 1 }, () => good), "lots"],
+    ];
+    for (const [lots, field] of cases) {
+      const err = await returnStock("ret-v", lots as never).catch((e: unknown) => e);
+      expect(err, field).toBeInstanceOf(AppError);
+      expect(err, field).toMatchObject({ code: "VALIDATION", field });
+    }
+    const clash = await returnStock("ret-v", [{ ...good, expiresOn: "2032-01-01" }]).catch((e: unknown) => e);
+    expect(clash).toMatchObject({ code: "VALIDATION", message: "lots[0] is held with another expiry" });
+    // A bad clinic is named as for any write.
+    const bad = await callUnary(
+      client.returnStock.bind(client),
+      { requestId: "ret-v2", clinicId: "no clinic", medicationCode: "amox", lots: [good] },
+      2_000,
+    ).catch((e: unknown) => e);
+    expect(bad).toMatchObject({ code: "VALIDATION", field: "clinicId" });
+  });
+
+  it("SubmitBatch carries return_stock commands, each answered with its lots", async () => {
+    const ret = (requestId: string, lots: unknown[]) => ({
+      command: { $case: "returnStock", value: { requestId, clinicId: "ret-b", medicationCode: "m", lots } },
+    });
+    const lot = { lot: "X", quantity: 3, expiresOn: "" };
+    const res = await batch([
+      ret("ret-b1", [lot]),
+      ret("ret-b2", [{ ...lot, quantity: -1 }]),
+      {
+        command: {
+          $case: "deduct",
+          value: { requestId: "ret-b3", clinicId: "ret-b", medicationCode: "m", quantity: 2 },
+        },
+      },
+      ret("ret-b1", [lot]),
+    ]);
+    const o = res.outcomes;
+    expect(o.map((x) => x.errorCode)).toEqual(["", "VALIDATION", "", ""]);
+    expect(o[0]).toMatchObject({ quantity: 3, replayed: false, lots: [lot] });
+    expect(o[1]).toMatchObject({ errorField: "lots[0].quantity", lots: [] });
+    expect(o[2]).toMatchObject({ quantity: 1, lots: [{ lot: "X", quantity: 2, expiresOn: "" }] });
+    expect(o[3]).toMatchObject({ quantity: 3, index: o[0]!.index, replayed: true, lots: [lot] });
+  });
+
+  it("a lot quantity past 2^53 is VALIDATION naming lots[i].quantity, alone or in a batch", async () => {
+    const raw = (path: string, bytes: Uint8Array) =>
+      new Promise<unknown>((resolve) =>
+        client.makeUnaryRequest(
+          path,
+          (b: Uint8Array) => Buffer.from(b),
+          (b: Buffer) => b,
+          bytes,
+          (err) => resolve(err ? fromGrpcError(err) : "ok"),
+        ),
+      );
+    const lot = (q: bigint) =>
+      new BinaryWriter()
+        .uint32((1 << 3) | 2)
+        .string("L")
+        .uint32(2 << 3)
+        .int64(q)
+        .finish();
+    const request = new BinaryWriter()
+      .uint32((1 << 3) | 2)
+      .string("huge-ret")
+      .uint32((4 << 3) | 2)
+      .bytes(lot(1n))
+      .uint32((4 << 3) | 2)
+      .bytes(lot(2n ** 60n))
+      .finish();
+    expect(await raw("/medisync.v1.InventoryService/ReturnStock", request)).toMatchObject({
+      code: "VALIDATION",
+      field: "lots[1].quantity",
+    });
+    const command = new BinaryWriter()
+      .uint32((6 << 3) | 2)
+      .bytes(request)
+      .finish();
+    const inBatch = await raw(
+      "/medisync.v1.InventoryService/SubmitBatch",
+      new BinaryWriter()
+        .uint32((1 << 3) | 2)
+        .bytes(command)
+        .finish(),
+    );
+    expect(inBatch).toMatchObject({ code: "VALIDATION", field: "commands[0].returnStock.lots[1].quantity" });
   });
 });
 

@@ -4,8 +4,10 @@ import type { Logger } from "pino";
 import {
   type DeductRequest,
   type InventoryServiceServer,
+  type Lot as LotMessage,
   ReadConsistency,
   type RestockRequest,
+  type ReturnStockRequest,
   type SetClinicTimeZoneRequest,
   type SetReorderLevelRequest,
   type StockItem,
@@ -23,9 +25,9 @@ import {
   isCalendarDate,
   isTimeZone,
 } from "../shared/validation.ts";
-import { type Command, codeMax, quantityMax, requestIdMax } from "./commands.ts";
+import { type Command, codeMax, quantityMax, requestIdMax, returnLotsMax } from "./commands.ts";
 import type { InventoryReplica } from "./replica.ts";
-import { type ApplyResult, type InventoryStateMachine, type Item, total } from "./state-machine.ts";
+import { type ApplyResult, type InventoryStateMachine, type Item, type Lot, total } from "./state-machine.ts";
 
 const { codePattern } = inventoryLimits;
 
@@ -51,13 +53,30 @@ function requestId(value: string): string {
   return value;
 }
 
-function expiresOn(value: string): string | undefined {
+function expiresOn(value: string, field = "expiresOn"): string | undefined {
   if (value === "") return undefined;
   if (!isCalendarDate(value)) {
-    throw new AppError("VALIDATION", `expiresOn must be ${calendarDateRule}`, "expiresOn");
+    throw new AppError("VALIDATION", `${field} must be ${calendarDateRule}`, field);
   }
   return value;
 }
+
+/** A return's lots, each checked as a restock's fields are and named by its place (lots[2].lot). */
+function returnedLots(lots: LotMessage[]): { lot: string; quantity: number; expiresOn?: string }[] {
+  if (lots.length === 0 || lots.length > returnLotsMax) {
+    throw new AppError("VALIDATION", `lots must hold 1 to ${returnLotsMax} lots`, "lots");
+  }
+  return lots.map((l, i) => {
+    const lot = code(l.lot, `lots[${i}].lot`);
+    const n = quantity(l.quantity, `lots[${i}].quantity`);
+    const expiry = expiresOn(l.expiresOn, `lots[${i}].expiresOn`);
+    return expiry === undefined ? { lot, quantity: n } : { lot, quantity: n, expiresOn: expiry };
+  });
+}
+
+/** Lots as the wire has them: expiresOn "" when the lot never expires. */
+const toLotMessages = (lots: Lot[] | undefined): LotMessage[] =>
+  (lots ?? []).map((l) => ({ lot: l.lot, quantity: l.quantity, expiresOn: l.expiresOn ?? "" }));
 
 const windowFull = counter(
   "medisync_inventory_idempotency_window_full_total",
@@ -69,7 +88,13 @@ const windowFull = counter(
 const windowFullLog = { atMs: 0, refused: 0 };
 
 function answer(r: ApplyResult, log: Logger): WriteAnswer {
-  if (r.ok) return { quantity: r.quantity, index: r.index, replayed: r.replayed === true };
+  if (r.ok)
+    return {
+      quantity: r.quantity,
+      index: r.index,
+      replayed: r.replayed === true,
+      lots: toLotMessages(r.lots),
+    };
   switch (r.code) {
     case "INSUFFICIENT_STOCK":
       throw new AppError("INSUFFICIENT_STOCK", `only ${r.available} available`, "quantity", {
@@ -114,11 +139,12 @@ function toItem(clinicId: string, medicationCode: string, item: Item | undefined
     medicationCode,
     quantity: item ? total(item) : 0,
     reorderLevel: item?.reorderLevel ?? 0,
-    lots: (item?.lots ?? []).map((l) => ({ lot: l.lot, quantity: l.quantity, expiresOn: l.expiresOn ?? "" })),
+    lots: toLotMessages(item?.lots),
   };
 }
 
-type WriteAnswer = { quantity: number; index: number; replayed: boolean };
+/** One write's answer; lots only for a deduct (what it took) or a return (what it put back). */
+type WriteAnswer = { quantity: number; index: number; replayed: boolean; lots: LotMessage[] };
 
 /** Commands in one SubmitBatch call: bounds the work (and the memory) one call can ask for. */
 export const { batchCommandsMax } = inventoryLimits;
@@ -208,6 +234,19 @@ export function createInventoryHandlers(
     );
   };
 
+  const returnStock = async (req: ReturnStockRequest, ctx: CallContext): Promise<WriteAnswer> =>
+    submit(
+      {
+        type: "returnStock",
+        requestId: requestId(req.requestId),
+        ts: now(),
+        clinicId: code(req.clinicId, "clinicId"),
+        medicationCode: code(req.medicationCode, "medicationCode"),
+        lots: returnedLots(req.lots),
+      },
+      ctx,
+    );
+
   const one = async (c: WriteCommand, ctx: CallContext): Promise<WriteOutcome> => {
     try {
       let r: WriteAnswer;
@@ -227,10 +266,13 @@ export function createInventoryHandlers(
         case "setClinicTimeZone":
           r = await setClinicTimeZone(c.command.value, ctx);
           break;
+        case "returnStock":
+          r = await returnStock(c.command.value, ctx);
+          break;
         default:
           throw new AppError(
             "VALIDATION",
-            "a command must be one of restock, deduct, transfer, setReorderLevel, setClinicTimeZone",
+            "a command must be one of restock, deduct, transfer, setReorderLevel, setClinicTimeZone, returnStock",
             "command",
           );
       }
@@ -238,6 +280,7 @@ export function createInventoryHandlers(
         quantity: r.quantity,
         index: r.index,
         replayed: r.replayed,
+        lots: r.lots,
         errorCode: "",
         errorMessage: "",
         errorField: "",
@@ -250,6 +293,7 @@ export function createInventoryHandlers(
         quantity: 0,
         index: 0,
         replayed: false,
+        lots: [],
         errorCode: e.code,
         errorMessage: e.message,
         errorField: e.field ?? "",
@@ -263,6 +307,7 @@ export function createInventoryHandlers(
     deduct: unary(log, "Deduct", deduct),
     transfer: unary(log, "Transfer", transfer),
     setReorderLevel: unary(log, "SetReorderLevel", setReorderLevel),
+    returnStock: unary(log, "ReturnStock", returnStock),
     submitBatch: unary(log, "SubmitBatch", async (req, ctx) => {
       if (req.commands.length > batchCommandsMax) {
         throw new AppError("VALIDATION", `at most ${batchCommandsMax} commands per batch`, "commands");

@@ -7,6 +7,7 @@ import {
   encodeCommands,
   entryCommandsMax,
   isCommand,
+  returnLotsMax,
 } from "./commands.ts";
 import { fingerprint, InventoryStateMachine, usable } from "./state-machine.ts";
 
@@ -56,7 +57,16 @@ describe("inventory state machine", () => {
       medicationCode: "amox",
       quantity: 7,
     });
-    expect(r).toEqual({ ok: true, quantity: 10, index: 4 });
+    // The answer names the lots taken, earliest expiry first: what a return of it puts back.
+    expect(r).toEqual({
+      ok: true,
+      quantity: 10,
+      index: 4,
+      lots: [
+        { lot: "early", quantity: 5, expiresOn: "2030-07-01" },
+        { lot: "late", quantity: 2, expiresOn: "2031-01-01" },
+      ],
+    });
     expect(sm.item("c1", "amox")!.lots).toEqual([
       { lot: "old", quantity: 7, expiresOn: "2030-06-14" },
       { lot: "late", quantity: 3, expiresOn: "2031-01-01" },
@@ -192,17 +202,18 @@ describe("inventory state machine", () => {
     });
     sm.apply(1, cmd("r", "restock", 5));
     const rs = sm.applyAll(2, [cmd("d1", "deduct", 3), cmd("d2", "deduct", 3), cmd("d3", "deduct", 2)]);
+    const unlotted = (quantity: number) => [{ lot: "unlotted", quantity }];
     expect(rs).toEqual([
-      { ok: true, quantity: 2, index: 2 },
+      { ok: true, quantity: 2, index: 2, lots: unlotted(3) },
       { ok: false, code: "INSUFFICIENT_STOCK", available: 2, index: 2 },
-      { ok: true, quantity: 0, index: 2 },
+      { ok: true, quantity: 0, index: 2, lots: unlotted(2) },
     ]);
     // A retried command inside a later batch returns its first result and changes nothing.
     sm.apply(3, cmd("r2", "restock", 10));
     const again = sm.applyAll(4, [cmd("d1", "deduct", 3), cmd("d4", "deduct", 1)]);
     expect(again).toEqual([
-      { ok: true, quantity: 2, index: 2, replayed: true },
-      { ok: true, quantity: 9, index: 4 },
+      { ok: true, quantity: 2, index: 2, lots: unlotted(3), replayed: true },
+      { ok: true, quantity: 9, index: 4, lots: unlotted(1) },
     ]);
     expect(() => sm.applyAll(4, [cmd("d5", "deduct", 1)])).toThrow(/invariant/);
   });
@@ -238,6 +249,24 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
     medicationCode: fc.constantFrom(...meds),
     quantity: fc.integer({ min: 1, max: 60 }),
   }),
+  fc.record({
+    type: fc.constant("returnStock" as const),
+    requestId: fc.string({ minLength: 1, maxLength: 4 }),
+    ts: fc.constant(ts),
+    clinicId: fc.constantFrom(...clinics),
+    medicationCode: fc.constantFrom(...meds),
+    lots: fc.array(
+      fc.record(
+        {
+          lot: fc.constantFrom("L1", "L2", "L3", "unlotted"),
+          quantity: fc.integer({ min: 1, max: 30 }),
+          expiresOn: fc.constantFrom("2030-01-01", "2030-06-20", "2031-01-01"),
+        },
+        { requiredKeys: ["lot", "quantity"] },
+      ),
+      { minLength: 1, maxLength: 4 },
+    ),
+  }),
 );
 
 describe("inventory state machine properties", () => {
@@ -248,6 +277,7 @@ describe("inventory state machine properties", () => {
         const b = new InventoryStateMachine({ idsMax: 20 });
         let restocked = 0;
         let deducted = 0;
+        let returned = 0;
         const fps = new Map<string, number>();
         cmds.forEach((cmd, i) => {
           const seen = a.resultOf(cmd.requestId);
@@ -264,6 +294,8 @@ describe("inventory state machine properties", () => {
             expect(a.stateHash()).toBe(before);
           } else if (r.ok && cmd.type === "restock") restocked += cmd.quantity;
           else if (r.ok && cmd.type === "deduct") deducted += cmd.quantity;
+          else if (r.ok && cmd.type === "returnStock")
+            returned += cmd.lots.reduce((t, l) => t + l.quantity, 0);
           if (!seen && a.resultOf(cmd.requestId)) fps.set(cmd.requestId, fingerprint(cmd));
           for (const c of clinics)
             for (const [, item] of a.items(c))
@@ -272,7 +304,7 @@ describe("inventory state machine properties", () => {
         let held = 0;
         for (const c of clinics)
           for (const [, item] of a.items(c)) held += item.lots.reduce((s, l) => s + l.quantity, 0);
-        expect(held).toBe(restocked - deducted);
+        expect(held).toBe(restocked + returned - deducted);
         expect(b.stateHash()).toBe(a.stateHash());
         const c = new InventoryStateMachine({ idsMax: 20 });
         c.restore(a.snapshot());
@@ -286,6 +318,29 @@ describe("inventory state machine properties", () => {
     );
   });
 });
+
+/** Ways to damage a return's lots, each an arbitrary of the damaged list. */
+function lotsDamaged(lots: Record<string, unknown>[]): fc.Arbitrary<unknown>[] {
+  const at = fc.nat({ max: lots.length - 1 });
+  const replaced = (i: number, l: unknown) => lots.map((x, j) => (j === i ? l : x));
+  return [
+    fc.tuple(at, fc.constantFrom("lot", "quantity", "expiresOn")).map(([i, k]) => {
+      const { [k]: _, ...rest } = lots[i]!;
+      return replaced(i, rest);
+    }),
+    fc
+      .tuple(
+        at,
+        fc.constantFrom("lot", "quantity", "expiresOn", "extra"),
+        fc.oneof(fc.jsonValue(), fc.double(), fc.integer(), fc.string()),
+      )
+      .map(([i, k, v]) => replaced(i, { ...lots[i], [k]: v })),
+    fc.tuple(at, fc.jsonValue()).map(([i, v]) => replaced(i, v)),
+    fc.constant([]),
+    fc.constant(Array.from({ length: returnLotsMax + 1 }, () => lots[0])),
+    fc.constant(Array.from({ length: returnLotsMax }, () => lots[0])),
+  ];
+}
 
 describe("the hand-written command check", () => {
   it("agrees with the command schema on valid commands and on every kind of damage to them", () => {
@@ -305,6 +360,10 @@ describe("the hand-written command check", () => {
           )
           .map(([k, v]) => ({ ...cmd, [k]: v })),
         fc.string().map((k) => ({ ...cmd, [`x${k}`]: 1 })),
+        // A return's lots: one lot damaged as above, none, too many, or not a list of objects.
+        ...(cmd.type === "returnStock" ? lotsDamaged(cmd.lots) : []).map((lots) =>
+          lots.map((l) => ({ ...cmd, lots: l })),
+        ),
       ),
     );
     fc.assert(

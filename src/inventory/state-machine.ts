@@ -1,12 +1,14 @@
 // Owns the inventory state machine: stock per (clinic, medication) in lots, applied in log order.
 // Apply is deterministic (no clock, no randomness: time comes inside the command), so every replica
 // that applies the same log reaches the same state, which stateHash() lets tests compare.
-// Rules: stock never goes negative; Deduct takes non-expired lots first-expiry-first-out; Transfer
-// is all or nothing; a request id applied before returns its first result and changes nothing.
+// Rules: stock never goes negative; Deduct takes non-expired lots first-expiry-first-out and answers
+// which; ReturnStock puts such lots back; Transfer and ReturnStock are all or nothing; a request id
+// applied before returns its first result (a deduct's lots included) and changes nothing.
 // Idempotency window: each request id is remembered with a fingerprint of its command and the
 // leader's timestamp, for windowMs of the log's own clock (the largest leader timestamp applied so
 // far, so it never runs backwards and every replica agrees); a reused id with another command is
-// refused; at idsMax remembered ids new writes are refused (fail closed) rather than forgetting early.
+// refused; at idsMax remembered ids (or their snapshot bytes' budget) new writes are refused (fail
+// closed) rather than forgetting early.
 import { createHash } from "node:crypto";
 import { failpoints } from "../shared/failpoints.ts";
 import { inventoryLimits } from "../shared/validation.ts";
@@ -26,7 +28,13 @@ export interface Item {
 }
 
 export type ApplyResult = (
-  | { ok: true; quantity: number; index: number }
+  | {
+      ok: true;
+      quantity: number;
+      index: number;
+      /** A deduct's: what it took from each lot, first-expiry-first-out; a return's: what it put back. */
+      lots?: Lot[];
+    }
   | { ok: false; code: "INSUFFICIENT_STOCK"; available: number; index: number }
   | { ok: false; code: "INVALID"; reason: string; index: number }
   | { ok: false; code: "IDEMPOTENCY_KEY_REUSED"; index: number }
@@ -39,9 +47,12 @@ export type ApplyResult = (
 
 /**
  * A remembered request id, small on purpose: a 48-bit fingerprint, the window clock when it applied,
- * and its first result — quantity and index for a success (nearly all), the result object only for
- * a refusal. About 200 bytes per id in all (40-character ids: key, map entry, this, FIFO slot),
- * measured on Node 20; the result and fingerprint objects of the first design cost ~50 more.
+ * and its first result — quantity and index for a success (nearly all), plus in one slot either the
+ * result object of a refusal or the lots of a deduct or return (a replay must answer the same lots).
+ * About 200 bytes per id before lots (40-character ids: key, map entry, this, FIFO slot), measured
+ * on Node 20; the result and fingerprint objects of the first design cost ~50 more. One slot for
+ * both keeps every other write at that size; a deduct from one lot adds that Lot (~50 bytes, see
+ * docs/inventory.md "Memory").
  */
 class Remembered {
   constructor(
@@ -51,17 +62,78 @@ class Remembered {
     public ts: number,
     readonly quantity: number,
     readonly index: number,
-    readonly refusal: ApplyResult | undefined,
+    /**
+     * A refusal's result (it has `ok`); a deduct's or return's lots: the Lot itself when there is
+     * one (most deducts: an array of one costs ~100 bytes more), else an array of its exact size;
+     * else undefined. Never mutated once here.
+     */
+    readonly detail: ApplyResult | Lot | Lot[] | undefined,
   ) {}
 
   static of(fp: number, ts: number, r: ApplyResult): Remembered {
-    return r.ok ? new Remembered(fp, ts, r.quantity, r.index, undefined) : new Remembered(fp, ts, 0, 0, r);
+    return r.ok
+      ? new Remembered(fp, ts, r.quantity, r.index, Remembered.lotsDetail(r.lots))
+      : new Remembered(fp, ts, 0, 0, r);
+  }
+
+  static lotsDetail(lots: Lot[] | undefined): Lot | Lot[] | undefined {
+    // slice(): the array push() grew keeps spare capacity (~17 slots) for as long as it is held.
+    return lots === undefined ? undefined : lots.length === 1 ? lots[0] : lots.slice();
+  }
+
+  get refusal(): ApplyResult | undefined {
+    const d = this.detail;
+    return d !== undefined && !Array.isArray(d) && "ok" in d ? d : undefined;
+  }
+
+  get lots(): Lot[] | undefined {
+    const d = this.detail;
+    if (d === undefined || Array.isArray(d)) return d;
+    return "ok" in d ? undefined : [d];
   }
 
   get result(): ApplyResult {
-    return this.refusal ?? { ok: true, quantity: this.quantity, index: this.index };
+    const refusal = this.refusal;
+    if (refusal) return refusal;
+    const lots = this.lots;
+    return lots
+      ? { ok: true, quantity: this.quantity, index: this.index, lots }
+      : { ok: true, quantity: this.quantity, index: this.index };
+  }
+
+  /**
+   * What this id adds to a snapshot, at most (bytes: ids and lot names carry no JSON escapes, the
+   * gRPC checks hold them to their alphabets). Without lots, an id of requestIdMax characters costs
+   * at most idempotencyIdBytesMax, as before lots existed, so the ids bound is reached first.
+   */
+  snapshotBytes(id: string): number {
+    let n = id.length + idNumbersBytesMax;
+    const d = this.detail;
+    if (d === undefined) return n;
+    if (Array.isArray(d)) for (const l of d) n += l.lot.length + lotBytesMax;
+    else if ("ok" in d) n += refusalBytesMax;
+    else n += d.lot.length + lotBytesMax;
+    return n;
   }
 }
+
+const { idempotencyIdBytesMax, requestIdMax } = inventoryLimits;
+/**
+ * Snapshot bytes of one remembered id's columns besides the id's own characters: its quotes, a
+ * fingerprint (≤ 15 digits), a timestamp (≤ 16), a quantity (≤ 13), an index (≤ 16) and commas.
+ */
+export const idNumbersBytesMax = 72;
+/**
+ * A kept refusal in the refusals column: [position, result] with the longest reason there is
+ * (idempotency.test.ts measures them). With idNumbersBytesMax and the longest id it fills exactly
+ * idempotencyIdBytesMax.
+ */
+export const refusalBytesMax = idempotencyIdBytesMax - requestIdMax - idNumbersBytesMax;
+/**
+ * One remembered lot's row in the lot columns besides its name: its id's position (≤ 7 digits), the
+ * name's quotes, a quantity (≤ 10 digits: at most quantityMax), an expiry, and commas.
+ */
+export const lotBytesMax = 36;
 
 /** The idempotency window in a v2 snapshot, in log order, one column per field. */
 interface SnapshotWindow {
@@ -72,12 +144,27 @@ interface SnapshotWindow {
   indexes: number[];
   /** [position, result] of the ids whose first result was a refusal. */
   refusals: [number, ApplyResult][];
+  /**
+   * The lots of the ids whose first result carries them (deducts and returns), in columns too, a
+   * row per lot in id and answer order: the position of its id, name, quantity, expiry ("": none).
+   * Nearly every deduct has a lot, and columns serialise in a third of the time of a [position,
+   * Lot[]] row per id (300,000 lots: ~45 ms against ~150) while the apply loop waits. Absent in
+   * snapshots written before lots were answered: their ids replay without lots.
+   */
+  lotOwners?: number[];
+  lotNames?: string[];
+  lotQuantities?: number[];
+  lotExpiries?: string[];
 }
 
 export interface IdempotencyLimits {
   /** How long (by leader timestamps) a request id is remembered. */
   windowMs: number;
-  /** Remembered ids at most; a new id beyond it is refused (IDEMPOTENCY_WINDOW_FULL). */
+  /**
+   * Remembered ids at most; a new id beyond it is refused (IDEMPOTENCY_WINDOW_FULL). So is one once
+   * the ids' snapshot bytes reach idsMax × idempotencyIdBytesMax: ids without lots never reach it
+   * first, deducts that took many lots with long names can (the snapshot must stay writable).
+   */
   idsMax: number;
   /**
    * Stock items (clinic × medication) and clinics the state holds at most: a write that would add
@@ -126,6 +213,9 @@ export class InventoryStateMachine {
    */
   private order: string[] = [];
   private head = 0;
+  /** Snapshot bytes of the remembered ids, at most (Remembered.snapshotBytes), and their bound. */
+  private windowBytes = 0;
+  private readonly windowBytesMax: number;
   private appliedIndex = 0;
   private clock = 0;
   /** A v1 snapshot's ids carry no timestamp: they get the next command's. */
@@ -140,6 +230,7 @@ export class InventoryStateMachine {
     if (!(this.limits.windowMs > 0 && this.limits.idsMax > 0)) {
       throw new Error("idempotency windowMs and idsMax must be positive");
     }
+    this.windowBytesMax = this.limits.idsMax * idempotencyIdBytesMax;
   }
 
   get lastApplied(): number {
@@ -190,15 +281,18 @@ export class InventoryStateMachine {
       if (seen.fp !== -1 && seen.fp !== fp) return { ok: false, code: "IDEMPOTENCY_KEY_REUSED", index };
       return { ...seen.result, replayed: true };
     }
-    if (this.applied.size >= this.limits.idsMax) {
-      // Fail closed: forgetting an id inside its window could apply a retry twice.
+    if (this.applied.size >= this.limits.idsMax || this.windowBytes >= this.windowBytesMax) {
+      // Fail closed: forgetting an id inside its window could apply a retry twice. (The bytes bound
+      // is checked before the write, so one write's lots may pass it: a few KB over at most.)
       this.windowFullRefusals++;
       const oldest = this.applied.get(this.order[this.head]!)!;
       const retryAfterMs = Math.max(1, oldest.ts + this.limits.windowMs - this.clock);
       return { ok: false, code: "IDEMPOTENCY_WINDOW_FULL", retryAfterMs, index };
     }
     const r = this.execute(index, cmd);
-    this.applied.set(cmd.requestId, Remembered.of(fp, this.clock, r));
+    const m = Remembered.of(fp, this.clock, r);
+    this.applied.set(cmd.requestId, m);
+    this.windowBytes += m.snapshotBytes(cmd.requestId);
     this.order.push(cmd.requestId);
     return r;
   }
@@ -208,8 +302,10 @@ export class InventoryStateMachine {
     const horizon = this.clock - this.limits.windowMs;
     while (this.head < this.order.length) {
       const id = this.order[this.head]!;
-      if (this.applied.get(id)!.ts > horizon) break;
+      const m = this.applied.get(id)!;
+      if (m.ts > horizon) break;
       this.applied.delete(id);
+      this.windowBytes -= m.snapshotBytes(id);
       this.head++;
     }
     if (this.head > 1024 && this.head * 2 > this.order.length) {
@@ -286,10 +382,12 @@ export class InventoryStateMachine {
         if (!item || cmd.quantity > available)
           return { ok: false, code: "INSUFFICIENT_STOCK", available, index };
         const before = total(item);
-        take(item, cmd.quantity, today);
+        const lots = take(item, cmd.quantity, today);
         this.lowStock(cmd.clinicId, cmd.medicationCode, item, before, index);
-        return { ok: true, quantity: total(item), index };
+        return { ok: true, quantity: total(item), index, lots };
       }
+      case "returnStock":
+        return this.returnStock(index, cmd);
       case "transfer": {
         if (cmd.fromClinicId === cmd.toClinicId) {
           return { ok: false, code: "INVALID", reason: "source and destination are the same clinic", index };
@@ -352,6 +450,42 @@ export class InventoryStateMachine {
     }
   }
 
+  /**
+   * Puts the lots back, all or none: worked out on a copy of the item's lots, which replaces them
+   * only once every bound holds. A lot's expiry is taken as it comes, even one already past: it is
+   * the same physical stock coming back (deducts skip it), unlike a restock of new stock.
+   */
+  private returnStock(index: number, cmd: Extract<Command, { type: "returnStock" }>): ApplyResult {
+    const existing = this.item(cmd.clinicId, cmd.medicationCode);
+    const lots = existing ? existing.lots.map((l) => ({ ...l })) : [];
+    let added = 0;
+    for (let i = 0; i < cmd.lots.length; i++) {
+      const back = cmd.lots[i]!;
+      const same = lots.find((l) => l.lot === back.lot && l.expiresOn === back.expiresOn);
+      if (same) same.quantity += back.quantity;
+      // A lot name is one physical batch with one expiry: a clash means these are not its lots.
+      else if (lots.some((l) => l.lot === back.lot))
+        return { ok: false, code: "INVALID", reason: `lots[${i}] is held with another expiry`, index };
+      else lots.push(lotOf(back.lot, back.quantity, back.expiresOn));
+      added += back.quantity;
+    }
+    if (lots.length > lotsPerItemMax)
+      return { ok: false, code: "INVALID", reason: `too many lots (at most ${lotsPerItemMax})`, index };
+    if ((existing ? total(existing) : 0) + added > stockQuantityMax)
+      return { ok: false, code: "INVALID", reason: `stock would exceed ${stockQuantityMax}`, index };
+    const full = existing ? undefined : this.noRoomFor(cmd.clinicId);
+    if (full) return { ok: false, code: "INVALID", reason: full, index };
+    const item = existing ?? this.itemFor(cmd.clinicId, cmd.medicationCode);
+    item.lots = lots.sort(fefo);
+    // The answer is the lots as asked, in a fixed shape, never the objects the stock holds.
+    return {
+      ok: true,
+      quantity: total(item),
+      index,
+      lots: cmd.lots.map((l) => lotOf(l.lot, l.quantity, l.expiresOn)),
+    };
+  }
+
   private lowStock(clinicId: string, medicationCode: string, item: Item, before: number, index: number) {
     const after = total(item);
     if (item.reorderLevel > 0 && before > item.reorderLevel && after <= item.reorderLevel) {
@@ -407,6 +541,16 @@ export class InventoryStateMachine {
       indexes: new Array(n),
       refusals: [],
     };
+    const lotOwners: number[] = [];
+    const lotNames: string[] = [];
+    const lotQuantities: number[] = [];
+    const lotExpiries: string[] = [];
+    const lotRow = (k: number, l: Lot) => {
+      lotOwners.push(k);
+      lotNames.push(l.lot);
+      lotQuantities.push(l.quantity);
+      lotExpiries.push(l.expiresOn ?? "");
+    };
     let k = 0;
     for (const [id, m] of this.applied) {
       window.ids[k] = id;
@@ -414,9 +558,13 @@ export class InventoryStateMachine {
       window.timestamps[k] = m.ts;
       window.quantities[k] = m.quantity;
       window.indexes[k] = m.index;
-      if (m.refusal) window.refusals.push([k, m.refusal]);
+      const d = m.detail;
+      if (Array.isArray(d)) for (const l of d) lotRow(k, l);
+      else if (d && "ok" in d) window.refusals.push([k, d]);
+      else if (d) lotRow(k, d);
       k++;
     }
+    Object.assign(window, { lotOwners, lotNames, lotQuantities, lotExpiries });
     const zones = [...this.zones].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     const doc = { v: 2, appliedIndex: this.appliedIndex, clockMs: this.clock, clinics, zones, window };
     return new TextEncoder().encode(JSON.stringify(doc));
@@ -442,15 +590,22 @@ export class InventoryStateMachine {
     if (doc.v === 2) {
       const w = doc.window;
       const refusals = new Map(w.refusals);
+      const lots = new Map<number, Lot[]>();
+      const owners = w.lotOwners ?? [];
+      for (let i = 0; i < owners.length; i++) {
+        const l = lotOf(w.lotNames![i]!, w.lotQuantities![i]!, w.lotExpiries![i] || undefined);
+        const of = lots.get(owners[i]!);
+        if (of) of.push(l);
+        else lots.set(owners[i]!, [l]);
+      }
       this.applied = new Map();
       for (let k = 0; k < w.ids.length; k++) {
-        const refusal = refusals.get(k);
         const m = new Remembered(
           w.fingerprints[k]!,
           w.timestamps[k]!,
           w.quantities[k]!,
           w.indexes[k]!,
-          refusal,
+          refusals.get(k) ?? Remembered.lotsDetail(lots.get(k)),
         );
         this.applied.set(w.ids[k]!, m);
       }
@@ -467,6 +622,8 @@ export class InventoryStateMachine {
     }
     this.order = [...this.applied.keys()];
     this.head = 0;
+    this.windowBytes = 0;
+    for (const [id, m] of this.applied) this.windowBytes += m.snapshotBytes(id);
     this.stock = new Map(doc.clinics.map(([c, items]) => [c, new Map(items)]));
     this.appliedIndex = doc.appliedIndex;
   }
@@ -504,6 +661,14 @@ export function fingerprint(cmd: Command): number {
     case "setClinicTimeZone":
       canon = `z|${cmd.clinicId}|${cmd.timeZone}`;
       break;
+    case "returnStock":
+      // The lots as a set: the same lots in another order are the same return. ';' and ',' are
+      // outside the lot-name alphabet, so no two lists read the same.
+      canon = `s|${cmd.clinicId}|${cmd.medicationCode}|${cmd.lots
+        .map((l) => `${l.lot};${l.quantity};${l.expiresOn ?? ""}`)
+        .sort()
+        .join(",")}`;
+      break;
   }
   return createHash("sha256").update(canon).digest().readUIntBE(0, 6);
 }
@@ -524,6 +689,11 @@ export function localDate(ms: number, timeZone: string | undefined): string {
   const parts = f.formatToParts(ms);
   const part = (t: string) => parts.find((p) => p.type === t)!.value;
   return `${part("year")}-${part("month")}-${part("day")}`;
+}
+
+/** A lot in the one shape the state holds (no expiresOn key when it never expires). */
+function lotOf(lot: string, quantity: number, expiresOn: string | undefined): Lot {
+  return expiresOn === undefined ? { lot, quantity } : { lot, quantity, expiresOn };
 }
 
 function fefo(a: Lot, b: Lot): number {

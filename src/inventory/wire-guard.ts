@@ -8,13 +8,23 @@ import { AppError } from "../shared/errors.ts";
 import { UndecodableRequest } from "../shared/grpc.ts";
 import { inventoryLimits } from "../shared/validation.ts";
 
+/**
+ * Where a message's int64 fields are, by field number: a name, or for a repeated message field its
+ * name and its own int64 fields (ReturnStock's lots[i].quantity).
+ */
+interface Int64Fields {
+  [no: number]: string | { repeated: string; fields: Int64Fields };
+}
+
+const lotFields: Int64Fields = { 2: "quantity" };
 /** The int64 fields of each write request, by field number (inventory.proto). */
-const int64Fields: Record<string, Record<number, string>> = {
+const int64Fields: Record<string, Int64Fields> = {
   restock: { 4: "quantity" },
   deduct: { 4: "quantity" },
   transfer: { 5: "quantity" },
   setReorderLevel: { 4: "level" },
   setClinicTimeZone: {},
+  returnStock: { 4: { repeated: "lots", fields: lotFields } },
 };
 /** WriteCommand's oneof cases by field number. */
 const commandCases: Record<number, string> = {
@@ -22,6 +32,8 @@ const commandCases: Record<number, string> = {
   2: "deduct",
   3: "transfer",
   4: "setReorderLevel",
+  5: "setClinicTimeZone",
+  6: "returnStock",
 };
 
 const safe = (v: bigint | string) => {
@@ -29,14 +41,21 @@ const safe = (v: bigint | string) => {
   return n <= BigInt(Number.MAX_SAFE_INTEGER) && n >= BigInt(Number.MIN_SAFE_INTEGER);
 };
 
-/** The first int64 field of a write request outside the safe range, as its name; undefined if none. */
-function unsafeInt64(bytes: Uint8Array, fields: Record<number, string>): string | undefined {
+/** The first int64 field of a write request outside the safe range, as its path; undefined if none. */
+function unsafeInt64(bytes: Uint8Array, fields: Int64Fields): string | undefined {
   const r = new BinaryReader(bytes);
+  /** Occurrences of each repeated message field so far: lots[i] names the i-th. */
+  const seen: Record<number, number> = {};
   while (r.pos < r.len) {
     const [no, wt] = r.tag();
-    const name = fields[no];
-    if (name !== undefined && wt === WireType.Varint) {
-      if (!safe(r.int64())) return name;
+    const f = fields[no];
+    if (typeof f === "string" && wt === WireType.Varint) {
+      if (!safe(r.int64())) return f;
+    } else if (typeof f === "object" && wt === WireType.LengthDelimited) {
+      const i = seen[no] ?? 0;
+      seen[no] = i + 1;
+      const inner = unsafeInt64(r.bytes(), f.fields);
+      if (inner) return `${f.repeated}[${i}].${inner}`;
     } else r.skip(wt, no);
   }
   return undefined;

@@ -95,6 +95,20 @@ export interface DeductRequest {
   quantity: number;
 }
 
+/**
+ * Puts exactly these lots back into the clinic's stock, all or none: a lot held with the same
+ * name and expiry gains the quantity; a lot that is gone is recreated with its expiry, even one
+ * already past (it is the same physical stock coming back, and deducts skip it); a name held with
+ * another expiry is refused (VALIDATION). 1-64 lots, each quantity 1..10^9, names as for restock.
+ * Raises no low-stock event.
+ */
+export interface ReturnStockRequest {
+  requestId: string;
+  clinicId: string;
+  medicationCode: string;
+  lots: Lot[];
+}
+
 export interface TransferRequest {
   requestId: string;
   fromClinicId: string;
@@ -125,6 +139,11 @@ export interface DeductResponse {
   quantity: number;
   index: number;
   replayed: boolean;
+  /**
+   * The lots it took, first-expiry-first-out, with the quantity taken from each and its expiry:
+   * what a ReturnStock of this deduct puts back. A replay answers the same lots.
+   */
+  lots: Lot[];
 }
 
 export interface TransferResponse {
@@ -137,6 +156,14 @@ export interface SetReorderLevelResponse {
   quantity: number;
   index: number;
   replayed: boolean;
+}
+
+export interface ReturnStockResponse {
+  quantity: number;
+  index: number;
+  replayed: boolean;
+  /** The lots put back, as requested. */
+  lots: Lot[];
 }
 
 export interface GetStockRequest {
@@ -207,6 +234,7 @@ export interface WriteCommand {
     | { $case: "transfer"; value: TransferRequest }
     | { $case: "setReorderLevel"; value: SetReorderLevelRequest }
     | { $case: "setClinicTimeZone"; value: SetClinicTimeZoneRequest }
+    | { $case: "returnStock"; value: ReturnStockRequest }
     | undefined;
 }
 
@@ -225,8 +253,13 @@ export interface WriteOutcome {
   errorMessage: string;
   errorField: string;
   errorMeta: { [key: string]: string };
-  /** The request id was applied before: quantity and index are its first result. */
+  /** The request id was applied before: quantity, index and lots are its first result. */
   replayed: boolean;
+  /**
+   * For a deduct, the lots it took (quantity taken from each, and its expiry); for a return, the
+   * lots put back; empty for other writes and for errors.
+   */
+  lots: Lot[];
 }
 
 export interface WriteOutcome_ErrorMetaEntry {
@@ -843,6 +876,135 @@ export const DeductRequest: MessageFns<DeductRequest> = {
   },
 };
 
+function createBaseReturnStockRequest(): ReturnStockRequest {
+  return { requestId: "", clinicId: "", medicationCode: "", lots: [] };
+}
+
+export const ReturnStockRequest: MessageFns<ReturnStockRequest> = {
+  encode(message: ReturnStockRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.clinicId !== "") {
+      writer.uint32(18).string(message.clinicId);
+    }
+    if (message.medicationCode !== "") {
+      writer.uint32(26).string(message.medicationCode);
+    }
+    for (const v of message.lots) {
+      Lot.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReturnStockRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReturnStockRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.clinicId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.medicationCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lots.push(Lot.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReturnStockRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      clinicId: isSet(object.clinicId)
+        ? globalThis.String(object.clinicId)
+        : isSet(object.clinic_id)
+        ? globalThis.String(object.clinic_id)
+        : "",
+      medicationCode: isSet(object.medicationCode)
+        ? globalThis.String(object.medicationCode)
+        : isSet(object.medication_code)
+        ? globalThis.String(object.medication_code)
+        : "",
+      lots: globalThis.Array.isArray(object?.lots) ? object.lots.map((e: any) => Lot.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ReturnStockRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.clinicId !== "") {
+      obj.clinicId = message.clinicId;
+    }
+    if (message.medicationCode !== "") {
+      obj.medicationCode = message.medicationCode;
+    }
+    if (message.lots?.length) {
+      obj.lots = message.lots.map((e) => Lot.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReturnStockRequest>, I>>(base?: I): ReturnStockRequest {
+    return ReturnStockRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReturnStockRequest>, I>>(object: I): ReturnStockRequest {
+    const message = createBaseReturnStockRequest();
+    message.requestId = object.requestId ?? "";
+    message.clinicId = object.clinicId ?? "";
+    message.medicationCode = object.medicationCode ?? "";
+    message.lots = object.lots?.map((e) => Lot.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseTransferRequest(): TransferRequest {
   return { requestId: "", fromClinicId: "", toClinicId: "", medicationCode: "", quantity: 0 };
 }
@@ -1223,7 +1385,7 @@ export const RestockResponse: MessageFns<RestockResponse> = {
 };
 
 function createBaseDeductResponse(): DeductResponse {
-  return { quantity: 0, index: 0, replayed: false };
+  return { quantity: 0, index: 0, replayed: false, lots: [] };
 }
 
 export const DeductResponse: MessageFns<DeductResponse> = {
@@ -1236,6 +1398,9 @@ export const DeductResponse: MessageFns<DeductResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(24).bool(message.replayed);
+    }
+    for (const v of message.lots) {
+      Lot.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1277,6 +1442,14 @@ export const DeductResponse: MessageFns<DeductResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lots.push(Lot.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1294,6 +1467,7 @@ export const DeductResponse: MessageFns<DeductResponse> = {
       quantity: isSet(object.quantity) ? globalThis.Number(object.quantity) : 0,
       index: isSet(object.index) ? globalThis.Number(object.index) : 0,
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      lots: globalThis.Array.isArray(object?.lots) ? object.lots.map((e: any) => Lot.fromJSON(e)) : [],
     };
   },
 
@@ -1308,6 +1482,9 @@ export const DeductResponse: MessageFns<DeductResponse> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.lots?.length) {
+      obj.lots = message.lots.map((e) => Lot.toJSON(e));
+    }
     return obj;
   },
 
@@ -1319,6 +1496,7 @@ export const DeductResponse: MessageFns<DeductResponse> = {
     message.quantity = object.quantity ?? 0;
     message.index = object.index ?? 0;
     message.replayed = object.replayed ?? false;
+    message.lots = object.lots?.map((e) => Lot.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1521,6 +1699,123 @@ export const SetReorderLevelResponse: MessageFns<SetReorderLevelResponse> = {
     message.quantity = object.quantity ?? 0;
     message.index = object.index ?? 0;
     message.replayed = object.replayed ?? false;
+    return message;
+  },
+};
+
+function createBaseReturnStockResponse(): ReturnStockResponse {
+  return { quantity: 0, index: 0, replayed: false, lots: [] };
+}
+
+export const ReturnStockResponse: MessageFns<ReturnStockResponse> = {
+  encode(message: ReturnStockResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.quantity !== 0) {
+      writer.uint32(8).int64(message.quantity);
+    }
+    if (message.index !== 0) {
+      writer.uint32(16).int64(message.index);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(24).bool(message.replayed);
+    }
+    for (const v of message.lots) {
+      Lot.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReturnStockResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReturnStockResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.quantity = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lots.push(Lot.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReturnStockResponse {
+    return {
+      quantity: isSet(object.quantity) ? globalThis.Number(object.quantity) : 0,
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      lots: globalThis.Array.isArray(object?.lots) ? object.lots.map((e: any) => Lot.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ReturnStockResponse): unknown {
+    const obj: any = {};
+    if (message.quantity !== 0) {
+      obj.quantity = Math.round(message.quantity);
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
+    if (message.lots?.length) {
+      obj.lots = message.lots.map((e) => Lot.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReturnStockResponse>, I>>(base?: I): ReturnStockResponse {
+    return ReturnStockResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReturnStockResponse>, I>>(object: I): ReturnStockResponse {
+    const message = createBaseReturnStockResponse();
+    message.quantity = object.quantity ?? 0;
+    message.index = object.index ?? 0;
+    message.replayed = object.replayed ?? false;
+    message.lots = object.lots?.map((e) => Lot.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2448,6 +2743,9 @@ export const WriteCommand: MessageFns<WriteCommand> = {
       case "setClinicTimeZone":
         SetClinicTimeZoneRequest.encode(message.command.value, writer.uint32(42).fork()).join();
         break;
+      case "returnStock":
+        ReturnStockRequest.encode(message.command.value, writer.uint32(50).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2511,6 +2809,14 @@ export const WriteCommand: MessageFns<WriteCommand> = {
             };
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.command = { $case: "returnStock", value: ReturnStockRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2539,6 +2845,10 @@ export const WriteCommand: MessageFns<WriteCommand> = {
         ? { $case: "setClinicTimeZone", value: SetClinicTimeZoneRequest.fromJSON(object.setClinicTimeZone) }
         : isSet(object.set_clinic_time_zone)
         ? { $case: "setClinicTimeZone", value: SetClinicTimeZoneRequest.fromJSON(object.set_clinic_time_zone) }
+        : isSet(object.returnStock)
+        ? { $case: "returnStock", value: ReturnStockRequest.fromJSON(object.returnStock) }
+        : isSet(object.return_stock)
+        ? { $case: "returnStock", value: ReturnStockRequest.fromJSON(object.return_stock) }
         : undefined,
     };
   },
@@ -2555,6 +2865,8 @@ export const WriteCommand: MessageFns<WriteCommand> = {
       obj.setReorderLevel = SetReorderLevelRequest.toJSON(message.command.value);
     } else if (message.command?.$case === "setClinicTimeZone") {
       obj.setClinicTimeZone = SetClinicTimeZoneRequest.toJSON(message.command.value);
+    } else if (message.command?.$case === "returnStock") {
+      obj.returnStock = ReturnStockRequest.toJSON(message.command.value);
     }
     return obj;
   },
@@ -2598,6 +2910,12 @@ export const WriteCommand: MessageFns<WriteCommand> = {
             $case: "setClinicTimeZone",
             value: SetClinicTimeZoneRequest.fromPartial(object.command.value),
           };
+        }
+        break;
+      }
+      case "returnStock": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "returnStock", value: ReturnStockRequest.fromPartial(object.command.value) };
         }
         break;
       }
@@ -2678,7 +2996,16 @@ export const SubmitBatchRequest: MessageFns<SubmitBatchRequest> = {
 };
 
 function createBaseWriteOutcome(): WriteOutcome {
-  return { quantity: 0, index: 0, errorCode: "", errorMessage: "", errorField: "", errorMeta: {}, replayed: false };
+  return {
+    quantity: 0,
+    index: 0,
+    errorCode: "",
+    errorMessage: "",
+    errorField: "",
+    errorMeta: {},
+    replayed: false,
+    lots: [],
+  };
 }
 
 export const WriteOutcome: MessageFns<WriteOutcome> = {
@@ -2703,6 +3030,9 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
     });
     if (message.replayed !== false) {
       writer.uint32(56).bool(message.replayed);
+    }
+    for (const v of message.lots) {
+      Lot.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2779,6 +3109,14 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.lots.push(Lot.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2838,6 +3176,9 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
         )
         : {},
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      lots: globalThis.Array.isArray(object?.lots)
+        ? object.lots.map((e: any) => Lot.fromJSON(e))
+        : [],
     };
   },
 
@@ -2870,6 +3211,9 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
     }
+    if (message.lots?.length) {
+      obj.lots = message.lots.map((e) => Lot.toJSON(e));
+    }
     return obj;
   },
 
@@ -2893,6 +3237,7 @@ export const WriteOutcome: MessageFns<WriteOutcome> = {
       {},
     );
     message.replayed = object.replayed ?? false;
+    message.lots = object.lots?.map((e) => Lot.fromPartial(e)) || [];
     return message;
   },
 };
@@ -4047,6 +4392,16 @@ export const InventoryServiceService = {
       Buffer.from(SetReorderLevelResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetReorderLevelResponse => SetReorderLevelResponse.decode(value),
   },
+  /** Puts back lots taken before (a deduct's answer names them): all of them or none. */
+  returnStock: {
+    path: "/medisync.v1.InventoryService/ReturnStock" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReturnStockRequest): Buffer => Buffer.from(ReturnStockRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReturnStockRequest => ReturnStockRequest.decode(value),
+    responseSerialize: (value: ReturnStockResponse): Buffer => Buffer.from(ReturnStockResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReturnStockResponse => ReturnStockResponse.decode(value),
+  },
   /**
    * Many writes in one call, each answered on its own. The gateway coalesces the writes that arrive
    * together, so a call's fixed cost (an HTTP/2 stream, headers, a deadline) is paid once per batch
@@ -4095,6 +4450,8 @@ export interface InventoryServiceServer extends UntypedServiceImplementation {
   deduct: handleUnaryCall<DeductRequest, DeductResponse>;
   transfer: handleUnaryCall<TransferRequest, TransferResponse>;
   setReorderLevel: handleUnaryCall<SetReorderLevelRequest, SetReorderLevelResponse>;
+  /** Puts back lots taken before (a deduct's answer names them): all of them or none. */
+  returnStock: handleUnaryCall<ReturnStockRequest, ReturnStockResponse>;
   /**
    * Many writes in one call, each answered on its own. The gateway coalesces the writes that arrive
    * together, so a call's fixed cost (an HTTP/2 stream, headers, a deadline) is paid once per batch
@@ -4166,6 +4523,22 @@ export interface InventoryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetReorderLevelResponse) => void,
+  ): ClientUnaryCall;
+  /** Puts back lots taken before (a deduct's answer names them): all of them or none. */
+  returnStock(
+    request: ReturnStockRequest,
+    callback: (error: ServiceError | null, response: ReturnStockResponse) => void,
+  ): ClientUnaryCall;
+  returnStock(
+    request: ReturnStockRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReturnStockResponse) => void,
+  ): ClientUnaryCall;
+  returnStock(
+    request: ReturnStockRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReturnStockResponse) => void,
   ): ClientUnaryCall;
   /**
    * Many writes in one call, each answered on its own. The gateway coalesces the writes that arrive
