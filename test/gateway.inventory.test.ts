@@ -1,22 +1,70 @@
-// The inventory REST API through a real gateway in front of a real 3-replica cluster: writes carry
-// the Idempotency-Key as request id, errors are problems, and no leader means 503 + Retry-After.
+// The inventory REST API through a real gateway in front of a real 3-replica cluster and a real
+// appointment instance (which says what the clinics are): writes carry the Idempotency-Key as
+// request id, errors are problems, and no leader means 503 + Retry-After.
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { insertClinic } from "../src/appointment/repo.ts";
 import { createApp } from "../src/gateway/app.ts";
-import { AppointmentClient } from "../src/gateway/appointment-client.ts";
+import { ClinicDirectory } from "../src/gateway/clinics.ts";
 import { addInventoryRoutes } from "../src/gateway/inventory-routes.ts";
 import { localDate } from "../src/inventory/state-machine.ts";
+import { AppointmentClient } from "../src/shared/appointment-client.ts";
 import { createLogger } from "../src/shared/logger.ts";
-import { http } from "./support/gateway.ts";
-import { clusterBehindGateway, type InventoryCluster } from "./support/inventory-cluster.ts";
+import { http, startGateway, type TestGateway } from "./support/gateway.ts";
+import { InventoryCluster } from "./support/inventory-cluster.ts";
+import {
+  type Instance,
+  resetState,
+  startInstance,
+  stopInstance,
+  testConfig,
+  testPool,
+} from "./support/services.ts";
 
 let cluster: InventoryCluster;
+let appointment: Instance;
+let gw: TestGateway;
 let base: string;
-let closeAll: () => Promise<void>;
+
+/** Every clinic code the tests below write to: the inventory routes take only clinics' codes. */
+const clinicCodes = [
+  "harbour",
+  "river",
+  "replay",
+  "replay2",
+  "ahead",
+  "behind",
+  "cove",
+  "hill",
+  "sea",
+  "lane",
+  "lane2",
+];
 
 beforeAll(async () => {
-  ({ cluster, base, close: closeAll } = await clusterBehindGateway("gw_inventory"));
+  cluster = new InventoryCluster({ name: "gw_inventory" });
+  let cfg = testConfig("gw_inventory", { REDIS_KEY_PREFIX: cluster.prefix });
+  await resetState(cfg);
+  await cluster.init();
+  await cluster.startAll();
+  await cluster.waitFormed();
+  cfg = { ...cfg, INVENTORY_PEERS: cluster.peers };
+  appointment = await startInstance(cfg);
+  const pool = testPool(cfg);
+  try {
+    for (const code of clinicCodes)
+      await insertClinic(pool, { id: randomUUID(), name: `Clinic ${code}`, code, timeZone: "UTC" });
+  } finally {
+    await pool.end();
+  }
+  gw = await startGateway(cfg, [appointment]);
+  base = gw.base;
 }, 120_000);
-afterAll(() => closeAll(), 60_000);
+afterAll(async () => {
+  await gw?.close();
+  if (appointment) await stopInstance(appointment);
+  await cluster?.stop();
+}, 60_000);
 
 const stock = (clinic: string, med: string) => `/v1/inventory/${clinic}/stock/${med}`;
 
@@ -271,10 +319,19 @@ describe("REST inventory", { timeout: 120_000 }, () => {
     // The gateway serves the writes on its direct lane; the same app without a Node server (Hono's
     // app.request) takes the Hono routes. Both must give the same status, headers and problem.
     const client = cluster.client();
+    const appointments = new AppointmentClient({
+      addrs: [`127.0.0.1:${appointment.service.grpcPort}`],
+      deadlineMs: 1_000,
+    });
+    const log = createLogger({ service: "gateway", level: "silent" });
+    const clinics = new ClinicDirectory({
+      list: async (requestId) => (await appointments.listClinics(requestId)).clinics,
+      log,
+    });
     const app = createApp({
-      extend: (a) => addInventoryRoutes(a, client),
-      appointments: new AppointmentClient({ addrs: ["127.0.0.1:1"], deadlineMs: 100 }),
-      log: createLogger({ service: "gateway", level: "silent" }),
+      extend: (a) => addInventoryRoutes(a, { inventory: client, clinics }),
+      appointments,
+      log,
       bodyBytesMax: 64 * 1024,
       ready: async () => true,
     });
@@ -298,6 +355,14 @@ describe("REST inventory", { timeout: 120_000 }, () => {
       { path: `${item}/deduct`, body: '{"quantity":1000}', headers: key("lane-too-many") },
       // The key of the restock on a deduct: 422 on both paths.
       { path: `${item}/deduct`, body: '{"quantity":1}', headers: key("lane-r") },
+      // A code that is no clinic: 404 clinic-not-found naming the field, on both paths.
+      { path: `${stock("nowhere", "amox")}/deduct`, body: '{"quantity":1}', headers: key("lane-nowhere") },
+      { path: `${stock("nowhere", "amox")}/restock`, body: '{"quantity":1}', headers: json },
+      {
+        path: "/v1/inventory/transfers",
+        body: '{"fromClinicId":"lane","toClinicId":"nowhere","medicationCode":"amox","quantity":1}',
+        headers: key("lane-t-nowhere"),
+      },
       { path: `${stock("bad code", "amox")}/deduct`, body: '{"quantity":1}', headers: json },
       { path: `${stock("%E0%A4%A", "amox")}/deduct`, body: '{"quantity":1}', headers: json },
       { path: `${stock("lane", "%2e%2e")}/deduct`, body: '{"quantity":1}', headers: json },
@@ -346,8 +411,10 @@ describe("REST inventory", { timeout: 120_000 }, () => {
       const { replayed: laneReplayed, ...lane } = viaLane;
       const { replayed: honoReplayed, ...hono } = viaHono;
       expect(lane, `${c.path} ${c.body?.slice(0, 60)}`).toEqual(hono);
-      // Once a write was tried, its answer names the key it was tried with (made up if none came).
-      if (lane.status === 200 || lane.status === 422 || lane.status >= 500) {
+      // Once a write's input was valid (its clinics then checked, the write tried), its answer names
+      // the key it was tried with (made up if none came).
+      const noClinic = lane.status === 404 && lane.body.includes("clinic-not-found");
+      if (lane.status === 200 || noClinic || lane.status === 422 || lane.status >= 500) {
         expect(lane.idempotencyKey, c.path).toBe(c.headers["Idempotency-Key"] ?? "gw-*");
       }
       if (viaLane.status === 200 && c.headers["Idempotency-Key"]) {
@@ -362,6 +429,8 @@ describe("REST inventory", { timeout: 120_000 }, () => {
         expect(honoReplayed, c.path).toBeNull();
       }
     }
+    clinics.stop();
+    appointments.close();
     client.close();
   });
 

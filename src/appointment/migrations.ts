@@ -88,4 +88,71 @@ export const migrations: Migration[] = [
       CREATE INDEX outbox_relayed ON outbox (relayed_at) WHERE relayed_at IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: "clinic codes: one stable code per clinic, the key of its stock in the inventory",
+    // The rule that makes a code from a name lives in the database (clinic_code_for), so the rows
+    // filled here and every clinic inserted later without a code (the trigger, whoever inserts) get
+    // codes by one rule: lower case, a trailing " Clinic" dropped, every other run of characters
+    // outside a-z and 0-9 made one '-', at most 50 characters, "clinic" when nothing is left; "-2",
+    // "-3", … when taken. The CHECK keeps every code, given or made, inside the inventory's code
+    // pattern (inventoryLimits.codePattern, at most codeMax = 64): lower case only, so no two
+    // clinics differ by case alone. Nothing changes a code once given: the inventory keys stock by it.
+    sql: `
+      ALTER TABLE clinics ADD COLUMN code text;
+
+      CREATE FUNCTION clinic_code_base(name text) RETURNS text
+        LANGUAGE sql IMMUTABLE AS $$
+          SELECT coalesce(
+            nullif(
+              trim(both '-' from left(
+                trim(both '-' from regexp_replace(
+                  regexp_replace(lower(name), '\\s+clinic\\s*$', ''), '[^a-z0-9]+', '-', 'g')),
+                50)),
+              ''),
+            'clinic')
+        $$;
+
+      CREATE FUNCTION clinic_code_for(name text) RETURNS text
+        LANGUAGE plpgsql AS $$
+          DECLARE
+            base text := clinic_code_base(name);
+            candidate text := base;
+            n int := 1;
+          BEGIN
+            WHILE EXISTS (SELECT 1 FROM clinics WHERE code = candidate) LOOP
+              n := n + 1;
+              candidate := base || '-' || n;
+            END LOOP;
+            RETURN candidate;
+          END
+        $$;
+
+      -- A clinic inserted without a code gets one from its name.
+      CREATE FUNCTION clinics_fill_code() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+          BEGIN
+            NEW.code := clinic_code_for(NEW.name);
+            RETURN NEW;
+          END
+        $$;
+      CREATE TRIGGER clinics_fill_code BEFORE INSERT ON clinics
+        FOR EACH ROW WHEN (NEW.code IS NULL) EXECUTE FUNCTION clinics_fill_code();
+
+      -- The clinics already there: one row at a time, in a fixed order, so each sees the codes
+      -- given before it.
+      DO $$
+        DECLARE r record;
+        BEGIN
+          FOR r IN SELECT id, name FROM clinics ORDER BY name, id LOOP
+            UPDATE clinics SET code = clinic_code_for(r.name) WHERE id = r.id;
+          END LOOP;
+        END
+      $$;
+
+      ALTER TABLE clinics ALTER COLUMN code SET NOT NULL;
+      ALTER TABLE clinics ADD CONSTRAINT clinics_code_key UNIQUE (code);
+      ALTER TABLE clinics ADD CONSTRAINT clinics_code_shape CHECK (code ~ '^[a-z0-9][a-z0-9-]{0,63}$');
+    `,
+  },
 ];

@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { AppError, type ErrorCode, isErrorCode } from "../shared/errors.ts";
 import { inTransaction } from "../shared/pg.ts";
+import { inventoryLimits } from "../shared/validation.ts";
 import { requireTimeZone } from "./time.ts";
 
 export type SlotState = "free" | "booked";
@@ -24,6 +25,8 @@ export interface AppointmentView {
   slotId: string;
   patientId: string;
   clinicId: string;
+  /** The clinic's code: the key of its stock in the inventory (the medication service deducts there). */
+  clinicCode: string;
   practitionerId: string;
   start: string;
   end: string;
@@ -47,7 +50,22 @@ export interface ClinicView {
   id: string;
   name: string;
   timeZone: string;
+  /** Stable, unique, clinicCodePattern: what the inventory and its REST routes name the clinic by. */
+  code: string;
 }
+
+/** A clinic to insert: without a code, the database makes one from its name (migration 3's trigger). */
+export type NewClinic = Omit<ClinicView, "code"> & { code?: string };
+
+/**
+ * What a clinic's code may be: lower-case letters, digits and '-', starting with a letter or digit,
+ * at most 64 characters. The same rule is the table's CHECK (migration 3); it lies inside what the
+ * inventory accepts as a clinic (inventoryLimits.codePattern, codeMax), as
+ * test/gateway.clinics.test.ts checks. Lower case only, so no two clinics differ by case alone.
+ */
+export const clinicCodePattern = /^[a-z0-9][a-z0-9-]{0,63}$/;
+/** How often an insert picks the next free code again after a concurrent insert took the one it picked. */
+const codeAttemptsMax = 5;
 
 export interface PractitionerView {
   id: string;
@@ -71,34 +89,66 @@ async function bumpVersion(c: pg.PoolClient, clinicId: string, date: string): Pr
   return { clinicId, date, version: Number(r.rows[0]!.version) };
 }
 
+type ClinicRow = { id: string; name: string; time_zone: string; code: string };
+const toClinic = (x: ClinicRow): ClinicView => ({
+  id: x.id,
+  name: x.name,
+  timeZone: x.time_zone,
+  code: x.code,
+});
+
 export async function listClinics(pool: pg.Pool): Promise<ClinicView[]> {
-  const r = await pool.query<{ id: string; name: string; time_zone: string }>(
-    "SELECT id, name, time_zone FROM clinics ORDER BY name, id",
-  );
-  return r.rows.map((x) => ({ id: x.id, name: x.name, timeZone: x.time_zone }));
+  const r = await pool.query<ClinicRow>("SELECT id, name, time_zone, code FROM clinics ORDER BY name, id");
+  return r.rows.map(toClinic);
 }
 
 export async function getClinic(pool: pg.Pool, id: string): Promise<ClinicView | undefined> {
-  const r = await pool.query<{ id: string; name: string; time_zone: string }>(
-    "SELECT id, name, time_zone FROM clinics WHERE id = $1",
-    [id],
-  );
+  const r = await pool.query<ClinicRow>("SELECT id, name, time_zone, code FROM clinics WHERE id = $1", [id]);
   const x = r.rows[0];
-  return x && { id: x.id, name: x.name, timeZone: x.time_zone };
+  return x && toClinic(x);
 }
 
-/** The zone is checked twice: as an IANA name here, and by PostgreSQL, whose zones compute local dates. */
-export async function insertClinic(pool: pg.Pool, c: ClinicView): Promise<void> {
-  const timeZone = requireTimeZone(c.timeZone);
-  try {
-    await pool.query(
-      `INSERT INTO clinics (id, name, time_zone)
-       SELECT $1, $2, $3::text FROM (SELECT now() AT TIME ZONE $3::text) AS known_zone`,
-      [c.id, c.name, timeZone],
+/** A code a caller chose: the clinic rule, which also keeps it inside the inventory's. */
+function requireClinicCode(code: string): string {
+  if (
+    !clinicCodePattern.test(code) ||
+    !inventoryLimits.codePattern.test(code) ||
+    code.length > inventoryLimits.codeMax
+  ) {
+    throw new AppError(
+      "VALIDATION",
+      "code must be 1-64 of [a-z0-9-], starting with a letter or digit",
+      "code",
     );
-  } catch (err) {
-    if (pgCode(err) === "22023") throw new AppError("VALIDATION", "timeZone is not known", "timeZone");
-    throw err;
+  }
+  return code;
+}
+
+/**
+ * Inserts a clinic and returns it with its code. The zone is checked twice: as an IANA name here,
+ * and by PostgreSQL, whose zones compute local dates. Without a code the database makes one from
+ * the name (a trigger); two inserts racing for the same one meet at the unique index, and the loser
+ * picks again.
+ */
+export async function insertClinic(pool: pg.Pool, c: NewClinic): Promise<ClinicView> {
+  const timeZone = requireTimeZone(c.timeZone);
+  const given = c.code === undefined ? null : requireClinicCode(c.code);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await pool.query<{ code: string }>(
+        `INSERT INTO clinics (id, name, time_zone, code)
+         SELECT $1, $2, $3::text, $4::text FROM (SELECT now() AT TIME ZONE $3::text) AS known_zone
+         RETURNING code`,
+        [c.id, c.name, timeZone, given],
+      );
+      return { id: c.id, name: c.name, timeZone, code: r.rows[0]!.code };
+    } catch (err) {
+      if (pgCode(err) === "22023") throw new AppError("VALIDATION", "timeZone is not known", "timeZone");
+      const taken =
+        pgCode(err) === "23505" && (err as { constraint?: string }).constraint === "clinics_code_key";
+      if (taken && given !== null) throw new AppError("VALIDATION", "code is another clinic's", "code");
+      if (!taken || attempt >= codeAttemptsMax) throw err;
+    }
   }
 }
 
@@ -227,9 +277,9 @@ export async function createSlots(
 }
 
 const appointmentSelect = `
-  SELECT a.id, a.slot_id, a.patient_id, a.status, s.clinic_id, s.practitioner_id, s.starts_at, s.ends_at,
-         s.local_date::text AS local_date
-    FROM appointments a JOIN slots s ON s.id = a.slot_id`;
+  SELECT a.id, a.slot_id, a.patient_id, a.status, s.clinic_id, c.code AS clinic_code, s.practitioner_id,
+         s.starts_at, s.ends_at, s.local_date::text AS local_date
+    FROM appointments a JOIN slots s ON s.id = a.slot_id JOIN clinics c ON c.id = s.clinic_id`;
 
 interface AppointmentRow {
   id: string;
@@ -237,6 +287,7 @@ interface AppointmentRow {
   patient_id: string;
   status: AppointmentState;
   clinic_id: string;
+  clinic_code: string;
   practitioner_id: string;
   starts_at: Date;
   ends_at: Date;
@@ -249,6 +300,7 @@ function toAppointment(r: AppointmentRow): AppointmentView {
     slotId: r.slot_id,
     patientId: r.patient_id,
     clinicId: r.clinic_id,
+    clinicCode: r.clinic_code,
     practitionerId: r.practitioner_id,
     start: iso(r.starts_at),
     end: iso(r.ends_at),
@@ -362,6 +414,7 @@ async function eventPayload(c: pg.PoolClient, a: AppointmentView): Promise<Recor
     appointmentId: a.id,
     slotId: a.slotId,
     clinicId: a.clinicId,
+    clinicCode: a.clinicCode,
     patientId: a.patientId,
     start: a.start,
     end: a.end,

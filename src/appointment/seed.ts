@@ -1,15 +1,17 @@
 // Owns the demo data set npm start loads into an empty database: 3 clinics in different time
-// zones, 2 practitioners each, 30-minute slots 09:00–17:00 local time for the next 14 days.
+// zones (codes harbour, riverside, hillside), 2 practitioners each, 30-minute slots 09:00–17:00
+// local time for the next 14 days.
 // It creates slots through the same repository code as the CreateSlots call.
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import type { Logger } from "pino";
 import { createSlots, insertClinic, insertPractitioner } from "./repo.ts";
 
+// The codes are the README's: its inventory examples name these clinics by them.
 const demoClinics = [
-  { name: "Harbour Clinic", timeZone: "Europe/Berlin" },
-  { name: "Riverside Clinic", timeZone: "America/New_York" },
-  { name: "Hillside Clinic", timeZone: "Asia/Tokyo" },
+  { name: "Harbour Clinic", code: "harbour", timeZone: "Europe/Berlin" },
+  { name: "Riverside Clinic", code: "riverside", timeZone: "America/New_York" },
+  { name: "Hillside Clinic", code: "hillside", timeZone: "Asia/Tokyo" },
 ];
 const demoDays = 14;
 const slotMinutes = 30;
@@ -25,7 +27,7 @@ export async function seedDemo(pool: pg.Pool, log: Logger): Promise<boolean> {
     let slots = 0;
     for (const [i, c] of demoClinics.entries()) {
       const clinicId = randomUUID();
-      await insertClinic(pool, { id: clinicId, name: c.name, timeZone: c.timeZone });
+      await insertClinic(pool, { id: clinicId, name: c.name, code: c.code, timeZone: c.timeZone });
       for (let p = 1; p <= 2; p++) {
         const practitionerId = randomUUID();
         await insertPractitioner(pool, { id: practitionerId, clinicId, name: `Practitioner ${i + 1}.${p}` });

@@ -11,11 +11,12 @@ import { seedDemo } from "../appointment/seed.ts";
 import type { Config } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
+import { seedStock } from "./seed-stock.ts";
 
 /** One process the supervisor runs: `medisync <command>` with these variables on top of its own. */
 export interface ChildSpec {
   name: string;
-  command: "gateway" | "appointment" | "inventory" | "notification";
+  command: "gateway" | "appointment" | "inventory" | "notification" | "medication";
   env: Record<string, string>;
 }
 
@@ -72,10 +73,31 @@ export function planChildren(cfg: Config): ChildSpec[] {
       },
     });
   }
+  const medicationAddrs: string[] = [];
+  for (let i = 0; i < cfg.MEDICATION_INSTANCES; i++) {
+    const grpcPort = cfg.MEDICATION_GRPC_PORT + i;
+    medicationAddrs.push(`127.0.0.1:${grpcPort}`);
+    children.push({
+      name: `medication-${i + 1}`,
+      command: "medication",
+      env: {
+        INSTANCE_ID: `medication-${i + 1}`,
+        MEDICATION_GRPC_PORT: String(grpcPort),
+        MEDICATION_OPS_PORT: String(cfg.MEDICATION_OPS_PORT + i),
+        APPOINTMENT_ADDRS: addrs.join(","),
+        INVENTORY_PEERS: peerList,
+      },
+    });
+  }
   children.push({
     name: "gateway",
     command: "gateway",
-    env: { INSTANCE_ID: "gateway", APPOINTMENT_ADDRS: addrs.join(","), INVENTORY_PEERS: peerList },
+    env: {
+      INSTANCE_ID: "gateway",
+      APPOINTMENT_ADDRS: addrs.join(","),
+      MEDICATION_ADDRS: medicationAddrs.join(","),
+      INVENTORY_PEERS: peerList,
+    },
   });
   return children;
 }
@@ -260,6 +282,7 @@ export async function runSupervisor(cfg: Config): Promise<number> {
   const host = cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST;
   const base = `http://${host}:${cfg.PORT}`;
   if (await waitReady(`${base}/readyz`, readyTimeoutMs, () => stopping)) {
+    await seedStock(cfg, children, log, () => stopping);
     process.stdout.write(`MediSync gateway: ${base}  (API docs: ${base}/docs)\n`);
   } else if (!stopping) {
     log.error({ url: `${base}/readyz`, timeoutMs: readyTimeoutMs }, "gateway did not become ready");

@@ -15,11 +15,11 @@ import {
   type Slot as SlotMsg,
   SlotStatus,
 } from "../gen/medisync/v1/appointment.ts";
+import type { AppointmentClient } from "../shared/appointment-client.ts";
 import { REQUEST_ID_HEADER, sanitizeRequestId } from "../shared/context.ts";
 import { AppError } from "../shared/errors.ts";
 import { counter, registry } from "../shared/metrics.ts";
 import { recordRequest } from "./access.ts";
-import type { AppointmentClient } from "./appointment-client.ts";
 import { hasBody, refuseByHeaders, takeBody, tooLargeError } from "./body.ts";
 import { mountDocs } from "./docs-page.ts";
 import { failureOf, problemResponse, requestIdOf, validationProblem } from "./problems.ts";
@@ -61,6 +61,11 @@ export interface GatewayDeps {
   bodyBytesMax: number;
   /** Resolves true when the services behind the gateway answer. */
   ready: () => Promise<boolean>;
+  /**
+   * Called after an appointment was cancelled, before the answer: its prescriptions are cancelled
+   * too. Repeatable, so a retried cancel (which finds the appointment cancelled) runs it again.
+   */
+  onAppointmentCancelled?: (appointmentId: string, requestId: string) => Promise<unknown>;
   /** Extra routes (inventory) mounted on the same app, so they share middleware and the document. */
   extend?: (app: OpenAPIHono<GatewayEnv>) => void;
 }
@@ -185,7 +190,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     async (c) => {
       const { clinics } = await appointments.listClinics(c.get("requestId"));
       return c.json(
-        clinics.map((k) => ({ id: k.id, name: k.name, timeZone: k.timeZone })),
+        clinics.map((k) => ({ id: k.id, code: k.code, name: k.name, timeZone: k.timeZone })),
         200,
       );
     },
@@ -331,11 +336,23 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
         200: json(Appointment, "Cancelled"),
         400: problemDoc("Invalid id"),
         404: problemDoc("No such appointment"),
-        409: problemDoc("Already cancelled"),
+        409: problemDoc("Already cancelled (its prescriptions are cancelled too)"),
       },
     }),
-    async (c) =>
-      c.json(appointmentView(await appointments.cancel(c.req.valid("param").id, c.get("requestId"))), 200),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      let appointment: AppointmentMsg;
+      try {
+        appointment = await appointments.cancel(id, c.get("requestId"));
+      } catch (err) {
+        // A retry after the prescriptions' cancel failed: finish that, then say it was cancelled.
+        if (err instanceof AppError && err.code === "ALREADY_CANCELLED")
+          await deps.onAppointmentCancelled?.(id, c.get("requestId"));
+        throw err;
+      }
+      await deps.onAppointmentCancelled?.(id, c.get("requestId"));
+      return c.json(appointmentView(appointment), 200);
+    },
   );
 
   deps.extend?.(app);

@@ -1,11 +1,14 @@
 // Owns the inventory REST routes: stock reads (linearizable by default, stale on request), writes
-// carrying the Idempotency-Key as the command's request id, transfers, and the cluster's view.
+// carrying the Idempotency-Key as the command's request id, transfers, and the cluster's view. Every
+// clinic a route names is a clinic's code, checked against the gateway's clinic list (clinics.ts)
+// before the inventory is asked: here for reads, in submitWrite for both write paths.
 import { randomUUID } from "node:crypto";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { StockItem as StockItemMsg } from "../gen/medisync/v1/inventory.ts";
+import type { InventoryClient, WriteResult as WriteAnswer, WriteMethod } from "../shared/inventory-client.ts";
 import { inventoryLimits, isTimeZone } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
-import type { InventoryClient, WriteResult as WriteAnswer, WriteMethod } from "./inventory-client.ts";
+import type { ClinicDirectory, NamedClinic } from "./clinics.ts";
 import { mount } from "./route.ts";
 import { calendarDate, IdempotencyHeaders, json, jsonBody, problemDoc } from "./schemas.ts";
 
@@ -16,13 +19,18 @@ const code = (name: string) =>
     .regex(codePattern, `${name} must be 1-${codeMax} of [A-Za-z0-9_.:-]`)
     .max(codeMax)
     .openapi({ example: name === "medicationCode" ? "amoxicillin-500mg" : "harbour" });
+/** A clinic, by its code (GET /v1/clinics): one the appointment service knows, or 404 clinic-not-found. */
+const clinicCode = (name: string) =>
+  code(name).openapi({
+    description:
+      "the clinic's code, as GET /v1/clinics lists it; a code that names no clinic is 404 clinic-not-found",
+  });
+const clinicPathParam = clinicCode("clinicId").openapi({ param: { name: "clinicId", in: "path" } });
 const quantity = z.number().int().min(1).max(quantityMax).openapi({ example: 10 });
 
-const ClinicParam = z.object({
-  clinicId: code("clinicId").openapi({ param: { name: "clinicId", in: "path" } }),
-});
+const ClinicParam = z.object({ clinicId: clinicPathParam });
 const ItemParams = z.object({
-  clinicId: code("clinicId").openapi({ param: { name: "clinicId", in: "path" } }),
+  clinicId: clinicPathParam,
   medicationCode: code("medicationCode").openapi({ param: { name: "medicationCode", in: "path" } }),
 });
 
@@ -63,16 +71,14 @@ const TimeZoneBody = z
       .openapi({ example: "Australia/Sydney" }),
   })
   .openapi("ClinicTimeZoneRequest");
-const ClinicOnly = z.object({
-  clinicId: code("clinicId").openapi({ param: { name: "clinicId", in: "path" } }),
-});
+const ClinicOnly = z.object({ clinicId: clinicPathParam });
 const ReorderBody = z
   .strictObject({ level: z.number().int().min(0).max(quantityMax) })
   .openapi("ReorderLevelRequest");
 const TransferBody = z
   .strictObject({
-    fromClinicId: code("fromClinicId"),
-    toClinicId: code("toClinicId"),
+    fromClinicId: clinicCode("fromClinicId"),
+    toClinicId: clinicCode("toClinicId"),
     medicationCode: code("medicationCode"),
     quantity,
   })
@@ -116,9 +122,10 @@ const writeResponses = {
     "Applied (a retry with the same Idempotency-Key within the idempotency window returns the first result, with Idempotent-Replayed: true)",
   ),
   400: problemDoc("Invalid input"),
+  404: problemDoc("clinic-not-found: a clinic the write names (field) is no clinic's code"),
   422: problemDoc("idempotency-key-reused: the Idempotency-Key was used for a different write"),
   503: problemDoc(
-    "No leader answered in time, or idempotency-window-full, or overloaded: retry after Retry-After with the same Idempotency-Key (the one in the answer's header and idempotencyKey, made up when none was sent)",
+    "No leader answered in time, or idempotency-window-full, or overloaded, or the clinic list could not be read: retry after Retry-After with the same Idempotency-Key (the one in the answer's header and idempotencyKey, made up when none was sent)",
   ),
 };
 
@@ -152,6 +159,45 @@ type IdempotencyHeader = { "Idempotency-Key"?: string | undefined };
  */
 export const idempotencyKeyOf = (h: IdempotencyHeader): string =>
   h["Idempotency-Key"] ?? `gw-${randomUUID()}`;
+
+/** The fields of a command or of a route's params that name a clinic (transfers name two). */
+const clinicFields = ["clinicId", "fromClinicId", "toClinicId"] as const;
+
+/** The clinics `input` names, each with the field that names it, in the order of clinicFields. */
+function clinicsNamed(input: Record<string, unknown>): NamedClinic[] {
+  const named: NamedClinic[] = [];
+  for (const field of clinicFields) {
+    const v = input[field];
+    if (typeof v === "string") named.push([field, v]);
+  }
+  return named;
+}
+
+/** What the inventory routes and the write lane answer from. */
+export interface InventoryDeps {
+  inventory: InventoryClient;
+  clinics: ClinicDirectory;
+}
+
+/**
+ * A write as both paths submit it (the Hono routes below and the direct lane, write-lane.ts): every
+ * clinic the command names must be a clinic (else 404 clinic-not-found naming the field, or 503 when
+ * the list could not be read), then the command goes to the leader. One function, so neither path
+ * can skip the check or order it differently.
+ */
+export async function submitWrite(
+  deps: InventoryDeps,
+  spec: WriteSpec,
+  params: Record<string, string>,
+  body: unknown,
+  key: string,
+  requestId: string,
+): Promise<WriteAnswer> {
+  const command = { requestId: key, ...spec.fields(params, body) };
+  const checking = deps.clinics.check(clinicsNamed(command), requestId);
+  if (checking) await checking;
+  return deps.inventory.write(spec.method, command, requestId);
+}
 
 /** One write route: its OpenAPI route (schemas included) and how its valid input becomes a command. */
 export interface WriteSpec {
@@ -257,7 +303,13 @@ export const writeSpecs: WriteSpec[] = [
   ),
 ];
 
-export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: InventoryClient): void {
+export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, deps: InventoryDeps): void {
+  const { inventory, clinics } = deps;
+  /** A read's clinic, checked as a write's is (submitWrite). */
+  const requireClinic = async (params: { clinicId: string }, requestId: string) => {
+    const checking = clinics.check(clinicsNamed(params), requestId);
+    if (checking) await checking;
+  };
   mount(
     app,
     createRoute({
@@ -268,11 +320,14 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: Inve
       responses: {
         200: json(z.array(StockLine), "Stock lines"),
         400: problemDoc("Invalid input"),
-        503: problemDoc("No leader"),
+        404: problemDoc("clinic-not-found: clinicId is no clinic's code"),
+        503: problemDoc("No leader, or the clinic list could not be read"),
       },
     }),
     async (c) => {
-      const { items } = await inventory.listStock(c.req.valid("param").clinicId, c.get("requestId"));
+      const params = c.req.valid("param");
+      await requireClinic(params, c.get("requestId"));
+      const { items } = await inventory.listStock(params.clinicId, c.get("requestId"));
       return c.json(items.map(line), 200);
     },
   );
@@ -287,11 +342,13 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: Inve
       responses: {
         200: json(StockItem, "Stock"),
         400: problemDoc("Invalid input"),
-        503: problemDoc("No leader"),
+        404: problemDoc("clinic-not-found: clinicId is no clinic's code"),
+        503: problemDoc("No leader, or the clinic list could not be read"),
       },
     }),
     async (c) => {
       const { clinicId, medicationCode } = c.req.valid("param");
+      await requireClinic({ clinicId }, c.get("requestId"));
       const stale = c.req.valid("query").consistency === "stale";
       const r = await inventory.getStock(clinicId, medicationCode, stale, c.get("requestId"));
       const item = r.item ?? { clinicId, medicationCode, quantity: 0, reorderLevel: 0, lots: [] };
@@ -310,11 +367,7 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, inventory: Inve
       // The app's error handler reads it for the problem, and the context's headers go along.
       c.header("Idempotency-Key", key);
       c.set("idempotencyKey", key);
-      const r = await inventory.write(
-        spec.method,
-        { requestId: key, ...spec.fields(params, valid("json")) },
-        c.get("requestId"),
-      );
+      const r = await submitWrite(deps, spec, params, valid("json"), key, c.get("requestId"));
       return c.json(writeBody(r), 200, writeHeaders(r, key));
     });
   }

@@ -35,7 +35,15 @@ export const AppointmentParams = z.object({
 });
 
 export const Clinic = z
-  .object({ id: z.string(), name: z.string(), timeZone: z.string().openapi({ example: "Europe/Berlin" }) })
+  .object({
+    id: z.string(),
+    code: z.string().openapi({
+      example: "harbour",
+      description: "stable; what the inventory routes name the clinic by (/v1/inventory/{code}/…)",
+    }),
+    name: z.string(),
+    timeZone: z.string().openapi({ example: "Europe/Berlin" }),
+  })
   .openapi("Clinic");
 
 export const Practitioner = z
@@ -117,6 +125,10 @@ export const ProblemSchema = z
       .string()
       .optional()
       .openapi({ description: "bookings: the Idempotency-Key to retry with (made up when none was sent)" }),
+    prescriptionId: z
+      .string()
+      .optional()
+      .openapi({ description: "prescriptions declined or not settled yet: the one on record" }),
   })
   .openapi("Problem");
 

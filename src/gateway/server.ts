@@ -4,13 +4,16 @@ import { createServer, type RequestListener, type Server, type ServerOptions } f
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Logger } from "pino";
+import { AppointmentClient } from "../shared/appointment-client.ts";
 import type { Config } from "../shared/config.ts";
+import { InventoryClient } from "../shared/inventory-client.ts";
 import { createRedis } from "../shared/redis.ts";
 import { createApp } from "./app.ts";
-import { AppointmentClient } from "./appointment-client.ts";
+import { ClinicDirectory } from "./clinics.ts";
 import { addClusterRoutes } from "./cluster-routes.ts";
-import { InventoryClient } from "./inventory-client.ts";
 import { addInventoryRoutes } from "./inventory-routes.ts";
+import { MedicationClient } from "./medication-client.ts";
+import { addPrescriptionRoutes } from "./prescription-routes.ts";
 import { createWriteLane } from "./write-lane.ts";
 
 export interface Gateway {
@@ -30,6 +33,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     addrs: cfg.APPOINTMENT_ADDRS,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
   });
+  const medication = new MedicationClient({ addrs: cfg.MEDICATION_ADDRS, deadlineMs: cfg.GRPC_DEADLINE_MS });
   const redis = createRedis({
     url: cfg.REDIS_URL,
     commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS,
@@ -43,11 +47,21 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     keyPrefix: cfg.REDIS_KEY_PREFIX,
     queueCommandsMax: cfg.GATEWAY_INVENTORY_QUEUE_COMMANDS_MAX,
   });
+  // Which codes name a clinic, for the inventory routes: read from the appointment service at
+  // start and kept fresh, so the check costs a write no call (clinics.ts).
+  const clinics = new ClinicDirectory({
+    list: async (requestId) => (await appointments.listClinics(requestId)).clinics,
+    log,
+  });
+  clinics.start();
   const app = createApp({
     extend: (a) => {
-      addInventoryRoutes(a, inventory);
+      addInventoryRoutes(a, { inventory, clinics });
       addClusterRoutes(a, inventory);
+      addPrescriptionRoutes(a, medication);
     },
+    // An appointment's prescriptions go with it (their stock back to the lots it came from).
+    onAppointmentCancelled: (id, requestId) => medication.cancelForAppointment(id, requestId),
     appointments,
     log,
     bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX,
@@ -58,7 +72,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     },
   });
   // The inventory writes take the direct lane (write-lane.ts); everything else goes through Hono.
-  const lane = createWriteLane({ inventory, log, bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX });
+  const lane = createWriteLane({ inventory, clinics, log, bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve(
       {
@@ -104,7 +118,9 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
       await closed;
     }
     // Only now: a request in flight still needed its gRPC client to finish.
+    clinics.stop();
     appointments.close();
+    medication.close();
     inventory.close();
     redis.disconnect();
     log.info("gateway closed");

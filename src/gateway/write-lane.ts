@@ -1,9 +1,10 @@
 // Owns the direct lane for the inventory writes (restock, deduct, reorder-level, transfers): on Node
 // they are served straight off the http request, not through Hono. Everything that decides an
-// answer is shared with the Hono routes — the route specs and their zod schemas and command mapping
-// (inventory-routes.ts), the order of the checks and their problems (route.ts, problems.ts), the
-// body rules (body.ts), the request id, the count and the access log (access.ts) — and the
-// gateway's HTTP tests run against this lane. What the lane drops is Hono's per-request machinery
+// answer is shared with the Hono routes — the route specs and their zod schemas and command mapping,
+// and submitWrite, which checks the clinics a write names before it leaves (inventory-routes.ts);
+// the order of the checks and their problems (route.ts, problems.ts), the body rules (body.ts), the
+// request id, the count and the access log (access.ts) — and the gateway's HTTP tests run against
+// this lane. What the lane drops is Hono's per-request machinery
 // (web Request and Response shims, router, context, middleware chain): measured at more than half
 // of the gateway's CPU per write, and the gateway was the busiest process under the write load.
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -13,8 +14,15 @@ import { REQUEST_ID_HEADER, sanitizeRequestId } from "../shared/context.ts";
 import { AppError, type Problem } from "../shared/errors.ts";
 import { recordRequest } from "./access.ts";
 import { takeBody } from "./body.ts";
-import type { InventoryClient } from "./inventory-client.ts";
-import { idempotencyKeyOf, type WriteSpec, writeBody, writeHeaders, writeSpecs } from "./inventory-routes.ts";
+import {
+  type InventoryDeps,
+  idempotencyKeyOf,
+  submitWrite,
+  type WriteSpec,
+  writeBody,
+  writeHeaders,
+  writeSpecs,
+} from "./inventory-routes.ts";
 import { failureOf, problemAnswer } from "./problems.ts";
 import { checkInput, checksOf } from "./route.ts";
 
@@ -49,8 +57,7 @@ function decodeParam(v: string): string {
 
 const dotSegment = /%2e|\/\.\.?(?:[/?#]|$)/i;
 
-export interface WriteLaneOptions {
-  inventory: InventoryClient;
+export interface WriteLaneOptions extends InventoryDeps {
   log: Logger;
   bodyBytesMax: number;
 }
@@ -139,13 +146,9 @@ async function serve(
     if (!input.ok) return problem(input.err, input.extra);
     const headers = (input.valid.header ?? {}) as { "Idempotency-Key"?: string };
     const params = (input.valid.param ?? {}) as Record<string, string>;
-    // 3. The write, on the leader, with the gateway's retry policy.
+    // 3. Its clinics checked, then the write, on the leader, with the gateway's retry policy.
     key = idempotencyKeyOf(headers);
-    const result = await o.inventory.write(
-      route.spec.method,
-      { requestId: key, ...route.spec.fields(params, input.valid.json) },
-      requestId,
-    );
+    const result = await submitWrite(o, route.spec, params, input.valid.json, key, requestId);
     send(
       200,
       { "content-type": "application/json", ...writeHeaders(result, key) },

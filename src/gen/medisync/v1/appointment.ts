@@ -152,6 +152,11 @@ export interface Clinic {
   name: string;
   /** IANA time zone, e.g. "Europe/Berlin". */
   timeZone: string;
+  /**
+   * The clinic's stable code, e.g. "harbour": lower-case letters, digits and '-', at most 64. The
+   * inventory keys a clinic's stock by it (the id stays the key of slots and bookings).
+   */
+  code: string;
 }
 
 export interface Practitioner {
@@ -178,6 +183,8 @@ export interface Appointment {
   start: string;
   end: string;
   status: AppointmentStatus;
+  /** The code of the slot's clinic (Clinic.code): the key of that clinic's stock in the inventory. */
+  clinicCode: string;
 }
 
 export interface ListClinicsRequest {
@@ -254,7 +261,7 @@ export interface GetResponse {
 }
 
 function createBaseClinic(): Clinic {
-  return { id: "", name: "", timeZone: "" };
+  return { id: "", name: "", timeZone: "", code: "" };
 }
 
 export const Clinic: MessageFns<Clinic> = {
@@ -267,6 +274,9 @@ export const Clinic: MessageFns<Clinic> = {
     }
     if (message.timeZone !== "") {
       writer.uint32(26).string(message.timeZone);
+    }
+    if (message.code !== "") {
+      writer.uint32(34).string(message.code);
     }
     return writer;
   },
@@ -308,6 +318,14 @@ export const Clinic: MessageFns<Clinic> = {
             message.timeZone = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -329,6 +347,7 @@ export const Clinic: MessageFns<Clinic> = {
         : isSet(object.time_zone)
         ? globalThis.String(object.time_zone)
         : "",
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
     };
   },
 
@@ -343,6 +362,9 @@ export const Clinic: MessageFns<Clinic> = {
     if (message.timeZone !== "") {
       obj.timeZone = message.timeZone;
     }
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
     return obj;
   },
 
@@ -354,6 +376,7 @@ export const Clinic: MessageFns<Clinic> = {
     message.id = object.id ?? "";
     message.name = object.name ?? "";
     message.timeZone = object.timeZone ?? "";
+    message.code = object.code ?? "";
     return message;
   },
 };
@@ -621,7 +644,17 @@ export const Slot: MessageFns<Slot> = {
 };
 
 function createBaseAppointment(): Appointment {
-  return { id: "", slotId: "", patientId: "", clinicId: "", practitionerId: "", start: "", end: "", status: 0 };
+  return {
+    id: "",
+    slotId: "",
+    patientId: "",
+    clinicId: "",
+    practitionerId: "",
+    start: "",
+    end: "",
+    status: 0,
+    clinicCode: "",
+  };
 }
 
 export const Appointment: MessageFns<Appointment> = {
@@ -649,6 +682,9 @@ export const Appointment: MessageFns<Appointment> = {
     }
     if (message.status !== 0) {
       writer.uint32(64).int32(message.status);
+    }
+    if (message.clinicCode !== "") {
+      writer.uint32(74).string(message.clinicCode);
     }
     return writer;
   },
@@ -730,6 +766,14 @@ export const Appointment: MessageFns<Appointment> = {
             message.status = reader.int32() as any;
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.clinicCode = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -768,6 +812,11 @@ export const Appointment: MessageFns<Appointment> = {
       start: isSet(object.start) ? globalThis.String(object.start) : "",
       end: isSet(object.end) ? globalThis.String(object.end) : "",
       status: isSet(object.status) ? appointmentStatusFromJSON(object.status) : 0,
+      clinicCode: isSet(object.clinicCode)
+        ? globalThis.String(object.clinicCode)
+        : isSet(object.clinic_code)
+        ? globalThis.String(object.clinic_code)
+        : "",
     };
   },
 
@@ -797,6 +846,9 @@ export const Appointment: MessageFns<Appointment> = {
     if (message.status !== 0) {
       obj.status = appointmentStatusToJSON(message.status);
     }
+    if (message.clinicCode !== "") {
+      obj.clinicCode = message.clinicCode;
+    }
     return obj;
   },
 
@@ -813,6 +865,7 @@ export const Appointment: MessageFns<Appointment> = {
     message.start = object.start ?? "";
     message.end = object.end ?? "";
     message.status = object.status ?? 0;
+    message.clinicCode = object.clinicCode ?? "";
     return message;
   },
 };
