@@ -5,7 +5,7 @@
 // faults in the same shape. Link faults compose: each active fault asks for a mode per link and the
 // link runs the most severe one asked, so two overlapping faults (a `combo`) heal independently.
 import { randomUUID } from "node:crypto";
-import type { InventoryClient } from "../src/gateway/inventory-client.ts";
+import type { InventoryClient } from "../src/shared/inventory-client.ts";
 import type { JepsenCluster } from "./cluster.ts";
 import type { LinkMode } from "./proxy.ts";
 import { pick, type Random } from "./random.ts";

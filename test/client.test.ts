@@ -9,7 +9,7 @@ import path from "node:path";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ScenarioSummary } from "../src/client/stats.ts";
-import { datesFrom, makeClinic } from "./support/fixtures.ts";
+import { clinicsWithCodes, datesFrom, makeClinic } from "./support/fixtures.ts";
 import { http, startGateway, type TestGateway } from "./support/gateway.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
 import { freePortRange, runCli } from "./support/process.ts";
@@ -142,6 +142,7 @@ describe("medisync client", { timeout: 180_000 }, () => {
   it("runs every scenario through the gateway, prints its table, and its counts match the system's", async () => {
     const tag = randomBytes(3).toString("hex");
     const clinics = [`cl-${tag}-a`, `cl-${tag}-b`];
+    await clinicsWithCodes(pool, clinics);
     const meds = [`med-${tag}`];
     const out = path.join(tmp, "rest.json");
     const r = await runClient([
@@ -208,6 +209,7 @@ describe("medisync client", { timeout: 180_000 }, () => {
   it("runs every scenario over gRPC straight to the services (--grpc --json), counts matching", async () => {
     const tag = randomBytes(3).toString("hex");
     const clinics = [`cl-${tag}-a`, `cl-${tag}-b`];
+    await clinicsWithCodes(pool, clinics);
     const meds = [`med-${tag}`];
     const r = await runClient([
       "--grpc",
@@ -266,6 +268,7 @@ describe("medisync client", { timeout: 180_000 }, () => {
 
   it("Ctrl-C ends the run early: requests in flight finish, the summary says interrupted, counts still match", async () => {
     const clinic = `cl-${randomBytes(3).toString("hex")}`;
+    await clinicsWithCodes(pool, [clinic]);
     const med = "med-int";
     const w = runCli(
       [

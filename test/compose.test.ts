@@ -93,13 +93,17 @@ describe("docker-compose.yml", () => {
       expect(svc.command?.[0], name).toBe(child.command);
       const env = svc.environment ?? {};
       for (const [key, value] of Object.entries(child.env)) {
-        if (key === "APPOINTMENT_ADDRS" || key === "INVENTORY_PEERS") {
+        if (key === "APPOINTMENT_ADDRS" || key === "INVENTORY_PEERS" || key === "MEDICATION_ADDRS") {
           expect(portsOf(env[key] ?? ""), `${name} ${key}`).toEqual(portsOf(value));
         } else {
           expect(env[key], `${name} ${key}`).toBe(value);
         }
       }
-      const opsPort = env.APPOINTMENT_OPS_PORT ?? env.INVENTORY_OPS_PORT ?? env.NOTIFICATION_OPS_PORT;
+      const opsPort =
+        env.APPOINTMENT_OPS_PORT ??
+        env.INVENTORY_OPS_PORT ??
+        env.NOTIFICATION_OPS_PORT ??
+        env.MEDICATION_OPS_PORT;
       if (opsPort) expect(svc.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${opsPort}/`);
     }
     // Every address in a list is a compose service listening on that port.
@@ -108,11 +112,15 @@ describe("docker-compose.yml", () => {
       const addrs = [
         ...(env.APPOINTMENT_ADDRS?.split(",") ?? []),
         ...(env.INVENTORY_PEERS?.split(",").map((p) => p.split("=")[1]!) ?? []),
+        ...(env.MEDICATION_ADDRS?.split(",") ?? []),
       ];
       for (const a of addrs) {
         const [host, port] = a.split(":") as [string, string];
         const target = compose.services[host]?.environment ?? {};
-        expect([target.APPOINTMENT_GRPC_PORT, target.INVENTORY_GRPC_PORT], `${name} → ${a}`).toContain(port);
+        expect(
+          [target.APPOINTMENT_GRPC_PORT, target.INVENTORY_GRPC_PORT, target.MEDICATION_GRPC_PORT],
+          `${name} → ${a}`,
+        ).toContain(port);
       }
     }
     const gw = compose.services.gateway!;

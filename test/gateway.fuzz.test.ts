@@ -218,6 +218,26 @@ const jsonish = fc.oneof(
     { requiredKeys: [] },
   ),
   fc.dictionary(nasty, fc.jsonValue({ maxDepth: 1 }), { maxKeys: 4 }),
+  fc.record(
+    {
+      appointmentId: nasty,
+      medicationCode: nasty,
+      quantity: fc.oneof(fc.integer(), fc.double(), nasty),
+      dosage: fc.oneof(
+        nasty,
+        fc.record(
+          {
+            amount: fc.oneof(fc.integer(), nasty),
+            unit: nasty,
+            timesPerDay: fc.integer(),
+            days: fc.double(),
+          },
+          { requiredKeys: [] },
+        ),
+      ),
+    },
+    { requiredKeys: [] },
+  ),
 );
 const rawBody = fc.oneof(
   jsonish.map((v) => JSON.stringify(v) ?? "null"),
@@ -241,6 +261,15 @@ const request = fc.oneof(
   }),
   fc.record({ method: fc.constantFrom("GET", "POST"), path: segment.map((id) => `/v1/appointments/${id}`) }),
   fc.record({ method: fc.constant("POST"), path: segment.map((id) => `/v1/appointments/${id}/cancel`) }),
+  fc.record({ method: fc.constant("POST"), path: fc.constant("/v1/prescriptions"), body: rawBody }),
+  fc.record({ method: fc.constantFrom("GET", "POST"), path: segment.map((id) => `/v1/prescriptions/${id}`) }),
+  fc.record({ method: fc.constant("POST"), path: segment.map((id) => `/v1/prescriptions/${id}/cancel`) }),
+  fc.record({
+    method: fc.constant("GET"),
+    path: fc
+      .tuple(segment, segment, segment)
+      .map(([id, l, c]) => `/v1/appointments/${id}/prescriptions?limit=${l}&cursor=${c}`),
+  }),
   fc.record({
     method: fc.constantFrom("GET", "PUT", "DELETE", "PATCH"),
     path: fc.constantFrom("/v1/appointments", "/v1/clinics", "/v1"),

@@ -97,7 +97,7 @@ describe("Redis loses the stream", () => {
     const admin = new Redis(redis.url);
     try {
       await admin.del(`${cfg.REDIS_KEY_PREFIX}events`);
-      expect(await admin.exists(`${cfg.REDIS_KEY_PREFIX}events:relay-epoch`)).toBe(1);
+      expect(await admin.exists(`${cfg.REDIS_KEY_PREFIX}events:relay-epoch:appointment`)).toBe(1);
     } finally {
       admin.disconnect();
     }

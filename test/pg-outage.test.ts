@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { datesFrom, makeClinic } from "./support/fixtures.ts";
+import { clinicsWithCodes, datesFrom, makeClinic } from "./support/fixtures.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
 import { type OwnPostgres, startOwnPostgres } from "./support/own-postgres.ts";
 import { freePortRange, runCli, type Watched } from "./support/process.ts";
@@ -99,6 +99,16 @@ beforeAll(async () => {
   }
   await cluster.startAll();
   await cluster.waitLeader(60_000);
+  const pool = new pg.Pool({ connectionString: common.DATABASE_URL, max: 2 });
+  try {
+    const fx = await makeClinic(pool, datesFrom("2031-03-01", 40), 48);
+    // The stock's clinic, there before the gateway reads the clinic list at its start: inventory
+    // routes refuse a code that names no clinic.
+    await clinicsWithCodes(pool, ["harbour"]);
+    slotIds = [...fx.days.values()].flat().map((s) => s.id);
+  } finally {
+    await pool.end();
+  }
   gateway = runCli(["gateway"], {
     ...common,
     PORT: String(ports + 4),
@@ -107,13 +117,6 @@ beforeAll(async () => {
   });
   await gateway.waitFor(/gateway listening/, 90_000);
   base = `http://127.0.0.1:${ports + 4}`;
-  const pool = new pg.Pool({ connectionString: common.DATABASE_URL, max: 2 });
-  try {
-    const fx = await makeClinic(pool, datesFrom("2031-03-01", 40), 48);
-    slotIds = [...fx.days.values()].flat().map((s) => s.id);
-  } finally {
-    await pool.end();
-  }
 }, 240_000);
 
 afterAll(async () => {

@@ -7,8 +7,8 @@
 // balance or more than the total, and after the final heal the balances, read once more, add up to
 // the total (when no transfer is left unanswered; else the linearizability check judges them).
 import { randomUUID } from "node:crypto";
-import type { InventoryClient } from "../../src/gateway/inventory-client.ts";
 import { AppError } from "../../src/shared/errors.ts";
+import type { InventoryClient } from "../../src/shared/inventory-client.ts";
 import { untilAcked } from "../../test/support/inventory-cluster.ts";
 import type { Op } from "../checker/history.ts";
 import { type CheckResult, checkLinearizable } from "../checker/linearizable.ts";

@@ -4,8 +4,8 @@
 // client for the workload, healing (links passed, paused replicas continued, dead ones restarted)
 // and the liveness write (a restock of a probe item no workload reads).
 import { randomUUID } from "node:crypto";
-import type { InventoryClient } from "../../src/gateway/inventory-client.ts";
 import type { FailpointName } from "../../src/shared/failpoints.ts";
+import type { InventoryClient } from "../../src/shared/inventory-client.ts";
 import { JepsenCluster } from "../cluster.ts";
 import type { Harness } from "../harness.ts";
 import { clusterFaults } from "../nemesis.ts";

@@ -6,10 +6,10 @@
 // indeterminate is retired and replaced by a new client id, as in Jepsen (it may still be in flight).
 import { randomUUID } from "node:crypto";
 import { credentials } from "@grpc/grpc-js";
-import type { InventoryClient } from "../../src/gateway/inventory-client.ts";
 import { InventoryServiceClient, ReadConsistency } from "../../src/gen/medisync/v1/inventory.ts";
 import { AppError } from "../../src/shared/errors.ts";
 import { callUnary, clientChannelOptions } from "../../src/shared/grpc.ts";
+import type { InventoryClient } from "../../src/shared/inventory-client.ts";
 import type { Op } from "../checker/history.ts";
 import { type CheckResult, checkLinearizable } from "../checker/linearizable.ts";
 import { type StockInput, type StockOutput, stockModel } from "../checker/models/stock.ts";

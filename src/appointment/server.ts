@@ -5,10 +5,10 @@ import type { Logger } from "pino";
 import type { Config } from "../shared/config.ts";
 import { serverOptions } from "../shared/grpc.ts";
 import { startOpsServer } from "../shared/metrics.ts";
+import { startOutboxRelay } from "../shared/outbox-relay.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis, createSubscriber } from "../shared/redis.ts";
 import { migrate } from "./migrate.ts";
-import { startOutboxRelay } from "./outbox-relay.ts";
 import { startPruner } from "./pruner.ts";
 import { readDay } from "./repo.ts";
 import { createAppointmentHandlers } from "./service.ts";
@@ -75,6 +75,7 @@ export async function startAppointmentService(
     pool,
     redis,
     stream: `${cfg.REDIS_KEY_PREFIX}events`,
+    producer: "appointment",
     retentionSeconds: cfg.OUTBOX_RETENTION_SECONDS,
     intervalMs: outboxIntervalMs,
     log,

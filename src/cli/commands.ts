@@ -11,6 +11,7 @@ export const commands = [
   "appointment",
   "inventory",
   "notification",
+  "medication",
   "prepare",
   "supervisor",
   "client",

@@ -4,6 +4,7 @@
 import { startAppointmentService } from "../appointment/server.ts";
 import { runGateway } from "../gateway/server.ts";
 import { startInventoryReplica } from "../inventory/server.ts";
+import { startMedicationService } from "../medication/server.ts";
 import { startNotificationService } from "../notification/server.ts";
 import { loadConfigOrExit } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
@@ -53,6 +54,9 @@ async function main(argv: string[]): Promise<void> {
     } else if (command === "notification") {
       const svc = await startNotificationService(cfg, log);
       shutdown.add("notification", () => svc.close());
+    } else if (command === "medication") {
+      const svc = await startMedicationService(cfg, log);
+      shutdown.add("medication", () => svc.close());
     } else if (command === "inventory") {
       const svc = await startInventoryReplica(cfg, log);
       shutdown.add("inventory", () => svc.close());

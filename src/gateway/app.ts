@@ -61,11 +61,6 @@ export interface GatewayDeps {
   bodyBytesMax: number;
   /** Resolves true when the services behind the gateway answer. */
   ready: () => Promise<boolean>;
-  /**
-   * Called after an appointment was cancelled, before the answer: its prescriptions are cancelled
-   * too. Repeatable, so a retried cancel (which finds the appointment cancelled) runs it again.
-   */
-  onAppointmentCancelled?: (appointmentId: string, requestId: string) => Promise<unknown>;
   /** Extra routes (inventory) mounted on the same app, so they share middleware and the document. */
   extend?: (app: OpenAPIHono<GatewayEnv>) => void;
 }
@@ -336,23 +331,11 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
         200: json(Appointment, "Cancelled"),
         400: problemDoc("Invalid id"),
         404: problemDoc("No such appointment"),
-        409: problemDoc("Already cancelled (its prescriptions are cancelled too)"),
+        409: problemDoc("Already cancelled"),
       },
     }),
-    async (c) => {
-      const { id } = c.req.valid("param");
-      let appointment: AppointmentMsg;
-      try {
-        appointment = await appointments.cancel(id, c.get("requestId"));
-      } catch (err) {
-        // A retry after the prescriptions' cancel failed: finish that, then say it was cancelled.
-        if (err instanceof AppError && err.code === "ALREADY_CANCELLED")
-          await deps.onAppointmentCancelled?.(id, c.get("requestId"));
-        throw err;
-      }
-      await deps.onAppointmentCancelled?.(id, c.get("requestId"));
-      return c.json(appointmentView(appointment), 200);
-    },
+    async (c) =>
+      c.json(appointmentView(await appointments.cancel(c.req.valid("param").id, c.get("requestId"))), 200),
   );
 
   deps.extend?.(app);

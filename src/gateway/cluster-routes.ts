@@ -5,9 +5,9 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Membership } from "../gen/medisync/v1/inventory.ts";
 import { callUnary } from "../shared/grpc.ts";
+import type { InventoryClient } from "../shared/inventory-client.ts";
 import { clusterLimits } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
-import type { InventoryClient } from "./inventory-client.ts";
 import { mount } from "./route.ts";
 import { json, jsonBody, problemDoc } from "./schemas.ts";
 

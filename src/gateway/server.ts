@@ -60,8 +60,6 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
       addClusterRoutes(a, inventory);
       addPrescriptionRoutes(a, medication);
     },
-    // An appointment's prescriptions go with it (their stock back to the lots it came from).
-    onAppointmentCancelled: (id, requestId) => medication.cancelForAppointment(id, requestId),
     appointments,
     log,
     bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX,

@@ -12,7 +12,7 @@ export const { codeMax, quantityMax, requestIdMax } = inventoryLimits;
  * keeps one command (and the answer remembered for it in the idempotency window) small. A deduct
  * that took more is returned in several ReturnStock calls.
  */
-export const returnLotsMax = 64;
+export const { returnLotsMax } = inventoryLimits;
 
 const id = z.string().min(1).max(codeMax).regex(inventoryLimits.codePattern);
 const qty = z.number().int().positive().max(quantityMax);

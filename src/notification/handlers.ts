@@ -1,7 +1,7 @@
 // Owns which events make which notifications: one handler per topic, each with the schema of its
 // payload. A new event type (prescriptions, low stock) is one entry here.
 import { z } from "zod";
-import { bookedMessage, cancelledMessage, type Message } from "./messages.ts";
+import { bookedMessage, cancelledMessage, type Message, prescriptionMessage } from "./messages.ts";
 
 /** What one event asks the service to tell one patient. */
 export interface NotificationDraft extends Message {
@@ -40,9 +40,32 @@ function appointmentHandler(topic: string, kind: string, message: typeof bookedM
   };
 }
 
+const prescriptionEvent = z.object({
+  prescriptionId: z.string().uuid(),
+  clinicId: z.string().uuid(),
+  patientId: z.string().uuid(),
+  medicationCode: z.string().min(1).max(64),
+  quantity: z.number().int().positive(),
+  status: z.enum(["completed", "stopped", "cancelled"]),
+});
+
+function prescriptionHandler(topic: string, kind: string): EventHandler {
+  return {
+    topic,
+    draft(payload) {
+      const p = prescriptionEvent.safeParse(payload);
+      if (!p.success) return undefined;
+      return { patientId: p.data.patientId, clinicId: p.data.clinicId, kind, ...prescriptionMessage(p.data) };
+    },
+  };
+}
+
 export const handlers: ReadonlyMap<string, EventHandler> = new Map(
   [
     appointmentHandler("appointment.booked", "appointment-booked", bookedMessage),
     appointmentHandler("appointment.cancelled", "appointment-cancelled", cancelledMessage),
+    prescriptionHandler("prescription.issued", "prescription-issued"),
+    prescriptionHandler("prescription.declined", "prescription-declined"),
+    prescriptionHandler("prescription.cancelled", "prescription-cancelled"),
   ].map((h) => [h.topic, h]),
 );

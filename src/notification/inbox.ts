@@ -4,11 +4,11 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { inTransaction } from "../shared/pg.ts";
-import type { StreamEvent } from "./events.ts";
+import type { HandleResult } from "../shared/stream-consumer.ts";
+import type { StreamEvent } from "../shared/stream-events.ts";
 import { handlers } from "./handlers.ts";
 
 /** new: handled now; duplicate: handled before; ignored: no handler (recorded, so never retried); poison: payload unusable. */
-export type HandleResult = "new" | "duplicate" | "ignored" | "poison";
 
 export async function handleEvent(pool: pg.Pool, ev: StreamEvent, consumer: string): Promise<HandleResult> {
   const handler = handlers.get(ev.topic);

@@ -49,3 +49,28 @@ export function cancelledMessage(a: { clinicName: string; start: string; timeZon
     body: `Your appointment at ${a.clinicName} on ${when} has been cancelled.`,
   };
 }
+
+/** A prescription's news, by its status: dispensed, declined for stock, cancelled. */
+export function prescriptionMessage(p: {
+  medicationCode: string;
+  quantity: number;
+  status: string;
+}): Message {
+  switch (p.status) {
+    case "completed":
+      return {
+        subject: `Prescription ready: ${p.medicationCode}`,
+        body: `Your prescription of ${p.quantity} × ${p.medicationCode} has been dispensed.`,
+      };
+    case "stopped":
+      return {
+        subject: `Prescription not dispensed: ${p.medicationCode}`,
+        body: `Your prescription of ${p.quantity} × ${p.medicationCode} could not be dispensed: the clinic is out of stock. The clinic will contact you.`,
+      };
+    default:
+      return {
+        subject: `Prescription cancelled: ${p.medicationCode}`,
+        body: `Your prescription of ${p.quantity} × ${p.medicationCode} has been cancelled.`,
+      };
+  }
+}

@@ -1,10 +1,6 @@
 // Owns the notification database schema as versioned migrations (run by migrate.ts): the inbox of
 // handled events, the notifications they made, and each notification's deliveries per channel.
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+import type { Migration } from "../shared/migrate.ts";
 
 export const migrations: Migration[] = [
   {

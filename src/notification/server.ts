@@ -5,7 +5,7 @@ import type { Config } from "../shared/config.ts";
 import { startOpsServer } from "../shared/metrics.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
-import { StreamConsumer } from "./consumer.ts";
+import { StreamConsumer, streamConsumerMetrics } from "../shared/stream-consumer.ts";
 import { handleEvent } from "./inbox.ts";
 import { migrate } from "./migrate.ts";
 
@@ -14,6 +14,9 @@ export interface NotificationService {
   consumer: string;
   close(): Promise<void>;
 }
+
+const metricsPrefix = "medisync_notification";
+streamConsumerMetrics(metricsPrefix);
 
 /** The consumer group every notification instance joins; each event is handled by one of them. */
 export const consumerGroup = "notification";
@@ -42,6 +45,7 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
     deliveriesMax: cfg.NOTIFICATION_DELIVERIES_MAX,
     handle: (ev) => handleEvent(pool, ev, consumer),
     log,
+    metricsPrefix,
   });
   stream.start();
 

@@ -1,7 +1,14 @@
 // Owns configuration: every environment variable MediSync reads is declared here, once, with its
 // type, default and meaning. Services call loadConfig(); nothing else reads process.env.
 import { z } from "zod";
-import { type FailpointName, failpointNames, isFailpointName } from "./failpoints.ts";
+import {
+  type CrashpointName,
+  crashpointNames,
+  type FailpointName,
+  failpointNames,
+  isCrashpointName,
+  isFailpointName,
+} from "./failpoints.ts";
 import { inventoryLimits } from "./validation.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -52,6 +59,23 @@ const failpointList = z
     ),
   )
   .transform((names) => [...new Set(names)] as FailpointName[]);
+
+const crashpointList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => x.length > 0),
+  )
+  .pipe(
+    z.array(
+      z
+        .string()
+        .refine(isCrashpointName, { message: `a crashpoint name: one of ${crashpointNames.join(", ")}` }),
+    ),
+  )
+  .transform((names) => [...new Set(names)] as CrashpointName[]);
 
 /** Every variable, its schema and what it is for. The README table is generated from this shape. */
 export const envSpec = {
@@ -147,6 +171,36 @@ export const envSpec = {
   NOTIFICATION_DELIVERIES_MAX: {
     schema: positiveInt.max(100).default(5),
     doc: "a stream entry delivered this many times without being handled goes to the dead-letter stream",
+  },
+  MEDICATION_DATABASE_URL: {
+    schema: z.string().url().default("postgres://postgres@127.0.0.1:5432/medisync_medication"),
+    doc: "PostgreSQL of the medication service: prescriptions, dispenses, outbox (created if missing)",
+  },
+  MEDICATION_GRPC_PORT: { schema: port.default(50071), doc: "medication gRPC port" },
+  MEDICATION_OPS_PORT: { schema: port.default(9431), doc: "medication /healthz /readyz /metrics port" },
+  MEDICATION_ADDRS: {
+    schema: hostPortList.default(["127.0.0.1:50071"]),
+    doc: "comma-separated medication gRPC addresses the gateway balances over",
+  },
+  MEDICATION_INSTANCES: {
+    schema: positiveInt.max(8).default(1),
+    doc: "medication instances npm start runs (ports count up from MEDICATION_GRPC_PORT / _OPS_PORT)",
+  },
+  MEDICATION_SETTLE_AFTER_MS: {
+    schema: positiveInt.max(3_600_000).default(3_000),
+    doc: "a dispense (or a cancel's return) still in-progress after this long is finished by the recovery loop, with the same inventory request id",
+  },
+  MEDICATION_RECOVERY_INTERVAL_MS: {
+    schema: positiveInt.max(600_000).default(1_000),
+    doc: "how often the recovery loop looks for dispenses and returns left in-progress",
+  },
+  MEDICATION_RETRY_WINDOW_MS: {
+    schema: positiveInt.max(30 * 86_400_000).default(23 * 3_600_000),
+    doc: "a dispense is retried only this long after it was recorded, then marked reconcile for a person; must stay below INVENTORY_IDEMPOTENCY_WINDOW_MS (the margin covers clock skew), or a retry could deduct twice",
+  },
+  MEDISYNC_CRASHPOINTS: {
+    schema: crashpointList.default([]),
+    doc: "test-only: comma-separated steps at which a process kills itself (src/shared/failpoints.ts crashpointDocs), to prove a crash there loses nothing; never in production",
   },
   INVENTORY_ID: {
     schema: z
@@ -263,7 +317,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     out[name] = parsed.data;
   }
-  return out as Config;
+  const cfg = out as Config;
+  // A retry after inventory forgot the request id would deduct a second time.
+  if (cfg.MEDICATION_RETRY_WINDOW_MS >= cfg.INVENTORY_IDEMPOTENCY_WINDOW_MS) {
+    throw new ConfigError(
+      "MEDICATION_RETRY_WINDOW_MS",
+      `must be below INVENTORY_IDEMPOTENCY_WINDOW_MS (${cfg.INVENTORY_IDEMPOTENCY_WINDOW_MS}), got ${cfg.MEDICATION_RETRY_WINDOW_MS}`,
+    );
+  }
+  return cfg;
 }
 
 /** For entry points: a bad variable stops the process with one line naming it. */

@@ -31,7 +31,18 @@ export const errorCodes = {
   ALREADY_CANCELLED: {
     grpc: GrpcStatus.FAILED_PRECONDITION,
     http: 409,
-    title: "Appointment is already cancelled",
+    title: "Already cancelled",
+  },
+  PRESCRIPTION_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Prescription not found" },
+  APPOINTMENT_NOT_BOOKED: {
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    http: 409,
+    title: "The appointment is not booked (cancelled)",
+  },
+  DISPENSE_UNSETTLED: {
+    grpc: GrpcStatus.UNAVAILABLE,
+    http: 503,
+    title: "The dispense is not settled yet; retry with the same Idempotency-Key",
   },
   IDEMPOTENCY_KEY_REUSED: {
     grpc: GrpcStatus.FAILED_PRECONDITION,
@@ -111,6 +122,8 @@ export interface Problem {
   requestId?: string;
   /** Bookings: the Idempotency-Key the request was tried with, so a retry can use it. */
   idempotencyKey?: string;
+  /** Prescriptions declined or not settled yet: the one on record (GET /v1/prescriptions/{id}). */
+  prescriptionId?: string;
 }
 
 export function toProblem(err: AppError, extra: Partial<Problem> = {}): Problem {
@@ -124,6 +137,7 @@ export function toProblem(err: AppError, extra: Partial<Problem> = {}): Problem 
     ...extra,
   };
   if (err.field !== undefined) problem.field = err.field;
+  if (err.meta.prescriptionid) problem.prescriptionId = err.meta.prescriptionid;
   return problem;
 }
 

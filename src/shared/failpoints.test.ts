@@ -42,3 +42,27 @@ describe("failpoints", () => {
     expect(failpoints).toEqual({ readLocal: true, skipDedup: false });
   });
 });
+
+describe("crashpoints and the medication retry window", () => {
+  it("MEDISYNC_CRASHPOINTS names known crashpoints only", () => {
+    expect(loadConfig({}).MEDISYNC_CRASHPOINTS).toEqual([]);
+    expect(loadConfig({ MEDISYNC_CRASHPOINTS: "medication-after-record" }).MEDISYNC_CRASHPOINTS).toEqual([
+      "medication-after-record",
+    ]);
+    expect(() => loadConfig({ MEDISYNC_CRASHPOINTS: "medication-somewhere" })).toThrow(
+      /MEDISYNC_CRASHPOINTS/,
+    );
+  });
+
+  it("refuses a medication retry window that is not below inventory's idempotency window", () => {
+    let err: unknown;
+    try {
+      loadConfig({ MEDICATION_RETRY_WINDOW_MS: "86400000", INVENTORY_IDEMPOTENCY_WINDOW_MS: "86400000" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe("MEDICATION_RETRY_WINDOW_MS");
+    expect(loadConfig({ MEDICATION_RETRY_WINDOW_MS: "3600000" }).MEDICATION_RETRY_WINDOW_MS).toBe(3_600_000);
+  });
+});

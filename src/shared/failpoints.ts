@@ -46,3 +46,34 @@ export function raftFailpoints(names: readonly FailpointName[]): {
     ackBeforeCommit: names.includes("ack-before-commit"),
   };
 }
+
+/**
+ * Crashpoints: where a test may have a process kill itself (SIGKILL, no cleanup) at one step of a
+ * multi-step operation, to prove that a crash at that step loses nothing (test/medication.crash.
+ * test.ts). MEDISYNC_CRASHPOINTS turns them on by name; test-only, never in production. Unlike the
+ * failpoints above they plant no bug: the code is the production code, it just stops there.
+ */
+export const crashpointDocs = {
+  "medication-after-record":
+    "the medication service dies after the prescription and its in-progress dispense are committed, before inventory is asked",
+  "medication-after-deduct-sent":
+    "the medication service dies a few milliseconds after the Deduct left for inventory, before any answer",
+  "medication-before-complete":
+    "the medication service dies after inventory answered the Deduct, before the dispense is marked completed or declined",
+  "medication-before-returned":
+    "the medication service dies after inventory answered a cancel's ReturnStock, before the return is marked done",
+} as const;
+
+export type CrashpointName = keyof typeof crashpointDocs;
+export const crashpointNames = Object.keys(crashpointDocs) as CrashpointName[];
+
+export function isCrashpointName(name: string): name is CrashpointName {
+  return Object.hasOwn(crashpointDocs, name);
+}
+
+/** Kills this process at once if `name` is on: the crash a test asked for, nothing run after it. */
+export function crashpoint(active: ReadonlySet<CrashpointName>, name: CrashpointName): void {
+  if (active.size === 0 || !active.has(name)) return;
+  process.stderr.write(`medisync: crashpoint ${name}: SIGKILL\n`);
+  process.kill(process.pid, "SIGKILL");
+}

@@ -67,6 +67,8 @@ export const inventoryLimits = {
   /** Units one stock item may hold in all (well below 2^53: int64 answers stay exact numbers). */
   stockQuantityMax: 1_000_000_000_000,
   requestIdMax: 200,
+  /** Lots one ReturnStock puts back at most (the medication service splits a larger return). */
+  returnLotsMax: 64,
   /** Commands in one SubmitBatch call. */
   batchCommandsMax: 256,
   /** Commands in one Raft log entry (the replica packs what arrives together). */
@@ -92,4 +94,20 @@ export const clusterLimits = {
   memberIdPattern: /^[A-Za-z0-9_-]+$/,
   /** host:port. */
   addressMax: 255,
+} as const;
+
+/**
+ * Prescriptions (medication service and gateway alike). Dosage is structured, never free text: an
+ * amount of a unit so many times a day for so many days (FHIR Dosage).
+ */
+export const prescriptionLimits = {
+  /** Units handed out by one prescription. */
+  quantityMax: 10_000,
+  doseAmountMax: 1_000,
+  dosageUnits: ["tablet", "capsule", "ml", "mg", "puff", "drop", "patch", "sachet"] as const,
+  timesPerDayMax: 24,
+  daysMax: 365,
+  /** Page size of an appointment's prescriptions. */
+  pageLimitMax: 100,
+  pageLimitDefault: 20,
 } as const;

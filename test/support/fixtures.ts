@@ -5,6 +5,8 @@ import { createSlots, insertClinic, insertPractitioner, type SlotView } from "..
 
 export interface ClinicFixture {
   clinicId: string;
+  /** Its code: what inventory routes name it by. */
+  code: string;
   practitionerId: string;
   timeZone: string;
   /** Each day's slots, by local date. */
@@ -19,7 +21,7 @@ export async function makeClinic(
 ): Promise<ClinicFixture> {
   const clinicId = randomUUID();
   const practitionerId = randomUUID();
-  await insertClinic(pool, { id: clinicId, name: "Test Clinic", timeZone: "UTC" });
+  const { code } = await insertClinic(pool, { id: clinicId, name: "Test Clinic", timeZone: "UTC" });
   await insertPractitioner(pool, { id: practitionerId, clinicId, name: "Test Practitioner" });
   const days = new Map<string, SlotView[]>();
   for (const d of dates) {
@@ -28,7 +30,14 @@ export async function makeClinic(
     const { slots } = await createSlots(pool, { clinicId, practitionerId, start, end, minutes: 30 });
     days.set(d, slots);
   }
-  return { clinicId, practitionerId, timeZone: "UTC", days };
+  return { clinicId, code, practitionerId, timeZone: "UTC", days };
+}
+
+/** Clinics with these codes (and nothing else), for tests that name stock by code. */
+export async function clinicsWithCodes(pool: pg.Pool, codes: string[]): Promise<void> {
+  for (const code of codes) {
+    await insertClinic(pool, { id: randomUUID(), name: `Clinic ${code}`, timeZone: "UTC", code });
+  }
 }
 
 export function datesFrom(first: string, count: number): string[] {

@@ -7,7 +7,6 @@ import path from "node:path";
 import { credentials } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { InventoryClient } from "../../src/gateway/inventory-client.ts";
 import { runGateway } from "../../src/gateway/server.ts";
 import {
   InventoryAdminServiceClient,
@@ -16,9 +15,11 @@ import {
 } from "../../src/gen/medisync/v1/inventory.ts";
 import { AppError } from "../../src/shared/errors.ts";
 import { callUnary } from "../../src/shared/grpc.ts";
+import { InventoryClient } from "../../src/shared/inventory-client.ts";
 import { createLogger } from "../../src/shared/logger.ts";
+import { clinicsWithCodes } from "./fixtures.ts";
 import { freePortRange, runCli, type Watched } from "./process.ts";
-import { testConfig, testName } from "./services.ts";
+import { resetState, startInstance, stopInstance, testConfig, testName, testPool } from "./services.ts";
 
 export interface ClusterOptions {
   name: string;
@@ -273,28 +274,36 @@ export async function untilAcked<T>(
 }
 
 /**
- * A formed cluster with a real gateway in front of it (no appointment service behind the gateway):
- * what the gateway's inventory and cluster tests run against.
+ * A formed cluster with a real gateway in front of it, and an appointment instance behind the
+ * gateway that knows the clinics named by `clinics` (inventory routes refuse codes of no clinic):
+ * what the gateway's cluster tests run against.
  */
 export async function clusterBehindGateway(
   name: string,
-  options: Omit<ClusterOptions, "name"> = {},
+  options: Omit<ClusterOptions, "name"> & { clinics?: string[] } = {},
 ): Promise<{ cluster: InventoryCluster; base: string; close: () => Promise<void> }> {
-  const cluster = new InventoryCluster({ name, ...options });
+  const { clinics = ["harbour"], ...clusterOptions } = options;
+  const cluster = new InventoryCluster({ name, ...clusterOptions });
   await cluster.init();
   await cluster.startAll();
   await cluster.waitFormed();
-  const cfg = testConfig(name, {
+  const base = testConfig(name, {
     INVENTORY_PEERS: cluster.peers.map((p) => `${p.id}=${p.address}`).join(","),
     REDIS_KEY_PREFIX: cluster.prefix,
-    APPOINTMENT_ADDRS: "127.0.0.1:1",
   });
+  await resetState(base);
+  const appointment = await startInstance(base);
+  const pool = testPool(base);
+  await clinicsWithCodes(pool, clinics);
+  await pool.end();
+  const cfg = { ...base, APPOINTMENT_ADDRS: [`127.0.0.1:${appointment.service.grpcPort}`] };
   const gw = await runGateway(cfg, createLogger({ service: "gateway", level: "silent" }));
   return {
     cluster,
     base: `http://127.0.0.1:${gw.port}`,
     close: async () => {
       await gw.close();
+      await stopInstance(appointment);
       await cluster.stop();
     },
   };

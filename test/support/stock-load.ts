@@ -1,9 +1,10 @@
 // Owns the write load the cluster and membership tests run through a cluster: deducts retried with
 // their own request id until acknowledged, so the final stock says whether any acknowledged write
 // was lost.
-import type { InventoryClient } from "../../src/gateway/inventory-client.ts";
+
 import { ReadConsistency } from "../../src/gen/medisync/v1/inventory.ts";
 import { callUnary } from "../../src/shared/grpc.ts";
+import type { InventoryClient } from "../../src/shared/inventory-client.ts";
 import { type InventoryCluster, untilAcked } from "./inventory-cluster.ts";
 
 export const clinic = "harbour";

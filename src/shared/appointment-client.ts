@@ -1,15 +1,16 @@
-// Owns the gateway's side of the appointment contract: one gRPC client per instance, calls spread
-// round-robin, and retries on another instance when a call may not have been served. Writes are
-// retried only where a retry cannot do something twice (Book always carries an idempotency key).
+// Owns the client side of the appointment contract (the gateway's, the medication service's): one
+// gRPC client per instance, calls spread round-robin, and retries on another instance when a call
+// may not have been served. Writes are retried only where a retry cannot do something twice (Book
+// always carries an idempotency key).
 import { credentials } from "@grpc/grpc-js";
 import {
   type Appointment,
   AppointmentServiceClient,
   type ListSlotsResponse,
 } from "../gen/medisync/v1/appointment.ts";
-import { AppError } from "../shared/errors.ts";
-import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
-import { defaultRetryPolicy, type RetryPolicy, withRetries } from "../shared/retry.ts";
+import { AppError } from "./errors.ts";
+import { callUnary, clientChannelOptions } from "./grpc.ts";
+import { defaultRetryPolicy, type RetryPolicy, withRetries } from "./retry.ts";
 
 export interface AppointmentClientOptions {
   addrs: string[];

@@ -1,7 +1,7 @@
-// Owns how the gateway reaches the inventory replicas: find the leader (the last one that answered
-// → the Redis hint → a NOT_LEADER redirect → each replica in turn), retry with the same request id
-// on UNAVAILABLE, NOT_LEADER or a missed deadline, all within one overall deadline; when no leader
-// answers in time the caller gets 503 with Retry-After.
+// Owns how the gateway and the medication service reach the inventory replicas: find the leader
+// (the last one that answered → the Redis hint → a NOT_LEADER redirect → each replica in turn),
+// retry with the same request id on UNAVAILABLE, NOT_LEADER or a missed deadline, all within one
+// overall deadline; when no leader answers in time the caller gets 503 with Retry-After.
 import { credentials } from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import {
@@ -13,11 +13,11 @@ import {
   type StockItem,
   type WriteCommand,
 } from "../gen/medisync/v1/inventory.ts";
-import { AppError, isErrorCode } from "../shared/errors.ts";
-import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
-import { readLeaderHint } from "../shared/leader-hint.ts";
-import { isRetryable, type RetryPolicy, withRetries } from "../shared/retry.ts";
-import { inventoryLimits } from "../shared/validation.ts";
+import { AppError, isErrorCode } from "./errors.ts";
+import { callUnary, clientChannelOptions } from "./grpc.ts";
+import { readLeaderHint } from "./leader-hint.ts";
+import { isRetryable, type RetryPolicy, withRetries } from "./retry.ts";
+import { inventoryLimits } from "./validation.ts";
 
 export interface InventoryClientOptions {
   peers: { id: string; address: string }[];

@@ -1,12 +1,17 @@
 // Owns consuming the event stream with a Redis Streams consumer group, at least once: a consumer
 // first re-reads its own pending entries (from ID 0) and then new ones (>), acknowledges an entry
 // only after it was handled, claims entries left idle by dead consumers (XAUTOCLAIM), and after
-// deliveriesMax deliveries moves an entry to the dead-letter stream and acknowledges it.
+// deliveriesMax deliveries moves an entry to the dead-letter stream and acknowledges it. Each
+// service that reacts to events runs one with a group of its own (notification, medication).
+
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { counter, gauge } from "../shared/metrics.ts";
-import { parseEntry, type StreamEvent } from "./events.ts";
-import type { HandleResult } from "./inbox.ts";
+import type { Counter, Gauge } from "prom-client";
+import { counter, gauge } from "./metrics.ts";
+import { parseEntry, type StreamEvent } from "./stream-events.ts";
+
+/** What handling an entry came to: the first time, again, not ours to act on, or unusable. */
+export type HandleResult = "new" | "duplicate" | "ignored" | "poison";
 
 export interface ConsumerOptions {
   /** Shared connection (short command timeout): acks, claims, metrics. Never used to block. */
@@ -19,6 +24,8 @@ export interface ConsumerOptions {
   deliveriesMax: number;
   handle(ev: StreamEvent): Promise<HandleResult>;
   log: Logger;
+  /** Names this consumer's metrics: <prefix>_events_total, _stream_lag, _stream_pending, _dead_letters. */
+  metricsPrefix: string;
 }
 
 const blockMs = 2_000;
@@ -26,20 +33,37 @@ const batchEntriesMax = 100;
 const deadLetterLengthMax = 10_000;
 const errorBackoffMsMax = 2_000;
 
-const handled = counter("medisync_notification_events_total", "stream entries handled, by result", [
-  "result",
-]);
-const lagGauge = gauge(
-  "medisync_notification_stream_lag",
-  "entries not yet delivered to the group (XINFO GROUPS lag)",
-  [],
-);
-const pendingGauge = gauge(
-  "medisync_notification_stream_pending",
-  "entries delivered but not acknowledged (XINFO GROUPS pending)",
-  [],
-);
-const deadGauge = gauge("medisync_notification_dead_letters", "entries in the dead-letter stream", []);
+interface ConsumerMetrics {
+  handled: Counter<"result">;
+  lag: Gauge<string>;
+  pending: Gauge<string>;
+  dead: Gauge<string>;
+}
+
+/** One set per prefix: prom-client refuses a metric registered twice. */
+const metricsByPrefix = new Map<string, ConsumerMetrics>();
+
+/**
+ * The metrics of a consumer with this prefix, registered on first call. A service calls it when its
+ * module loads, so /metrics lists them (at zero) before the consumer starts.
+ */
+export function streamConsumerMetrics(prefix: string): ConsumerMetrics {
+  let m = metricsByPrefix.get(prefix);
+  if (!m) {
+    m = {
+      handled: counter(`${prefix}_events_total`, "stream entries handled, by result", ["result"]),
+      lag: gauge(`${prefix}_stream_lag`, "entries not yet delivered to the group (XINFO GROUPS lag)", []),
+      pending: gauge(
+        `${prefix}_stream_pending`,
+        "entries delivered but not acknowledged (XINFO GROUPS pending)",
+        [],
+      ),
+      dead: gauge(`${prefix}_dead_letters`, "entries in the dead-letter stream", []),
+    };
+    metricsByPrefix.set(prefix, m);
+  }
+  return m;
+}
 
 type Entry = [id: string, fields: string[] | null];
 
@@ -60,8 +84,10 @@ export class StreamConsumer {
   private claiming: Promise<void> | undefined;
   /** Its own connection: a blocking XREADGROUP holds a connection for up to blockMs. */
   private readonly blocking: Redis;
+  private readonly m: ConsumerMetrics;
 
   constructor(private readonly o: ConsumerOptions) {
+    this.m = streamConsumerMetrics(o.metricsPrefix);
     this.blocking = o.redis.duplicate({ commandTimeout: blockMs + 1_000 });
     this.blocking.on("error", () => undefined);
   }
@@ -156,7 +182,7 @@ export class StreamConsumer {
         continue;
       }
       await this.o.redis.call("XACK", this.o.stream, this.o.group, id);
-      handled.inc({ result });
+      this.m.handled.inc({ result });
       if (result === "new") this.o.log.debug({ entryId: id, eventId: ev?.eventId }, "event handled");
     }
   }
@@ -176,7 +202,7 @@ export class StreamConsumer {
       reason,
     );
     await this.o.redis.call("XACK", this.o.stream, this.o.group, id);
-    handled.inc({ result: "dead-lettered" });
+    this.m.handled.inc({ result: "dead-lettered" });
     this.o.log.warn({ entryId: id, reason }, "stream entry dead-lettered");
   }
 
@@ -227,10 +253,10 @@ export class StreamConsumer {
       const info = new Map<string, unknown>();
       for (let i = 0; i + 1 < g.length; i += 2) info.set(String(g[i]), g[i + 1]);
       if (info.get("name") !== this.o.group) continue;
-      pendingGauge.set(Number(info.get("pending") ?? 0));
+      this.m.pending.set(Number(info.get("pending") ?? 0));
       const lag = info.get("lag");
-      if (typeof lag === "number") lagGauge.set(lag);
+      if (typeof lag === "number") this.m.lag.set(lag);
     }
-    deadGauge.set(Number(await this.o.redis.call("XLEN", this.o.deadLetterStream)));
+    this.m.dead.set(Number(await this.o.redis.call("XLEN", this.o.deadLetterStream)));
   }
 }

@@ -1,4 +1,5 @@
-// Owns relaying the outbox to the Redis Stream of domain events, at least once: rows are marked
+// Owns relaying a service's outbox table to the Redis Stream of domain events, at least once (the
+// appointment and medication services each run one over their own database): rows are marked
 // relayed only after XADD succeeded, under SKIP LOCKED so several instances share the work. When
 // Redis has lost the stream (a restart of a Redis that keeps nothing on disk, a deleted key) the
 // relay replays every row relayed within the retention window; consumers drop duplicates by the
@@ -6,8 +7,8 @@
 import type { Redis } from "ioredis";
 import type pg from "pg";
 import type { Logger } from "pino";
-import { counter } from "../shared/metrics.ts";
-import { inTransaction } from "../shared/pg.ts";
+import { counter } from "./metrics.ts";
+import { inTransaction } from "./pg.ts";
 
 const batchRowsMax = 100;
 const streamLengthMax = 100_000;
@@ -23,6 +24,11 @@ export function startOutboxRelay(opts: {
   pool: pg.Pool;
   redis: Redis;
   stream: string;
+  /**
+   * Names the producing service. Producers share the stream but not their outboxes, so each keeps
+   * its own epoch key: one relay's replay must not hide the loss from the other.
+   */
+  producer: string;
   /** Rows relayed within this many seconds are replayed when the stream is lost (the pruner keeps them). */
   retentionSeconds: number;
   intervalMs: number;
@@ -34,7 +40,7 @@ export function startOutboxRelay(opts: {
    * A key that lives and dies with the stream's Redis data: written after a replay, so its absence
    * means Redis lost its data since (or never had it: the first start replays the window once).
    */
-  const epochKey = `${opts.stream}:relay-epoch`;
+  const epochKey = `${opts.stream}:relay-epoch:${opts.producer}`;
   /** The last entry this relay added; if the stream no longer has it, the stream was lost. */
   let lastEntryId: string | undefined;
 

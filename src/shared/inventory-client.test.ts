@@ -8,7 +8,7 @@ import {
   type SubmitBatchResponse,
   type WriteCommand,
 } from "../gen/medisync/v1/inventory.ts";
-import { AppError } from "../shared/errors.ts";
+import { AppError } from "./errors.ts";
 import { InventoryClient } from "./inventory-client.ts";
 
 let server: Server;

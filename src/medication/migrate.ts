@@ -1,0 +1,11 @@
+// Owns which migrations the medication database runs, under its own advisory lock key.
+import type pg from "pg";
+import type { Logger } from "pino";
+import { runMigrations } from "../shared/migrate.ts";
+import { migrations } from "./migrations.ts";
+
+const lockKey = 0x6d656463; // "medc"
+
+export function migrate(pool: pg.Pool, log: Logger): Promise<number> {
+  return runMigrations(pool, log, { name: "medication", lockKey, migrations });
+}
