@@ -16,8 +16,7 @@ const arg = (name: string, fallback: number) => {
 const seconds = arg("seconds", 10);
 
 useCompiledBuild();
-// The medication process logs a line per request at info; the load would measure the log pipe.
-const s = await medicationStack("bench_medication", { LOG_LEVEL: "warn" });
+const s = await medicationStack("bench_medication");
 try {
   const units = 100_000_000;
   await s.inventory.write("restock", {
@@ -49,6 +48,16 @@ try {
     });
     rows.push([connections, Math.round(r.rps), r.p50.toFixed(1), r.p99.toFixed(1), r.ok, r.errors, r.tool]);
     process.stdout.write(`${connections} clients: ${Math.round(r.rps)}/s p50 ${r.p50} ms p99 ${r.p99} ms\n`);
+  }
+  // Requests still in flight when the load stopped finish on their own (or by the recovery loop):
+  // the books are read once nothing is in progress.
+  for (let waited = 0; ; waited += 100) {
+    const r = await s.medicationDb.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM dispenses WHERE status = 'in-progress'",
+    );
+    if (r.rows[0]!.n === 0) break;
+    if (waited > 60_000) throw new Error(`${r.rows[0]!.n} dispenses still in progress after a minute`);
+    await new Promise((res) => setTimeout(res, 100));
   }
   const completed = (
     await s.medicationDb.query<{ n: number }>(
