@@ -3,11 +3,13 @@
 // /proc before and after, and (with --cpu-prof) writes V8 CPU profiles and prints the hottest
 // functions per process. A tool for finding the next bottleneck, not a benchmark with targets.
 //   npm run bench:inventory-profile [-- --seconds 10 --clients 64 --cpu-prof --autocannon --tsx]
+
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { InventoryCluster } from "../../test/support/inventory-cluster.ts";
 import { freePortRange, runCli } from "../../test/support/process.ts";
+import { appointmentWithClinics } from "../support/clinics.ts";
 import { hottest } from "../support/cpu-profile.ts";
 import { markdownTable } from "../support/machine.ts";
 import { useCompiledBuild, waitForOk } from "../support/processes.ts";
@@ -50,6 +52,7 @@ async function main() {
     throw err;
   }
   const leader = await c.waitLeader();
+  const appointment = await appointmentWithClinics("bench_inventory_prof", ["bench"]);
   const port = await freePortRange(1);
   const gw = runCli(
     ["gateway"],
@@ -57,7 +60,7 @@ async function main() {
       PORT: String(port),
       INVENTORY_PEERS: c.peers.map((p) => `${p.id}=${p.address}`).join(","),
       REDIS_KEY_PREFIX: c.prefix,
-      APPOINTMENT_ADDRS: "127.0.0.1:1",
+      APPOINTMENT_ADDRS: appointment.address,
       LOG_LEVEL: "warn",
     },
     nodeArgs("gateway"),
@@ -126,6 +129,7 @@ async function main() {
       w.proc.kill("SIGTERM");
       await w.exited;
     }
+    await appointment.close();
     await c.stop();
   }
   if (profile) {

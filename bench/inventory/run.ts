@@ -8,6 +8,7 @@
 //     (on a cluster packing one command per entry: batched, 100,000 writes are far fewer entries);
 //  4. where etcd is installed (Debian's etcd-server), the same put load against a 3-member etcd.
 // Writes bench/reports/inventory.md.   npm run bench:inventory [-- --seconds 8 --trials 20 --behind 100000]
+
 import { execFileSync, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -18,6 +19,7 @@ import path from "node:path";
 import { callUnary } from "../../src/shared/grpc.ts";
 import { InventoryCluster, untilAcked } from "../../test/support/inventory-cluster.ts";
 import { freePortRange, runCli, type Watched } from "../../test/support/process.ts";
+import { appointmentWithClinics } from "../support/clinics.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 import { useCompiledBuild, waitForOk } from "../support/processes.ts";
 import { type LoadResult, runLoad } from "../support/wrk.ts";
@@ -325,12 +327,13 @@ async function main() {
   await c.init();
   await c.startAll();
   const leader = await c.waitLeader();
+  const appointment = await appointmentWithClinics("bench_inventory", [clinic]);
   const port = await freePortRange(1);
   const gw: Watched = runCli(["gateway"], {
     PORT: String(port),
     INVENTORY_PEERS: c.peers.map((p) => `${p.id}=${p.address}`).join(","),
     REDIS_KEY_PREFIX: c.prefix,
-    APPOINTMENT_ADDRS: "127.0.0.1:1",
+    APPOINTMENT_ADDRS: appointment.address,
     LOG_LEVEL: "warn",
   });
   const base = `http://127.0.0.1:${port}`;
@@ -390,6 +393,7 @@ async function main() {
   } finally {
     gw.proc.kill("SIGTERM");
     await gw.exited;
+    await appointment.close();
     await c.stop();
   }
   etcd = await etcdRun();
