@@ -40,6 +40,20 @@ export async function medicationStack(
 ): Promise<MedicationStack> {
   const cluster = new InventoryCluster({ name });
   await cluster.init();
+  try {
+    return await withCluster(cluster, name, env);
+  } catch (err) {
+    // No replica may outlive a failed start.
+    await cluster.stop();
+    throw err;
+  }
+}
+
+async function withCluster(
+  cluster: InventoryCluster,
+  name: string,
+  env: Record<string, string>,
+): Promise<MedicationStack> {
   await cluster.startAll();
   await cluster.waitFormed();
   const peers = cluster.peers.map((p) => `${p.id}=${p.address}`).join(",");
@@ -70,7 +84,12 @@ export async function medicationStack(
   };
   const startMedication = async (crashpoints: string[] = []) => {
     const w = runCli(["medication"], { ...medEnv, MEDISYNC_CRASHPOINTS: crashpoints.join(",") });
-    await w.waitFor(/medication service listening/, 60_000);
+    try {
+      await w.waitFor(/medication service listening/, 60_000);
+    } catch (err) {
+      w.proc.kill("SIGKILL");
+      throw err;
+    }
     return w;
   };
   const stack = { medication: await startMedication() } as MedicationStack;
