@@ -59,6 +59,15 @@ export const commandSchema = z.discriminatedUnion("type", [
     timeZone: z.string().refine(isTimeZone),
   }),
   z.strictObject({
+    /**
+     * The leader published the low-stock events of entries up to throughIndex (the relay's cursor,
+     * replicated so that a new leader resumes where the old one stopped).
+     */
+    type: z.literal("markEventsPublished"),
+    ...base,
+    throughIndex: z.number().int().positive(),
+  }),
+  z.strictObject({
     type: z.literal("returnStock"),
     ...base,
     clinicId: id,
@@ -150,6 +159,13 @@ export function isCommand(x: unknown): x is Command {
       return isCode(c.clinicId) && typeof c.timeZone === "string" && isTimeZone(c.timeZone) && keys === 5;
     case "returnStock":
       return isCode(c.clinicId) && isCode(c.medicationCode) && isReturnedLots(c.lots) && keys === 6;
+    case "markEventsPublished":
+      return (
+        typeof c.throughIndex === "number" &&
+        Number.isSafeInteger(c.throughIndex) &&
+        c.throughIndex > 0 &&
+        keys === 4
+      );
     default:
       return false;
   }

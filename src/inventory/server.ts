@@ -14,6 +14,7 @@ import { counter, gauge, startOpsServer } from "../shared/metrics.ts";
 import { ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
 import { ClusterAdmin, createAdminHandlers, MemberDirectory } from "./admin.ts";
+import { startLowStockRelay } from "./event-relay.ts";
 import { inventoryFsm, RaftInventoryReplica } from "./raft-replica.ts";
 import { createInventoryHandlers } from "./service.ts";
 import { InventoryStateMachine } from "./state-machine.ts";
@@ -142,6 +143,16 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
   const t = transport;
   await node.start({ send: (to, m) => t.send(to, m), hello: (to, ask) => t.hello(to, ask) });
 
+  const relay = startLowStockRelay({
+    replica,
+    isLeader: () => node.isLeader,
+    pending: () => sm.events,
+    redis,
+    stream: `${cfg.REDIS_KEY_PREFIX}events`,
+    intervalMs: cfg.INVENTORY_EVENT_RELAY_INTERVAL_MS,
+    log,
+  });
+
   const metricsTimer = setInterval(() => {
     const st = node.status();
     raftGauge.set({ replica: id, kind: "term" }, st.term);
@@ -187,6 +198,7 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
         );
       }
       clearInterval(metricsTimer);
+      await relay.stop();
       hint.stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.forceShutdown(), cfg.SHUTDOWN_DRAIN_MS);

@@ -222,7 +222,16 @@ export class InventoryStateMachine {
   private undatedIds = false;
   /** New writes refused because the window was full (deterministic: the same on every replica). */
   windowFullRefusals = 0;
-  readonly events: LowStockEvent[] = [];
+  /**
+   * Low-stock events not yet published, oldest first (at most lowStockEventsMax: past it the oldest
+   * are dropped and counted). Carried in the snapshot with the cursor, so a replica that becomes
+   * leader after a restore still publishes them.
+   */
+  events: LowStockEvent[] = [];
+  /** Entries up to this index had their low-stock events published (markEventsPublished). */
+  private eventCursor = 0;
+  /** Events dropped unpublished because the buffer was full (deterministic, as the buffer is). */
+  eventsDropped = 0;
   private readonly limits: IdempotencyLimits;
 
   constructor(limits: Partial<IdempotencyLimits> = {}) {
@@ -441,6 +450,18 @@ export class InventoryStateMachine {
         item.reorderLevel = cmd.level;
         return { ok: true, quantity: total(item), index };
       }
+      case "markEventsPublished": {
+        // Never past what this replica has applied before this entry: those are the only events
+        // the publishing leader could have seen.
+        const through = Math.min(cmd.throughIndex, index - 1);
+        if (through > this.eventCursor) {
+          this.eventCursor = through;
+          let keep = 0;
+          while (keep < this.events.length && this.events[keep]!.index <= through) keep++;
+          if (keep > 0) this.events.splice(0, keep);
+        }
+        return { ok: true, quantity: 0, index };
+      }
       case "setClinicTimeZone": {
         if (!this.zones.has(cmd.clinicId) && this.zones.size >= clinicZonesMax)
           return { ok: false, code: "INVALID", reason: `at most ${clinicZonesMax} clinic zones`, index };
@@ -491,6 +512,7 @@ export class InventoryStateMachine {
     if (item.reorderLevel > 0 && before > item.reorderLevel && after <= item.reorderLevel) {
       this.events.push({ clinicId, medicationCode, quantity: after, reorderLevel: item.reorderLevel, index });
       if (this.events.length > lowStockEventsMax) {
+        this.eventsDropped += this.events.length - lowStockEventsMax;
         this.events.splice(0, this.events.length - lowStockEventsMax);
       }
     }
@@ -566,7 +588,17 @@ export class InventoryStateMachine {
     }
     Object.assign(window, { lotOwners, lotNames, lotQuantities, lotExpiries });
     const zones = [...this.zones].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    const doc = { v: 2, appliedIndex: this.appliedIndex, clockMs: this.clock, clinics, zones, window };
+    const doc = {
+      v: 2,
+      appliedIndex: this.appliedIndex,
+      clockMs: this.clock,
+      clinics,
+      zones,
+      window,
+      events: this.events,
+      eventCursor: this.eventCursor,
+      eventsDropped: this.eventsDropped,
+    };
     return new TextEncoder().encode(JSON.stringify(doc));
   }
 
@@ -580,6 +612,10 @@ export class InventoryStateMachine {
           clinics: [string, [string, Item][]][];
           zones: [string, string][];
           window: SnapshotWindow;
+          /** Absent in snapshots written before the replicated event cursor. */
+          events?: LowStockEvent[];
+          eventCursor?: number;
+          eventsDropped?: number;
         }
       | {
           v: 1;
@@ -612,11 +648,16 @@ export class InventoryStateMachine {
       this.clock = doc.clockMs;
       this.zones = new Map(doc.zones);
       this.undatedIds = w.timestamps.some((ts) => ts < 0);
+      this.events = doc.events ?? [];
+      this.eventCursor = doc.eventCursor ?? 0;
+      this.eventsDropped = doc.eventsDropped ?? 0;
     } else if (doc.v === 1) {
       this.applied = new Map(doc.applied.map(([id, r]) => [id, Remembered.of(-1, -1, r)]));
       this.clock = 0;
       this.zones = new Map();
       this.undatedIds = this.applied.size > 0;
+      this.events = [];
+      this.eventCursor = 0;
     } else {
       throw new Error(`unknown inventory snapshot version ${(doc as { v: unknown }).v}`);
     }
@@ -660,6 +701,9 @@ export function fingerprint(cmd: Command): number {
       break;
     case "setClinicTimeZone":
       canon = `z|${cmd.clinicId}|${cmd.timeZone}`;
+      break;
+    case "markEventsPublished":
+      canon = `e|${cmd.throughIndex}`;
       break;
     case "returnStock":
       // The lots as a set: the same lots in another order are the same return. ';' and ',' are

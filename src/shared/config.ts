@@ -172,6 +172,31 @@ export const envSpec = {
     schema: positiveInt.max(100).default(5),
     doc: "a stream entry delivered this many times without being handled goes to the dead-letter stream",
   },
+  NOTIFICATION_GRPC_PORT: { schema: port.default(50081), doc: "notification gRPC port" },
+  NOTIFICATION_ADDRS: {
+    schema: hostPortList.default(["127.0.0.1:50081"]),
+    doc: "comma-separated notification gRPC addresses the gateway balances over",
+  },
+  NOTIFICATION_WEBHOOK_ATTEMPTS_MAX: {
+    schema: positiveInt.max(50).default(8),
+    doc: "a webhook delivery is attempted this many times (exponential backoff, full jitter), then marked dead",
+  },
+  NOTIFICATION_WEBHOOK_BACKOFF_MS_BASE: {
+    schema: positiveInt.max(3_600_000).default(30_000),
+    doc: "the wait before a webhook delivery's n-th retry is random in [0, base × 2^(n-1)], capped at one hour",
+  },
+  NOTIFICATION_WEBHOOK_ALLOW_PRIVATE: {
+    schema: bool.default(false),
+    doc: "allow webhook URLs that resolve to loopback, private, link-local or unspecified addresses (tests and npm start; never in production: a webhook could reach internal services)",
+  },
+  NOTIFICATION_INBOX_RETENTION_SECONDS: {
+    schema: positiveInt.max(365 * 86_400).default(8 * 86_400),
+    doc: "inbox rows, notifications and finished webhook deliveries are pruned after this long; must exceed OUTBOX_RETENTION_SECONDS, or an event replayed after its inbox row was pruned would notify twice",
+  },
+  NOTIFICATION_PRUNE_INTERVAL_MS: {
+    schema: positiveInt.default(60_000),
+    doc: "how often a notification instance prunes rows past NOTIFICATION_INBOX_RETENTION_SECONDS",
+  },
   MEDICATION_DATABASE_URL: {
     schema: z.string().url().default("postgres://postgres@127.0.0.1:5432/medisync_medication"),
     doc: "PostgreSQL of the medication service: prescriptions, dispenses, outbox (created if missing)",
@@ -245,6 +270,10 @@ export const envSpec = {
   INVENTORY_IDEMPOTENCY_IDS_MAX: {
     schema: positiveInt.max(inventoryLimits.idempotencyIdsCeiling).default(1_000_000),
     doc: `request ids a replica remembers at most (at most ${inventoryLimits.idempotencyIdsCeiling}: their snapshot must fit); when full before the window passes, new stock writes get 503 idempotency-window-full (retries of remembered ids still answer)`,
+  },
+  INVENTORY_EVENT_RELAY_INTERVAL_MS: {
+    schema: positiveInt.max(60_000).default(200),
+    doc: "how often the inventory leader publishes low-stock events not yet marked published to the event stream",
   },
   GATEWAY_INVENTORY_QUEUE_COMMANDS_MAX: {
     schema: positiveInt.max(1_000_000).default(10_000),
@@ -323,6 +352,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(
       "MEDICATION_RETRY_WINDOW_MS",
       `must be below INVENTORY_IDEMPOTENCY_WINDOW_MS (${cfg.INVENTORY_IDEMPOTENCY_WINDOW_MS}), got ${cfg.MEDICATION_RETRY_WINDOW_MS}`,
+    );
+  }
+  // The producers replay their outbox window after a stream loss; an inbox that forgot those events
+  // first would handle them as new.
+  if (cfg.NOTIFICATION_INBOX_RETENTION_SECONDS <= cfg.OUTBOX_RETENTION_SECONDS) {
+    throw new ConfigError(
+      "NOTIFICATION_INBOX_RETENTION_SECONDS",
+      `must exceed OUTBOX_RETENTION_SECONDS (${cfg.OUTBOX_RETENTION_SECONDS}), got ${cfg.NOTIFICATION_INBOX_RETENTION_SECONDS}`,
     );
   }
   return cfg;
