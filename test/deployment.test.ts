@@ -11,8 +11,8 @@ import * as policy from "kubernetes-models/policy/v1";
 import * as core from "kubernetes-models/v1";
 import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
-import { envNames, loadConfig } from "../src/shared/config.ts";
-import { type K8sObject, parseManifests, renderKustomization } from "./support/kustomize.ts";
+import { type Config, envNames, loadConfig } from "../src/shared/config.ts";
+import { containersOf, type K8sObject, parseManifests, renderKustomization } from "./support/kustomize.ts";
 import { checkKubernetes, cliCommands, servicePorts } from "./support/manifest-checks.ts";
 
 const k8sDir = "deployment/kubernetes";
@@ -49,6 +49,207 @@ const rendered = (overlay: string) => renderKustomization(path.join(k8sDir, "ove
 const find = (objs: K8sObject[], kind: string, name: string) =>
   objs.find((o) => o.kind === kind && o.metadata.name === name)!;
 
+// test/support/manifest-checks.ts's servicePorts predates the medication service and answers no port
+// for it, so checkKubernetes holds medication's containerPorts and probes against "none". Until it
+// learns the service, its ports are known here: checkServices checks them, and the sentences
+// checkKubernetes writes only because it knows no medication port are dropped (once servicePorts knows
+// medication it writes none for a correct manifest, and the filter drops nothing).
+const portsOf = (command: string, cfg: Config): { serve?: number; ops?: number } =>
+  command === "medication"
+    ? { serve: cfg.MEDICATION_GRPC_PORT, ops: cfg.MEDICATION_OPS_PORT }
+    : servicePorts(command, cfg);
+const noMedicationPort =
+  /: (containerPort \d+ is a port medication does not listen on|(readiness|liveness)Probe port \S+ is not the ops port undefined)$/;
+
+/**
+ * Who dials whom, as the code does (the clients each service builds from these variables): the
+ * variable, and the command whose pods its addresses must reach. NOTIFICATION_ADDRS joins the
+ * gateway's row once the notification manifest serves gRPC.
+ */
+const dials: Record<
+  string,
+  { variable: "APPOINTMENT_ADDRS" | "MEDICATION_ADDRS" | "INVENTORY_PEERS"; callee: string }[]
+> = {
+  gateway: [
+    { variable: "APPOINTMENT_ADDRS", callee: "appointment" },
+    { variable: "MEDICATION_ADDRS", callee: "medication" },
+    { variable: "INVENTORY_PEERS", callee: "inventory" },
+  ],
+  medication: [
+    { variable: "APPOINTMENT_ADDRS", callee: "appointment" },
+    { variable: "INVENTORY_PEERS", callee: "inventory" },
+  ],
+  inventory: [{ variable: "INVENTORY_PEERS", callee: "inventory" }],
+};
+const addressesOf = (cfg: Config, variable: (typeof dials)[string][number]["variable"]): string[] =>
+  variable === "INVENTORY_PEERS" ? cfg.INVENTORY_PEERS.map((p) => p.address) : cfg[variable];
+
+type Pod = {
+  w: K8sObject;
+  command: string;
+  labels: Record<string, string>;
+  // biome-ignore lint/suspicious/noExplicitAny: container specs are plain YAML
+  c: any;
+  cfg: Config;
+};
+const selects = (selector: Record<string, string> | undefined, labels: Record<string, string> | undefined) =>
+  !!selector && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+// biome-ignore lint/suspicious/noExplicitAny: container specs are plain YAML
+const portOf = (c: any, port: string | number): number | undefined =>
+  typeof port === "number" ? port : c.ports?.find((p: { name?: string }) => p.name === port)?.containerPort;
+
+/** The MediSync pods of a rendered overlay with the config each parses to (one pod per workload). */
+function medisyncPods(objs: K8sObject[]): Pod[] {
+  const pods: Pod[] = [];
+  for (const w of objs.filter((o) => ["Deployment", "StatefulSet"].includes(o.kind))) {
+    for (const c of containersOf(w)) {
+      if (!String(c.image).includes("medisync")) continue;
+      const podName = w.kind === "StatefulSet" ? `${w.metadata.name}-0` : `${w.metadata.name}-7d9f8-abcde`;
+      const env: Record<string, string> = {};
+      for (const from of c.envFrom ?? []) {
+        const kind = from.configMapRef ? "ConfigMap" : "Secret";
+        const src = objs.find(
+          (o) => o.kind === kind && o.metadata.name === (from.configMapRef ?? from.secretRef).name,
+        );
+        Object.assign(env, src?.data ?? {}, src?.stringData ?? {});
+      }
+      for (const e of c.env ?? [])
+        env[e.name] = e.valueFrom?.fieldRef?.fieldPath === "metadata.name" ? podName : String(e.value);
+      try {
+        pods.push({
+          w,
+          command: c.args?.[0] ?? "gateway",
+          labels: w.spec.template.metadata.labels,
+          c,
+          cfg: loadConfig(env),
+        });
+      } catch {
+        // checkKubernetes names the variable the config rejects.
+      }
+    }
+  }
+  return pods;
+}
+
+/**
+ * What checkKubernetes does not cover: the medication service's ports and probes; that every address
+ * a service dials (table `dials`) reaches a Service selecting the right service's pods, on the port
+ * they serve gRPC on; that a NetworkPolicy lets each such call in, and that no policy lets in a MediSync
+ * pod that never dials that port (least privilege); a PodDisruptionBudget for every Deployment.
+ */
+function checkServices(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const pods = medisyncPods(objs);
+  const services = objs.filter((o) => o.kind === "Service");
+  const policies = objs.filter((o) => o.kind === "NetworkPolicy");
+  for (const p of pods.filter((x) => x.command === "medication")) {
+    const where = `${p.w.kind} ${p.w.metadata.name}/${p.c.name}`;
+    const ports = portsOf(p.command, p.cfg);
+    const declared = (p.c.ports ?? []).map((x: { containerPort: number }) => x.containerPort);
+    for (const port of [ports.serve, ports.ops])
+      if (!declared.includes(port))
+        problems.push(`${where}: listens on ${port}, which no containerPort declares`);
+    for (const port of declared)
+      if (port !== ports.serve && port !== ports.ops)
+        problems.push(`${where}: containerPort ${port} is a port medication does not listen on`);
+    for (const [probe, path] of [
+      ["readinessProbe", "/readyz"],
+      ["livenessProbe", "/healthz"],
+    ] as const) {
+      const get = p.c[probe]?.httpGet;
+      if (!get || portOf(p.c, get.port) !== ports.ops)
+        problems.push(`${where}: ${probe} port ${get?.port} is not the ops port ${ports.ops}`);
+      else if (get.path !== path)
+        problems.push(`${where}: ${probe} path ${get.path}, the ops server serves ${path}`);
+    }
+  }
+  // Every call: caller pod → Service → callee pods, on the callee's gRPC port.
+  const calls: { caller: Pod; callee: Pod; port: number }[] = [];
+  for (const caller of pods) {
+    for (const { variable, callee } of dials[caller.command] ?? []) {
+      for (const addr of addressesOf(caller.cfg, variable)) {
+        const where = `${caller.w.metadata.name}: ${variable} ${addr}`;
+        const [host, port] = addr.split(":") as [string, string];
+        const parts = host.split(".");
+        const svc = services.find((s) => s.metadata.name === parts[parts.length > 1 ? 1 : 0]);
+        const sp = svc?.spec.ports?.find((x: { port: number }) => x.port === Number(port));
+        if (!svc || !sp) {
+          problems.push(`${where}: no Service with that name and port`);
+          continue;
+        }
+        const reached = pods.filter((x) => selects(svc.spec.selector, x.labels));
+        for (const r of reached) {
+          const target = portOf(r.c, sp.targetPort ?? sp.port);
+          const serve = portsOf(r.command, r.cfg).serve;
+          if (r.command !== callee) problems.push(`${where}: reaches ${r.command} pods, not ${callee}`);
+          else if (target === undefined || target !== serve)
+            problems.push(`${where}: reaches port ${target} of ${r.command}, which serves gRPC on ${serve}`);
+          else calls.push({ caller, callee: r, port: target });
+        }
+        if (reached.length === 0)
+          problems.push(`${where}: Service ${svc.metadata.name} selects no MediSync pod`);
+      }
+    }
+  }
+  type Rule = {
+    from?: { podSelector?: { matchLabels?: Record<string, string> } }[];
+    ports?: { port: number }[];
+  };
+  const admits = (rule: Rule, caller: Pod, port: number) =>
+    (!rule.ports || rule.ports.some((x) => x.port === port)) &&
+    (!rule.from ||
+      rule.from.some((f) => f.podSelector && selects(f.podSelector.matchLabels ?? {}, caller.labels)));
+  const policiesOf = (callee: Pod) =>
+    policies.filter(
+      (np) =>
+        Object.keys(np.spec.podSelector ?? {}).length === 0 ||
+        selects(np.spec.podSelector.matchLabels, callee.labels),
+    );
+  for (const { caller, callee, port } of calls) {
+    if (!policiesOf(callee).some((np) => (np.spec.ingress ?? []).some((r: Rule) => admits(r, caller, port))))
+      problems.push(
+        `${caller.w.metadata.name} dials ${callee.w.metadata.name} on ${port}, but no NetworkPolicy lets it in`,
+      );
+  }
+  for (const np of policies) {
+    const selected = pods.filter((x) => policiesOf(x).includes(np));
+    if (selected.length === 0) continue; // dev's PostgreSQL and Redis
+    for (const rule of (np.spec.ingress ?? []) as Rule[]) {
+      for (const f of rule.from ?? []) {
+        if (!f.podSelector) continue;
+        for (const caller of pods.filter((x) => selects(f.podSelector?.matchLabels ?? {}, x.labels)))
+          for (const { port } of rule.ports ?? [])
+            if (!calls.some((k) => k.caller === caller && k.port === port && selected.includes(k.callee)))
+              problems.push(
+                `NetworkPolicy ${np.metadata.name}: lets ${caller.w.metadata.name} in on ${port}, which it never dials`,
+              );
+      }
+    }
+  }
+  for (const d of objs.filter((o) => o.kind === "Deployment" && pods.some((x) => x.w === o))) {
+    const pdb = objs.find(
+      (o) =>
+        o.kind === "PodDisruptionBudget" &&
+        selects(o.spec.selector?.matchLabels, d.spec.template.metadata.labels),
+    );
+    if (!pdb || !(pdb.spec.minAvailable >= 1))
+      problems.push(`Deployment ${d.metadata.name}: needs a PodDisruptionBudget of minAvailable 1`);
+  }
+  return problems;
+}
+/** checkKubernetes and checkServices together (see portsOf for the sentences dropped). */
+function checkAll(objs: K8sObject[]): string[] {
+  const medication = new Set(
+    medisyncPods(objs)
+      .filter((p) => p.command === "medication")
+      .map((p) => `${p.w.kind} ${p.w.metadata.name}/${p.c.name}`),
+  );
+  return [
+    ...checkKubernetes(objs).filter((p) => !(medication.has(p.split(": ")[0]!) && noMedicationPort.test(p))),
+    ...checkServices(objs),
+  ];
+}
+
 describe("deployment/kubernetes", () => {
   it("every manifest parses and validates against the Kubernetes schemas", () => {
     const files = yamlFiles(k8sDir).filter((f) => !isKustomization(f));
@@ -66,11 +267,13 @@ describe("deployment/kubernetes", () => {
   it.each(overlays)("overlay %s renders, validates, and agrees with the code", (overlay) => {
     const objs = rendered(overlay);
     for (const o of objs) expect(schemaError(o)).toBeUndefined();
-    expect(checkKubernetes(objs)).toEqual([]);
+    expect(checkAll(objs)).toEqual([]);
     const ns = overlay === "dev" ? "medisync-dev" : "medisync";
     expect(objs.filter((o) => o.kind !== "Namespace").every((o) => o.metadata.namespace === ns)).toBe(true);
     expect(find(objs, "StatefulSet", "inv").spec.replicas).toBe(3);
     expect(find(objs, "Deployment", "appointment").spec.replicas).toBe(2);
+    // Stateless, and its instances share the work (SKIP LOCKED recovery, one consumer group).
+    expect(find(objs, "Deployment", "medication").spec.replicas).toBe(2);
   });
 
   it("the overlays differ where they mean to: in-cluster databases and demo data in dev only", () => {
@@ -81,6 +284,10 @@ describe("deployment/kubernetes", () => {
     expect(find(dev, "ConfigMap", "medisync-config").data.SEED_DEMO).toBe("true");
     expect(find(prod, "ConfigMap", "medisync-config").data.SEED_DEMO).toBe("false");
     expect(find(prod, "Service", "gateway").spec.type).toBe("LoadBalancer");
+    // Dev's medication database is on the in-cluster PostgreSQL, not the base's placeholder host.
+    expect(new URL(find(dev, "Secret", "medisync-db").stringData.MEDICATION_DATABASE_URL).hostname).toBe(
+      "postgres",
+    );
     expect(find(prod, "Deployment", "gateway").spec.template.spec.containers[0].image).toBe(
       "registry.example.com/medisync:0.1.0",
     );
@@ -92,7 +299,7 @@ describe("deployment/kubernetes", () => {
     ).toBe(true);
   });
 
-  it("only the gateway is open to everyone; inventory's gRPC port only to the gateway and replicas", () => {
+  it("only the gateway is open to everyone; each gRPC port only to the pods that dial it", () => {
     const objs = rendered("production");
     const open = objs.filter(
       (o) => o.kind === "NetworkPolicy" && o.spec.ingress?.some((r: { from?: unknown }) => !r.from),
@@ -100,11 +307,19 @@ describe("deployment/kubernetes", () => {
     expect(open.map((o) => o.spec.podSelector.matchLabels)).toEqual([
       { "app.kubernetes.io/name": "gateway" },
     ]);
-    const inv = find(objs, "NetworkPolicy", "inventory-from-gateway-and-peers");
-    const from = inv.spec.ingress.flatMap((r: { from: { podSelector: { matchLabels: object } }[] }) =>
-      r.from.map((f) => f.podSelector.matchLabels["app.kubernetes.io/name" as never]),
-    );
-    expect(from.sort()).toEqual(["gateway", "inventory"]);
+    const from = (policy: string) =>
+      find(objs, "NetworkPolicy", policy)
+        .spec.ingress.flatMap((r: { from: { podSelector: { matchLabels: object } }[] }) =>
+          r.from.map((f) => f.podSelector.matchLabels["app.kubernetes.io/name" as never]),
+        )
+        .sort();
+    expect(from("inventory-from-gateway-medication-and-peers")).toEqual([
+      "gateway",
+      "inventory",
+      "medication",
+    ]);
+    expect(from("appointment-from-gateway-and-medication")).toEqual(["gateway", "medication"]);
+    expect(from("medication-from-gateway")).toEqual(["gateway"]);
   });
 
   it("the monitoring namespace may reach every ops port a pod declares, and no other port", () => {
@@ -126,7 +341,7 @@ describe("deployment/kubernetes", () => {
     const mutate = (fn: (objs: K8sObject[]) => void) => {
       const objs = rendered("production");
       fn(objs);
-      return checkKubernetes(objs);
+      return checkAll(objs);
     };
     const inventory = (objs: K8sObject[]) =>
       find(objs, "StatefulSet", "inv").spec.template.spec.containers[0];
@@ -181,11 +396,14 @@ describe("deployment/kubernetes", () => {
       expect(
         mutate(
           (o) =>
-            (find(o, "NetworkPolicy", "inventory-from-gateway-and-peers").spec.ingress[0].ports[0].port =
-              50062),
+            (find(
+              o,
+              "NetworkPolicy",
+              "inventory-from-gateway-medication-and-peers",
+            ).spec.ingress[0].ports[0].port = 50062),
         ),
       ).toContain(
-        "NetworkPolicy inventory-from-gateway-and-peers: opens port 50062, on which no selected pod listens",
+        "NetworkPolicy inventory-from-gateway-medication-and-peers: opens port 50062, on which no selected pod listens",
       );
       expect(mutate((o) => o.splice(o.indexOf(find(o, "PodDisruptionBudget", "inventory")), 1))).toContain(
         "StatefulSet inv: needs a PodDisruptionBudget of minAvailable 2",
@@ -193,6 +411,85 @@ describe("deployment/kubernetes", () => {
       expect(
         mutate((o) => (find(o, "Service", "inventory-peers").spec.publishNotReadyAddresses = false)).join(),
       ).toMatch(/publishNotReadyAddresses/);
+    });
+
+    const medication = (objs: K8sObject[]) =>
+      find(objs, "Deployment", "medication").spec.template.spec.containers[0];
+    const config = (objs: K8sObject[]) => find(objs, "ConfigMap", "medisync-config").data;
+
+    it("medication: a wrong container port, a port moved in the config only, a probe off the ops port", () => {
+      expect(mutate((o) => (medication(o).ports[0].containerPort = 50072))).toEqual(
+        expect.arrayContaining([
+          "Deployment medication/medication: listens on 50071, which no containerPort declares",
+          "Deployment medication/medication: containerPort 50072 is a port medication does not listen on",
+        ]),
+      );
+      expect(mutate((o) => (config(o).MEDICATION_OPS_PORT = "9432"))).toContain(
+        "Deployment medication/medication: readinessProbe port ops is not the ops port 9432",
+      );
+      expect(mutate((o) => (medication(o).livenessProbe.httpGet.port = 50071))).toContain(
+        "Deployment medication/medication: livenessProbe port 50071 is not the ops port 9431",
+      );
+      expect(mutate((o) => (medication(o).readinessProbe.httpGet.path = "/healthz"))).toContain(
+        "Deployment medication/medication: readinessProbe path /healthz, the ops server serves /readyz",
+      );
+      expect(mutate((o) => o.splice(o.indexOf(find(o, "PodDisruptionBudget", "medication")), 1))).toContain(
+        "Deployment medication: needs a PodDisruptionBudget of minAvailable 1",
+      );
+    });
+
+    it("medication: the gateway's MEDICATION_ADDRS, and what medication dials, reach the right pods", () => {
+      expect(mutate((o) => (find(o, "Service", "medication").spec.ports[0].port = 50072))).toContain(
+        "gateway: MEDICATION_ADDRS medication:50071: no Service with that name and port",
+      );
+      expect(mutate((o) => (config(o).MEDICATION_ADDRS = "appointment:50051"))).toContain(
+        "gateway: MEDICATION_ADDRS appointment:50051: reaches appointment pods, not medication",
+      );
+      // The Service's port exists, but routes to the ops port.
+      expect(mutate((o) => (find(o, "Service", "medication").spec.ports[0].targetPort = "ops"))).toContain(
+        "gateway: MEDICATION_ADDRS medication:50071: reaches port 9431 of medication, which serves gRPC on 50071",
+      );
+      // Medication's own dials: shared ConfigMap values, so a wrong one is its problem too.
+      expect(mutate((o) => (config(o).APPOINTMENT_ADDRS = "medication:50071"))).toContain(
+        "medication: APPOINTMENT_ADDRS medication:50071: reaches medication pods, not appointment",
+      );
+    });
+
+    it("medication: a NetworkPolicy that shuts out a caller, or lets in a pod that never dials", () => {
+      const dropMedication = (policy: string) => (o: K8sObject[]) => {
+        const rule = find(o, "NetworkPolicy", policy).spec.ingress[0];
+        rule.from = rule.from.filter(
+          (f: { podSelector: { matchLabels: Record<string, string> } }) =>
+            f.podSelector.matchLabels["app.kubernetes.io/name"] !== "medication",
+        );
+      };
+      expect(mutate(dropMedication("appointment-from-gateway-and-medication"))).toContain(
+        "medication dials appointment on 50051, but no NetworkPolicy lets it in",
+      );
+      expect(mutate(dropMedication("inventory-from-gateway-medication-and-peers"))).toContain(
+        "medication dials inv on 50061, but no NetworkPolicy lets it in",
+      );
+      expect(
+        mutate((o) => o.splice(o.indexOf(find(o, "NetworkPolicy", "medication-from-gateway")), 1)),
+      ).toContain("gateway dials medication on 50071, but no NetworkPolicy lets it in");
+      expect(
+        mutate((o) =>
+          find(o, "NetworkPolicy", "medication-from-gateway").spec.ingress[0].from.push({
+            podSelector: { matchLabels: { "app.kubernetes.io/name": "notification" } },
+          }),
+        ),
+      ).toContain(
+        "NetworkPolicy medication-from-gateway: lets notification in on 50071, which it never dials",
+      );
+      expect(
+        mutate((o) =>
+          find(o, "NetworkPolicy", "appointment-from-gateway-and-medication").spec.ingress[0].from.push({
+            podSelector: { matchLabels: { "app.kubernetes.io/name": "inventory" } },
+          }),
+        ),
+      ).toContain(
+        "NetworkPolicy appointment-from-gateway-and-medication: lets inv in on 50051, which it never dials",
+      );
     });
   });
 });
@@ -223,8 +520,21 @@ const placeholderSecrets = Object.fromEntries(
   secretNames.map((n) => [n, "postgres://u@db.example.internal:5432/x"]),
 );
 
-/** Every problem in one fly.toml; [] when it agrees with the code. */
-function checkFly(t: FlyToml): string[] {
+/** The secrets create.sh sets for one app (`fly secrets set --app <app>`). */
+const secretsOf = (app: string) =>
+  createScript
+    .split("\n")
+    .filter((l) => l.includes("fly secrets set") && l.includes(`--app ${app} `))
+    .flatMap((l) => [...l.matchAll(/\b([A-Z_]+)="\$/g)].map((m) => m[1]!));
+
+/**
+ * Every problem in one fly.toml; [] when it agrees with the code. `apps` are the fly.toml files the
+ * addresses it dials must name (read from deployment/fly unless a test passes a changed one).
+ */
+function checkFly(
+  t: FlyToml,
+  apps: Record<string, FlyToml> = { appointment: fly("appointment"), medication: fly("medication") },
+): string[] {
   const problems: string[] = [];
   const command = t.processes?.app ?? "";
   if (!cliCommands.includes(command)) problems.push(`${t.app}: medisync has no command ${command}`);
@@ -238,7 +548,14 @@ function checkFly(t: FlyToml): string[] {
   } catch (err) {
     return [...problems, `${t.app}: ${(err as Error).message}`];
   }
-  const ports = servicePorts(command, cfg);
+  const ports = portsOf(command, cfg);
+  if (t.http_service && command !== "gateway")
+    problems.push(`${t.app}: ${command} is private, but has an [http_service]`);
+  if (command !== "gateway" && Object.keys(t.checks ?? {}).length === 0)
+    problems.push(`${t.app}: no check on the ops port ${ports.ops}`);
+  for (const c of Object.values(t.checks ?? {}))
+    if (c.path !== "/readyz" && c.path !== "/healthz")
+      problems.push(`${t.app}: check path ${c.path}, the ops server serves /readyz and /healthz`);
   if (t.http_service && t.http_service.internal_port !== ports.serve)
     problems.push(
       `${t.app}: internal_port ${t.http_service.internal_port}, but ${command} listens on ${ports.serve}`,
@@ -252,20 +569,25 @@ function checkFly(t: FlyToml): string[] {
     if (!cfg.INVENTORY_PEERS.some((p) => p.id === cfg.INVENTORY_ID))
       problems.push(`${t.app}: INVENTORY_ID is not a peer`);
   }
-  for (const p of command === "gateway" || command === "inventory" ? cfg.INVENTORY_PEERS : []) {
-    if (p.address !== `medisync-${p.id}.internal:${cfg.INVENTORY_GRPC_PORT}`)
-      problems.push(`${t.app}: peer ${p.id}=${p.address} is not its app's private name and port`);
+  // What it dials (the `dials` table above): the callee app's private name and the port it binds.
+  for (const { variable, callee } of dials[command] ?? []) {
+    if (variable === "INVENTORY_PEERS") {
+      for (const p of cfg.INVENTORY_PEERS)
+        if (p.address !== `medisync-${p.id}.internal:${cfg.INVENTORY_GRPC_PORT}`)
+          problems.push(`${t.app}: peer ${p.id}=${p.address} is not its app's private name and port`);
+      continue;
+    }
+    const app = apps[callee]!;
+    const want = `${app.app}.internal:${portsOf(callee, loadConfig(app.env)).serve}`;
+    for (const a of addressesOf(cfg, variable))
+      if (a !== want)
+        problems.push(`${t.app}: ${variable} ${a} is not the ${callee} app's private name and port ${want}`);
   }
-  for (const a of command === "gateway" ? cfg.APPOINTMENT_ADDRS : [])
-    if (
-      a !== `${fly("appointment").app}.internal:${loadConfig(fly("appointment").env).APPOINTMENT_GRPC_PORT}`
-    )
-      problems.push(`${t.app}: APPOINTMENT_ADDRS ${a} is not the appointment app's private name and port`);
   return problems;
 }
 
 describe("deployment/fly", () => {
-  const services = ["gateway", "appointment", "inventory", "notification"];
+  const services = ["gateway", "appointment", "inventory", "notification", "medication"];
 
   it.each(services)("%s.fly.toml agrees with what the code reads", (name) => {
     expect(checkFly(fly(name))).toEqual([]);
@@ -273,8 +595,23 @@ describe("deployment/fly", () => {
 
   it("create.sh sets only known secrets and creates one app, volume and deploy per peer", () => {
     expect(secretNames.sort()).toEqual(
-      expect.arrayContaining(["DATABASE_URL", "INVENTORY_DATABASE_URL", "REDIS_URL"]),
+      expect.arrayContaining([
+        "DATABASE_URL",
+        "INVENTORY_DATABASE_URL",
+        "MEDICATION_DATABASE_URL",
+        "REDIS_URL",
+      ]),
     );
+    // Each app gets the database its service reads (a missing one would default to 127.0.0.1) and Redis.
+    expect(secretsOf(fly("appointment").app).sort()).toEqual(["DATABASE_URL", "REDIS_URL"]);
+    expect(secretsOf(fly("notification").app).sort()).toEqual(["NOTIFICATION_DATABASE_URL", "REDIS_URL"]);
+    expect(secretsOf(fly("medication").app).sort()).toEqual(["MEDICATION_DATABASE_URL", "REDIS_URL"]);
+    // Each is required before anything is created (set -u alone would stop halfway through).
+    for (const n of secretNames) expect(createScript).toContain(`:?set ${n}}`);
+    for (const name of ["appointment", "notification", "medication", "gateway"]) {
+      expect(createScript).toContain(`create_app ${fly(name).app}\n`);
+      expect(createScript).toContain(`fly deploy --config ${name}.fly.toml`);
+    }
     for (const n of secretNames) expect(envNames).toContain(n);
     const replicas = /replicas=\(([^)]*)\)/.exec(createScript)![1]!.trim().split(/\s+/);
     const peers = loadConfig(fly("gateway").env).INVENTORY_PEERS.map((p) => p.id);
@@ -285,6 +622,11 @@ describe("deployment/fly", () => {
     const at = (s: string) => createScript.indexOf(s);
     expect(at("fly volumes create")).toBeLessThan(at("--config inventory.fly.toml"));
     expect(at("--config inventory.fly.toml")).toBeLessThan(at("--config gateway.fly.toml"));
+    // Medication after what it dials (inventory, appointment), before the gateway that dials it.
+    expect(at("--config appointment.fly.toml")).toBeLessThan(at("--config medication.fly.toml"));
+    expect(at("--config inventory.fly.toml")).toBeLessThan(at("--config medication.fly.toml"));
+    expect(at("--config medication.fly.toml")).toBeLessThan(at("--config gateway.fly.toml"));
+    expect(at("fly secrets set --app medisync-medication")).toBeLessThan(at("--config medication.fly.toml"));
   });
 
   it("a broken fly.toml is caught: wrong port, unknown env name, a peer off its app", () => {
@@ -302,6 +644,52 @@ describe("deployment/fly", () => {
     const peers = inv.env!.INVENTORY_PEERS!.replace("medisync-inv-2.internal", "medisync-inv-9.internal");
     expect(checkFly({ ...inv, env: { ...inv.env, INVENTORY_PEERS: peers } }).join()).toMatch(
       /peer inv-2=medisync-inv-9/,
+    );
+  });
+
+  it("a broken medication fly.toml, or a gateway that dials it wrong, is caught", () => {
+    const med = fly("medication");
+    expect(checkFly({ ...med, checks: { ready: { port: 9401, path: "/readyz" } } })).toContain(
+      "medisync-medication: check on port 9401, the ops port is 9431",
+    );
+    expect(checkFly({ ...med, checks: {} })).toContain("medisync-medication: no check on the ops port 9431");
+    expect(checkFly({ ...med, http_service: { internal_port: 50071 } })).toContain(
+      "medisync-medication: medication is private, but has an [http_service]",
+    );
+    // The ops port moved in its env but not in the check.
+    expect(checkFly({ ...med, env: { ...med.env, MEDICATION_OPS_PORT: "9432" } })).toContain(
+      "medisync-medication: check on port 9431, the ops port is 9432",
+    );
+    expect(
+      checkFly({ ...med, env: { ...med.env, APPOINTMENT_ADDRS: "medisync-appointment.internal:50071" } }),
+    ).toContain(
+      "medisync-medication: APPOINTMENT_ADDRS medisync-appointment.internal:50071 is not the appointment app's private name and port medisync-appointment.internal:50051",
+    );
+    const peers = med.env!.INVENTORY_PEERS!.replace(
+      "medisync-inv-3.internal:50061",
+      "medisync-inv-3.internal:50063",
+    );
+    expect(checkFly({ ...med, env: { ...med.env, INVENTORY_PEERS: peers } }).join()).toMatch(
+      /medisync-medication: peer inv-3=medisync-inv-3.internal:50063/,
+    );
+    const gw = fly("gateway");
+    for (const wrong of [
+      "medisync-medication.internal:50051",
+      "medisync-appointment.internal:50071",
+      "medication:50071",
+    ])
+      expect(checkFly({ ...gw, env: { ...gw.env, MEDICATION_ADDRS: wrong } })).toContain(
+        `medisync-gateway: MEDICATION_ADDRS ${wrong} is not the medication app's private name and port medisync-medication.internal:50071`,
+      );
+    // Missing from the gateway's env, it would dial the default 127.0.0.1:50071.
+    const { MEDICATION_ADDRS: _, ...withoutAddrs } = gw.env!;
+    expect(checkFly({ ...gw, env: withoutAddrs })).toContain(
+      "medisync-gateway: MEDICATION_ADDRS 127.0.0.1:50071 is not the medication app's private name and port medisync-medication.internal:50071",
+    );
+    // Medication's gRPC port moved in its own fly.toml, the gateway not told.
+    const moved = { ...med, env: { ...med.env, MEDICATION_GRPC_PORT: "50072" } };
+    expect(checkFly(gw, { appointment: fly("appointment"), medication: moved })).toContain(
+      "medisync-gateway: MEDICATION_ADDRS medisync-medication.internal:50071 is not the medication app's private name and port medisync-medication.internal:50072",
     );
   });
 });

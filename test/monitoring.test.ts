@@ -15,6 +15,7 @@ await import("../src/gateway/server.ts");
 await import("../src/appointment/server.ts");
 await import("../src/inventory/server.ts");
 await import("../src/notification/server.ts");
+await import("../src/medication/server.ts");
 
 interface Dashboard {
   panels: { title: string; targets: { expr: string }[] }[];
@@ -67,7 +68,11 @@ describe("monitoring", () => {
     const expected = [
       `127.0.0.1:${cfg.PORT}`,
       ...planChildren(cfg).flatMap((c) => {
-        const ops = c.env.APPOINTMENT_OPS_PORT ?? c.env.INVENTORY_OPS_PORT ?? c.env.NOTIFICATION_OPS_PORT;
+        const ops =
+          c.env.APPOINTMENT_OPS_PORT ??
+          c.env.INVENTORY_OPS_PORT ??
+          c.env.NOTIFICATION_OPS_PORT ??
+          c.env.MEDICATION_OPS_PORT;
         return ops ? [`127.0.0.1:${ops}`] : [];
       }),
     ].sort();
@@ -121,6 +126,6 @@ describe("monitoring", () => {
       )
       .map((o) => o.metadata.name)
       .sort();
-    expect(podsWithOps).toEqual(["appointment", "inv", "notification"]);
+    expect(podsWithOps).toEqual(["appointment", "inv", "medication", "notification"]);
   });
 });

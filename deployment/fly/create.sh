@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Creates MediSync on Fly.io in the order that works: apps, then the inventory volumes (one per
 # replica app, each app one Machine), then secrets, then the inventory replicas (they elect a leader
-# among themselves), then appointment, the database preparation, the notification consumer, and
-# last the public gateway. Needs flyctl logged in and, in the environment, the managed databases' URLs:
-#   DATABASE_URL, INVENTORY_DATABASE_URL, NOTIFICATION_DATABASE_URL, REDIS_URL   (never commit them)
+# among themselves), then appointment, the database preparation, the notification consumer, the
+# medication service, and last the public gateway. Needs flyctl logged in and, in the environment, the
+# managed databases' URLs (never commit them):
+#   DATABASE_URL, INVENTORY_DATABASE_URL, NOTIFICATION_DATABASE_URL, MEDICATION_DATABASE_URL, REDIS_URL
 # Optional: FLY_ORG (default: personal), FLY_REGION (default: fra).
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${DATABASE_URL:?set DATABASE_URL}" "${INVENTORY_DATABASE_URL:?set INVENTORY_DATABASE_URL}" "${REDIS_URL:?set REDIS_URL}"
-: "${NOTIFICATION_DATABASE_URL:?set NOTIFICATION_DATABASE_URL}"
+: "${NOTIFICATION_DATABASE_URL:?set NOTIFICATION_DATABASE_URL}" "${MEDICATION_DATABASE_URL:?set MEDICATION_DATABASE_URL}"
 org=${FLY_ORG:-personal}
 region=${FLY_REGION:-fra}
 replicas=(inv-1 inv-2 inv-3)
@@ -18,6 +19,7 @@ create_app() { fly apps list --json | grep -q "\"$1\"" || fly apps create "$1" -
 for id in "${replicas[@]}"; do create_app "medisync-$id"; done
 create_app medisync-appointment
 create_app medisync-notification
+create_app medisync-medication
 create_app medisync-gateway
 
 # One volume per inventory Machine; --require-unique-zone keeps two replicas off one host.
@@ -33,6 +35,7 @@ for id in "${replicas[@]}"; do
 done
 fly secrets set --app medisync-appointment --stage DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL"
 fly secrets set --app medisync-notification --stage NOTIFICATION_DATABASE_URL="$NOTIFICATION_DATABASE_URL" REDIS_URL="$REDIS_URL"
+fly secrets set --app medisync-medication --stage MEDICATION_DATABASE_URL="$MEDICATION_DATABASE_URL" REDIS_URL="$REDIS_URL"
 fly secrets set --app medisync-gateway --stage DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL"
 
 # Inventory first, all three without waiting on each other: a lone replica cannot elect a leader.
@@ -48,6 +51,11 @@ fly scale count 2 --app medisync-appointment --yes
 # The consumer needs the stream, not the gateway: after appointment, which produces the events.
 fly deploy --config notification.fly.toml --ha=false
 fly scale count 2 --app medisync-notification --yes
+
+# Medication dials appointment and inventory (both up by now) and creates its own database at start;
+# before the gateway, which routes /v1/prescriptions to it.
+fly deploy --config medication.fly.toml --ha=false
+fly scale count 2 --app medisync-medication --yes
 
 fly deploy --config gateway.fly.toml
 fly scale count 2 --app medisync-gateway --yes
