@@ -49,18 +49,6 @@ const rendered = (overlay: string) => renderKustomization(path.join(k8sDir, "ove
 const find = (objs: K8sObject[], kind: string, name: string) =>
   objs.find((o) => o.kind === kind && o.metadata.name === name)!;
 
-// test/support/manifest-checks.ts's servicePorts predates the medication service and answers no port
-// for it, so checkKubernetes holds medication's containerPorts and probes against "none". Until it
-// learns the service, its ports are known here: checkServices checks them, and the sentences
-// checkKubernetes writes only because it knows no medication port are dropped (once servicePorts knows
-// medication it writes none for a correct manifest, and the filter drops nothing).
-const portsOf = (command: string, cfg: Config): { serve?: number; ops?: number } =>
-  command === "medication"
-    ? { serve: cfg.MEDICATION_GRPC_PORT, ops: cfg.MEDICATION_OPS_PORT }
-    : servicePorts(command, cfg);
-const noMedicationPort =
-  /: (containerPort \d+ is a port medication does not listen on|(readiness|liveness)Probe port \S+ is not the ops port undefined)$/;
-
 /**
  * Who dials whom, as the code does (the clients each service builds from these variables): the
  * variable, and the command whose pods its addresses must reach. NOTIFICATION_ADDRS joins the
@@ -132,7 +120,7 @@ function medisyncPods(objs: K8sObject[]): Pod[] {
 }
 
 /**
- * What checkKubernetes does not cover: the medication service's ports and probes; that every address
+ * What checkKubernetes does not cover: that every address
  * a service dials (table `dials`) reaches a Service selecting the right service's pods, on the port
  * they serve gRPC on; that a NetworkPolicy lets each such call in, and that no policy lets in a MediSync
  * pod that never dials that port (least privilege); a PodDisruptionBudget for every Deployment.
@@ -142,27 +130,6 @@ function checkServices(objs: K8sObject[]): string[] {
   const pods = medisyncPods(objs);
   const services = objs.filter((o) => o.kind === "Service");
   const policies = objs.filter((o) => o.kind === "NetworkPolicy");
-  for (const p of pods.filter((x) => x.command === "medication")) {
-    const where = `${p.w.kind} ${p.w.metadata.name}/${p.c.name}`;
-    const ports = portsOf(p.command, p.cfg);
-    const declared = (p.c.ports ?? []).map((x: { containerPort: number }) => x.containerPort);
-    for (const port of [ports.serve, ports.ops])
-      if (!declared.includes(port))
-        problems.push(`${where}: listens on ${port}, which no containerPort declares`);
-    for (const port of declared)
-      if (port !== ports.serve && port !== ports.ops)
-        problems.push(`${where}: containerPort ${port} is a port medication does not listen on`);
-    for (const [probe, path] of [
-      ["readinessProbe", "/readyz"],
-      ["livenessProbe", "/healthz"],
-    ] as const) {
-      const get = p.c[probe]?.httpGet;
-      if (!get || portOf(p.c, get.port) !== ports.ops)
-        problems.push(`${where}: ${probe} port ${get?.port} is not the ops port ${ports.ops}`);
-      else if (get.path !== path)
-        problems.push(`${where}: ${probe} path ${get.path}, the ops server serves ${path}`);
-    }
-  }
   // Every call: caller pod → Service → callee pods, on the callee's gRPC port.
   const calls: { caller: Pod; callee: Pod; port: number }[] = [];
   for (const caller of pods) {
@@ -180,7 +147,7 @@ function checkServices(objs: K8sObject[]): string[] {
         const reached = pods.filter((x) => selects(svc.spec.selector, x.labels));
         for (const r of reached) {
           const target = portOf(r.c, sp.targetPort ?? sp.port);
-          const serve = portsOf(r.command, r.cfg).serve;
+          const serve = servicePorts(r.command, r.cfg).serve;
           if (r.command !== callee) problems.push(`${where}: reaches ${r.command} pods, not ${callee}`);
           else if (target === undefined || target !== serve)
             problems.push(`${where}: reaches port ${target} of ${r.command}, which serves gRPC on ${serve}`);
@@ -237,17 +204,9 @@ function checkServices(objs: K8sObject[]): string[] {
   }
   return problems;
 }
-/** checkKubernetes and checkServices together (see portsOf for the sentences dropped). */
+/** checkKubernetes and checkServices together. */
 function checkAll(objs: K8sObject[]): string[] {
-  const medication = new Set(
-    medisyncPods(objs)
-      .filter((p) => p.command === "medication")
-      .map((p) => `${p.w.kind} ${p.w.metadata.name}/${p.c.name}`),
-  );
-  return [
-    ...checkKubernetes(objs).filter((p) => !(medication.has(p.split(": ")[0]!) && noMedicationPort.test(p))),
-    ...checkServices(objs),
-  ];
+  return [...checkKubernetes(objs), ...checkServices(objs)];
 }
 
 describe("deployment/kubernetes", () => {
@@ -548,7 +507,7 @@ function checkFly(
   } catch (err) {
     return [...problems, `${t.app}: ${(err as Error).message}`];
   }
-  const ports = portsOf(command, cfg);
+  const ports = servicePorts(command, cfg);
   if (t.http_service && command !== "gateway")
     problems.push(`${t.app}: ${command} is private, but has an [http_service]`);
   if (command !== "gateway" && Object.keys(t.checks ?? {}).length === 0)
@@ -578,7 +537,7 @@ function checkFly(
       continue;
     }
     const app = apps[callee]!;
-    const want = `${app.app}.internal:${portsOf(callee, loadConfig(app.env)).serve}`;
+    const want = `${app.app}.internal:${servicePorts(callee, loadConfig(app.env)).serve}`;
     for (const a of addressesOf(cfg, variable))
       if (a !== want)
         problems.push(`${t.app}: ${variable} ${a} is not the ${callee} app's private name and port ${want}`);
