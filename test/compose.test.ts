@@ -93,8 +93,16 @@ describe("docker-compose.yml", () => {
       expect(svc.command?.[0], name).toBe(child.command);
       const env = svc.environment ?? {};
       for (const [key, value] of Object.entries(child.env)) {
-        if (key === "APPOINTMENT_ADDRS" || key === "INVENTORY_PEERS" || key === "MEDICATION_ADDRS") {
+        if (
+          key === "APPOINTMENT_ADDRS" ||
+          key === "INVENTORY_PEERS" ||
+          key === "MEDICATION_ADDRS" ||
+          key === "NOTIFICATION_ADDRS"
+        ) {
           expect(portsOf(env[key] ?? ""), `${name} ${key}`).toEqual(portsOf(value));
+        } else if (key === "NOTIFICATION_WEBHOOK_ALLOW_PRIVATE") {
+          // npm start's one machine only: in containers a webhook must not reach private addresses.
+          expect(env[key], `${name} ${key}`).toBeUndefined();
         } else {
           expect(env[key], `${name} ${key}`).toBe(value);
         }
@@ -113,12 +121,18 @@ describe("docker-compose.yml", () => {
         ...(env.APPOINTMENT_ADDRS?.split(",") ?? []),
         ...(env.INVENTORY_PEERS?.split(",").map((p) => p.split("=")[1]!) ?? []),
         ...(env.MEDICATION_ADDRS?.split(",") ?? []),
+        ...(env.NOTIFICATION_ADDRS?.split(",") ?? []),
       ];
       for (const a of addrs) {
         const [host, port] = a.split(":") as [string, string];
         const target = compose.services[host]?.environment ?? {};
         expect(
-          [target.APPOINTMENT_GRPC_PORT, target.INVENTORY_GRPC_PORT, target.MEDICATION_GRPC_PORT],
+          [
+            target.APPOINTMENT_GRPC_PORT,
+            target.INVENTORY_GRPC_PORT,
+            target.MEDICATION_GRPC_PORT,
+            target.NOTIFICATION_GRPC_PORT,
+          ],
           `${name} → ${a}`,
         ).toContain(port);
       }

@@ -238,6 +238,10 @@ const jsonish = fc.oneof(
     },
     { requiredKeys: [] },
   ),
+  fc.record(
+    { url: nasty, events: fc.oneof(nasty, fc.array(nasty, { maxLength: 6 })), clinicId: nasty },
+    { requiredKeys: [] },
+  ),
 );
 const rawBody = fc.oneof(
   jsonish.map((v) => JSON.stringify(v) ?? "null"),
@@ -269,6 +273,33 @@ const request = fc.oneof(
     path: fc
       .tuple(segment, segment, segment)
       .map(([id, l, c]) => `/v1/appointments/${id}/prescriptions?limit=${l}&cursor=${c}`),
+  }),
+  fc.record({
+    method: fc.constant("GET"),
+    path: fc
+      .tuple(segment, segment, segment)
+      .map(([id, l, c]) => `/v1/patients/${id}/notifications?limit=${l}&cursor=${c}`),
+  }),
+  fc.record({ method: fc.constant("POST"), path: fc.constant("/v1/webhooks"), body: rawBody }),
+  // A valid limit with any cursor is a call (503 here, with no notification service): limits only.
+  fc.record({
+    method: fc.constant("GET"),
+    path: segment
+      .filter((l) => {
+        const n = Number(decodeURIComponent(l));
+        return !(Number.isInteger(n) && n >= 1 && n <= 100);
+      })
+      .map((l) => `/v1/webhooks?limit=${l}`),
+  }),
+  fc.record({
+    method: fc.constant("GET"),
+    path: fc
+      .tuple(segment, segment, segment)
+      .map(([id, l, c]) => `/v1/webhooks/${id}/deliveries?limit=${l}&cursor=${c}`),
+  }),
+  fc.record({
+    method: fc.constant("POST"),
+    path: fc.tuple(segment, segment).map(([id, d]) => `/v1/webhooks/${id}/deliveries/${d}/redeliver`),
   }),
   fc.record({
     method: fc.constantFrom("GET", "PUT", "DELETE", "PATCH"),

@@ -28,6 +28,7 @@ function startProcess(instanceId: string): Watched {
     REDIS_URL: cfg.REDIS_URL,
     REDIS_KEY_PREFIX: cfg.REDIS_KEY_PREFIX,
     NOTIFICATION_OPS_PORT: "0",
+    NOTIFICATION_GRPC_PORT: "0",
     NOTIFICATION_CLAIM_IDLE_MS: "1000",
     INSTANCE_ID: instanceId,
     LOG_LEVEL: "info",

@@ -63,13 +63,20 @@ export function planChildren(cfg: Config): ChildSpec[] {
       },
     });
   }
+  const notificationAddrs: string[] = [];
   for (let i = 0; i < cfg.NOTIFICATION_INSTANCES; i++) {
+    const grpcPort = cfg.NOTIFICATION_GRPC_PORT + i;
+    notificationAddrs.push(`127.0.0.1:${grpcPort}`);
     children.push({
       name: `notification-${i + 1}`,
       command: "notification",
       env: {
         INSTANCE_ID: `notification-${i + 1}`,
+        NOTIFICATION_GRPC_PORT: String(grpcPort),
         NOTIFICATION_OPS_PORT: String(cfg.NOTIFICATION_OPS_PORT + i),
+        // One machine, receivers on loopback: webhooks to local addresses are the point here.
+        // docker-compose.yml does not set it (a test holds that).
+        NOTIFICATION_WEBHOOK_ALLOW_PRIVATE: "true",
       },
     });
   }
@@ -96,6 +103,7 @@ export function planChildren(cfg: Config): ChildSpec[] {
       INSTANCE_ID: "gateway",
       APPOINTMENT_ADDRS: addrs.join(","),
       MEDICATION_ADDRS: medicationAddrs.join(","),
+      NOTIFICATION_ADDRS: notificationAddrs.join(","),
       INVENTORY_PEERS: peerList,
     },
   });

@@ -13,6 +13,8 @@ import { ClinicDirectory } from "./clinics.ts";
 import { addClusterRoutes } from "./cluster-routes.ts";
 import { addInventoryRoutes } from "./inventory-routes.ts";
 import { MedicationClient } from "./medication-client.ts";
+import { NotificationClient } from "./notification-client.ts";
+import { addNotificationRoutes } from "./notification-routes.ts";
 import { addPrescriptionRoutes } from "./prescription-routes.ts";
 import { createWriteLane } from "./write-lane.ts";
 
@@ -34,6 +36,10 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     deadlineMs: cfg.GRPC_DEADLINE_MS,
   });
   const medication = new MedicationClient({ addrs: cfg.MEDICATION_ADDRS, deadlineMs: cfg.GRPC_DEADLINE_MS });
+  const notifications = new NotificationClient({
+    addrs: cfg.NOTIFICATION_ADDRS,
+    deadlineMs: cfg.GRPC_DEADLINE_MS,
+  });
   const redis = createRedis({
     url: cfg.REDIS_URL,
     commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS,
@@ -59,6 +65,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
       addInventoryRoutes(a, { inventory, clinics });
       addClusterRoutes(a, inventory);
       addPrescriptionRoutes(a, medication);
+      addNotificationRoutes(a, notifications);
     },
     appointments,
     log,
@@ -119,6 +126,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     clinics.stop();
     appointments.close();
     medication.close();
+    notifications.close();
     inventory.close();
     redis.disconnect();
     log.info("gateway closed");

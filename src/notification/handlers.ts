@@ -8,6 +8,8 @@ export interface NotificationDraft extends Message {
   patientId: string;
   clinicId: string;
   kind: string;
+  /** What a webhook receives of the event besides the notification: ids and codes only, no PHI. */
+  data: Record<string, string | number>;
 }
 
 export interface EventHandler {
@@ -32,7 +34,13 @@ function appointmentHandler(topic: string, kind: string, message: typeof bookedM
       const p = appointmentEvent.safeParse(payload);
       if (!p.success) return undefined;
       try {
-        return { patientId: p.data.patientId, clinicId: p.data.clinicId, kind, ...message(p.data) };
+        return {
+          patientId: p.data.patientId,
+          clinicId: p.data.clinicId,
+          kind,
+          data: { appointmentId: p.data.appointmentId },
+          ...message(p.data),
+        };
       } catch {
         return undefined; // a time zone Intl does not know
       }
@@ -55,7 +63,18 @@ function prescriptionHandler(topic: string, kind: string): EventHandler {
     draft(payload) {
       const p = prescriptionEvent.safeParse(payload);
       if (!p.success) return undefined;
-      return { patientId: p.data.patientId, clinicId: p.data.clinicId, kind, ...prescriptionMessage(p.data) };
+      return {
+        patientId: p.data.patientId,
+        clinicId: p.data.clinicId,
+        kind,
+        data: {
+          prescriptionId: p.data.prescriptionId,
+          medicationCode: p.data.medicationCode,
+          quantity: p.data.quantity,
+          status: p.data.status,
+        },
+        ...prescriptionMessage(p.data),
+      };
     },
   };
 }

@@ -1,5 +1,5 @@
 // Owns the notification database schema as versioned migrations (run by migrate.ts): the inbox of
-// handled events, the notifications they made, and each notification's deliveries per channel.
+// handled events, the notifications they made, the webhooks and each event's deliveries to them.
 import type { Migration } from "../shared/migrate.ts";
 
 export const migrations: Migration[] = [
@@ -31,6 +31,56 @@ export const migrations: Migration[] = [
         created_at timestamptz NOT NULL DEFAULT now()
       );
       CREATE INDEX notifications_patient ON notifications (patient_id, created_at DESC, id DESC);
+    `,
+  },
+  {
+    version: 2,
+    name: "webhooks, webhook deliveries, inbox last seen",
+    sql: `
+      -- When the inbox last saw the event (first handling or any redelivery): a relay replay makes
+      -- a row's relayed_at new again, so the inbox must be kept from its last sighting, not its
+      -- first, for its retention to cover every replay window (pruner.ts).
+      ALTER TABLE inbox ADD COLUMN seen_at timestamptz NOT NULL DEFAULT now();
+      CREATE INDEX inbox_seen ON inbox (seen_at);
+      CREATE INDEX notifications_created ON notifications (created_at);
+
+      -- A receiver of events. The secret signs every delivery; it is kept to sign with (HMAC needs
+      -- it) and answered only when the webhook is created.
+      CREATE TABLE webhooks (
+        id uuid PRIMARY KEY,
+        url text NOT NULL,
+        events text[] NOT NULL CHECK (cardinality(events) > 0),
+        clinic_id uuid,
+        secret text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX webhooks_created ON webhooks (created_at, id);
+
+      -- One row per (webhook, event): made in the transaction that handled the event, so an event
+      -- is never delivered to a webhook twice by row, whatever the stream redelivers. payload is the
+      -- exact body, so every attempt and redelivery sends the same bytes. lease_id is the claim of
+      -- the attempt in flight: its result is written only while the claim still holds.
+      CREATE TABLE webhook_deliveries (
+        id uuid PRIMARY KEY,
+        webhook_id uuid NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        event_id text NOT NULL,
+        topic text NOT NULL,
+        payload text NOT NULL,
+        status text NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts int NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz,
+        lease_id uuid,
+        attempted_by text,
+        last_status_code int,
+        last_error text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (webhook_id, event_id)
+      );
+      CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+      CREATE INDEX webhook_deliveries_page ON webhook_deliveries (webhook_id, created_at DESC, id DESC);
+      CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
+      CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (updated_at) WHERE status <> 'pending';
     `,
   },
 ];

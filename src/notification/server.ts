@@ -1,15 +1,23 @@
 // Owns the notification process: its database (created and migrated at start), the consumer of
-// the event stream, the ops HTTP server, and closing them in order.
+// the event stream, the webhook delivery worker, the pruner, the gRPC server, the ops HTTP server,
+// and closing them in order.
+import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { NotificationServiceService } from "../gen/medisync/v1/notification.ts";
 import type { Config } from "../shared/config.ts";
+import { serverOptions } from "../shared/grpc.ts";
 import { startOpsServer } from "../shared/metrics.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
 import { StreamConsumer, streamConsumerMetrics } from "../shared/stream-consumer.ts";
+import { DeliveryWorker } from "./deliveries.ts";
 import { handleEvent } from "./inbox.ts";
 import { migrate } from "./migrate.ts";
+import { startPruner } from "./pruner.ts";
+import { createNotificationHandlers } from "./service.ts";
 
 export interface NotificationService {
+  grpcPort: number;
   opsPort: number;
   consumer: string;
   close(): Promise<void>;
@@ -43,13 +51,40 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
     consumer,
     claimIdleMs: cfg.NOTIFICATION_CLAIM_IDLE_MS,
     deliveriesMax: cfg.NOTIFICATION_DELIVERIES_MAX,
-    handle: (ev) => handleEvent(pool, ev, consumer),
+    handle: (ev) => handleEvent(pool, ev, consumer, () => worker.kick()),
     log,
     metricsPrefix,
   });
+  const worker = new DeliveryWorker({
+    pool,
+    log,
+    instance: consumer,
+    attemptsMax: cfg.NOTIFICATION_WEBHOOK_ATTEMPTS_MAX,
+    backoffMsBase: cfg.NOTIFICATION_WEBHOOK_BACKOFF_MS_BASE,
+    allowPrivate: cfg.NOTIFICATION_WEBHOOK_ALLOW_PRIVATE,
+  });
+  worker.start();
   stream.start();
+  const pruner = startPruner({
+    pool,
+    retentionSeconds: cfg.NOTIFICATION_INBOX_RETENTION_SECONDS,
+    intervalMs: cfg.NOTIFICATION_PRUNE_INTERVAL_MS,
+    log,
+  });
 
   let closing = false;
+  const server = new Server(serverOptions);
+  server.addService(
+    NotificationServiceService,
+    createNotificationHandlers({ pool, log, allowPrivate: cfg.NOTIFICATION_WEBHOOK_ALLOW_PRIVATE }),
+  );
+  const grpcPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      `${cfg.HOST}:${cfg.NOTIFICATION_GRPC_PORT}`,
+      ServerCredentials.createInsecure(),
+      (err, port) => (err ? reject(err) : resolve(port)),
+    ),
+  );
   const ops = await startOpsServer({
     host: cfg.HOST,
     port: cfg.NOTIFICATION_OPS_PORT,
@@ -61,14 +96,24 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
   });
   const address = ops.address();
   const opsPort = typeof address === "object" && address ? address.port : cfg.NOTIFICATION_OPS_PORT;
-  log.info({ opsPort, consumer }, "notification service listening");
+  log.info({ grpcPort, opsPort, consumer }, "notification service listening");
 
   return {
+    grpcPort,
     opsPort,
     consumer,
     async close() {
       closing = true;
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), cfg.SHUTDOWN_DRAIN_MS);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
       await stream.stop();
+      await worker.stop();
+      await pruner.stop();
       await new Promise<void>((resolve) => ops.close(() => resolve()));
       redis.disconnect();
       await pool.end();

@@ -34,6 +34,8 @@ export const errorCodes = {
     title: "Already cancelled",
   },
   PRESCRIPTION_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Prescription not found" },
+  WEBHOOK_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Webhook not found" },
+  DELIVERY_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Webhook delivery not found" },
   APPOINTMENT_NOT_BOOKED: {
     grpc: GrpcStatus.FAILED_PRECONDITION,
     http: 409,

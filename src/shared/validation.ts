@@ -111,3 +111,23 @@ export const prescriptionLimits = {
   pageLimitMax: 100,
   pageLimitDefault: 20,
 } as const;
+
+/**
+ * Notifications and webhooks (notification service and gateway alike). The topics are the events
+ * the notification service has handlers for (src/notification/handlers.ts; a test keeps them equal).
+ */
+export const notificationLimits = {
+  webhookEvents: [
+    "appointment.booked",
+    "appointment.cancelled",
+    "prescription.issued",
+    "prescription.declined",
+    "prescription.cancelled",
+  ] as const,
+  /** Characters of a webhook URL. */
+  webhookUrlMax: 2_048,
+  pageLimitMax: 100,
+  pageLimitDefault: 20,
+  /** Characters of an opaque page cursor. */
+  cursorMax: 512,
+} as const;

@@ -1,6 +1,9 @@
 // Notification-test plumbing: a config with a notification database of the test's own, resetting
-// it, bookings and cancellations in bursts through the real appointment service, and counting.
-import { randomUUID } from "node:crypto";
+// it, bookings and cancellations in bursts through the real appointment service, counting, and
+// real webhook receivers on loopback.
+import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import pg from "pg";
 import type { Config } from "../../src/shared/config.ts";
 import { callUnary } from "../../src/shared/grpc.ts";
@@ -11,7 +14,10 @@ export function notificationTestConfig(base: string, env: Record<string, string>
   return testConfig(base, {
     NOTIFICATION_DATABASE_URL: `${PG_BASE}/medisync_test_${testName(base)}_notification`,
     NOTIFICATION_OPS_PORT: "0",
+    NOTIFICATION_GRPC_PORT: "0",
     NOTIFICATION_CLAIM_IDLE_MS: "1000",
+    // Webhook receivers in tests listen on loopback.
+    NOTIFICATION_WEBHOOK_ALLOW_PRIVATE: "true",
     ...env,
   });
 }
@@ -77,4 +83,71 @@ export async function until(cond: () => Promise<boolean>, what: string, timeoutM
 
 export async function countOf(pool: pg.Pool, sql: string, params: readonly unknown[] = []): Promise<number> {
   return (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sql}`, [...params])).rows[0]!.n;
+}
+
+/** One request a webhook receiver got. */
+export interface Received {
+  eventId: string;
+  deliveryId: string;
+  signature: string;
+  body: string;
+  answered: number;
+}
+
+/**
+ * A real webhook receiver on loopback (node:http): records every request and answers what
+ * `answer` says (by how many times it has seen the event before), 200 by default.
+ */
+export class Receiver {
+  readonly received: Received[] = [];
+  answer: (eventId: string, seenBefore: number) => number = () => 200;
+  private server: Server | undefined;
+  url = "";
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const eventId = String(req.headers["medisync-event-id"] ?? "");
+        const seenBefore = this.received.filter((r) => r.eventId === eventId).length;
+        const answered = this.answer(eventId, seenBefore);
+        this.received.push({
+          eventId,
+          deliveryId: String(req.headers["medisync-delivery-id"] ?? ""),
+          signature: String(req.headers["medisync-signature"] ?? ""),
+          body: Buffer.concat(chunks).toString("utf8"),
+          answered,
+        });
+        res.writeHead(answered, { "content-type": "text/plain" });
+        res.end("ok");
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hook`;
+    return this;
+  }
+
+  eventIds(): Set<string> {
+    return new Set(this.received.map((r) => r.eventId));
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+/** Checks a MediSync-Signature header against the body and secret, as a receiver would. */
+export function signatureValid(
+  header: string,
+  body: string,
+  secret: string,
+  toleranceSeconds = 300,
+): boolean {
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
+  if (!m) return false;
+  const t = Number(m[1]);
+  if (Math.abs(Date.now() / 1000 - t) > toleranceSeconds) return false;
+  const expected = createHmac("sha256", secret).update(`${t}.${body}`).digest("hex");
+  return timingSafeEqual(Buffer.from(expected), Buffer.from(m[2]!));
 }

@@ -1,0 +1,312 @@
+// Owns the notification REST routes: a patient's notifications (newest first, paginated, with each
+// channel's delivery status) and the webhooks — register one (its secret answered once), list them,
+// list a webhook's deliveries, redeliver one. Input is refused here, naming the field, before any
+// call; the notification service checks again and alone decides whether a URL's addresses are
+// allowed. Every answer comes from the notification service over gRPC.
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import type {
+  WebhookDelivery as DeliveryMsg,
+  PatientNotification as NotificationMsg,
+  Webhook as WebhookMsg,
+} from "../gen/medisync/v1/notification.ts";
+import { notificationLimits as limits } from "../shared/validation.ts";
+import type { GatewayEnv } from "./app.ts";
+import type { NotificationClient } from "./notification-client.ts";
+import { mount } from "./route.ts";
+import { json, jsonBody, problemDoc, uuid } from "./schemas.ts";
+
+const PageQuery = z.strictObject({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(limits.pageLimitMax)
+    .optional()
+    .openapi({ param: { name: "limit", in: "query", required: false }, example: limits.pageLimitDefault }),
+  cursor: z
+    .string()
+    .max(limits.cursorMax)
+    .optional()
+    .openapi({
+      param: { name: "cursor", in: "query", required: false },
+      description: "nextCursor of the page before",
+    }),
+});
+
+const PatientParams = z.object({
+  id: uuid("id").openapi({ param: { name: "id", in: "path" } }),
+});
+const WebhookParams = z.object({
+  id: uuid("id").openapi({ param: { name: "id", in: "path" } }),
+});
+const DeliveryParams = z.object({
+  id: uuid("id").openapi({ param: { name: "id", in: "path" } }),
+  deliveryId: uuid("deliveryId").openapi({ param: { name: "deliveryId", in: "path" } }),
+});
+
+const EventType = z.enum(limits.webhookEvents);
+
+const ChannelStatus = z
+  .object({
+    channel: z.enum(["webhook"]),
+    status: z.enum(["none", "pending", "delivered", "dead"]).openapi({
+      description: "none: nothing to deliver; pending: a delivery still to make; dead: one given up",
+    }),
+    delivered: z.number().int(),
+    pending: z.number().int(),
+    dead: z.number().int(),
+  })
+  .openapi("ChannelStatus");
+
+const Notification = z
+  .object({
+    id: z.string(),
+    eventId: z.string().openapi({ description: "the event's id: the webhooks' MediSync-Event-Id" }),
+    kind: z.string().openapi({ example: "appointment-booked" }),
+    clinicId: z.string(),
+    subject: z.string(),
+    body: z.string(),
+    createdAt: z.string().openapi({ format: "date-time" }),
+    channels: z.array(ChannelStatus),
+  })
+  .openapi("Notification");
+
+const NotificationPage = z
+  .object({ items: z.array(Notification), nextCursor: z.string().nullable() })
+  .openapi("NotificationPage");
+
+const webhookUrl = z
+  .string()
+  .min(1)
+  .max(limits.webhookUrlMax)
+  .refine(
+    (s) => {
+      try {
+        const u = new URL(s);
+        return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
+      } catch {
+        return false;
+      }
+    },
+    { message: "must be an absolute http or https URL" },
+  )
+  .openapi({ format: "uri", example: "https://hooks.example.com/medisync" });
+
+const CreateWebhookBody = z
+  .strictObject({
+    url: webhookUrl,
+    events: z
+      .array(EventType)
+      .min(1)
+      .max(limits.webhookEvents.length)
+      .refine((e) => new Set(e).size === e.length, { message: "must not repeat an event type" }),
+    clinicId: uuid("clinicId")
+      .optional()
+      .openapi({ description: "only this clinic's events; all when absent" }),
+  })
+  .openapi("CreateWebhookRequest");
+
+const Webhook = z
+  .object({
+    id: z.string(),
+    url: z.string(),
+    events: z.array(EventType),
+    clinicId: z.string().nullable(),
+    createdAt: z.string().openapi({ format: "date-time" }),
+  })
+  .openapi("Webhook");
+
+const CreatedWebhook = Webhook.extend({
+  secret: z.string().openapi({
+    description:
+      'shown once: verify MediSync-Signature (t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>) with it',
+  }),
+}).openapi("CreatedWebhook");
+
+const WebhookPage = z
+  .object({ items: z.array(Webhook), nextCursor: z.string().nullable() })
+  .openapi("WebhookPage");
+
+const Delivery = z
+  .object({
+    id: z.string(),
+    webhookId: z.string(),
+    eventId: z.string(),
+    type: EventType,
+    status: z.enum(["pending", "delivered", "dead"]),
+    attempts: z.number().int(),
+    nextAttemptAt: z.string().nullable().openapi({ format: "date-time" }),
+    lastStatusCode: z.number().int().nullable(),
+    lastError: z.string().nullable(),
+    createdAt: z.string().openapi({ format: "date-time" }),
+    updatedAt: z.string().openapi({ format: "date-time" }),
+  })
+  .openapi("WebhookDelivery");
+
+const DeliveryPage = z
+  .object({ items: z.array(Delivery), nextCursor: z.string().nullable() })
+  .openapi("WebhookDeliveryPage");
+
+const notificationView = (n: NotificationMsg) => ({
+  id: n.id,
+  eventId: n.eventId,
+  kind: n.kind,
+  clinicId: n.clinicId,
+  subject: n.subject,
+  body: n.body,
+  createdAt: n.createdAt,
+  channels: n.channels.map((ch) => ({
+    channel: ch.channel as "webhook",
+    status: ch.status as z.infer<typeof ChannelStatus>["status"],
+    delivered: ch.delivered,
+    pending: ch.pending,
+    dead: ch.dead,
+  })),
+});
+
+const webhookView = (w: WebhookMsg) => ({
+  id: w.id,
+  url: w.url,
+  events: w.events as z.infer<typeof EventType>[],
+  clinicId: w.clinicId || null,
+  createdAt: w.createdAt,
+});
+
+const deliveryView = (d: DeliveryMsg) => ({
+  id: d.id,
+  webhookId: d.webhookId,
+  eventId: d.eventId,
+  type: d.type as z.infer<typeof EventType>,
+  status: d.status as z.infer<typeof Delivery>["status"],
+  attempts: d.attempts,
+  nextAttemptAt: d.nextAttemptAt || null,
+  lastStatusCode: d.lastStatusCode || null,
+  lastError: d.lastError || null,
+  createdAt: d.createdAt,
+  updatedAt: d.updatedAt,
+});
+
+export function addNotificationRoutes(app: OpenAPIHono<GatewayEnv>, notifications: NotificationClient): void {
+  mount(
+    app,
+    createRoute({
+      method: "get",
+      path: "/v1/patients/{id}/notifications",
+      summary: "A patient's notifications, newest first, with each channel's delivery status",
+      request: { params: PatientParams, query: PageQuery },
+      responses: {
+        200: json(NotificationPage, "One page; nextCursor is null on the last"),
+        400: problemDoc("Invalid id, limit or cursor"),
+      },
+    }),
+    async (c) => {
+      // The auth issue: a patient may read only their own (clinicians their clinics') — checked here.
+      const { limit, cursor } = c.req.valid("query");
+      const res = await notifications.listPatientNotifications(
+        c.req.valid("param").id,
+        limit ?? 0,
+        cursor ?? "",
+        c.get("requestId"),
+      );
+      return c.json(
+        { items: res.notifications.map(notificationView), nextCursor: res.nextCursor || null },
+        200,
+      );
+    },
+  );
+
+  mount(
+    app,
+    createRoute({
+      method: "post",
+      path: "/v1/webhooks",
+      summary: "Register a webhook (admin); the answer carries its signing secret, once",
+      description:
+        "Deliveries are POSTed as JSON {id, type, createdAt, data} with MediSync-Event-Id and " +
+        "MediSync-Signature headers, retried with exponential backoff and jitter, then marked dead " +
+        "(docs/notification.md). Only http(s) URLs; a URL that resolves to a loopback, private, " +
+        "link-local or unspecified address is refused (400 naming url).",
+      request: { body: jsonBody(CreateWebhookBody) },
+      responses: {
+        201: json(CreatedWebhook, "Registered"),
+        400: problemDoc("Invalid url, events or clinicId"),
+      },
+    }),
+    async (c) => {
+      // Admin only (the auth issue): the role check goes here.
+      const body = c.req.valid("json");
+      const res = await notifications.createWebhook(
+        { url: body.url, events: body.events, clinicId: body.clinicId ?? "" },
+        c.get("requestId"),
+      );
+      return c.json({ ...webhookView(res.webhook!), secret: res.secret }, 201);
+    },
+  );
+
+  mount(
+    app,
+    createRoute({
+      method: "get",
+      path: "/v1/webhooks",
+      summary: "Webhooks (admin), oldest first, without their secrets",
+      request: { query: PageQuery },
+      responses: {
+        200: json(WebhookPage, "One page; nextCursor is null on the last"),
+        400: problemDoc("Invalid limit or cursor"),
+      },
+    }),
+    async (c) => {
+      // Admin only (the auth issue): the role check goes here.
+      const { limit, cursor } = c.req.valid("query");
+      const res = await notifications.listWebhooks(limit ?? 0, cursor ?? "", c.get("requestId"));
+      return c.json({ items: res.webhooks.map(webhookView), nextCursor: res.nextCursor || null }, 200);
+    },
+  );
+
+  mount(
+    app,
+    createRoute({
+      method: "get",
+      path: "/v1/webhooks/{id}/deliveries",
+      summary: "A webhook's deliveries (admin), newest first, with status and attempts",
+      request: { params: WebhookParams, query: PageQuery },
+      responses: {
+        200: json(DeliveryPage, "One page; nextCursor is null on the last"),
+        400: problemDoc("Invalid id, limit or cursor"),
+        404: problemDoc("No such webhook"),
+      },
+    }),
+    async (c) => {
+      // Admin only (the auth issue): the role check goes here.
+      const { limit, cursor } = c.req.valid("query");
+      const res = await notifications.listDeliveries(
+        c.req.valid("param").id,
+        limit ?? 0,
+        cursor ?? "",
+        c.get("requestId"),
+      );
+      return c.json({ items: res.deliveries.map(deliveryView), nextCursor: res.nextCursor || null }, 200);
+    },
+  );
+
+  mount(
+    app,
+    createRoute({
+      method: "post",
+      path: "/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+      summary: "Send a delivery again (admin): back to pending, its attempts counted from zero",
+      request: { params: DeliveryParams },
+      responses: {
+        200: json(Delivery, "Pending again"),
+        400: problemDoc("Invalid id or deliveryId"),
+        404: problemDoc("No such webhook or delivery"),
+      },
+    }),
+    async (c) => {
+      // Admin only (the auth issue): the role check goes here.
+      const { id, deliveryId } = c.req.valid("param");
+      const res = await notifications.redeliver(id, deliveryId, c.get("requestId"));
+      return c.json(deliveryView(res.delivery!), 200);
+    },
+  );
+}
