@@ -15,6 +15,8 @@ import { addInventoryRoutes } from "./inventory-routes.ts";
 import { MedicationClient } from "./medication-client.ts";
 import { NotificationClient } from "./notification-client.ts";
 import { addNotificationRoutes } from "./notification-routes.ts";
+import { addOpsRoutes } from "./ops-routes.ts";
+import { OpsState } from "./ops-state.ts";
 import { addPrescriptionRoutes } from "./prescription-routes.ts";
 import { createWriteLane } from "./write-lane.ts";
 
@@ -25,6 +27,8 @@ export interface Gateway {
 
 /** While draining, idle keep-alive connections are closed this often (each as soon as it goes idle). */
 const idleSweepMs = 50;
+/** How often an open /ops dashboard is brought up to date. */
+const opsPollMs = 1_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -60,8 +64,13 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     log,
   });
   clinics.start();
+  let ops: { close(): void } | undefined;
   const app = createApp({
     extend: (a) => {
+      ops = addOpsRoutes(
+        a,
+        new OpsState({ inventory, redis, stream: `${cfg.REDIS_KEY_PREFIX}events`, log, pollMs: opsPollMs }),
+      );
       addInventoryRoutes(a, { inventory, clinics });
       addClusterRoutes(a, inventory);
       addPrescriptionRoutes(a, medication);
@@ -103,6 +112,8 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     log.info({ unreadyMs: cfg.SHUTDOWN_UNREADY_MS }, "gateway draining: /readyz answers 503");
     // Load balancers stop sending once they see /readyz fail; until then requests are still served.
     await sleep(cfg.SHUTDOWN_UNREADY_MS);
+    // Dashboards' event streams are never idle: ended here, so they do not hold the drain open.
+    ops?.close();
     const http = server as Server;
     const closed = new Promise<void>((resolve) => http.close(() => resolve()));
     log.info({ drainMs: cfg.SHUTDOWN_DRAIN_MS }, "gateway stopped accepting; draining requests in flight");
