@@ -51,16 +51,19 @@ const find = (objs: K8sObject[], kind: string, name: string) =>
 
 /**
  * Who dials whom, as the code does (the clients each service builds from these variables): the
- * variable, and the command whose pods its addresses must reach. NOTIFICATION_ADDRS joins the
- * gateway's row once the notification manifest serves gRPC.
+ * variable, and the command whose pods its addresses must reach.
  */
 const dials: Record<
   string,
-  { variable: "APPOINTMENT_ADDRS" | "MEDICATION_ADDRS" | "INVENTORY_PEERS"; callee: string }[]
+  {
+    variable: "APPOINTMENT_ADDRS" | "MEDICATION_ADDRS" | "NOTIFICATION_ADDRS" | "INVENTORY_PEERS";
+    callee: string;
+  }[]
 > = {
   gateway: [
     { variable: "APPOINTMENT_ADDRS", callee: "appointment" },
     { variable: "MEDICATION_ADDRS", callee: "medication" },
+    { variable: "NOTIFICATION_ADDRS", callee: "notification" },
     { variable: "INVENTORY_PEERS", callee: "inventory" },
   ],
   medication: [
@@ -233,6 +236,7 @@ describe("deployment/kubernetes", () => {
     expect(find(objs, "Deployment", "appointment").spec.replicas).toBe(2);
     // Stateless, and its instances share the work (SKIP LOCKED recovery, one consumer group).
     expect(find(objs, "Deployment", "medication").spec.replicas).toBe(2);
+    expect(find(objs, "Deployment", "notification").spec.replicas).toBe(2);
   });
 
   it("the overlays differ where they mean to: in-cluster databases and demo data in dev only", () => {
@@ -244,9 +248,9 @@ describe("deployment/kubernetes", () => {
     expect(find(prod, "ConfigMap", "medisync-config").data.SEED_DEMO).toBe("false");
     expect(find(prod, "Service", "gateway").spec.type).toBe("LoadBalancer");
     // Dev's medication database is on the in-cluster PostgreSQL, not the base's placeholder host.
-    expect(new URL(find(dev, "Secret", "medisync-db").stringData.MEDICATION_DATABASE_URL).hostname).toBe(
-      "postgres",
-    );
+    // So are its notification and inventory databases (a key the dev patch lacks keeps the base's).
+    for (const key of ["MEDICATION_DATABASE_URL", "NOTIFICATION_DATABASE_URL", "INVENTORY_DATABASE_URL"])
+      expect(new URL(find(dev, "Secret", "medisync-db").stringData[key]).hostname, key).toBe("postgres");
     expect(find(prod, "Deployment", "gateway").spec.template.spec.containers[0].image).toBe(
       "registry.example.com/medisync:0.1.0",
     );
@@ -279,6 +283,7 @@ describe("deployment/kubernetes", () => {
     ]);
     expect(from("appointment-from-gateway-and-medication")).toEqual(["gateway", "medication"]);
     expect(from("medication-from-gateway")).toEqual(["gateway"]);
+    expect(from("notification-from-gateway")).toEqual(["gateway"]);
   });
 
   it("the monitoring namespace may reach every ops port a pod declares, and no other port", () => {
@@ -450,6 +455,47 @@ describe("deployment/kubernetes", () => {
         "NetworkPolicy appointment-from-gateway-and-medication: lets inv in on 50051, which it never dials",
       );
     });
+
+    const notification = (objs: K8sObject[]) =>
+      find(objs, "Deployment", "notification").spec.template.spec.containers[0];
+
+    it("notification: its gRPC port, the gateway's NOTIFICATION_ADDRS, and its NetworkPolicy", () => {
+      expect(mutate((o) => (notification(o).ports[0].containerPort = 50082))).toEqual(
+        expect.arrayContaining([
+          "Deployment notification/notification: listens on 50081, which no containerPort declares",
+          "Deployment notification/notification: containerPort 50082 is a port notification does not listen on",
+        ]),
+      );
+      // The gateway told the wrong port, or the wrong service, or the Service moved.
+      expect(mutate((o) => (config(o).NOTIFICATION_ADDRS = "notification:50082"))).toContain(
+        "gateway: NOTIFICATION_ADDRS notification:50082: no Service with that name and port",
+      );
+      expect(mutate((o) => (config(o).NOTIFICATION_ADDRS = "medication:50071"))).toContain(
+        "gateway: NOTIFICATION_ADDRS medication:50071: reaches medication pods, not notification",
+      );
+      expect(mutate((o) => (find(o, "Service", "notification").spec.ports[0].targetPort = "ops"))).toContain(
+        "gateway: NOTIFICATION_ADDRS notification:50081: reaches port 9421 of notification, which serves gRPC on 50081",
+      );
+      // Missing from the ConfigMap, the gateway would dial the default 127.0.0.1:50081.
+      expect(mutate((o) => delete config(o).NOTIFICATION_ADDRS)).toContain(
+        "gateway: NOTIFICATION_ADDRS 127.0.0.1:50081: no Service with that name and port",
+      );
+      expect(
+        mutate((o) => o.splice(o.indexOf(find(o, "NetworkPolicy", "notification-from-gateway")), 1)),
+      ).toContain("gateway dials notification on 50081, but no NetworkPolicy lets it in");
+      expect(
+        mutate((o) =>
+          find(o, "NetworkPolicy", "notification-from-gateway").spec.ingress[0].from.push({
+            podSelector: { matchLabels: { "app.kubernetes.io/name": "medication" } },
+          }),
+        ),
+      ).toContain(
+        "NetworkPolicy notification-from-gateway: lets medication in on 50081, which it never dials",
+      );
+      expect(mutate((o) => o.splice(o.indexOf(find(o, "PodDisruptionBudget", "notification")), 1))).toContain(
+        "Deployment notification: needs a PodDisruptionBudget of minAvailable 1",
+      );
+    });
   });
 });
 
@@ -492,7 +538,11 @@ const secretsOf = (app: string) =>
  */
 function checkFly(
   t: FlyToml,
-  apps: Record<string, FlyToml> = { appointment: fly("appointment"), medication: fly("medication") },
+  apps: Record<string, FlyToml> = {
+    appointment: fly("appointment"),
+    medication: fly("medication"),
+    notification: fly("notification"),
+  },
 ): string[] {
   const problems: string[] = [];
   const command = t.processes?.app ?? "";
@@ -647,8 +697,41 @@ describe("deployment/fly", () => {
     );
     // Medication's gRPC port moved in its own fly.toml, the gateway not told.
     const moved = { ...med, env: { ...med.env, MEDICATION_GRPC_PORT: "50072" } };
-    expect(checkFly(gw, { appointment: fly("appointment"), medication: moved })).toContain(
+    expect(
+      checkFly(gw, { appointment: fly("appointment"), medication: moved, notification: fly("notification") }),
+    ).toContain(
       "medisync-gateway: MEDICATION_ADDRS medisync-medication.internal:50071 is not the medication app's private name and port medisync-medication.internal:50072",
+    );
+  });
+
+  it("a broken notification fly.toml, or a gateway that dials it wrong, is caught", () => {
+    const ntf = fly("notification");
+    expect(checkFly({ ...ntf, http_service: { internal_port: 50081 } })).toContain(
+      "medisync-notification: notification is private, but has an [http_service]",
+    );
+    expect(checkFly({ ...ntf, checks: { ready: { port: 50081, path: "/readyz" } } })).toContain(
+      "medisync-notification: check on port 50081, the ops port is 9421",
+    );
+    const gw = fly("gateway");
+    for (const wrong of [
+      "medisync-notification.internal:50082",
+      "medisync-medication.internal:50081",
+      "notification:50081",
+    ])
+      expect(checkFly({ ...gw, env: { ...gw.env, NOTIFICATION_ADDRS: wrong } })).toContain(
+        `medisync-gateway: NOTIFICATION_ADDRS ${wrong} is not the notification app's private name and port medisync-notification.internal:50081`,
+      );
+    // Missing from the gateway's env, it would dial the default 127.0.0.1:50081.
+    const { NOTIFICATION_ADDRS: _, ...withoutAddrs } = gw.env!;
+    expect(checkFly({ ...gw, env: withoutAddrs })).toContain(
+      "medisync-gateway: NOTIFICATION_ADDRS 127.0.0.1:50081 is not the notification app's private name and port medisync-notification.internal:50081",
+    );
+    // Notification's gRPC port moved in its own fly.toml, the gateway not told.
+    const moved = { ...ntf, env: { ...ntf.env, NOTIFICATION_GRPC_PORT: "50082" } };
+    expect(
+      checkFly(gw, { appointment: fly("appointment"), medication: fly("medication"), notification: moved }),
+    ).toContain(
+      "medisync-gateway: NOTIFICATION_ADDRS medisync-notification.internal:50081 is not the notification app's private name and port medisync-notification.internal:50082",
     );
   });
 });

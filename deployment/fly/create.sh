@@ -48,7 +48,8 @@ done
 fly deploy --config appointment.fly.toml --ha=false
 fly scale count 2 --app medisync-appointment --yes
 
-# The consumer needs the stream, not the gateway: after appointment, which produces the events.
+# The consumer needs the stream, not the gateway: after appointment, which produces the events;
+# before the gateway, which serves its routes (/v1/patients/{id}/notifications, ...) over its gRPC port.
 fly deploy --config notification.fly.toml --ha=false
 fly scale count 2 --app medisync-notification --yes
 

@@ -15,7 +15,8 @@ export function servicePorts(command: string, cfg: Config): { serve?: number; op
   if (command === "gateway") return { serve: cfg.PORT, ops: cfg.PORT };
   if (command === "appointment") return { serve: cfg.APPOINTMENT_GRPC_PORT, ops: cfg.APPOINTMENT_OPS_PORT };
   if (command === "inventory") return { serve: cfg.INVENTORY_GRPC_PORT, ops: cfg.INVENTORY_OPS_PORT };
-  if (command === "notification") return { ops: cfg.NOTIFICATION_OPS_PORT };
+  if (command === "notification")
+    return { serve: cfg.NOTIFICATION_GRPC_PORT, ops: cfg.NOTIFICATION_OPS_PORT };
   if (command === "medication") return { serve: cfg.MEDICATION_GRPC_PORT, ops: cfg.MEDICATION_OPS_PORT };
   return {};
 }
