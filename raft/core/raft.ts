@@ -2,19 +2,23 @@
 // and CheckQuorum, replication with batching and pipelining, the commit rule, ReadIndex, leadership
 // transfer, chunked snapshots and single-server membership changes. Pure: no clock, no I/O, no
 // randomness of its own — time is tick(), input is step(), output is ready(), randomness is injected.
+// Two parts live in files of their own, as in etcd: the pending ReadIndex requests and their
+// heartbeat rounds (read-only.ts, etcd's read_only.go) and what a membership change makes of the
+// configuration (conf-change.ts, etcd's confchange/); this file decides when each applies.
 // The driver contract: send rd.messages (they may leave before the write) → persist rd.hardState +
 // rd.entries + rd.snapshot → send rd.messagesAfterPersist → apply rd.committedEntries → advance(rd).
 // The core decides which list a message goes in, and counts the leader's own entries toward a
 // commit only at advance(). See docs/raft.md.
 import { assert } from "./assert.ts";
+import { ConfLog, changeConf, syncProgress } from "./conf-change.ts";
 import { RaftLog } from "./log.ts";
 import { Progress } from "./progress.ts";
+import { ReadOnly } from "./read-only.ts";
 import type { RaftStorage } from "./storage.ts";
 import {
   type ConfChange,
   type ConfState,
   copyConf,
-  decodeConfState,
   type Entry,
   EntryType,
   emptyMessage,
@@ -97,17 +101,6 @@ const NONE = "";
 const lazyReplicationEveryTicks = 4;
 const TRANSFER_CONTEXT = "transfer";
 
-interface PendingRead {
-  context: string;
-  from: string;
-  /** The leader's commit index when the request arrived; -1 until it committed an entry of its term. */
-  index: number;
-  /** The heartbeat round that confirms it: the first round broadcast after it arrived. */
-  round: number;
-  /** Dropped unanswered at this leader tick. */
-  expiresAt: number;
-}
-
 interface SnapshotReceive {
   /** Chunks are joined only within one transfer: one leader, one term, one snapshot. */
   from: string;
@@ -129,8 +122,7 @@ export class RaftCore {
   private voters: string[] = [];
   private learners: string[] = [];
   /** Configuration at the storage snapshot, and every conf entry in the log since (effective on append). */
-  private baseConf: ConfState;
-  private confLog: { index: number; conf: ConfState }[] = [];
+  private readonly confs: ConfLog;
   private readonly votes = new Map<string, boolean>();
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
@@ -140,24 +132,10 @@ export class RaftCore {
   private leadTransferee = NONE;
   /** Index of the newest conf entry this leader may not yet have committed. */
   private pendingConfIndex = 0;
-  /**
-   * ReadIndex requests awaiting confirmation, in arrival order (so rounds and expiry times never
-   * decrease along it); keyed by requester and context too. Heartbeats carry a leader-made round
-   * number, not the request's context: a round answers every read that arrived before it was sent,
-   * so reads arriving together share one round, and an answer to a round sent before a request
-   * arrived can never confirm it — even when a restarted requester reuses an old context.
-   */
-  private readQueue: PendingRead[] = [];
-  private readonly readByKey = new Map<string, PendingRead>();
-  /** Last heartbeat round broadcast in this term, and whether a queued read still needs one. */
-  private readRound = 0;
-  private readRoundDue = false;
+  /** ReadIndex requests awaiting confirmation by a heartbeat round (read-only.ts). */
+  private readonly readOnly: ReadOnly;
   /** Failpoint ack-before-commit: heartbeat ticks counted towards its next (late) append. */
   private lazyReplicationTicks = 0;
-  /** voter → highest round it answered in this term. */
-  private readonly readAcked = new Map<string, number>();
-  /** Ticks since this node last became leader (read expiry clock). */
-  private leaderTicks = 0;
   private snapRecv: SnapshotReceive | undefined;
   private prevSoft: SoftState;
   private prevHard: HardState;
@@ -174,7 +152,6 @@ export class RaftCore {
   private readonly snapshotChunkBytesMax: number;
   private readonly snapshotRetransmitTicks: number;
   private readonly committedEntriesPerReadyMax: number;
-  private readonly readTimeoutTicks: number;
   private readonly readsPendingMax: number;
   private readonly bugs: TestOnlyBugs;
   private mayVote: boolean;
@@ -198,9 +175,10 @@ export class RaftCore {
     this.snapshotRetransmitTicks = c.snapshotRetransmitTicks ?? 2 * c.heartbeatTicks;
     assert(this.snapshotRetransmitTicks >= 1, "snapshotRetransmitTicks must be ≥ 1");
     this.committedEntriesPerReadyMax = c.committedEntriesPerReadyMax ?? 4096;
-    this.readTimeoutTicks = c.readTimeoutTicks ?? 2 * c.electionTicks;
+    const readTimeoutTicks = c.readTimeoutTicks ?? 2 * c.electionTicks;
     this.readsPendingMax = c.readsPendingMax ?? 10_000;
-    assert(this.readTimeoutTicks >= 1 && this.readsPendingMax >= 1, "read limits must be ≥ 1");
+    assert(readTimeoutTicks >= 1 && this.readsPendingMax >= 1, "read limits must be ≥ 1");
+    this.readOnly = new ReadOnly(readTimeoutTicks, this.readsPendingMax);
     this.bugs = c.testOnlyBugs ?? {};
     this.mayVote = c.mayVote ?? true;
     assert(this.entriesPerMessageMax >= 1 && this.inflightMessagesMax >= 1, "limits must be ≥ 1");
@@ -208,19 +186,16 @@ export class RaftCore {
 
     const { hardState, confState } = c.storage.initialState();
     this.log = new RaftLog(c.storage);
-    this.baseConf = copyConf(confState);
+    this.confs = new ConfLog(confState);
     // Configuration is the newest conf entry in the log (effective when appended), else the snapshot's.
     const first = c.storage.firstIndex();
     const last = c.storage.lastIndex();
     for (let lo = first; lo <= last; ) {
       const es = c.storage.entries(lo, last + 1, Number.POSITIVE_INFINITY);
-      for (const e of es) {
-        if (e.type === EntryType.ConfChange)
-          this.confLog.push({ index: e.index, conf: decodeConfState(e.data) });
-      }
+      this.confs.noteAppended(es);
       lo += es.length;
     }
-    this.applyConf(this.currentConf());
+    this.applyConf(this.confs.current());
 
     assert(hardState.commit <= this.log.lastIndex(), "persisted commit beyond the persisted log");
     this.term = hardState.term;
@@ -283,44 +258,15 @@ export class RaftCore {
     if (this.log.term(this.log.committed) !== this.term) {
       throw new RaftError("CONF_CHANGE_PENDING", "leader has not committed an entry of its term yet");
     }
-    const voters = [...this.voters];
-    const learners = [...this.learners];
-    const addresses = { ...(this.currentConf().addresses ?? {}) };
-    const id = cc.nodeId;
-    const invalid = (why: string) => new RaftError("CONF_CHANGE_INVALID", `${cc.type} ${id}: ${why}`);
-    switch (cc.type) {
-      case "addVoter":
-        if (voters.includes(id)) throw invalid("already a voter");
-        if (learners.includes(id)) learners.splice(learners.indexOf(id), 1);
-        voters.push(id);
-        break;
-      case "addLearner":
-        if (voters.includes(id) || learners.includes(id)) throw invalid("already a member");
-        learners.push(id);
-        break;
-      case "removeNode":
-        delete addresses[id];
-        if (id === this.id) throw invalid("the leader cannot remove itself; transfer leadership first");
-        if (voters.includes(id)) voters.splice(voters.indexOf(id), 1);
-        else if (learners.includes(id)) learners.splice(learners.indexOf(id), 1);
-        else throw invalid("not a member");
-        break;
-      case "promoteLearner": {
-        if (!learners.includes(id)) throw invalid("not a learner");
-        const pr = this.prs.get(id)!;
-        if (pr.match < this.log.committed) {
-          throw new RaftError(
-            "LEARNER_NOT_CAUGHT_UP",
-            `learner ${id} at ${pr.match}, commit ${this.log.committed}`,
-          );
-        }
-        learners.splice(learners.indexOf(id), 1);
-        voters.push(id);
-        break;
-      }
-    }
-    if ((cc.type === "addLearner" || cc.type === "addVoter") && cc.address) addresses[id] = cc.address;
-    const r = this.appendEntry(EntryType.ConfChange, encodeConfState({ voters, learners, addresses }));
+    // What the change makes of the configuration in effect (conf-change.ts), or why it is refused.
+    const next = changeConf(
+      { voters: this.voters, learners: this.learners, addresses: this.confs.current().addresses },
+      cc,
+      this.id,
+      this.log.committed,
+      (id) => this.prs.get(id)!.match,
+    );
+    const r = this.appendEntry(EntryType.ConfChange, encodeConfState(next));
     this.pendingConfIndex = r.index;
     this.bcastAppend();
     return r;
@@ -410,7 +356,7 @@ export class RaftCore {
 
   hasReady(): boolean {
     if (this.outstanding) return false;
-    if (this.msgs.length > 0 || this.readStates.length > 0 || this.readRoundDue) return true;
+    if (this.msgs.length > 0 || this.readStates.length > 0 || this.readOnly.roundDue) return true;
     if (this.log.hasUnstable() || this.log.unstableSnapshot() || this.log.hasNextCommitted()) return true;
     if (this.prevSoft.leader !== this.lead || this.prevSoft.role !== this.role) return true;
     const h = this.prevHard;
@@ -420,7 +366,7 @@ export class RaftCore {
   ready(): Ready {
     assert(!this.outstanding, "ready() called again before advance()");
     // Every read that arrived since the last Ready is confirmed by this one heartbeat round.
-    if (this.readRoundDue) this.bcastHeartbeat(this.nextReadRound());
+    if (this.readOnly.roundDue) this.bcastHeartbeat(this.readOnly.nextRound());
     const rd: Ready = {
       entries: this.log.unstable().slice(),
       messages: [],
@@ -475,7 +421,7 @@ export class RaftCore {
     assert(index <= this.log.applied, () => `snapshot at ${index} beyond applied ${this.log.applied}`);
     const term = this.log.term(index);
     assert(term !== undefined, () => `no term for snapshot index ${index}`);
-    const conf = copyConf(this.confAt(index));
+    const conf = copyConf(this.confs.at(index));
     return { index, term, ...conf };
   }
 
@@ -507,10 +453,10 @@ export class RaftCore {
       applied: this.log.applied,
       lastIndex: this.log.lastIndex(),
       firstIndex: this.log.firstIndex(),
-      conf: copyConf({ ...this.currentConf(), voters: this.voters, learners: this.learners }),
+      conf: copyConf({ ...this.confs.current(), voters: this.voters, learners: this.learners }),
       progress,
       leadTransferee: this.leadTransferee,
-      readsPending: this.readByKey.size,
+      readsPending: this.readOnly.pending,
     };
   }
 
@@ -555,12 +501,7 @@ export class RaftCore {
       this.prs.set(id, fresh);
     }
     this.pendingConfIndex = 0;
-    this.readQueue = [];
-    this.readByKey.clear();
-    this.readRound = 0;
-    this.readRoundDue = false;
-    this.readAcked.clear();
-    this.leaderTicks = 0;
+    this.readOnly.reset();
   }
 
   private becomeFollower(term: number, lead: string): void {
@@ -672,8 +613,7 @@ export class RaftCore {
   private tickHeartbeat(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
-    this.leaderTicks++;
-    this.expireReads();
+    this.readOnly.tick(); // expires reads left unconfirmed too long
     this.retransmitSnapshotChunks();
     if (this.electionElapsed >= this.electionTicks) {
       this.electionElapsed = 0;
@@ -692,7 +632,7 @@ export class RaftCore {
       this.heartbeatElapsed = 0;
       // While reads wait, every heartbeat is a new round (etcd sends the last pending context):
       // a round whose messages or answers were lost is retried without the requester's help.
-      this.bcastHeartbeat(this.readQueue.length > 0 ? this.nextReadRound() : "");
+      this.bcastHeartbeat(this.readOnly.waiting ? this.readOnly.nextRound() : "");
       if (this.bugs.replicateOnTickOnly && ++this.lazyReplicationTicks % lazyReplicationEveryTicks === 0) {
         this.bcastAppend();
       }
@@ -922,9 +862,7 @@ export class RaftCore {
       return false;
     }
     this.log.restore(s);
-    this.baseConf = copyConf(s.meta);
-    this.confLog = [];
-    this.applyConf(this.baseConf);
+    this.applyConf(this.confs.restore(s.meta));
     return true;
   }
 
@@ -960,22 +898,14 @@ export class RaftCore {
   }
 
   private onLeaderCommit(): void {
-    const first = this.readQueue[0];
-    if (first === undefined || first.index >= 0 || this.log.term(this.log.committed) !== this.term) return;
+    if (!this.readOnly.awaitingCommitIndex || this.log.term(this.log.committed) !== this.term) return;
     // Now the commit index is known: every read that waited for it reads at it.
     const index = this.log.committed;
     if (this.voters.length === 1 || this.bugs.readIndexWithoutQuorum) {
-      const waiting = this.readQueue;
-      this.readQueue = [];
-      this.readByKey.clear();
-      for (const r of waiting) this.deliverRead(r.from, index, r.context);
+      for (const r of this.readOnly.takeAll()) this.deliverRead(r.from, index, r.context);
       return;
     }
-    for (const r of this.readQueue) {
-      r.index = index;
-      r.round = this.readRound + 1;
-    }
-    this.readRoundDue = true;
+    this.readOnly.readAt(index);
   }
 
   private bcastAppend(): void {
@@ -1144,64 +1074,17 @@ export class RaftCore {
       this.deliverRead(from, this.log.committed, context);
       return;
     }
-    const key = `${from}\n${context}`;
-    const old = this.readByKey.get(key);
-    if (old) {
-      // The same requester reusing a context (say, a restarted process counting from 0 again) is
-      // making a new request: it gets a new index and a new round; the old one is not answered.
-      this.readQueue.splice(this.readQueue.indexOf(old), 1);
-      this.readByKey.delete(key);
-    } else if (this.readByKey.size >= this.readsPendingMax) {
+    if (!this.readOnly.add(context, from, known ? this.log.committed : -1)) {
       if (from === this.id) {
         throw new RaftError("READ_QUEUE_FULL", `${this.readsPendingMax} reads already wait for confirmation`);
       }
       return; // the follower's requester times out and retries
     }
-    const r: PendingRead = {
-      context,
-      from,
-      index: known ? this.log.committed : -1,
-      round: known ? this.readRound + 1 : 0,
-      expiresAt: this.leaderTicks + this.readTimeoutTicks,
-    };
-    this.readQueue.push(r);
-    this.readByKey.set(key, r);
-    if (known) this.readRoundDue = true;
-  }
-
-  private nextReadRound(): string {
-    this.readRoundDue = false;
-    this.readRound++;
-    return String(this.readRound);
   }
 
   private readAck(context: string, from: string): void {
-    const round = Number(context);
-    if (!Number.isSafeInteger(round) || round <= 0 || round > this.readRound) return;
-    if (!this.voters.includes(from) || (this.readAcked.get(from) ?? 0) >= round) return;
-    this.readAcked.set(from, round);
-    // The highest round a quorum answered (the leader answers every round it sent).
-    const rounds = this.voters.map((v) => (v === this.id ? this.readRound : (this.readAcked.get(v) ?? 0)));
-    rounds.sort((a, b) => b - a);
-    const confirmed = rounds[this.quorum() - 1] ?? 0;
-    let k = 0;
-    while (k < this.readQueue.length) {
-      const r = this.readQueue[k]!;
-      if (r.index < 0 || r.round > confirmed) break;
-      k++;
-    }
-    if (k === 0) return;
-    for (const r of this.readQueue.splice(0, k)) {
-      this.readByKey.delete(`${r.from}\n${r.context}`);
-      this.deliverRead(r.from, r.index, r.context);
-    }
-  }
-
-  private expireReads(): void {
-    let k = 0;
-    while (k < this.readQueue.length && this.readQueue[k]!.expiresAt <= this.leaderTicks) k++;
-    if (k === 0) return;
-    for (const r of this.readQueue.splice(0, k)) this.readByKey.delete(`${r.from}\n${r.context}`);
+    const done = this.readOnly.ack(context, from, this.voters, this.id, this.quorum());
+    for (const r of done) this.deliverRead(r.from, r.index, r.context);
   }
 
   private deliverRead(from: string, index: number, context: string): void {
@@ -1212,52 +1095,22 @@ export class RaftCore {
   // ---------------------------------------------------------------------------------------------
   // Configuration (§4.1: a configuration takes effect as soon as its entry is appended)
 
-  private currentConf(): ConfState {
-    return this.confLog[this.confLog.length - 1]?.conf ?? this.baseConf;
-  }
-
-  private confAt(index: number): ConfState {
-    for (let k = this.confLog.length - 1; k >= 0; k--) {
-      const c = this.confLog[k]!;
-      if (c.index <= index) return c.conf;
-    }
-    return this.baseConf;
-  }
-
   /** Entries were appended (maybe replacing a suffix): keep the conf-entry list and config in step. */
   private noteAppended(es: Entry[]): void {
-    const first = es[0];
-    if (!first) return;
-    let changed = false;
-    while (this.confLog.length > 0 && this.confLog[this.confLog.length - 1]!.index >= first.index) {
-      this.confLog.pop();
-      changed = true;
-    }
-    for (const e of es) {
-      if (e.type === EntryType.ConfChange) {
-        this.confLog.push({ index: e.index, conf: decodeConfState(e.data) });
-        changed = true;
-      }
-    }
-    if (changed) this.applyConf(this.currentConf());
+    if (this.confs.noteAppended(es)) this.applyConf(this.confs.current());
   }
 
   private applyConf(c: ConfState): void {
     this.voters = [...c.voters];
     this.learners = [...c.learners];
-    const next = this.log.lastIndex() + 1;
-    const members = new Set([...c.voters, ...c.learners]);
-    for (const id of [...this.prs.keys()]) if (!members.has(id)) this.prs.delete(id);
-    for (const id of members) {
-      const learner = c.learners.includes(id);
-      const pr = this.prs.get(id);
-      if (pr) pr.learner = learner;
-      else {
-        const fresh = new Progress(next, learner, this.inflightMessagesMax);
-        if (id === this.id) fresh.match = this.log.stableLastIndex();
-        this.prs.set(id, fresh);
-      }
-    }
+    syncProgress(
+      this.prs,
+      c,
+      this.id,
+      this.log.lastIndex() + 1,
+      this.log.stableLastIndex(),
+      this.inflightMessagesMax,
+    );
     if (this.leadTransferee !== NONE && !c.voters.includes(this.leadTransferee)) this.leadTransferee = NONE;
     if (this.role === "leader") {
       assert(c.voters.includes(this.id), "leader removed from the configuration");

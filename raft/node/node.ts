@@ -3,176 +3,40 @@
 // persist (snapshot, entries, hard state) → send → apply → advance. Every core call happens on one
 // serialized loop between Ready rounds; messages, ticks and proposals that arrive while a Ready is
 // being persisted wait in a bounded inbox and go into the next round, so one fsync covers them all.
+// This file holds the loop (inbox, Ready rounds, apply) and the public API; its parts live beside
+// it: waiters.ts (callers waiting for an apply or a read), snapshot-policy.ts (when to snapshot,
+// background saves, compaction), suspect-leader.ts (the early election after a leader's connection
+// resets), identity.ts (cluster id and incarnations), and options.ts, seams.ts and errors.ts.
+import { assert } from "../core/assert.ts";
 import { RaftCore } from "../core/raft.ts";
 import {
   type ConfChange,
-  type ConfState,
   copyConf,
   decodeConfState,
   type Entry,
   EntryType,
   type Message,
-  RaftError,
   type Ready,
-  type Snapshot,
   type Status,
 } from "../core/types.ts";
 import { LevelLog } from "../storage/level-log.ts";
-import type { LogStore } from "../storage/log-store.ts";
 import { isMessage, messageProblem } from "../transport/message-check.ts";
+import { NodeError, toNodeError } from "./errors.ts";
 import { type Envelope, type Refusal, ReplicaIdentity } from "./identity.ts";
+import { defaults, type RaftNodeOptions, type ResolvedNodeOptions } from "./options.ts";
 import { nodeScheduler, type Scheduler, type Timer } from "./scheduler.ts";
+import type { Transport } from "./seams.ts";
+import { SnapshotPolicy } from "./snapshot-policy.ts";
 import { NodeStorage } from "./storage.ts";
+import { SuspectLeader } from "./suspect-leader.ts";
+import { Waiters } from "./waiters.ts";
 
+// The node's public surface stays importable from here (raft/index.ts, tests, the simulator).
+export { NodeError, type NodeErrorCode } from "./errors.ts";
+export type { NodeTestOnlyBugs, RaftFailpoints, RaftNodeOptions } from "./options.ts";
+export type { NodeLogger, SnapshotStore, StateMachine, Transport } from "./seams.ts";
+export { snapshotRetryMaxMs, snapshotRetryMinMs } from "./snapshot-policy.ts";
 export { isMessage };
-
-/** The application's deterministic state machine. */
-export interface StateMachine {
-  /** Applies a committed entry; the value is handed to the proposer. Same input, same state, on every replica. */
-  apply(index: number, data: Uint8Array): unknown;
-  snapshot(): Uint8Array;
-  restore(data: Uint8Array, index: number): void;
-}
-
-/** Where snapshots live (PostgreSQL in production: raft/storage/pg-snapshots.ts). */
-export interface SnapshotStore {
-  save(s: Snapshot): Promise<void>;
-  latest(): Promise<Snapshot | undefined>;
-}
-
-export interface Transport {
-  send(to: string, message: Message): void;
-  /** Sends our envelope to `to` (with queued messages, or alone); `ask`: it should answer with its own. */
-  hello(to: string, ask: boolean): void;
-}
-
-export interface NodeLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-export type NodeErrorCode =
-  | "NOT_LEADER"
-  /** The command may or may not have been applied (leadership lost, timeout): retry with the same request id. */
-  | "OUTCOME_UNKNOWN"
-  | "OVERLOADED"
-  | "STOPPED";
-
-export class NodeError extends Error {
-  override readonly name = "NodeError";
-  constructor(
-    readonly code: NodeErrorCode,
-    message: string,
-    readonly leaderId = "",
-  ) {
-    super(message);
-  }
-}
-
-/**
- * Bugs planted on purpose (failpoints), so a chaos harness can prove it catches each one. The
- * application names and documents them (MediSync: src/shared/failpoints.ts); all off by default.
- */
-export interface RaftFailpoints {
-  /** The leader counts itself as a majority when it advances the commit index. */
-  commitWithoutQuorum?: boolean;
-  /**
-   * The leader applies and acknowledges its own entries once they are in its own log, before
-   * commit, and replicates them only every few heartbeat ticks (a primary with asynchronous replication).
-   */
-  ackBeforeCommit?: boolean;
-}
-
-/**
- * Bugs in the node's own rules, planted for the real-node simulator (raft/sim/node) to prove it
- * catches each; never set outside tests.
- */
-export interface NodeTestOnlyBugs {
-  /** The leader goes on (stepping answers, committing, applying) without waiting for its own write. */
-  leaderCountsUndurable?: boolean;
-  /** Every message leaves before this Ready's write is durable, votes and acknowledgements included. */
-  ackBeforeDurable?: boolean;
-  /** The log is compacted when a snapshot is taken, before the snapshot store has it. */
-  compactBeforeSnapshotSaved?: boolean;
-  /** Passed to the core (raft/core/raft.ts TestOnlyBugs). */
-  readBeforeTermCommit?: boolean;
-}
-
-export interface RaftNodeOptions {
-  id: string;
-  /** Every replica of one cluster has the same; batches from another cluster are refused. */
-  clusterId?: string;
-  /** Initial voters (used only when there is no snapshot yet); later configurations come from the log. */
-  voters: string[];
-  dataDir: string;
-  snapshots: SnapshotStore;
-  /** Set by start(): the transport needs the node to deliver into, the node the transport to send. */
-  transport?: Transport;
-  fsm: StateMachine;
-  log: NodeLogger;
-  tickMs?: number;
-  electionTicks?: number;
-  heartbeatTicks?: number;
-  snapshotEveryEntries?: number;
-  /** Also snapshot once this many bytes of entries were applied since the last (bounds the log's memory). */
-  snapshotEveryBytes?: number;
-  /** Entries kept behind a snapshot so a briefly lagging follower catches up by log, not by snapshot. */
-  snapshotCatchUpEntries?: number;
-  /** ...and at most this many bytes of them. */
-  snapshotCatchUpBytes?: number;
-  /**
-   * While snapshots cannot be saved (PostgreSQL down) the log cannot be compacted and grows in
-   * memory: past this many bytes of entries applied since the last snapshot, proposals are refused
-   * (OVERLOADED, the caller retries) until a save succeeds.
-   */
-  unsnapshottedBytesMax?: number;
-  /** ...or this many entries. */
-  unsnapshottedEntriesMax?: number;
-  proposalTimeoutMs?: number;
-  pendingProposalsMax?: number;
-  inboxMessagesMax?: number;
-  /** Bytes of peer messages waiting in the inbox (entry and snapshot data plus a per-message allowance). */
-  inboxBytesMax?: number;
-  /** Election jitter; defaults to the scheduler's. */
-  random?: () => number;
-  /** Timers, clock and randomness: Node's own unless a simulator drives the node in virtual time. */
-  scheduler?: Scheduler;
-  /** Opens the durable log; defaults to LevelDB in dataDir. */
-  openLog?: () => Promise<LogStore>;
-  /** Called on leader or term changes (the replica publishes its Redis hint from here). */
-  onLeaderChange?: (leaderId: string, term: number, isSelf: boolean) => void;
-  /**
-   * The configuration changed here (a conf entry or a snapshot was applied), and once at start:
-   * the server points its transport at the members' replicated addresses.
-   */
-  onConfChange?: (conf: ConfState) => void;
-  /** A broken invariant: the default throws from the loop, which crashes the process — loudly. */
-  onFatal?: (err: unknown) => void;
-  failpoints?: RaftFailpoints;
-  testOnlyBugs?: NodeTestOnlyBugs;
-}
-
-const defaults = {
-  clusterId: "raft",
-  tickMs: 50,
-  electionTicks: 6,
-  heartbeatTicks: 1,
-  snapshotEveryEntries: 20_000,
-  snapshotEveryBytes: 64 * 1024 * 1024,
-  snapshotCatchUpEntries: 5_000,
-  snapshotCatchUpBytes: 32 * 1024 * 1024,
-  unsnapshottedBytesMax: 256 * 1024 * 1024,
-  unsnapshottedEntriesMax: 1_000_000,
-  proposalTimeoutMs: 5_000,
-  pendingProposalsMax: 20_000,
-  inboxMessagesMax: 100_000,
-  inboxBytesMax: 64 * 1024 * 1024,
-};
-
-/** A failed snapshot save is retried after this long, doubling on each failure up to the max. */
-export const snapshotRetryMinMs = 200;
-export const snapshotRetryMaxMs = 5_000;
 
 /** What a message costs in the inbox beyond its payload bytes (fields, object headers). */
 const messageOverheadBytes = 256;
@@ -186,23 +50,9 @@ export function messageBytes(m: Message): number {
   return n;
 }
 
-interface Waiter {
-  term: number;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
-  timer: Timer;
-}
-
-interface ReadWaiter {
-  index: number;
-  resolve: (index: number) => void;
-  reject: (e: unknown) => void;
-  timer: Timer;
-}
-
 export class RaftNode {
   readonly id: string;
-  private readonly o: RaftNodeOptions & typeof defaults;
+  private readonly o: ResolvedNodeOptions;
   private core!: RaftCore;
   private storage!: NodeStorage;
   private identity!: ReplicaIdentity;
@@ -215,8 +65,7 @@ export class RaftNode {
   private pumping = false;
   private stopped = false;
   private ticker: Timer | undefined;
-  private readonly waiters = new Map<number, Waiter>();
-  private readonly reads = new Map<string, ReadWaiter>();
+  private readonly waiters: Waiters;
   /**
    * Read contexts are `id/incarnation/seq`: the random incarnation makes them unique across
    * restarts, so an answer the leader sent to a previous process (or a request it still holds
@@ -231,17 +80,8 @@ export class RaftNode {
   private lastLeader = "";
   private lastTerm = 0;
   private idle: (() => void)[] = [];
-  /** The leader our transport saw go away (connection refused or reset), until we hear from it again. */
-  private suspect: string | undefined;
-  private snapshotting = false;
-  /** Bytes of entry data applied since the last snapshot that was saved or installed. */
-  private appliedBytesSinceSnapshot = 0;
-  /** Wait before the next save after a failure (0: the last save succeeded). */
-  private snapshotRetryMs = 0;
-  /** Set while waiting out snapshotRetryMs: no save starts before it fires. */
-  private snapshotRetryTimer: Timer | undefined;
-  /** Ends the backoff wait of a snapshot install whose save failed (stop() calls it). */
-  private wakeInstallWait: (() => void) | undefined;
+  private readonly suspects: SuspectLeader;
+  private readonly snapshots: SnapshotPolicy;
   /** Proposals waiting for the loop; they enter the core together. */
   private proposals: { data: Uint8Array; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   /** Counters for /metrics and tests. */
@@ -266,10 +106,26 @@ export class RaftNode {
 
   constructor(options: RaftNodeOptions) {
     this.id = options.id;
-    this.o = { ...defaults, ...options } as RaftNodeOptions & typeof defaults;
+    this.o = { ...defaults, ...options } as ResolvedNodeOptions;
     this.ackBeforeCommit = options.failpoints?.ackBeforeCommit === true;
     this.clock = options.scheduler ?? nodeScheduler;
     this.readIncarnation = this.clock.uuid();
+    this.waiters = new Waiters(this.clock, this.o.proposalTimeoutMs, () => this.core.leader);
+    const host = {
+      id: this.id,
+      o: this.o,
+      clock: this.clock,
+      stats: this.stats,
+      random: () => (this.o.random ?? (() => this.clock.random()))(),
+      core: () => this.core,
+      storage: () => this.storage as NodeStorage | undefined,
+      applied: () => this.appliedIndex,
+      stopped: () => this.stopped,
+      enqueue: (fn: () => void) => this.enqueue(fn),
+      fatal: (err: unknown) => this.fatal(err),
+    };
+    this.suspects = new SuspectLeader(host);
+    this.snapshots = new SnapshotPolicy(host);
   }
 
   /** Opens the log, restores the newest snapshot, and starts ticking. */
@@ -440,7 +296,7 @@ export class RaftNode {
     }
     this.inboxMessages++;
     this.inboxBytes += bytes;
-    if (msg.from === this.suspect) this.suspect = undefined; // it is alive after all
+    this.suspects.heardFrom(msg.from); // a suspected leader is alive after all
     this.enqueue(() => {
       this.inboxMessages--;
       this.inboxBytes -= bytes;
@@ -497,50 +353,20 @@ export class RaftNode {
 
   /**
    * The transport lost its connection to `peerId` (refused or reset: the process is gone). If that
-   * is our leader we do not wait out the election timeout: after a random 0–150 ms we start a
-   * pre-vote round, and again every 100–250 ms while no leader emerges. A follower that still hears
-   * from a live leader refuses (its CheckQuorum lease), so a live leader is not disturbed; when the
-   * leader is dead, its other followers saw the same reset and drop their leases as they campaign,
-   * and the jitter lets one of them win without split votes. Safety never depends on when an
-   * election starts; only how soon a dead leader is replaced does.
+   * is our leader we do not wait out the election timeout (suspect-leader.ts).
    */
   peerUnreachable(peerId: string): void {
-    this.enqueue(() => {
-      if (peerId === this.id || this.core.leader !== peerId || this.suspect === peerId) return;
-      this.suspect = peerId;
-      this.scheduleSuspectCampaign(0, 150);
-    });
-  }
-
-  private scheduleSuspectCampaign(minMs: number, maxMs: number): void {
-    const random = this.o.random ?? (() => this.clock.random());
-    this.clock.after(
-      minMs + random() * (maxMs - minMs),
-      () =>
-        this.enqueue(() => {
-          const s = this.suspect;
-          if (s === undefined || this.stopped) return;
-          const leader = this.core.leader;
-          if (leader !== "" && leader !== s) {
-            this.suspect = undefined; // someone else leads now
-            return;
-          }
-          const role = this.core.currentRole;
-          if (role === "follower" || role === "preCandidate") this.core.campaign();
-          this.scheduleSuspectCampaign(100, 250);
-        }),
-      true,
-    );
+    this.suspects.unreachable(peerId);
   }
 
   /** Replicates `data`; resolves with the state machine's result once applied here. */
   propose(data: Uint8Array): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (this.stopped) return reject(new NodeError("STOPPED", "node stopped"));
-      if (this.waiters.size + this.proposals.length >= this.o.pendingProposalsMax) {
+      if (this.waiters.entryCount + this.proposals.length >= this.o.pendingProposalsMax) {
         return reject(new NodeError("OVERLOADED", "too many proposals in flight"));
       }
-      if (this.snapshotOverdue()) {
+      if (this.snapshots.overdue()) {
         return reject(new NodeError("OVERLOADED", "snapshots are not being saved; the log is full"));
       }
       this.proposals.push({ data, resolve, reject });
@@ -564,11 +390,7 @@ export class RaftNode {
     }
     batch.forEach((p, i) => {
       const { index, term } = at[i]!;
-      const timer = this.clock.after(this.o.proposalTimeoutMs, () => {
-        if (this.waiters.get(index)?.resolve === p.resolve) this.waiters.delete(index);
-        p.reject(new NodeError("OUTCOME_UNKNOWN", `not applied within ${this.o.proposalTimeoutMs} ms`));
-      });
-      this.waiters.set(index, { term, resolve: p.resolve, reject: p.reject, timer });
+      this.waiters.addEntry(index, term, p.resolve, p.reject);
     });
   }
 
@@ -579,7 +401,7 @@ export class RaftNode {
   readIndex(): Promise<number> {
     return new Promise((resolve, reject) => {
       if (this.stopped) return reject(new NodeError("STOPPED", "node stopped"));
-      if (this.reads.size >= this.o.pendingProposalsMax) {
+      if (this.waiters.readCount >= this.o.pendingProposalsMax) {
         return reject(new NodeError("OVERLOADED", "too many reads waiting"));
       }
       const context = `${this.id}/${this.readIncarnation}/${++this.readSeq}`;
@@ -590,11 +412,7 @@ export class RaftNode {
           reject(toNodeError(err));
           return;
         }
-        const timer = this.clock.after(this.o.proposalTimeoutMs, () => {
-          this.reads.delete(context);
-          reject(new NodeError("OUTCOME_UNKNOWN", "leadership not confirmed in time", this.core.leader));
-        });
-        this.reads.set(context, { index: -1, resolve, reject, timer });
+        this.waiters.addRead(context, resolve, reject);
       });
     });
   }
@@ -614,11 +432,7 @@ export class RaftNode {
           reject(toNodeError(err));
           return;
         }
-        const timer = this.clock.after(this.o.proposalTimeoutMs, () => {
-          if (this.waiters.get(at.index)?.reject === reject) this.waiters.delete(at.index);
-          reject(new NodeError("OUTCOME_UNKNOWN", `not applied within ${this.o.proposalTimeoutMs} ms`));
-        });
-        this.waiters.set(at.index, { term: at.term, resolve: () => resolve(at.index), reject, timer });
+        this.waiters.addEntry(at.index, at.term, () => resolve(at.index), reject);
       }),
     );
   }
@@ -667,8 +481,7 @@ export class RaftNode {
     if (this.stopped) return;
     this.stopped = true;
     this.ticker?.cancel();
-    this.snapshotRetryTimer?.cancel();
-    this.wakeInstallWait?.();
+    this.snapshots.stop();
     while (this.pumping) await new Promise<void>((r) => this.clock.after(1, r));
     this.failAll(new NodeError("STOPPED", "node stopped"));
     await this.storage?.log.close();
@@ -702,7 +515,7 @@ export class RaftNode {
         await this.handleReady(rd);
         this.stats.readyMs += this.clock.now() - t0;
         this.core.advance(rd);
-        this.maybeSnapshot();
+        this.snapshots.maybeSnapshot();
       }
     } catch (err) {
       this.fatal(err);
@@ -721,7 +534,7 @@ export class RaftNode {
     const log = this.storage.log;
     // 1. Persist: snapshot first (it replaces the log), then entries and hard state, all durable.
     if (rd.snapshot) {
-      await this.saveInstalledSnapshot(rd.snapshot);
+      await this.snapshots.saveInstalled(rd.snapshot);
       await log.reset({ index: rd.snapshot.meta.index, term: rd.snapshot.meta.term });
       this.storage.setSnapshot(rd.snapshot);
     }
@@ -755,12 +568,10 @@ export class RaftNode {
     if (rd.snapshot) {
       this.o.fsm.restore(rd.snapshot.data, rd.snapshot.meta.index);
       this.appliedIndex = rd.snapshot.meta.index;
-      this.appliedBytesSinceSnapshot = 0;
+      this.snapshots.noteInstalled();
       this.stats.snapshotsInstalled++;
       // Proposals at or below the snapshot were decided elsewhere; their results are not known here.
-      for (const [index, w] of this.waiters) {
-        if (index <= rd.snapshot.meta.index) this.settle(index, w, undefined, true);
-      }
+      this.waiters.snapshotInstalled(rd.snapshot.meta.index);
       const m = rd.snapshot.meta;
       this.identity.forgetAllBut([...m.voters, ...m.learners]);
       this.o.onConfChange?.(copyConf(m));
@@ -770,11 +581,8 @@ export class RaftNode {
     // here, in order, before a majority has it; committed entries it applied early are skipped.
     if (this.ackBeforeCommit) this.applyEarly(rd);
     else for (const e of rd.committedEntries) this.applyEntry(e);
-    for (const rs of rd.readStates) {
-      const w = this.reads.get(rs.context);
-      if (w) w.index = rs.index;
-    }
-    this.serveReads();
+    for (const rs of rd.readStates) this.waiters.readConfirmed(rs.context, rs.index);
+    this.waiters.serveReads(this.appliedIndex);
     if (rd.softState || rd.hardState) this.noteLeadership();
   }
 
@@ -788,12 +596,14 @@ export class RaftNode {
   }
 
   private applyEntry(e: Entry): void {
-    if (e.index <= this.appliedIndex) {
-      throw new Error(`invariant: apply ${e.index} at or below applied ${this.appliedIndex}`);
-    }
-    if (e.index !== this.appliedIndex + 1) {
-      throw new Error(`invariant: apply ${e.index} after ${this.appliedIndex} leaves a gap`);
-    }
+    assert(
+      e.index > this.appliedIndex,
+      () => `invariant: apply ${e.index} at or below applied ${this.appliedIndex}`,
+    );
+    assert(
+      e.index === this.appliedIndex + 1,
+      () => `invariant: apply ${e.index} after ${this.appliedIndex} leaves a gap`,
+    );
     let result: unknown;
     if (e.type === EntryType.Normal) result = this.o.fsm.apply(e.index, e.data);
     else if (e.type === EntryType.ConfChange) {
@@ -803,32 +613,9 @@ export class RaftNode {
       this.o.onConfChange?.(c);
     }
     this.appliedIndex = e.index;
-    this.appliedBytesSinceSnapshot += e.data.byteLength;
+    this.snapshots.noteApplied(e.data.byteLength);
     this.stats.applied++;
-    const w = this.waiters.get(e.index);
-    if (w) this.settle(e.index, w, result, w.term !== e.term);
-  }
-
-  private settle(index: number, w: Waiter, result: unknown, unknown_: boolean): void {
-    this.waiters.delete(index);
-    w.timer.cancel();
-    if (unknown_) {
-      // Our entry was overwritten by another leader's: the command may still have been applied
-      // under another index (a retry of it, say), so only the caller's retry can tell.
-      w.reject(new NodeError("OUTCOME_UNKNOWN", "entry replaced by another leader", this.core.leader));
-    } else {
-      w.resolve(result);
-    }
-  }
-
-  private serveReads(): void {
-    for (const [ctx, r] of this.reads) {
-      if (r.index >= 0 && r.index <= this.appliedIndex) {
-        this.reads.delete(ctx);
-        r.timer.cancel();
-        r.resolve(r.index);
-      }
-    }
+    this.waiters.applied(e.index, e.term, result);
   }
 
   private noteLeadership(): void {
@@ -841,140 +628,10 @@ export class RaftNode {
     this.lastTerm = term;
     if (wasLeader && !isLeader) {
       // Our pending proposals may or may not commit under the next leader: let callers retry.
-      for (const [index, w] of this.waiters) this.settle(index, w, undefined, true);
-      for (const [ctx, r] of this.reads) {
-        this.reads.delete(ctx);
-        r.timer.cancel();
-        r.reject(new NodeError("NOT_LEADER", "leadership lost before the read was confirmed", leader));
-      }
+      this.waiters.leadershipLost(leader);
     }
     this.o.log.info({ raft: this.id, leader: leader || null, term, isLeader }, "raft leadership");
     this.o.onLeaderChange?.(leader, term, isLeader);
-  }
-
-  /**
-   * Takes a snapshot once enough was applied since the last. The state machine is serialized here,
-   * between rounds (it must match the applied index), but the save to PostgreSQL runs in the
-   * background: awaiting it inside the loop stopped heartbeats long enough, with a large state, for
-   * followers to start an election. The log is compacted only once the snapshot is durable.
-   *
-   * A failed save is retried after a backoff (snapshotRetryMinMs doubling to snapshotRetryMaxMs),
-   * from a timer, so it is retried even when no more entries arrive; until then no round serializes
-   * the state again. At most one serialized snapshot is held (the one being saved), and the counters
-   * that make a snapshot due are cleared only by a save that succeeded.
-   */
-  private maybeSnapshot(): void {
-    if (this.snapshotting || this.snapshotRetryTimer || this.stopped) return;
-    const snap = this.storage.snapshot();
-    if (
-      this.appliedIndex - snap.meta.index < this.o.snapshotEveryEntries &&
-      this.appliedBytesSinceSnapshot < this.o.snapshotEveryBytes
-    ) {
-      return;
-    }
-    if (this.appliedIndex === snap.meta.index) return;
-    const bytesCovered = this.appliedBytesSinceSnapshot;
-    const meta = this.core.snapshotMeta(this.appliedIndex);
-    const s: Snapshot = { meta, data: this.o.fsm.snapshot() };
-    this.snapshotting = true;
-    if (this.o.testOnlyBugs?.compactBeforeSnapshotSaved) {
-      const log = this.storage.log;
-      if (meta.index > log.compactedTo.index) {
-        log.compact({ index: meta.index, term: meta.term }).catch((err: unknown) => this.fatal(err));
-      }
-    }
-    this.o.snapshots.save(s).then(
-      () =>
-        this.enqueue(() => {
-          this.snapshotting = false;
-          this.snapshotRetryMs = 0;
-          // A snapshot installed from the leader meanwhile may already be newer.
-          if (s.meta.index <= this.storage.snapshot().meta.index) return;
-          // Bytes applied while the save ran still count toward the next snapshot.
-          this.appliedBytesSinceSnapshot = Math.max(0, this.appliedBytesSinceSnapshot - bytesCovered);
-          this.storage.setSnapshot(s);
-          const log = this.storage.log;
-          let keepFrom = Math.max(log.compactedTo.index, meta.index - this.o.snapshotCatchUpEntries);
-          // The kept tail is bounded in bytes too: entries carrying large batches must not hold
-          // hundreds of megabytes in the log's memory for the sake of a count.
-          const tail = log.slice(keepFrom + 1, meta.index + 1);
-          let bytes = 0;
-          for (let i = tail.length - 1; i >= 0; i--) {
-            bytes += tail[i]!.data.byteLength;
-            if (bytes > this.o.snapshotCatchUpBytes) {
-              keepFrom = tail[i]!.index;
-              break;
-            }
-          }
-          const term = log.term(keepFrom);
-          if (keepFrom > log.compactedTo.index && term !== undefined) {
-            log.compact({ index: keepFrom, term }).catch((err: unknown) => this.fatal(err));
-          }
-          this.stats.snapshotsTaken++;
-          this.o.log.info(
-            { raft: this.id, index: meta.index, bytes: s.data.byteLength, compactedTo: keepFrom },
-            "snapshot taken",
-          );
-        }),
-      (err: unknown) => {
-        this.snapshotting = false;
-        if (this.stopped) return;
-        // Not fatal: the log still holds everything. Wait, then try again with a fresh snapshot.
-        this.snapshotRetryMs = Math.min(
-          snapshotRetryMaxMs,
-          Math.max(snapshotRetryMinMs, this.snapshotRetryMs * 2),
-        );
-        this.stats.snapshotSaveFailures++;
-        this.o.log.warn(
-          { raft: this.id, index: meta.index, retryInMs: this.snapshotRetryMs, err: errorText(err) },
-          "snapshot save failed",
-        );
-        this.snapshotRetryTimer = this.clock.after(this.snapshotRetryMs, () => {
-          this.snapshotRetryTimer = undefined;
-          this.enqueue(() => this.maybeSnapshot());
-        });
-      },
-    );
-  }
-
-  /** Saves were failing for so long that the log must not grow further in memory. */
-  private snapshotOverdue(): boolean {
-    if (!this.storage) return false;
-    return (
-      this.appliedBytesSinceSnapshot >= this.o.unsnapshottedBytesMax ||
-      this.appliedIndex - this.storage.snapshot().meta.index >= this.o.unsnapshottedEntriesMax
-    );
-  }
-
-  /**
-   * A snapshot from the leader must be durable before the log is reset to it. If the store is down
-   * the loop waits here, retrying with the same backoff as background saves: the follower stops
-   * answering meanwhile (the leader resends), which is better than exiting over an outage.
-   */
-  private async saveInstalledSnapshot(s: Snapshot): Promise<void> {
-    for (let waitMs = snapshotRetryMinMs; ; waitMs = Math.min(snapshotRetryMaxMs, waitMs * 2)) {
-      try {
-        await this.o.snapshots.save(s);
-        return;
-      } catch (err) {
-        if (this.stopped) throw err;
-        this.stats.snapshotSaveFailures++;
-        this.o.log.warn(
-          { raft: this.id, index: s.meta.index, retryInMs: waitMs, err: errorText(err) },
-          "snapshot save failed",
-        );
-        await new Promise<void>((resolve) => {
-          const t = this.clock.after(waitMs, resolve);
-          // stop() must not wait out the backoff.
-          this.wakeInstallWait = () => {
-            t.cancel();
-            resolve();
-          };
-        });
-        this.wakeInstallWait = undefined;
-        if (this.stopped) throw err;
-      }
-    }
   }
 
   /** A broken invariant or a failed disk: stop loudly rather than go on with a state we cannot trust. */
@@ -993,29 +650,6 @@ export class RaftNode {
 
   private failAll(err: NodeError): void {
     for (const p of this.proposals.splice(0)) p.reject(err);
-    for (const [index, w] of this.waiters) {
-      this.waiters.delete(index);
-      w.timer.cancel();
-      w.reject(err);
-    }
-    for (const [ctx, r] of this.reads) {
-      this.reads.delete(ctx);
-      r.timer.cancel();
-      r.reject(err);
-    }
+    this.waiters.failAll(err);
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function toNodeError(err: unknown): unknown {
-  if (err instanceof RaftError) {
-    if (err.code === "READ_QUEUE_FULL") return new NodeError("OVERLOADED", err.message);
-    if (err.code === "NOT_LEADER" || err.code === "PROPOSAL_DROPPED" || err.code === "LEADER_TRANSFERRING") {
-      return new NodeError("NOT_LEADER", err.message, err.leaderId);
-    }
-  }
-  return err;
 }

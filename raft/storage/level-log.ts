@@ -2,6 +2,7 @@
 // persist is written with sync: true before the caller may send messages that depend on it. Writes
 // that arrive while a sync is in flight are merged into the next batch, so one fsync covers them
 // all (group commit). An in-memory mirror serves the core's synchronous reads.
+import { assert } from "../core/assert.ts";
 import { type KvOp, type KvStore, openLevelKv } from "./kv.ts";
 import type { LogStore } from "./log-store.ts";
 
@@ -207,12 +208,16 @@ export class LevelLog implements LogStore {
     const es = w.entries ?? [];
     if (es.length === 0) return;
     const first = es[0]!.index;
-    if (first <= this.compaction.index)
-      throw new Error(`invariant: append at ${first} below compaction ${this.compaction.index}`);
-    if (first > this.lastIndex() + 1)
-      throw new Error(`invariant: append at ${first} leaves a gap after ${this.lastIndex()}`);
+    assert(
+      first > this.compaction.index,
+      () => `invariant: append at ${first} below compaction ${this.compaction.index}`,
+    );
+    assert(
+      first <= this.lastIndex() + 1,
+      () => `invariant: append at ${first} leaves a gap after ${this.lastIndex()}`,
+    );
     for (let k = 1; k < es.length; k++) {
-      if (es[k]!.index !== first + k) throw new Error("invariant: appended entries are not contiguous");
+      assert(es[k]!.index === first + k, "invariant: appended entries are not contiguous");
     }
     this.entries.length = first - this.compaction.index - 1; // truncate a conflicting suffix
     this.entries.push(...es);
@@ -364,8 +369,14 @@ export class LevelLog implements LogStore {
       // A snapshot from the leader beyond our log: the whole log is replaced by it.
       this.entries = [];
     } else {
-      if (this.term(point.index) !== point.term)
-        return Promise.reject(new Error(`invariant: compaction term mismatch at ${point.index}`));
+      try {
+        assert(
+          this.term(point.index) === point.term,
+          () => `invariant: compaction term mismatch at ${point.index}`,
+        );
+      } catch (err) {
+        return Promise.reject(err); // on the promise, as every other compaction failure is
+      }
       this.entries = this.entries.slice(point.index - this.compaction.index);
     }
     this.compaction = { ...point };
