@@ -268,11 +268,16 @@ async function etcdRun(): Promise<Row[] | string> {
   try {
     const urls = names.map((_, i) => `http://127.0.0.1:${base + i}`);
     await waitForOk(`${urls[0]}/health`, 30_000);
-    // etcd 3.4's JSON gateway (grpc-gateway): PUT through /v3/kv/put on any member.
+    // Like for like: the load goes to etcd's leader, as MediSync's gateway sends its writes to ours.
+    // A follower would forward each put to the leader, and which member leads is an election's
+    // outcome: addressing the first member made etcd's rate swing by half between runs.
+    const leaderUrl = await etcdLeader(urls);
+    console.log(`etcd leader: ${leaderUrl}`);
+    // etcd 3.4's JSON gateway (grpc-gateway): PUT through /v3/kv/put on the leader.
     for (const clients of concurrencies) {
       // The same load generator as the gateway rows; one key, a new revision per put.
       const r = await runLoad({
-        url: urls[0]!,
+        url: leaderUrl,
         method: "POST",
         path: "/v3/kv/put",
         headers: { "content-type": "application/json" },
@@ -288,6 +293,24 @@ async function etcdRun(): Promise<Row[] | string> {
     rmSync(dir, { recursive: true, force: true });
   }
   return rows;
+}
+
+/** The client URL of the member that leads, once one does (etcd's /v3/maintenance/status). */
+async function etcdLeader(urls: string[], timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const url of urls) {
+      try {
+        const r = await fetch(`${url}/v3/maintenance/status`, { method: "POST", body: "{}" });
+        const st = (await r.json()) as { header?: { member_id?: string }; leader?: string };
+        if (st.leader && st.leader !== "0" && st.header?.member_id === st.leader) return url;
+      } catch {
+        // not up yet
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`no etcd leader within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** A bare Node HTTP server under the same load: how fast this machine is right now. */
