@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { AppointmentStatus } from "../src/gen/medisync/v1/appointment.ts";
+import { appointmentFacts } from "../src/medication/appointments.ts";
 import { migrate } from "../src/medication/migrate.ts";
 import { claimStale } from "../src/medication/repo.ts";
 import { Saga } from "../src/medication/saga.ts";
@@ -83,15 +83,7 @@ it("a dispense not settled within the retry window becomes reconcile: status, me
   const saga = new Saga({
     pool,
     inventory,
-    appointment: async (id, requestId) => {
-      const a = await appointments.get(id, requestId);
-      return {
-        booked: a.status === AppointmentStatus.APPOINTMENT_STATUS_BOOKED,
-        clinic: a.clinicCode,
-        clinicId: a.clinicId,
-        patientId: a.patientId,
-      };
-    },
+    appointment: appointmentFacts(appointments),
     retryWindowMs,
     crashpoints: new Set(),
     log,

@@ -1,10 +1,10 @@
 // Owns the appointment process: database (created and migrated at start), Redis, cache, outbox
 // relay, the gRPC server and the ops HTTP server, and closing all of them in order.
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Config } from "../shared/config.ts";
-import { serverOptions } from "../shared/grpc.ts";
-import { startOpsServer } from "../shared/metrics.ts";
+import { bindGrpc, serverOptions, shutdownGrpc } from "../shared/grpc.ts";
+import { portOf, startOpsServer } from "../shared/metrics.ts";
 import { startOutboxRelay } from "../shared/outbox-relay.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis, createSubscriber } from "../shared/redis.ts";
@@ -94,13 +94,7 @@ export async function startAppointmentService(
   let closing = false;
   const server = new Server(serverOptions);
   server.addService(appointmentServiceDefinition, createAppointmentHandlers({ pool, cache, log }));
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${cfg.HOST}:${cfg.APPOINTMENT_GRPC_PORT}`,
-      ServerCredentials.createInsecure(),
-      (err, port) => (err ? reject(err) : resolve(port)),
-    ),
-  );
+  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.APPOINTMENT_GRPC_PORT);
   const ops = await startOpsServer({
     host: cfg.HOST,
     port: cfg.APPOINTMENT_OPS_PORT,
@@ -110,8 +104,7 @@ export async function startAppointmentService(
       return true;
     },
   });
-  const address = ops.address();
-  const opsPort = typeof address === "object" && address ? address.port : cfg.APPOINTMENT_OPS_PORT;
+  const opsPort = portOf(ops, cfg.APPOINTMENT_OPS_PORT);
   log.info({ grpcPort, opsPort }, "appointment service listening");
 
   return {
@@ -120,14 +113,8 @@ export async function startAppointmentService(
     cache,
     async close() {
       closing = true;
-      await new Promise<void>((resolve) => {
-        // In-flight calls get until the drain deadline; then the server is closed hard.
-        const force = setTimeout(() => server.forceShutdown(), cfg.SHUTDOWN_DRAIN_MS);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      // In-flight calls get until the drain deadline; then the server is closed hard.
+      await shutdownGrpc(server, cfg.SHUTDOWN_DRAIN_MS);
       await new Promise<void>((resolve) => ops.close(() => resolve()));
       await relay.stop();
       await pruner.stop();

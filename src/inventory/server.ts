@@ -2,15 +2,15 @@
 // snapshots in its own PostgreSQL database), one gRPC server carrying both the stock API and the
 // Raft transport, the ops server, and the Redis leader hint.
 import path from "node:path";
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Message } from "../../raft/index.ts";
 import { addRaftTransportService, GrpcTransport, PgSnapshotStore, RaftNode } from "../../raft/index.ts";
 import type { Config } from "../shared/config.ts";
 import { enableFailpoints, raftFailpoints } from "../shared/failpoints.ts";
-import { serverOptions } from "../shared/grpc.ts";
+import { bindGrpc, serverOptions, shutdownGrpc } from "../shared/grpc.ts";
 import { LeaderHintPublisher } from "../shared/leader-hint.ts";
-import { counter, gauge, startOpsServer } from "../shared/metrics.ts";
+import { counter, gauge, portOf, startOpsServer } from "../shared/metrics.ts";
 import { ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
 import { ClusterAdmin, createAdminHandlers, MemberDirectory } from "./admin.ts";
@@ -133,13 +133,7 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
   server.addService(guardedInventoryService, createInventoryHandlers(replica, log));
   server.addService(guardedAdminService, createAdminHandlers(admin, log));
   addRaftTransportService<Message>(server, id, (from, env, ms) => node.receive(from, env, ms));
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${cfg.HOST}:${cfg.INVENTORY_GRPC_PORT}`,
-      ServerCredentials.createInsecure(),
-      (err, port) => (err ? reject(err) : resolve(port)),
-    ),
-  );
+  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.INVENTORY_GRPC_PORT);
   const t = transport;
   await node.start({ send: (to, m) => t.send(to, m), hello: (to, ask) => t.hello(to, ask) });
 
@@ -172,8 +166,7 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     // Ready when the replica knows a leader: only then can it serve or redirect writes.
     ready: async () => !closing && node.leader !== "",
   });
-  const address = ops.address();
-  const opsPort = typeof address === "object" && address ? address.port : cfg.INVENTORY_OPS_PORT;
+  const opsPort = portOf(ops, cfg.INVENTORY_OPS_PORT);
   log.info({ replica: id, grpcPort, opsPort }, "inventory replica listening");
 
   return {
@@ -200,13 +193,7 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
       clearInterval(metricsTimer);
       await relay.stop();
       hint.stop();
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.forceShutdown(), cfg.SHUTDOWN_DRAIN_MS);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      await shutdownGrpc(server, cfg.SHUTDOWN_DRAIN_MS);
       t.close();
       await node.stop();
       await new Promise<void>((resolve) => ops.close(() => resolve()));

@@ -1,20 +1,20 @@
 // Owns the medication process: its database (created and migrated at start), the clients of the
 // appointment and inventory services, the saga and its recovery loop, the consumer of appointment
 // events, the outbox relay, the gRPC server and the ops HTTP server, and closing them in order.
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { AppointmentStatus } from "../gen/medisync/v1/appointment.ts";
 import { MedicationServiceService } from "../gen/medisync/v1/medication.ts";
 import { AppointmentClient } from "../shared/appointment-client.ts";
 import type { Config } from "../shared/config.ts";
-import { serverOptions } from "../shared/grpc.ts";
+import { bindGrpc, serverOptions, shutdownGrpc } from "../shared/grpc.ts";
 import { InventoryClient } from "../shared/inventory-client.ts";
-import { startOpsServer } from "../shared/metrics.ts";
+import { portOf, startOpsServer } from "../shared/metrics.ts";
 import { startOutboxRelay } from "../shared/outbox-relay.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
 import { StreamConsumer, streamConsumerMetrics } from "../shared/stream-consumer.ts";
 import { appointmentEventHandler, medicationGroup } from "./appointment-events.ts";
+import { appointmentFacts } from "./appointments.ts";
 import { migrate } from "./migrate.ts";
 import { startRecovery } from "./recovery.ts";
 import { Saga } from "./saga.ts";
@@ -65,15 +65,7 @@ export async function startMedicationService(cfg: Config, log: Logger): Promise<
   const saga = new Saga({
     pool,
     inventory,
-    appointment: async (id, requestId) => {
-      const a = await appointments.get(id, requestId);
-      return {
-        booked: a.status === AppointmentStatus.APPOINTMENT_STATUS_BOOKED,
-        clinic: a.clinicCode,
-        clinicId: a.clinicId,
-        patientId: a.patientId,
-      };
-    },
+    appointment: appointmentFacts(appointments),
     retryWindowMs: cfg.MEDICATION_RETRY_WINDOW_MS,
     crashpoints: new Set(cfg.MEDISYNC_CRASHPOINTS),
     log,
@@ -112,13 +104,7 @@ export async function startMedicationService(cfg: Config, log: Logger): Promise<
   let closing = false;
   const server = new Server(serverOptions);
   server.addService(MedicationServiceService, createMedicationHandlers({ pool, saga, log }));
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${cfg.HOST}:${cfg.MEDICATION_GRPC_PORT}`,
-      ServerCredentials.createInsecure(),
-      (err, port) => (err ? reject(err) : resolve(port)),
-    ),
-  );
+  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.MEDICATION_GRPC_PORT);
   const ops = await startOpsServer({
     host: cfg.HOST,
     port: cfg.MEDICATION_OPS_PORT,
@@ -128,8 +114,7 @@ export async function startMedicationService(cfg: Config, log: Logger): Promise<
       return true;
     },
   });
-  const address = ops.address();
-  const opsPort = typeof address === "object" && address ? address.port : cfg.MEDICATION_OPS_PORT;
+  const opsPort = portOf(ops, cfg.MEDICATION_OPS_PORT);
   log.info({ grpcPort, opsPort }, "medication service listening");
 
   return {
@@ -138,13 +123,8 @@ export async function startMedicationService(cfg: Config, log: Logger): Promise<
     recover: () => recovery.round(),
     async close() {
       closing = true;
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.forceShutdown(), cfg.SHUTDOWN_DRAIN_MS);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      // In-flight calls get until the drain deadline; then the server is closed hard.
+      await shutdownGrpc(server, cfg.SHUTDOWN_DRAIN_MS);
       await new Promise<void>((resolve) => ops.close(() => resolve()));
       await events.stop();
       await recovery.stop();

@@ -5,6 +5,8 @@ import {
   type CallOptions,
   type ClientUnaryCall,
   Metadata,
+  type Server,
+  ServerCredentials,
   type ServerUnaryCall,
   type ServiceError,
   type sendUnaryData,
@@ -150,3 +152,23 @@ export const serverOptions = {
   "grpc.max_receive_message_length": 8 * 1024 * 1024,
   "grpc.max_send_message_length": 8 * 1024 * 1024,
 } as const;
+
+/** Binds a service's gRPC server to host:port (0: any free port); resolves the port it got. */
+export function bindGrpc(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    ),
+  );
+}
+
+/** Lets calls in flight finish for up to drainMs, then closes the server hard. */
+export function shutdownGrpc(server: Server, drainMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.forceShutdown(), drainMs);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}

@@ -13,6 +13,12 @@ export interface OpsServerOptions {
   ready: () => Promise<boolean>;
 }
 
+/** The port an ops server listens on (the configured one when it was not 0). */
+export function portOf(server: Server, configured: number): number {
+  const address = server.address();
+  return typeof address === "object" && address ? address.port : configured;
+}
+
 export function startOpsServer(opts: OpsServerOptions): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
