@@ -281,6 +281,11 @@ const request = fc.oneof(
       .map(([id, l, c]) => `/v1/patients/${id}/notifications?limit=${l}&cursor=${c}`),
   }),
   fc.record({ method: fc.constant("POST"), path: fc.constant("/v1/webhooks"), body: rawBody }),
+  fc.record({
+    method: fc.constant("PUT"),
+    path: segment.map((id) => `/v1/patients/${id}/contact`),
+    body: rawBody,
+  }),
   // A valid limit with any cursor is a call (503 here, with no notification service): limits only.
   fc.record({
     method: fc.constant("GET"),

@@ -3,6 +3,9 @@
 // MediSync process as a child with prefixed output, restarts a child that dies (with backoff, and
 // logged), and on Ctrl-C stops them all before exiting.
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { Redis } from "ioredis";
 import pg from "pg";
 import type { Logger } from "pino";
@@ -254,6 +257,29 @@ async function waitReady(url: string, timeoutMs: number, stopped: () => boolean)
   return false;
 }
 
+/** Where npm start keeps the notification service's contact key when none is configured (git-ignored). */
+export const localContactKeyPath = "data/notification-contact.key";
+
+/**
+ * The key patients' contacts are sealed with on this machine: read from `path`, or made there on
+ * first run (32 random bytes, base64, mode 0600; "wx", so two supervisors never write two keys).
+ * Losing the file loses the stored contacts (they no longer decrypt), nothing else.
+ */
+export function localContactKey(path: string = localContactKeyPath): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  try {
+    writeFileSync(path, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  return readFileSync(path, "utf8").trim();
+}
+
 /** Runs until SIGINT/SIGTERM; resolves the exit code. */
 export async function runSupervisor(cfg: Config): Promise<number> {
   const log = createLogger({ service: "supervisor", level: cfg.LOG_LEVEL, instance: "supervisor" });
@@ -269,8 +295,23 @@ export async function runSupervisor(cfg: Config): Promise<number> {
     return 1;
   }
 
+  // A configured key wins (children inherit it); otherwise one of this machine's own, made once.
+  let contactKey: string;
+  try {
+    contactKey = cfg.NOTIFICATION_CONTACT_KEY ?? localContactKey();
+    if (Buffer.from(contactKey, "base64").length !== 32) throw new Error("not 32 bytes of base64");
+  } catch (err) {
+    process.stderr.write(`medisync: reading ${localContactKeyPath} failed: ${(err as Error).message}\n`);
+    return 1;
+  }
   let stopping = false;
-  const children = planChildren(cfg).map((spec) => new Child(spec, log, () => stopping));
+  const children = planChildren(cfg)
+    .map((spec) =>
+      spec.command === "notification"
+        ? { ...spec, env: { ...spec.env, NOTIFICATION_CONTACT_KEY: contactKey } }
+        : spec,
+    )
+    .map((spec) => new Child(spec, log, () => stopping));
   for (const c of children) c.start();
 
   const done = new Promise<number>((resolve) => {

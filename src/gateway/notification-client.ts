@@ -1,6 +1,6 @@
 // Owns the gateway's side of the notification contract: one gRPC client per instance, calls spread
 // round-robin, retried on another instance when a call may not have been served. Reads and
-// redeliver are safe to repeat; CreateWebhook is not retried, since a retry after a lost reply
+// redeliver and setting a contact (the same address again) are safe to repeat; CreateWebhook is not retried, since a retry after a lost reply
 // would register the webhook twice (the caller sees the failure and lists the webhooks).
 import { credentials } from "@grpc/grpc-js";
 import { NotificationServiceClient } from "../gen/medisync/v1/notification.ts";
@@ -60,6 +60,10 @@ export class NotificationClient {
     return this.call((c, d) =>
       callUnary(c.redeliverWebhookDelivery.bind(c), { webhookId, deliveryId }, d, requestId),
     );
+  }
+
+  setPatientContact(patientId: string, email: string, requestId: string) {
+    return this.call((c, d) => callUnary(c.setPatientContact.bind(c), { patientId, email }, d, requestId));
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 // Owns the notification REST routes: a patient's notifications (newest first, paginated, with each
-// channel's delivery status) and the webhooks — register one (its secret answered once), list them,
+// channel's delivery status), a patient's e-mail contact, and the webhooks — register one (its secret answered once), list them,
 // list a webhook's deliveries, redeliver one. Input is refused here, naming the field, before any
 // call; the notification service checks again and alone decides whether a URL's addresses are
 // allowed. Every answer comes from the notification service over gRPC.
@@ -44,11 +44,34 @@ const DeliveryParams = z.object({
   deliveryId: uuid("deliveryId").openapi({ param: { name: "deliveryId", in: "path" } }),
 });
 
-const EventType = z.enum(limits.webhookEvents);
+// The shared list and the inventory's staff alert (the notification service's webhookTopics).
+const EventType = z.enum([...limits.webhookEvents, "inventory.low-stock"]);
+
+/** RFC 5321's path limit; the notification service checks the address again. */
+const emailMax = 254;
+
+const ContactBody = z
+  .strictObject({
+    email: z
+      .email({ message: "must be one e-mail address (local@domain)" })
+      .max(emailMax)
+      .openapi({ example: "patient@example.com" }),
+  })
+  .openapi("PatientContactRequest");
+
+const Contact = z
+  .object({
+    patientId: z.string(),
+    emailChannelOn: z.boolean().openapi({
+      description: "whether the service sends e-mail (SMTP configured); the contact is kept either way",
+    }),
+    updatedAt: z.string().openapi({ format: "date-time" }),
+  })
+  .openapi("PatientContact");
 
 const ChannelStatus = z
   .object({
-    channel: z.enum(["webhook"]),
+    channel: z.enum(["webhook", "email"]),
     status: z.enum(["none", "pending", "delivered", "dead"]).openapi({
       description: "none: nothing to deliver; pending: a delivery still to make; dead: one given up",
     }),
@@ -98,7 +121,7 @@ const CreateWebhookBody = z
     events: z
       .array(EventType)
       .min(1)
-      .max(limits.webhookEvents.length)
+      .max(EventType.options.length)
       .refine((e) => new Set(e).size === e.length, { message: "must not repeat an event type" }),
     clinicId: uuid("clinicId")
       .optional()
@@ -156,7 +179,7 @@ const notificationView = (n: NotificationMsg) => ({
   body: n.body,
   createdAt: n.createdAt,
   channels: n.channels.map((ch) => ({
-    channel: ch.channel as "webhook",
+    channel: ch.channel as z.infer<typeof ChannelStatus>["channel"],
     status: ch.status as z.infer<typeof ChannelStatus>["status"],
     delivered: ch.delivered,
     pending: ch.pending,
@@ -210,6 +233,37 @@ export function addNotificationRoutes(app: OpenAPIHono<GatewayEnv>, notification
       );
       return c.json(
         { items: res.notifications.map(notificationView), nextCursor: res.nextCursor || null },
+        200,
+      );
+    },
+  );
+
+  mount(
+    app,
+    createRoute({
+      method: "put",
+      path: "/v1/patients/{id}/contact",
+      summary: "Store a patient's e-mail contact (encrypted at rest); later notifications are e-mailed too",
+      description:
+        "The address is sealed with AES-256-GCM under NOTIFICATION_CONTACT_KEY and never logged. " +
+        "Notifications made after this are also sent by e-mail when the service has SMTP_URL " +
+        "(emailChannelOn); the channel's status shows in the patient's notifications.",
+      request: { params: PatientParams, body: jsonBody(ContactBody) },
+      responses: {
+        200: json(Contact, "Stored (replacing any before)"),
+        400: problemDoc("Invalid id or email"),
+        503: problemDoc("Contacts are off: the notification service has no contact key"),
+      },
+    }),
+    async (c) => {
+      // The auth issue: a patient may set only their own — checked here.
+      const res = await notifications.setPatientContact(
+        c.req.valid("param").id,
+        c.req.valid("json").email,
+        c.get("requestId"),
+      );
+      return c.json(
+        { patientId: res.patientId, emailChannelOn: res.emailChannelOn, updatedAt: res.updatedAt },
         200,
       );
     },

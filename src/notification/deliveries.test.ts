@@ -5,9 +5,10 @@ import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../shared/config.ts";
 import { AppError } from "../shared/errors.ts";
-import { notificationLimits } from "../shared/validation.ts";
+import { ContactCipher } from "./contacts.ts";
 import { backoffMs, backoffMsLimit, signature } from "./deliveries.ts";
-import { handlers } from "./handlers.ts";
+import { handlers, lowStockTopic } from "./handlers.ts";
+import { webhookTopics } from "./service.ts";
 import { isPrivateAddress, parseWebhookUrl, resolveTarget } from "./webhook-url.ts";
 
 describe("webhook deliveries", () => {
@@ -123,6 +124,38 @@ describe("webhook deliveries", () => {
   });
 
   it("webhooks may subscribe to exactly the topics the service handles", () => {
-    expect([...handlers.keys()].sort()).toEqual([...notificationLimits.webhookEvents].sort());
+    expect([...handlers.keys()].sort()).toEqual([...webhookTopics].sort());
+    expect(webhookTopics).toContain(lowStockTopic);
+  });
+
+  it("a contact is sealed with AES-256-GCM: fresh IV each time, bound to its patient, tamper-evident", () => {
+    const key = Buffer.alloc(32, 7).toString("base64");
+    const cipher = new ContactCipher(key);
+    const a = "00000000-0000-4000-8000-000000000001";
+    const b = "00000000-0000-4000-8000-000000000002";
+    const one = cipher.encrypt(a, "ann@example.com");
+    const two = cipher.encrypt(a, "ann@example.com");
+    expect(one.equals(two)).toBe(false);
+    expect(one.toString("latin1")).not.toContain("ann@example.com");
+    expect(cipher.decrypt(a, one)).toBe("ann@example.com");
+    expect(() => cipher.decrypt(b, one)).toThrow(); // another patient's row
+    const flipped = Buffer.from(one);
+    flipped[flipped.length - 1]! ^= 1;
+    expect(() => cipher.decrypt(a, flipped)).toThrow();
+    expect(() => new ContactCipher(Buffer.alloc(31).toString("base64"))).toThrow();
+    expect(() => new ContactCipher(Buffer.alloc(32, 8).toString("base64")).decrypt(a, one)).toThrow();
+  });
+
+  it("NOTIFICATION_CONTACT_KEY must be 32 bytes of base64; SMTP_URL an smtp(s) URL", () => {
+    expect(
+      loadConfig({ NOTIFICATION_CONTACT_KEY: Buffer.alloc(32, 1).toString("base64") })
+        .NOTIFICATION_CONTACT_KEY,
+    ).toBeTruthy();
+    for (const bad of [Buffer.alloc(16).toString("base64"), "not base64 at all", "x".repeat(44)]) {
+      expect(() => loadConfig({ NOTIFICATION_CONTACT_KEY: bad })).toThrow(ConfigError);
+    }
+    expect(loadConfig({ SMTP_URL: "smtp://127.0.0.1:2525" }).SMTP_URL).toBe("smtp://127.0.0.1:2525");
+    expect(() => loadConfig({ SMTP_URL: "http://127.0.0.1:2525" })).toThrow(ConfigError);
+    expect(loadConfig({}).SMTP_URL).toBeUndefined();
   });
 });

@@ -1,7 +1,8 @@
-// Owns sending webhook deliveries: claiming due rows (FOR UPDATE SKIP LOCKED, so several instances
-// share the work and never claim one row together), signing and POSTing each, and recording the
-// outcome — delivered on 2xx; otherwise retried after an exponential backoff with full jitter, and
-// dead once its attempts are used up. A claim is a lease: an instance that dies mid-attempt leaves
+// Owns sending deliveries of every channel: claiming due rows (FOR UPDATE SKIP LOCKED, so several
+// instances share the work and never claim one row together), sending each — a webhook signed and
+// POSTed, an e-mail handed to the SMTP server (email.ts) — and recording the outcome: delivered on
+// 2xx (webhook) or the server's acceptance (e-mail); otherwise retried after an exponential backoff
+// with full jitter, and dead once its attempts are used up. This is the one retry policy. A claim is a lease: an instance that dies mid-attempt leaves
 // the row to be claimed again once the lease passes (at least once; receivers dedupe on
 // MediSync-Event-Id), and a result is written only while its claim still holds.
 import { createHmac, randomUUID } from "node:crypto";
@@ -12,6 +13,8 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import { AppError } from "../shared/errors.ts";
 import { counter } from "../shared/metrics.ts";
+import type { ContactCipher } from "./contacts.ts";
+import type { Mailer } from "./email.ts";
 import { resolveTarget } from "./webhook-url.ts";
 
 /** An attempt is given this long in all: connect, send, the receiver's answer. */
@@ -35,6 +38,16 @@ const attemptsTotal = counter(
 const deadTotal = counter(
   "medisync_notification_webhook_dead_total",
   "webhook deliveries given up after their last attempt",
+  [],
+);
+const emailAttemptsTotal = counter(
+  "medisync_notification_email_attempts_total",
+  "e-mail delivery attempts by result (delivered, failed)",
+  ["result"],
+);
+const emailDeadTotal = counter(
+  "medisync_notification_email_dead_total",
+  "e-mail deliveries given up after their last attempt",
   [],
 );
 
@@ -62,16 +75,23 @@ export interface DeliveryWorkerOptions {
   attemptsMax: number;
   backoffMsBase: number;
   allowPrivate: boolean;
+  /** The e-mail channel, when on (SMTP_URL and a contact key): without it e-mail rows are not claimed. */
+  email?: { mailer: Mailer; cipher: ContactCipher };
 }
+
+type Channel = "webhook" | "email";
 
 interface Claimed {
   id: string;
-  webhook_id: string;
+  channel: Channel;
+  webhook_id: string | null;
   event_id: string;
   payload: string;
   attempts: number;
-  url: string;
-  secret: string;
+  url: string | null;
+  secret: string | null;
+  recipient: Buffer | null;
+  patient_id: string | null;
 }
 
 type Outcome = { ok: true; statusCode: number } | { ok: false; statusCode: number | null; error: string };
@@ -112,7 +132,10 @@ async function post(url: URL, headers: Record<string, string>, body: string, all
   });
 }
 
-async function attempt(d: Claimed, allowPrivate: boolean): Promise<Outcome> {
+async function attempt(
+  d: Claimed & { url: string; secret: string },
+  allowPrivate: boolean,
+): Promise<Outcome> {
   const headers = {
     "content-type": "application/json",
     "user-agent": "MediSync-Webhooks/1",
@@ -130,6 +153,41 @@ async function attempt(d: Claimed, allowPrivate: boolean): Promise<Outcome> {
     const e = err as { code?: string; message?: string };
     const error = err instanceof AppError ? err.message : (e.code ?? e.message ?? "failed");
     return { ok: false, statusCode: null, error: error.slice(0, lastErrorMax) };
+  }
+}
+
+/**
+ * Hands one e-mail to the SMTP server within the attempt's deadline. The address is decrypted here
+ * and goes nowhere else: a failure is recorded by code (ECONNECTION, ETIMEDOUT) or SMTP reply code,
+ * never by the server's text, which may quote the address.
+ */
+async function attemptEmail(d: Claimed, email: { mailer: Mailer; cipher: ContactCipher }): Promise<Outcome> {
+  let to: string;
+  try {
+    to = email.cipher.decrypt(d.patient_id ?? "", d.recipient ?? Buffer.alloc(0));
+  } catch {
+    return { ok: false, statusCode: null, error: "contact does not decrypt with this key" };
+  }
+  const m = JSON.parse(d.payload) as { subject: string; body: string };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      email.mailer.send({ to, subject: m.subject, body: m.body, eventId: d.event_id, deliveryId: d.id }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(Object.assign(new Error("timeout"), { code: `timeout after ${deliveryTimeoutMs} ms` })),
+          deliveryTimeoutMs,
+        );
+      }),
+    ]);
+    return { ok: true, statusCode: 250 };
+  } catch (err) {
+    const e = err as { code?: string; responseCode?: number };
+    const error = e.responseCode ? `SMTP ${e.responseCode}` : (e.code ?? "failed");
+    return { ok: false, statusCode: e.responseCode ?? null, error: error.slice(0, lastErrorMax) };
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -188,7 +246,8 @@ export class DeliveryWorker {
     const { pool, attemptsMax } = this.o;
     const exhausted = await pool.query<{
       id: string;
-      webhook_id: string;
+      channel: Channel;
+      webhook_id: string | null;
       event_id: string;
       attempts: number;
     }>(
@@ -196,31 +255,51 @@ export class DeliveryWorker {
           SET status = 'dead', next_attempt_at = NULL, lease_id = NULL, updated_at = now(),
               last_error = coalesce(last_error, 'attempt interrupted')
         WHERE status = 'pending' AND attempts >= $1 AND next_attempt_at <= now()
-        RETURNING id, webhook_id, event_id, attempts`,
+        RETURNING id, channel, webhook_id, event_id, attempts`,
       [attemptsMax],
     );
     for (const d of exhausted.rows) this.dead(d);
     const lease = randomUUID();
+    // An instance without the e-mail channel leaves e-mail rows to one that has it.
+    const channels: Channel[] = this.o.email ? ["webhook", "email"] : ["webhook"];
     const claimed = await pool.query<Claimed>(
       `WITH due AS (
          SELECT id FROM webhook_deliveries
           WHERE status = 'pending' AND next_attempt_at <= now() AND attempts < $1
-          ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-       UPDATE webhook_deliveries d
-          SET attempts = d.attempts + 1, lease_id = $3, attempted_by = $4, updated_at = now(),
-              next_attempt_at = now() + make_interval(secs => $5)
-         FROM due, webhooks w
-        WHERE d.id = due.id AND w.id = d.webhook_id
-        RETURNING d.id, d.webhook_id, d.event_id, d.payload, d.attempts, w.url, w.secret`,
-      [attemptsMax, claimRowsMax, lease, this.o.instance, leaseMs / 1000],
+            AND channel = ANY ($6::text[])
+          ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+       claimed AS (
+         UPDATE webhook_deliveries d
+            SET attempts = d.attempts + 1, lease_id = $3, attempted_by = $4, updated_at = now(),
+                next_attempt_at = now() + make_interval(secs => $5)
+           FROM due
+          WHERE d.id = due.id
+          RETURNING d.id, d.channel, d.webhook_id, d.event_id, d.payload, d.attempts, d.recipient)
+       SELECT c.*, w.url, w.secret, n.patient_id
+         FROM claimed c
+         LEFT JOIN webhooks w ON w.id = c.webhook_id
+         LEFT JOIN notifications n ON n.event_id = c.event_id`,
+      [attemptsMax, claimRowsMax, lease, this.o.instance, leaseMs / 1000, channels],
     );
     await Promise.all(claimed.rows.map((d) => this.deliver(d, lease)));
     return claimed.rows.length;
   }
 
-  private async deliver(d: Claimed, lease: string): Promise<void> {
-    const outcome = await attempt(d, this.o.allowPrivate);
+  private async send(d: Claimed): Promise<Outcome> {
+    if (d.channel === "email") {
+      if (!this.o.email) return { ok: false, statusCode: null, error: "e-mail channel off" };
+      const outcome = await attemptEmail(d, this.o.email);
+      emailAttemptsTotal.inc({ result: outcome.ok ? "delivered" : "failed" });
+      return outcome;
+    }
+    // The webhook was deleted with its rows (ON DELETE CASCADE): nothing to claim then.
+    const outcome = await attempt({ ...d, url: d.url ?? "", secret: d.secret ?? "" }, this.o.allowPrivate);
     attemptsTotal.inc({ result: outcome.ok ? "delivered" : "failed" });
+    return outcome;
+  }
+
+  private async deliver(d: Claimed, lease: string): Promise<void> {
+    const outcome = await this.send(d);
     if (outcome.ok) {
       await this.o.pool.query(
         `UPDATE webhook_deliveries
@@ -249,7 +328,21 @@ export class DeliveryWorker {
     if (last && (r.rowCount ?? 0) > 0) this.dead(d);
   }
 
-  private dead(d: { id: string; webhook_id: string; event_id: string; attempts: number }): void {
+  private dead(d: {
+    id: string;
+    channel: Channel;
+    webhook_id: string | null;
+    event_id: string;
+    attempts: number;
+  }): void {
+    if (d.channel === "email") {
+      emailDeadTotal.inc();
+      this.o.log.warn(
+        { event: "email_dead", deliveryId: d.id, eventId: d.event_id, attempts: d.attempts },
+        "e-mail delivery given up after its last attempt",
+      );
+      return;
+    }
     deadTotal.inc();
     this.o.log.warn(
       {

@@ -1,16 +1,26 @@
 // Owns which events make which notifications: one handler per topic, each with the schema of its
-// payload. A new event type (prescriptions, low stock) is one entry here.
+// payload. A new event type is one entry here.
 import { z } from "zod";
-import { bookedMessage, cancelledMessage, type Message, prescriptionMessage } from "./messages.ts";
+import {
+  bookedMessage,
+  cancelledMessage,
+  lowStockMessage,
+  type Message,
+  prescriptionMessage,
+} from "./messages.ts";
 
-/** What one event asks the service to tell one patient. */
-export interface NotificationDraft extends Message {
-  patientId: string;
-  clinicId: string;
+/**
+ * What one event asks the service to tell: one patient (audience patient; e-mailed too when the
+ * patient's contact is on record), or a clinic's staff (audience staff: an alert, webhooks only).
+ */
+export type NotificationDraft = Message & {
   kind: string;
   /** What a webhook receives of the event besides the notification: ids and codes only, no PHI. */
   data: Record<string, string | number>;
-}
+} & (
+    | { audience: "patient"; patientId: string; clinicId: string }
+    | { audience: "staff"; clinicCode: string }
+  );
 
 export interface EventHandler {
   topic: string;
@@ -35,6 +45,7 @@ function appointmentHandler(topic: string, kind: string, message: typeof bookedM
       if (!p.success) return undefined;
       try {
         return {
+          audience: "patient",
           patientId: p.data.patientId,
           clinicId: p.data.clinicId,
           kind,
@@ -64,6 +75,7 @@ function prescriptionHandler(topic: string, kind: string): EventHandler {
       const p = prescriptionEvent.safeParse(payload);
       if (!p.success) return undefined;
       return {
+        audience: "patient",
         patientId: p.data.patientId,
         clinicId: p.data.clinicId,
         kind,
@@ -79,6 +91,39 @@ function prescriptionHandler(topic: string, kind: string): EventHandler {
   };
 }
 
+/** The inventory's topic (src/inventory/event-relay.ts): stock at or under its reorder level. */
+export const lowStockTopic = "inventory.low-stock";
+
+// As the relay writes it: the clinic is the inventory's clinic code, not the appointment side's id.
+const lowStockEvent = z.object({
+  clinic: z.string().min(1).max(64),
+  medicationCode: z.string().min(1).max(64),
+  quantity: z.number().int().nonnegative(),
+  reorderLevel: z.number().int().nonnegative(),
+  index: z.number().int().positive(),
+});
+
+const lowStockHandler: EventHandler = {
+  topic: lowStockTopic,
+  draft(payload) {
+    const p = lowStockEvent.safeParse(payload);
+    if (!p.success) return undefined;
+    return {
+      audience: "staff",
+      clinicCode: p.data.clinic,
+      kind: "low-stock",
+      data: {
+        clinic: p.data.clinic,
+        medicationCode: p.data.medicationCode,
+        quantity: p.data.quantity,
+        reorderLevel: p.data.reorderLevel,
+        index: p.data.index,
+      },
+      ...lowStockMessage(p.data),
+    };
+  },
+};
+
 export const handlers: ReadonlyMap<string, EventHandler> = new Map(
   [
     appointmentHandler("appointment.booked", "appointment-booked", bookedMessage),
@@ -86,5 +131,6 @@ export const handlers: ReadonlyMap<string, EventHandler> = new Map(
     prescriptionHandler("prescription.issued", "prescription-issued"),
     prescriptionHandler("prescription.declined", "prescription-declined"),
     prescriptionHandler("prescription.cancelled", "prescription-cancelled"),
+    lowStockHandler,
   ].map((h) => [h.topic, h]),
 );

@@ -1,12 +1,13 @@
 // Owns handling one event exactly once: the inbox row (ON CONFLICT DO NOTHING) and everything the
-// event makes — its notification and one pending delivery per webhook that wants it — are one
-// transaction, so a redelivered or replayed event finds its row and makes nothing new, and a crash
+// event makes — its notification, one pending delivery per webhook that wants it, and an e-mail
+// delivery when the patient's contact is on record and e-mail is on — are one transaction, so a redelivered or replayed event finds its row and makes nothing new, and a crash
 // before COMMIT leaves nothing behind (the entry is redelivered).
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { inTransaction } from "../shared/pg.ts";
 import type { HandleResult } from "../shared/stream-consumer.ts";
 import type { StreamEvent } from "../shared/stream-events.ts";
+import { enqueueEmail } from "./email.ts";
 import { handlers } from "./handlers.ts";
 import { enqueueDeliveries } from "./webhooks.ts";
 
@@ -20,6 +21,7 @@ export async function handleEvent(
   ev: StreamEvent,
   consumer: string,
   onDeliveries?: () => void,
+  channels: { email: boolean } = { email: false },
 ): Promise<HandleResult> {
   const handler = handlers.get(ev.topic);
   const draft = handler?.draft(ev.payload);
@@ -39,15 +41,27 @@ export async function handleEvent(
     }
     if (!draft) return "ignored";
     const id = randomUUID();
+    const patient = draft.audience === "patient" ? draft : undefined;
+    const clinicId = patient?.clinicId ?? null;
     const n = await c.query<{ created_at: Date }>(
-      `INSERT INTO notifications (id, event_id, patient_id, clinic_id, kind, subject, body)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at`,
-      [id, ev.eventId, draft.patientId, draft.clinicId, draft.kind, draft.subject, draft.body],
+      `INSERT INTO notifications (id, event_id, audience, patient_id, clinic_id, clinic_code, kind, subject, body)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING created_at`,
+      [
+        id,
+        ev.eventId,
+        draft.audience,
+        patient?.patientId ?? null,
+        clinicId,
+        draft.audience === "staff" ? draft.clinicCode : null,
+        draft.kind,
+        draft.subject,
+        draft.body,
+      ],
     );
     deliveries = await enqueueDeliveries(c, {
       eventId: ev.eventId,
       topic: ev.topic,
-      clinicId: draft.clinicId,
+      clinicId,
       payload: {
         id: ev.eventId,
         type: ev.topic,
@@ -55,13 +69,20 @@ export async function handleEvent(
         data: {
           notificationId: id,
           kind: draft.kind,
-          patientId: draft.patientId,
-          clinicId: draft.clinicId,
+          ...(patient ? { patientId: patient.patientId, clinicId: patient.clinicId } : {}),
           ...draft.data,
           subject: draft.subject,
         },
       },
     });
+    if (patient && channels.email) {
+      deliveries += await enqueueEmail(c, {
+        eventId: ev.eventId,
+        topic: ev.topic,
+        patientId: patient.patientId,
+        message: draft,
+      });
+    }
     return "new";
   });
   if (deliveries > 0) onDeliveries?.();

@@ -1,5 +1,6 @@
 // Owns the wording of what a patient is told: the clinic, the appointment's local date and time in
-// the clinic's own time zone, and what changed. A message names one patient's appointment only.
+// the clinic's own time zone, and what changed. A message names one patient's appointment only;
+// a staff alert names a clinic and a medication, no patient.
 
 const formats = new Map<string, Intl.DateTimeFormat>();
 
@@ -73,4 +74,17 @@ export function prescriptionMessage(p: {
         body: `Your prescription of ${p.quantity} × ${p.medicationCode} has been cancelled.`,
       };
   }
+}
+
+/** A staff alert: a clinic's stock of one medication fell to or under its reorder level. */
+export function lowStockMessage(s: {
+  clinic: string;
+  medicationCode: string;
+  quantity: number;
+  reorderLevel: number;
+}): Message {
+  return {
+    subject: `Low stock: ${s.medicationCode} at ${s.clinic}`,
+    body: `${s.clinic} has ${s.quantity} × ${s.medicationCode} left (reorder level ${s.reorderLevel}). Reorder soon.`,
+  };
 }

@@ -1,5 +1,6 @@
 // Owns the notification database schema as versioned migrations (run by migrate.ts): the inbox of
-// handled events, the notifications they made, the webhooks and each event's deliveries to them.
+// handled events, the notifications they made, the webhooks and each event's deliveries to them,
+// patients' e-mail contacts (sealed) and staff alerts.
 import type { Migration } from "../shared/migrate.ts";
 
 export const migrations: Migration[] = [
@@ -81,6 +82,45 @@ export const migrations: Migration[] = [
       CREATE INDEX webhook_deliveries_page ON webhook_deliveries (webhook_id, created_at DESC, id DESC);
       CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
       CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (updated_at) WHERE status <> 'pending';
+    `,
+  },
+  {
+    version: 3,
+    name: "contacts, e-mail deliveries, staff alerts",
+    sql: `
+      -- A patient's e-mail address, sealed with AES-256-GCM under NOTIFICATION_CONTACT_KEY
+      -- (contacts.ts: format byte, IV, tag, ciphertext; the patient id is the associated data).
+      CREATE TABLE contacts (
+        patient_id uuid PRIMARY KEY,
+        email bytea NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- Every channel's deliveries live in one table, claimed by one worker under one retry policy
+      -- (deliveries.ts); the table keeps its first name. An e-mail delivery has no webhook and
+      -- carries the sealed address it goes to (copied from contacts when the event was handled);
+      -- its payload is the message ({subject, body}). One per event by schema.
+      ALTER TABLE webhook_deliveries
+        ADD COLUMN channel text NOT NULL DEFAULT 'webhook' CHECK (channel IN ('webhook', 'email')),
+        ADD COLUMN recipient bytea,
+        ALTER COLUMN webhook_id DROP NOT NULL,
+        ADD CONSTRAINT webhook_deliveries_channel CHECK (
+          (channel = 'webhook' AND webhook_id IS NOT NULL AND recipient IS NULL) OR
+          (channel = 'email' AND webhook_id IS NULL AND recipient IS NOT NULL));
+      CREATE UNIQUE INDEX webhook_deliveries_email ON webhook_deliveries (event_id) WHERE channel = 'email';
+
+      -- A staff alert (inventory.low-stock) is a notification of no patient, for a clinic named by
+      -- its code (the inventory knows clinics by code, not by id).
+      ALTER TABLE notifications
+        ADD COLUMN audience text NOT NULL DEFAULT 'patient' CHECK (audience IN ('patient', 'staff')),
+        ADD COLUMN clinic_code text,
+        ALTER COLUMN patient_id DROP NOT NULL,
+        ALTER COLUMN clinic_id DROP NOT NULL,
+        ADD CONSTRAINT notifications_audience CHECK (
+          (audience = 'patient' AND patient_id IS NOT NULL AND clinic_id IS NOT NULL) OR
+          (audience = 'staff' AND patient_id IS NULL AND clinic_code IS NOT NULL));
+      CREATE INDEX notifications_staff ON notifications (clinic_code, created_at DESC, id DESC)
+        WHERE audience = 'staff';
     `,
   },
 ];

@@ -1,5 +1,5 @@
 // Owns the notification process: its database (created and migrated at start), the consumer of
-// the event stream, the webhook delivery worker, the pruner, the gRPC server, the ops HTTP server,
+// the event stream, the delivery worker (webhooks, and e-mail when SMTP_URL and the contact key are set), the pruner, the gRPC server, the ops HTTP server,
 // and closing them in order.
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -10,7 +10,9 @@ import { startOpsServer } from "../shared/metrics.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
 import { StreamConsumer, streamConsumerMetrics } from "../shared/stream-consumer.ts";
-import { DeliveryWorker } from "./deliveries.ts";
+import { ContactCipher } from "./contacts.ts";
+import { DeliveryWorker, deliveryTimeoutMs } from "./deliveries.ts";
+import { smtpMailer } from "./email.ts";
 import { handleEvent } from "./inbox.ts";
 import { migrate } from "./migrate.ts";
 import { startPruner } from "./pruner.ts";
@@ -37,6 +39,15 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
     onIdleError: (err) => log.warn({ err: err.message }, "idle PostgreSQL client failed"),
   });
   await migrate(pool, log);
+  const cipher = cfg.NOTIFICATION_CONTACT_KEY ? new ContactCipher(cfg.NOTIFICATION_CONTACT_KEY) : undefined;
+  // E-mail needs both a server to send through and the key to read addresses with; either missing,
+  // the channel is off (nothing enqueued, nothing sent) and the rest runs as before.
+  const mailer =
+    cfg.SMTP_URL && cipher
+      ? smtpMailer({ url: cfg.SMTP_URL, from: cfg.NOTIFICATION_EMAIL_FROM, timeoutMs: deliveryTimeoutMs })
+      : undefined;
+  if (cfg.SMTP_URL && !cipher) log.warn("SMTP_URL set without NOTIFICATION_CONTACT_KEY: e-mail channel off");
+  const email = mailer && cipher ? { mailer, cipher } : undefined;
   const redis = createRedis({
     url: cfg.REDIS_URL,
     commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS,
@@ -51,7 +62,7 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
     consumer,
     claimIdleMs: cfg.NOTIFICATION_CLAIM_IDLE_MS,
     deliveriesMax: cfg.NOTIFICATION_DELIVERIES_MAX,
-    handle: (ev) => handleEvent(pool, ev, consumer, () => worker.kick()),
+    handle: (ev) => handleEvent(pool, ev, consumer, () => worker.kick(), { email: email !== undefined }),
     log,
     metricsPrefix,
   });
@@ -62,6 +73,7 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
     attemptsMax: cfg.NOTIFICATION_WEBHOOK_ATTEMPTS_MAX,
     backoffMsBase: cfg.NOTIFICATION_WEBHOOK_BACKOFF_MS_BASE,
     allowPrivate: cfg.NOTIFICATION_WEBHOOK_ALLOW_PRIVATE,
+    ...(email ? { email } : {}),
   });
   worker.start();
   stream.start();
@@ -76,7 +88,13 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
   const server = new Server(serverOptions);
   server.addService(
     NotificationServiceService,
-    createNotificationHandlers({ pool, log, allowPrivate: cfg.NOTIFICATION_WEBHOOK_ALLOW_PRIVATE }),
+    createNotificationHandlers({
+      pool,
+      log,
+      allowPrivate: cfg.NOTIFICATION_WEBHOOK_ALLOW_PRIVATE,
+      ...(cipher ? { cipher } : {}),
+      emailOn: email !== undefined,
+    }),
   );
   const grpcPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(
@@ -96,7 +114,7 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
   });
   const address = ops.address();
   const opsPort = typeof address === "object" && address ? address.port : cfg.NOTIFICATION_OPS_PORT;
-  log.info({ grpcPort, opsPort, consumer }, "notification service listening");
+  log.info({ grpcPort, opsPort, consumer, email: email !== undefined }, "notification service listening");
 
   return {
     grpcPort,
@@ -113,6 +131,7 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
       });
       await stream.stop();
       await worker.stop();
+      mailer?.close();
       await pruner.stop();
       await new Promise<void>((resolve) => ops.close(() => resolve()));
       redis.disconnect();

@@ -1,21 +1,23 @@
 // Owns the NotificationService gRPC handlers: every request field checked (a VALIDATION error
-// names it), then a read or write of webhooks.ts, or a patient's notifications with their channel
-// status. The caller is the gateway; the admin check of the webhook routes will sit there.
+// names it), then a read or write of webhooks.ts, a patient's notifications with their channel
+// status (webhook, email), or a patient's contact (contacts.ts; the address is never logged). The caller is the gateway; the admin check of the webhook routes will sit there.
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { ChannelStatus, NotificationServiceServer } from "../gen/medisync/v1/notification.ts";
 import { AppError } from "../shared/errors.ts";
 import { unary } from "../shared/grpc.ts";
 import { isUuid, notificationLimits as limits } from "../shared/validation.ts";
+import { type ContactCipher, setContact } from "./contacts.ts";
+import { lowStockTopic } from "./handlers.ts";
 import { cursorTimeSql, decodeCursor, pageLimit, pageOf } from "./page.ts";
 import { parseWebhookUrl, resolveTarget } from "./webhook-url.ts";
 import {
+  channelStatusOf,
   createWebhook,
   deliveryPage,
   redeliver,
   webhookExists,
   webhookPage,
-  webhookStatusOf,
 } from "./webhooks.ts";
 
 function uuid(value: string, field: string): string {
@@ -23,7 +25,22 @@ function uuid(value: string, field: string): string {
   return value.toLowerCase();
 }
 
-const topics: readonly string[] = limits.webhookEvents;
+/** The topics a webhook may ask for: the shared list and the inventory's staff alert. */
+export const webhookTopics: readonly string[] = [...limits.webhookEvents, lowStockTopic];
+const topics = webhookTopics;
+
+/** Characters of an e-mail address (RFC 5321's path limit). */
+export const emailMax = 254;
+// One address, no display name, no list: what a mailbox is, not what a header may hold.
+const emailPattern =
+  /^[^\s@<>(),;:"[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+
+function email(value: string): string {
+  const control = [...value].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f);
+  if (value.length > emailMax || control || !emailPattern.test(value))
+    throw new AppError("VALIDATION", "email must be one e-mail address (local@domain)", "email");
+  return value;
+}
 
 function events(list: string[]): string[] {
   if (list.length === 0 || list.length > topics.length) {
@@ -49,14 +66,24 @@ interface NotificationRow {
   cursor_at: string;
 }
 
-const noWebhook: ChannelStatus = { channel: "webhook", status: "none", delivered: 0, pending: 0, dead: 0 };
+const none = (channel: string): ChannelStatus => ({
+  channel,
+  status: "none",
+  delivered: 0,
+  pending: 0,
+  dead: 0,
+});
 
 export function createNotificationHandlers(deps: {
   pool: pg.Pool;
   log: Logger;
   allowPrivate: boolean;
+  /** Undefined without NOTIFICATION_CONTACT_KEY: contacts are refused. */
+  cipher?: ContactCipher;
+  /** Whether e-mail is sent (SMTP_URL and a key). */
+  emailOn: boolean;
 }): NotificationServiceServer {
-  const { pool, log, allowPrivate } = deps;
+  const { pool, log, allowPrivate, cipher, emailOn } = deps;
   return {
     listPatientNotifications: unary(log, "ListPatientNotifications", async (req) => {
       const patientId = uuid(req.patientId, "patientId");
@@ -74,10 +101,9 @@ export function createNotificationHandlers(deps: {
         r.rows.map((x) => ({ ...x, cursorAt: x.cursor_at })),
         limit,
       );
-      const webhook = await webhookStatusOf(
-        pool,
-        page.map((n) => n.event_id),
-      );
+      const ids = page.map((n) => n.event_id);
+      const webhook = await channelStatusOf(pool, "webhook", ids);
+      const mail = await channelStatusOf(pool, "email", ids);
       return {
         notifications: page.map((n) => ({
           id: n.id,
@@ -87,7 +113,7 @@ export function createNotificationHandlers(deps: {
           subject: n.subject,
           body: n.body,
           createdAt: n.created_at.toISOString(),
-          channels: [webhook.get(n.event_id) ?? noWebhook],
+          channels: [webhook.get(n.event_id) ?? none("webhook"), mail.get(n.event_id) ?? none("email")],
         })),
         nextCursor,
       };
@@ -120,6 +146,16 @@ export function createNotificationHandlers(deps: {
         throw new AppError("WEBHOOK_NOT_FOUND", "no such webhook", "webhookId");
       const { page, nextCursor } = pageOf(await deliveryPage(pool, webhookId, limit + 1, after), limit);
       return { deliveries: page.map(({ cursorAt: _, ...d }) => d), nextCursor };
+    }),
+
+    setPatientContact: unary(log, "SetPatientContact", async (req) => {
+      const patientId = uuid(req.patientId, "patientId");
+      const address = email(req.email);
+      if (!cipher)
+        throw new AppError("CONTACTS_DISABLED", "no NOTIFICATION_CONTACT_KEY: contacts cannot be stored");
+      const updatedAt = await setContact(pool, cipher, patientId, address);
+      log.info({ event: "contact_set", patientId }, "patient contact stored");
+      return { patientId, emailChannelOn: emailOn, updatedAt: updatedAt.toISOString() };
     }),
 
     redeliverWebhookDelivery: unary(log, "RedeliverWebhookDelivery", async (req) => {

@@ -78,17 +78,18 @@ export interface EventPayload {
 
 /**
  * One pending delivery per webhook that wants the event (its topic among the webhook's events, and
- * the event's clinic the webhook's or the webhook for every clinic). Runs in the inbox's
+ * the event's clinic the webhook's or the webhook for every clinic; an event of no clinic id, a
+ * staff alert, only the latter). Runs in the inbox's
  * transaction: the deliveries exist exactly when the event was handled. Returns how many.
  */
 export async function enqueueDeliveries(
   c: pg.PoolClient,
-  ev: { eventId: string; topic: string; clinicId: string; payload: EventPayload },
+  ev: { eventId: string; topic: string; clinicId: string | null; payload: EventPayload },
 ): Promise<number> {
   const r = await c.query(
     `INSERT INTO webhook_deliveries (id, webhook_id, event_id, topic, payload, status, next_attempt_at)
      SELECT gen_random_uuid(), w.id, $1, $2, $3, 'pending', now() FROM webhooks w
-      WHERE $2 = ANY (w.events) AND (w.clinic_id IS NULL OR w.clinic_id = $4)
+      WHERE $2 = ANY (w.events) AND (w.clinic_id IS NULL OR w.clinic_id = $4::uuid)
      ON CONFLICT (webhook_id, event_id) DO NOTHING`,
     [ev.eventId, ev.topic, JSON.stringify(ev.payload), ev.clinicId],
   );
@@ -171,9 +172,10 @@ export async function redeliver(
   return delivery;
 }
 
-/** The webhook channel's status of each event: none, pending, dead or delivered, with counts. */
-export async function webhookStatusOf(
+/** One channel's status of each event: none, pending, dead or delivered, with counts. */
+export async function channelStatusOf(
   db: Queryable,
+  channel: "webhook" | "email",
   eventIds: string[],
 ): Promise<Map<string, ChannelStatus>> {
   const out = new Map<string, ChannelStatus>();
@@ -183,13 +185,13 @@ export async function webhookStatusOf(
             count(*) FILTER (WHERE status = 'delivered')::int AS delivered,
             count(*) FILTER (WHERE status = 'pending')::int AS pending,
             count(*) FILTER (WHERE status = 'dead')::int AS dead
-       FROM webhook_deliveries WHERE event_id = ANY ($1::text[]) GROUP BY event_id`,
-    [eventIds],
+       FROM webhook_deliveries WHERE event_id = ANY ($1::text[]) AND channel = $2 GROUP BY event_id`,
+    [eventIds, channel],
   );
   for (const x of r.rows) {
     const status = x.pending > 0 ? "pending" : x.dead > 0 ? "dead" : "delivered";
     out.set(x.event_id, {
-      channel: "webhook",
+      channel,
       status,
       delivered: x.delivered,
       pending: x.pending,

@@ -197,6 +197,27 @@ export const envSpec = {
     schema: positiveInt.default(60_000),
     doc: "how often a notification instance prunes rows past NOTIFICATION_INBOX_RETENTION_SECONDS",
   },
+  NOTIFICATION_CONTACT_KEY: {
+    schema: z
+      .string()
+      .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s) && Buffer.from(s, "base64").length === 32, {
+        message: "32 bytes in base64 (openssl rand -base64 32)",
+      })
+      .optional(),
+    doc: "AES-256-GCM key (32 bytes, base64) patients' e-mail contacts are encrypted with at rest; unset: PUT /v1/patients/{id}/contact is refused and no e-mail is sent (npm start generates one in data/notification-contact.key)",
+  },
+  SMTP_URL: {
+    schema: z
+      .string()
+      .url()
+      .refine((s) => /^smtps?:$/.test(new URL(s).protocol), { message: "an smtp:// or smtps:// URL" })
+      .optional(),
+    doc: "SMTP server the notification service sends e-mail through (smtp://user:pass@host:587, smtps://…); unset: the e-mail channel is off",
+  },
+  NOTIFICATION_EMAIL_FROM: {
+    schema: z.string().min(3).max(200).default("MediSync <no-reply@medisync.invalid>"),
+    doc: "From: of the notification e-mails",
+  },
   MEDICATION_DATABASE_URL: {
     schema: z.string().url().default("postgres://postgres@127.0.0.1:5432/medisync_medication"),
     doc: "PostgreSQL of the medication service: prescriptions, dispenses, outbox (created if missing)",

@@ -36,6 +36,11 @@ export const errorCodes = {
   PRESCRIPTION_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Prescription not found" },
   WEBHOOK_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Webhook not found" },
   DELIVERY_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Webhook delivery not found" },
+  CONTACTS_DISABLED: {
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    http: 503,
+    title: "Patient contacts are off: the notification service has no NOTIFICATION_CONTACT_KEY",
+  },
   APPOINTMENT_NOT_BOOKED: {
     grpc: GrpcStatus.FAILED_PRECONDITION,
     http: 409,

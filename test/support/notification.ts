@@ -1,10 +1,11 @@
 // Notification-test plumbing: a config with a notification database of the test's own, resetting
 // it, bookings and cancellations in bursts through the real appointment service, counting, and
-// real webhook receivers on loopback.
+// real webhook receivers and a real SMTP server on loopback.
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
+import { SMTPServer } from "smtp-server";
 import type { Config } from "../../src/shared/config.ts";
 import { callUnary } from "../../src/shared/grpc.ts";
 import { type ClinicFixture, datesFrom, makeClinic } from "./fixtures.ts";
@@ -150,4 +151,117 @@ export function signatureValid(
   if (Math.abs(Date.now() / 1000 - t) > toleranceSeconds) return false;
   const expected = createHmac("sha256", secret).update(`${t}.${body}`).digest("hex");
   return timingSafeEqual(Buffer.from(expected), Buffer.from(m[2]!));
+}
+
+/** One message a test SMTP server accepted, its headers unfolded and decoded. */
+export interface Mail {
+  /** The envelope's recipients (RCPT TO). */
+  rcptTo: string[];
+  headers: Map<string, string>;
+  subject: string;
+  to: string;
+  eventId: string;
+  text: string;
+  raw: string;
+}
+
+/** =?UTF-8?Q?…?= / =?UTF-8?B?…?= words of a header (RFC 2047), adjacent words joined. */
+function decodeWords(v: string): string {
+  return v
+    .replace(/\?=\s+=\?/g, "?==?")
+    .replace(/=\?([^?]+)\?([QqBb])\?([^?]*)\?=/g, (_, _charset: string, enc: string, text: string) =>
+      enc.toUpperCase() === "B"
+        ? Buffer.from(text, "base64").toString("utf8")
+        : Buffer.from(
+            text
+              .replace(/_/g, " ")
+              .replace(/=([0-9A-F]{2})/gi, (_m, h: string) => String.fromCharCode(parseInt(h, 16))),
+            "latin1",
+          ).toString("utf8"),
+    );
+}
+
+function quotedPrintable(s: string): string {
+  const bytes = s
+    .replace(/=\r?\n/g, "")
+    .replace(/=([0-9A-F]{2})/gi, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+  return Buffer.from(bytes, "latin1").toString("utf8");
+}
+
+export function parseMail(raw: string, rcptTo: string[]): Mail {
+  const split = raw.indexOf("\r\n\r\n");
+  const head = raw.slice(0, split).replace(/\r\n[ \t]+/g, " ");
+  const headers = new Map<string, string>();
+  for (const line of head.split("\r\n")) {
+    const i = line.indexOf(":");
+    if (i > 0) headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
+  }
+  let text = raw.slice(split + 4);
+  const cte = (headers.get("content-transfer-encoding") ?? "7bit").toLowerCase();
+  if (cte === "quoted-printable") text = quotedPrintable(text);
+  else if (cte === "base64") text = Buffer.from(text.replace(/\s+/g, ""), "base64").toString("utf8");
+  return {
+    rcptTo,
+    headers,
+    subject: decodeWords(headers.get("subject") ?? ""),
+    to: decodeWords(headers.get("to") ?? ""),
+    eventId: headers.get("medisync-event-id") ?? "",
+    text: text.replace(/\r\n$/, ""),
+    raw,
+  };
+}
+
+/**
+ * A real SMTP server on loopback (smtp-server, no TLS, no auth): keeps every message it accepts, and
+ * answers DATA with `answer(eventId, seenBefore)` — 250 accepts, any 4xx/5xx refuses (not kept).
+ */
+export class SmtpSink {
+  readonly received: Mail[] = [];
+  /** Every DATA seen, refused ones too (event ids). */
+  readonly attempts: string[] = [];
+  answer: (eventId: string, seenBefore: number) => number = () => 250;
+  private server: SMTPServer | undefined;
+  port = 0;
+
+  get url(): string {
+    return `smtp://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<this> {
+    this.server = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ["STARTTLS", "AUTH"],
+      logger: false,
+      onData: (stream, session, callback) => {
+        const chunks: Buffer[] = [];
+        stream.on("data", (c: Buffer) => chunks.push(c));
+        stream.on("end", () => {
+          const mail = parseMail(
+            Buffer.concat(chunks).toString("latin1"),
+            session.envelope.rcptTo.map((r) => r.address),
+          );
+          const seenBefore = this.attempts.filter((e) => e === mail.eventId).length;
+          this.attempts.push(mail.eventId);
+          const code = this.answer(mail.eventId, seenBefore);
+          if (code >= 400) {
+            callback(Object.assign(new Error(`refused by the test (${code})`), { responseCode: code }));
+            return;
+          }
+          this.received.push(mail);
+          callback(null);
+        });
+      },
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    this.port = (this.server.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  eventIds(): Set<string> {
+    return new Set(this.received.map((m) => m.eventId));
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
 }

@@ -25,7 +25,7 @@ export const protobufFileName = "medisync/v1/notification.proto";
 
 /** How one channel fared for one notification. */
 export interface ChannelStatus {
-  /** webhook (e-mail to come) */
+  /** webhook, email */
   channel: string;
   /**
    * none (nothing to deliver on this channel), pending (any delivery still to make), dead (none
@@ -139,6 +139,18 @@ export interface RedeliverWebhookDeliveryRequest {
 
 export interface RedeliverWebhookDeliveryResponse {
   delivery?: WebhookDelivery | undefined;
+}
+
+export interface SetPatientContactRequest {
+  patientId: string;
+  email: string;
+}
+
+export interface SetPatientContactResponse {
+  patientId: string;
+  /** Whether e-mail is sent at all (the service has SMTP_URL): a contact is kept either way. */
+  emailChannelOn: boolean;
+  updatedAt: string;
 }
 
 function createBaseChannelStatus(): ChannelStatus {
@@ -1813,6 +1825,208 @@ export const RedeliverWebhookDeliveryResponse: MessageFns<RedeliverWebhookDelive
   },
 };
 
+function createBaseSetPatientContactRequest(): SetPatientContactRequest {
+  return { patientId: "", email: "" };
+}
+
+export const SetPatientContactRequest: MessageFns<SetPatientContactRequest> = {
+  encode(message: SetPatientContactRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.patientId !== "") {
+      writer.uint32(10).string(message.patientId);
+    }
+    if (message.email !== "") {
+      writer.uint32(18).string(message.email);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetPatientContactRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetPatientContactRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.patientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.email = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetPatientContactRequest {
+    return {
+      patientId: isSet(object.patientId)
+        ? globalThis.String(object.patientId)
+        : isSet(object.patient_id)
+        ? globalThis.String(object.patient_id)
+        : "",
+      email: isSet(object.email) ? globalThis.String(object.email) : "",
+    };
+  },
+
+  toJSON(message: SetPatientContactRequest): unknown {
+    const obj: any = {};
+    if (message.patientId !== "") {
+      obj.patientId = message.patientId;
+    }
+    if (message.email !== "") {
+      obj.email = message.email;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetPatientContactRequest>, I>>(base?: I): SetPatientContactRequest {
+    return SetPatientContactRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetPatientContactRequest>, I>>(object: I): SetPatientContactRequest {
+    const message = createBaseSetPatientContactRequest();
+    message.patientId = object.patientId ?? "";
+    message.email = object.email ?? "";
+    return message;
+  },
+};
+
+function createBaseSetPatientContactResponse(): SetPatientContactResponse {
+  return { patientId: "", emailChannelOn: false, updatedAt: "" };
+}
+
+export const SetPatientContactResponse: MessageFns<SetPatientContactResponse> = {
+  encode(message: SetPatientContactResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.patientId !== "") {
+      writer.uint32(10).string(message.patientId);
+    }
+    if (message.emailChannelOn !== false) {
+      writer.uint32(16).bool(message.emailChannelOn);
+    }
+    if (message.updatedAt !== "") {
+      writer.uint32(26).string(message.updatedAt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetPatientContactResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetPatientContactResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.patientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.emailChannelOn = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.updatedAt = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetPatientContactResponse {
+    return {
+      patientId: isSet(object.patientId)
+        ? globalThis.String(object.patientId)
+        : isSet(object.patient_id)
+        ? globalThis.String(object.patient_id)
+        : "",
+      emailChannelOn: isSet(object.emailChannelOn)
+        ? globalThis.Boolean(object.emailChannelOn)
+        : isSet(object.email_channel_on)
+        ? globalThis.Boolean(object.email_channel_on)
+        : false,
+      updatedAt: isSet(object.updatedAt)
+        ? globalThis.String(object.updatedAt)
+        : isSet(object.updated_at)
+        ? globalThis.String(object.updated_at)
+        : "",
+    };
+  },
+
+  toJSON(message: SetPatientContactResponse): unknown {
+    const obj: any = {};
+    if (message.patientId !== "") {
+      obj.patientId = message.patientId;
+    }
+    if (message.emailChannelOn !== false) {
+      obj.emailChannelOn = message.emailChannelOn;
+    }
+    if (message.updatedAt !== "") {
+      obj.updatedAt = message.updatedAt;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetPatientContactResponse>, I>>(base?: I): SetPatientContactResponse {
+    return SetPatientContactResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetPatientContactResponse>, I>>(object: I): SetPatientContactResponse {
+    const message = createBaseSetPatientContactResponse();
+    message.patientId = object.patientId ?? "";
+    message.emailChannelOn = object.emailChannelOn ?? false;
+    message.updatedAt = object.updatedAt ?? "";
+    return message;
+  },
+};
+
 /**
  * NotificationService answers what the notification process made of the event stream: a patient's
  * notifications with each channel's delivery status, and the webhooks that receive events (signed,
@@ -1890,6 +2104,22 @@ export const NotificationServiceService = {
     responseDeserialize: (value: Buffer): RedeliverWebhookDeliveryResponse =>
       RedeliverWebhookDeliveryResponse.decode(value),
   },
+  /**
+   * Stores (or replaces) a patient's e-mail contact, encrypted at rest (AES-256-GCM). Later
+   * notifications of the patient are also sent by e-mail when the service has SMTP. VALIDATION
+   * naming patientId or email; CONTACTS_DISABLED when the service has no contact key.
+   */
+  setPatientContact: {
+    path: "/medisync.v1.NotificationService/SetPatientContact" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetPatientContactRequest): Buffer =>
+      Buffer.from(SetPatientContactRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetPatientContactRequest => SetPatientContactRequest.decode(value),
+    responseSerialize: (value: SetPatientContactResponse): Buffer =>
+      Buffer.from(SetPatientContactResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetPatientContactResponse => SetPatientContactResponse.decode(value),
+  },
 } as const;
 
 export interface NotificationServiceServer extends UntypedServiceImplementation {
@@ -1910,6 +2140,12 @@ export interface NotificationServiceServer extends UntypedServiceImplementation 
    * WEBHOOK_NOT_FOUND or DELIVERY_NOT_FOUND when either is unknown.
    */
   redeliverWebhookDelivery: handleUnaryCall<RedeliverWebhookDeliveryRequest, RedeliverWebhookDeliveryResponse>;
+  /**
+   * Stores (or replaces) a patient's e-mail contact, encrypted at rest (AES-256-GCM). Later
+   * notifications of the patient are also sent by e-mail when the service has SMTP. VALIDATION
+   * naming patientId or email; CONTACTS_DISABLED when the service has no contact key.
+   */
+  setPatientContact: handleUnaryCall<SetPatientContactRequest, SetPatientContactResponse>;
 }
 
 export interface NotificationServiceClient extends Client {
@@ -1999,6 +2235,26 @@ export interface NotificationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RedeliverWebhookDeliveryResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Stores (or replaces) a patient's e-mail contact, encrypted at rest (AES-256-GCM). Later
+   * notifications of the patient are also sent by e-mail when the service has SMTP. VALIDATION
+   * naming patientId or email; CONTACTS_DISABLED when the service has no contact key.
+   */
+  setPatientContact(
+    request: SetPatientContactRequest,
+    callback: (error: ServiceError | null, response: SetPatientContactResponse) => void,
+  ): ClientUnaryCall;
+  setPatientContact(
+    request: SetPatientContactRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetPatientContactResponse) => void,
+  ): ClientUnaryCall;
+  setPatientContact(
+    request: SetPatientContactRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetPatientContactResponse) => void,
   ): ClientUnaryCall;
 }
 
