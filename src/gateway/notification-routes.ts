@@ -44,8 +44,7 @@ const DeliveryParams = z.object({
   deliveryId: uuid("deliveryId").openapi({ param: { name: "deliveryId", in: "path" } }),
 });
 
-// The shared list and the inventory's staff alert (the notification service's webhookTopics).
-const EventType = z.enum([...limits.webhookEvents, "inventory.low-stock"]);
+const EventType = z.enum(limits.webhookEvents);
 
 /** RFC 5321's path limit; the notification service checks the address again. */
 const emailMax = 254;

@@ -7,6 +7,7 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { counter } from "../shared/metrics.ts";
+import { lowStockTopic } from "../shared/validation.ts";
 import type { InventoryReplica } from "./replica.ts";
 import type { LowStockEvent } from "./state-machine.ts";
 
@@ -21,7 +22,7 @@ const published = counter(
   [],
 );
 
-export const lowStockTopic = "inventory.low-stock";
+export { lowStockTopic };
 
 export function startLowStockRelay(o: {
   replica: InventoryReplica;

@@ -222,7 +222,7 @@ export class DeliveryWorker {
         claimed = await this.round();
       } catch (err) {
         // PostgreSQL away: rows stay as they are; the next round picks them up.
-        this.o.log.warn({ err: (err as Error).message }, "webhook delivery round failed");
+        this.o.log.warn({ err: (err as Error).message }, "delivery round failed (webhooks and e-mail)");
       }
       if (claimed >= claimRowsMax || this.stopped) continue;
       if (this.kicked) {

@@ -1,6 +1,8 @@
 // Owns which events make which notifications: one handler per topic, each with the schema of its
 // payload. A new event type is one entry here.
+
 import { z } from "zod";
+import { lowStockTopic } from "../shared/validation.ts";
 import {
   bookedMessage,
   cancelledMessage,
@@ -92,7 +94,7 @@ function prescriptionHandler(topic: string, kind: string): EventHandler {
 }
 
 /** The inventory's topic (src/inventory/event-relay.ts): stock at or under its reorder level. */
-export const lowStockTopic = "inventory.low-stock";
+export { lowStockTopic };
 
 // As the relay writes it: the clinic is the inventory's clinic code, not the appointment side's id.
 const lowStockEvent = z.object({

@@ -8,7 +8,6 @@ import { AppError } from "../shared/errors.ts";
 import { unary } from "../shared/grpc.ts";
 import { isUuid, notificationLimits as limits } from "../shared/validation.ts";
 import { type ContactCipher, setContact } from "./contacts.ts";
-import { lowStockTopic } from "./handlers.ts";
 import { cursorTimeSql, decodeCursor, pageLimit, pageOf } from "./page.ts";
 import { parseWebhookUrl, resolveTarget } from "./webhook-url.ts";
 import {
@@ -26,7 +25,7 @@ function uuid(value: string, field: string): string {
 }
 
 /** The topics a webhook may ask for: the shared list and the inventory's staff alert. */
-export const webhookTopics: readonly string[] = [...limits.webhookEvents, lowStockTopic];
+export const webhookTopics: readonly string[] = limits.webhookEvents;
 const topics = webhookTopics;
 
 /** Characters of an e-mail address (RFC 5321's path limit). */

@@ -116,6 +116,9 @@ export const prescriptionLimits = {
  * Notifications and webhooks (notification service and gateway alike). The topics are the events
  * the notification service has handlers for (src/notification/handlers.ts; a test keeps them equal).
  */
+/** The topic the inventory leader publishes low-stock alerts under (src/inventory/event-relay.ts). */
+export const lowStockTopic = "inventory.low-stock";
+
 export const notificationLimits = {
   webhookEvents: [
     "appointment.booked",
@@ -123,6 +126,7 @@ export const notificationLimits = {
     "prescription.issued",
     "prescription.declined",
     "prescription.cancelled",
+    lowStockTopic,
   ] as const,
   /** Characters of a webhook URL. */
   webhookUrlMax: 2_048,
