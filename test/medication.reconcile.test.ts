@@ -124,3 +124,45 @@ it("a dispense not settled within the retry window becomes reconcile: status, me
   expect(replay.replayed).toBe(true);
   expect(replay.row.dispense.status).toBe("reconcile");
 });
+
+it("an appointment's cancel event handled before a prescription's insert commits still stops it: the insert sees the cancel", async () => {
+  const { log } = captureLogger("medication");
+  const saga = new Saga({
+    pool,
+    inventory,
+    appointment: appointmentFacts(appointments),
+    retryWindowMs: 60_000,
+    crashpoints: new Set(),
+    log,
+  });
+  // A second booked appointment: the appointment service still says booked (its cancel event is the
+  // one the medication service has just handled, the case where the two race).
+  const fx = await makeClinic(
+    apptPool,
+    datesFrom(new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 10), 1),
+    1,
+  );
+  const slotId = [...fx.days.values()][0]![0]!.id;
+  const booked = await callUnary(
+    appt.client.book.bind(appt.client),
+    { slotId, patientId: randomUUID(), idempotencyKey: "" },
+    5_000,
+  );
+  const id = booked.appointment!.id;
+  await saga.cancelAppointment(id, "event-1");
+  const late = await saga
+    .issue(
+      {
+        appointmentId: id,
+        medicationCode: "amoxicillin",
+        quantity: 1,
+        dosage: { amount: 1, unit: "tablet", timesPerDay: 1, days: 1 },
+        idempotencyKey: randomUUID(),
+      },
+      "req-late",
+    )
+    .catch((e: unknown) => e);
+  expect((late as AppError).code).toBe("APPOINTMENT_NOT_BOOKED");
+  const rows = await pool.query("SELECT 1 FROM prescriptions WHERE appointment_id = $1", [id]);
+  expect(rows.rowCount).toBe(0);
+});

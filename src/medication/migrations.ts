@@ -59,4 +59,17 @@ export const migrations: Migration[] = [
       CREATE INDEX outbox_relayed ON outbox (relayed_at) WHERE relayed_at IS NOT NULL;
     `,
   },
+  {
+    version: 2,
+    name: "cancelled appointments, so a prescription racing its appointment's cancel is refused",
+    sql: `
+      -- Written when the medication service handles an appointment's cancel, under the same
+      -- per-appointment lock as a prescription's insert: whichever commits second sees the other.
+      CREATE TABLE cancelled_appointments (
+        appointment_id uuid PRIMARY KEY,
+        cancelled_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX cancelled_appointments_at ON cancelled_appointments (cancelled_at);
+    `,
+  },
 ];

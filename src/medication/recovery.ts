@@ -4,8 +4,14 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import { gauge } from "../shared/metrics.ts";
-import { claimStale, reconcileCount } from "./repo.ts";
+import { claimStale, pruneCancelledAppointments, reconcileCount } from "./repo.ts";
 import type { Saga } from "./saga.ts";
+
+/**
+ * How long a cancelled-appointment marker is kept: far past the race it closes (an appointment
+ * cancelled that long ago is refused by the appointment service's own answer).
+ */
+const cancelledMarkerSeconds = 86_400;
 
 /** Dispenses (and returns) taken per round. */
 const claimRowsMax = 50;
@@ -53,6 +59,7 @@ export function startRecovery(o: {
       );
     }
     waiting.set(await reconcileCount(o.pool));
+    await pruneCancelledAppointments(o.pool, cancelledMarkerSeconds);
   };
   const attempt = () => {
     if (stopped || running) return running;

@@ -162,10 +162,42 @@ export interface NewPrescription {
 }
 
 /**
- * Records the prescription (active) and its dispense (in-progress) in one transaction, before
- * inventory is asked. False when the idempotency key is already taken (a racing twin won).
+ * Serializes, per appointment, a prescription's insert with the handling of the appointment's
+ * cancel: without it each could commit without seeing the other (read committed), leaving an
+ * active prescription on a cancelled appointment.
  */
-export async function insertIssued(c: pg.PoolClient, p: NewPrescription): Promise<boolean> {
+async function lockAppointment(c: pg.PoolClient, appointmentId: string): Promise<void> {
+  await c.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7169380))", [appointmentId]);
+}
+
+/** Marks an appointment cancelled (idempotent), under its lock; the caller's transaction commits it. */
+export async function markAppointmentCancelled(c: pg.PoolClient, appointmentId: string): Promise<void> {
+  await lockAppointment(c, appointmentId);
+  await c.query(
+    "INSERT INTO cancelled_appointments (appointment_id) VALUES ($1) ON CONFLICT (appointment_id) DO NOTHING",
+    [appointmentId],
+  );
+}
+
+/** Markers older than this are pruned: the appointment service itself says cancelled by then. */
+export async function pruneCancelledAppointments(pool: pg.Pool, olderThanSeconds: number): Promise<void> {
+  await pool.query(
+    "DELETE FROM cancelled_appointments WHERE cancelled_at < now() - make_interval(secs => $1)",
+    [olderThanSeconds],
+  );
+}
+
+/**
+ * Records the prescription (active) and its dispense (in-progress) in one transaction, before
+ * inventory is asked. False when the idempotency key is already taken (a racing twin won);
+ * "cancelled" when the appointment's cancel was handled first.
+ */
+export async function insertIssued(c: pg.PoolClient, p: NewPrescription): Promise<boolean | "cancelled"> {
+  await lockAppointment(c, p.appointmentId);
+  const cancelled = await c.query("SELECT 1 FROM cancelled_appointments WHERE appointment_id = $1", [
+    p.appointmentId,
+  ]);
+  if ((cancelled.rowCount ?? 0) > 0) return "cancelled";
   const r = await c.query(
     `INSERT INTO prescriptions (id, idempotency_key, request_hash, appointment_id, clinic, clinic_id,
                                 patient_id, medication_code, quantity, dosage, status)

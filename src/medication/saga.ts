@@ -23,6 +23,7 @@ import {
   completeDispense,
   declineDispense,
   insertIssued,
+  markAppointmentCancelled,
   markReconcile,
   markReturned,
   type PrescriptionRow,
@@ -125,6 +126,9 @@ export class Saga {
         dosage: input.dosage,
       }),
     );
+    if (inserted === "cancelled") {
+      throw new AppError("APPOINTMENT_NOT_BOOKED", "the appointment is cancelled", "appointmentId");
+    }
     if (!inserted) {
       // A request with the same key committed first: it is the prescription.
       const twin = await byKey(this.d.pool, input.idempotencyKey);
@@ -264,6 +268,9 @@ export class Saga {
    * cancelled). Repeatable: one cancelled meanwhile by someone else counts as done.
    */
   async cancelAppointment(appointmentId: string, requestId: string): Promise<PrescriptionRow[]> {
+    // First the marker, under the appointment's lock: a prescription inserting now either committed
+    // before (and is cancelled below) or sees the marker and is refused.
+    await inTransaction(this.d.pool, (c) => markAppointmentCancelled(c, appointmentId));
     const out: PrescriptionRow[] = [];
     let after: { createdAt: string; id: string } | undefined;
     for (;;) {

@@ -1699,7 +1699,7 @@ export const MedicationServiceService = {
   },
   /**
    * Cancels every prescription of an appointment that is not cancelled yet (after the appointment
-   * was cancelled). Safe to repeat.
+   * was cancelled), and refuses new ones for it from then on. Safe to repeat.
    */
   cancelAppointmentPrescriptions: {
     path: "/medisync.v1.MedicationService/CancelAppointmentPrescriptions" as const,
@@ -1734,7 +1734,7 @@ export interface MedicationServiceServer extends UntypedServiceImplementation {
   cancelPrescription: handleUnaryCall<CancelPrescriptionRequest, CancelPrescriptionResponse>;
   /**
    * Cancels every prescription of an appointment that is not cancelled yet (after the appointment
-   * was cancelled). Safe to repeat.
+   * was cancelled), and refuses new ones for it from then on. Safe to repeat.
    */
   cancelAppointmentPrescriptions: handleUnaryCall<
     CancelAppointmentPrescriptionsRequest,
@@ -1816,7 +1816,7 @@ export interface MedicationServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Cancels every prescription of an appointment that is not cancelled yet (after the appointment
-   * was cancelled). Safe to repeat.
+   * was cancelled), and refuses new ones for it from then on. Safe to repeat.
    */
   cancelAppointmentPrescriptions(
     request: CancelAppointmentPrescriptionsRequest,
