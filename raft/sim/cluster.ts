@@ -386,7 +386,7 @@ export class Cluster {
     if (rd.snapshot) {
       this.count("snapshotInstalled");
       n.sm = decodeKv(rd.snapshot.data, rd.snapshot.meta.index);
-      this.noteConf(rd.snapshot.meta);
+      this.noteConf(rd.snapshot.meta, rd.snapshot.meta.index);
     }
     for (const e of rd.committedEntries) this.applyEntry(n, e);
     for (const rs of rd.readStates) n.readsWaiting.push(rs);
@@ -398,7 +398,7 @@ export class Cluster {
     n.sm.applied = e.index;
     if (e.type === EntryType.ConfChange) {
       if (firstSeen) this.count("confChangeCommitted");
-      this.noteConf(decodeConfState(e.data));
+      this.noteConf(decodeConfState(e.data), e.index);
     } else if (e.type === EntryType.Normal) {
       const cmd = this.codec.decode(e.data);
       if (cmd.c !== "probe") applyCommand(n.sm, cmd);
@@ -426,8 +426,18 @@ export class Cluster {
     this.count("compaction");
   }
 
-  /** A committed configuration: its members are members; replicas it dropped are shut down. */
-  private noteConf(c: ConfState): void {
+  /** The log index of the newest committed configuration noted. */
+  private confIndex = 0;
+
+  /**
+   * A committed configuration: its members are members; replicas it dropped are shut down. Only a
+   * newer one than any noted counts: a lagging replica applying an older configuration (one from
+   * before a learner was added) must not shut down the replica added since — seed 6325669 of the
+   * 2026-12-03 soak did, and then failed liveness with a voter the harness kept down for good.
+   */
+  private noteConf(c: ConfState, index: number): void {
+    if (index <= this.confIndex) return;
+    this.confIndex = index;
     const members = new Set([...c.voters, ...c.learners]);
     for (const id of members) {
       const m = this.nodes.get(id);
