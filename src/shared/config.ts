@@ -16,24 +16,17 @@ const positiveInt = z.coerce.number().int().positive();
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
   .transform((v) => v === "true" || v === "1" || v === "yes");
-const hostPortList = z
-  .string()
-  .transform((s) =>
-    s
-      .split(",")
-      .map((x) => x.trim())
-      .filter((x) => x.length > 0),
-  )
-  .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "host:port")).min(1));
+/** A comma-separated variable as its non-empty, trimmed items: every list variable reads this way. */
+const commaList = z.string().transform((s) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0),
+);
 
-const peerList = z
-  .string()
-  .transform((s) =>
-    s
-      .split(",")
-      .map((x) => x.trim())
-      .filter((x) => x.length > 0),
-  )
+const hostPortList = commaList.pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "host:port")).min(1));
+
+const peerList = commaList
   .pipe(z.array(z.string().regex(/^[a-z0-9-]{1,32}=[^\s:=]+:\d{1,5}$/, "id=host:port")).min(1))
   .transform((items) =>
     items.map((x) => {
@@ -43,14 +36,7 @@ const peerList = z
   )
   .refine((peers) => new Set(peers.map((p) => p.id)).size === peers.length, "replica ids must be unique");
 
-const failpointList = z
-  .string()
-  .transform((s) =>
-    s
-      .split(",")
-      .map((x) => x.trim())
-      .filter((x) => x.length > 0),
-  )
+const failpointList = commaList
   .pipe(
     z.array(
       z
@@ -60,14 +46,7 @@ const failpointList = z
   )
   .transform((names) => [...new Set(names)] as FailpointName[]);
 
-const crashpointList = z
-  .string()
-  .transform((s) =>
-    s
-      .split(",")
-      .map((x) => x.trim())
-      .filter((x) => x.length > 0),
-  )
+const crashpointList = commaList
   .pipe(
     z.array(
       z
