@@ -279,6 +279,18 @@ export const envSpec = {
     schema: positiveInt.max(1_000_000).default(10_000),
     doc: "inventory writes the gateway holds waiting for or inside a SubmitBatch call; past it a write gets 503 overloaded with Retry-After",
   },
+  RATE_LIMIT_PATIENT_PER_MINUTE: {
+    schema: positiveInt.max(1_000_000).default(600),
+    doc: "requests a minute one patient (token sub, all their tokens together) may make through the gateway; past it 429 with Retry-After",
+  },
+  RATE_LIMIT_STAFF_PER_MINUTE: {
+    schema: positiveInt.max(100_000_000).default(600_000),
+    doc: "requests a minute one clinician, pharmacist or admin (token sub) may make; high, because a pharmacy till or an integration runs many requests on one staff token",
+  },
+  RATE_LIMIT_ADDRESS_PER_MINUTE: {
+    schema: positiveInt.max(100_000_000).default(300),
+    doc: "requests a minute one client address may make without a valid token (missing, bad or expired ones included); slows token guessing",
+  },
   RAFT_TICK_MS: { schema: positiveInt.max(1_000).default(50), doc: "Raft tick; heartbeats go every tick" },
   RAFT_ELECTION_TICKS: {
     schema: positiveInt.min(3).max(100).default(6),

@@ -62,6 +62,8 @@ export const errorCodes = {
     title: "Too many request ids remembered; new writes wait until the oldest leave the window",
   },
   OVERLOADED: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 503, title: "Too many requests waiting" },
+  /** A principal or an address over its per-minute budget (src/gateway/rate-limit.ts); Retry-After says when. */
+  RATE_LIMITED: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 429, title: "Too many requests" },
   LOT_EXPIRED: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 422, title: "Lot is already expired" },
   SLOT_IN_PAST: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 422, title: "Slot is in the past" },
   NOT_LEADER: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 503, title: "Replica is not the leader" },
