@@ -18,4 +18,9 @@ export { nodeScheduler, type Scheduler, type Timer } from "./node/scheduler.ts";
 export { snapshotBytesMax } from "./storage/limits.ts";
 export type { LogStore } from "./storage/log-store.ts";
 export { PgSnapshotStore } from "./storage/pg-snapshots.ts";
-export { addRaftTransportService, GrpcTransport } from "./transport/grpc-transport.ts";
+export {
+  addRaftTransportService,
+  GrpcTransport,
+  type ReceiveStats,
+  type SenderAuth,
+} from "./transport/grpc-transport.ts";

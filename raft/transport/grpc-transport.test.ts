@@ -3,7 +3,12 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { addRaftTransportService, GrpcTransport } from "./grpc-transport.ts";
+import {
+  addRaftTransportService,
+  GrpcTransport,
+  type ReceiveStats,
+  type SenderAuth,
+} from "./grpc-transport.ts";
 
 interface Msg {
   type: string;
@@ -18,11 +23,22 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await new Promise<void>((r) => s.tryShutdown(() => r()));
 });
 
-async function listen(id: string, onMessage: (from: string, m: Msg) => void): Promise<number> {
+async function listen(
+  id: string,
+  onMessage: (from: string, m: Msg) => void,
+  auth?: SenderAuth,
+  stats?: (s: ReceiveStats) => void,
+): Promise<number> {
   const s = new Server();
-  addRaftTransportService<Msg>(s, id, (from, _env, ms) => {
-    for (const m of ms) onMessage(from, m);
-  });
+  const rx = addRaftTransportService<Msg>(
+    s,
+    id,
+    (from, _env, ms) => {
+      for (const m of ms) onMessage(from, m);
+    },
+    auth,
+  );
+  stats?.(rx);
   servers.push(s);
   return new Promise((resolve, reject) =>
     s.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, port) =>
@@ -40,6 +56,51 @@ async function until(cond: () => boolean, what: string, timeoutMs = 5_000) {
 }
 
 describe("GrpcTransport", () => {
+  it("with SenderAuth the sender is the identity's; a batch naming another, or no identity, is refused", async () => {
+    // The embedder reads the identity from the stream's TLS certificate (src/inventory); here a
+    // stand-in says every stream to n2 is n1's and every stream to n4 is nobody's.
+    const got: [string, Msg][] = [];
+    const refusals: string[] = [];
+    let rx2: ReceiveStats | undefined;
+    let rx4: ReceiveStats | undefined;
+    const onRefused: SenderAuth["onRefused"] = (r) =>
+      refusals.push(`${r.reason}:${r.claimed}:${r.identity ?? ""}`);
+    const port2 = await listen(
+      "n2",
+      (from, m) => got.push([from, m]),
+      { identify: () => "n1", onRefused },
+      (s) => {
+        rx2 = s;
+      },
+    );
+    const port4 = await listen(
+      "n4",
+      (from, m) => got.push([from, m]),
+      { identify: () => undefined, onRefused },
+      (s) => {
+        rx4 = s;
+      },
+    );
+    const honest = new GrpcTransport({ selfId: "n1" });
+    const liar = new GrpcTransport({ selfId: "n3" });
+    transports.push(honest, liar);
+    honest.setPeers([{ id: "n2", address: `127.0.0.1:${port2}` }]);
+    liar.setPeers([
+      { id: "n2", address: `127.0.0.1:${port2}` },
+      { id: "n4", address: `127.0.0.1:${port4}` },
+    ]);
+    honest.send("n2", { type: "app", term: 1, entries: [] });
+    await until(() => got.length === 1, "the honest sender's message");
+    expect(got[0]![0]).toBe("n1");
+    liar.send("n2", { type: "app", term: 2, entries: [] });
+    liar.send("n4", { type: "app", term: 3, entries: [] });
+    await until(() => rx2!.impersonations > 0 && rx4!.unauthenticated > 0, "both refusals");
+    await until(() => liar.stats.failedBatches >= 2, "the liar's streams failed");
+    expect(got.map(([, m]) => m.term)).toEqual([1]);
+    expect(refusals).toContain("sender-mismatch:n3:n1");
+    expect(refusals).toContain("no-identity::");
+  });
+
   it("delivers messages in order, binary payloads intact, batched", async () => {
     const got: [string, Msg][] = [];
     const port = await listen("n2", (from, m) => got.push([from, m]));

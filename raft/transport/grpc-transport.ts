@@ -8,7 +8,12 @@
 // that is not live within streamLiveTimeoutMs is abandoned with its channel: a peer's HTTP/2 layer
 // can answer pings while its stream never goes anywhere, and grpc-js can wait for a connection
 // forever (grpc-node #2785), so neither keepalive nor a retry on the same channel would end it.
+// Transport security is the embedder's: it hands in each peer's channel credentials and, on the
+// receiving side, how to read a stream's sender from its TLS session (the peer certificate); with
+// that, a message's sender is the certificate's, and a batch naming another sender is refused.
 import {
+  type ChannelCredentials,
+  type ChannelOptions,
   type ClientWritableStream,
   credentials,
   Metadata,
@@ -47,6 +52,11 @@ export interface TransportOptions {
   envelope?: (to: string) => Omit<Envelope, "hello">;
   /** A new stream must be live (the receiver's headers arrived) by then, or it and its channel go. */
   streamLiveTimeoutMs?: number;
+  /**
+   * Credentials (and extra channel options) for the channel to a peer: mutual TLS that accepts only
+   * that peer's certificate, say. Plaintext when omitted.
+   */
+  channel?: (peer: Peer) => { credentials: ChannelCredentials; options?: ChannelOptions };
 }
 
 export interface TransportStats {
@@ -79,9 +89,7 @@ export const channelOptions = {
   "grpc.use_local_subchannel_pool": 1,
 };
 
-function newClient(address: string): RaftTransportServiceClient {
-  return new RaftTransportServiceClient(address, credentials.createInsecure(), channelOptions);
-}
+const plaintext = () => ({ credentials: credentials.createInsecure() });
 
 interface PeerState {
   peer: Peer;
@@ -126,8 +134,14 @@ export class GrpcTransport {
     this.o = {
       ...defaults,
       envelope: () => ({ clusterId: "", fromIncarnation: "", toIncarnation: "" }),
+      channel: plaintext,
       ...options,
     } as Required<TransportOptions>;
+  }
+
+  private newClient(peer: Peer): RaftTransportServiceClient {
+    const ch = this.o.channel(peer);
+    return new RaftTransportServiceClient(peer.address, ch.credentials, { ...channelOptions, ...ch.options });
   }
 
   /** Sends an envelope to `to`, with messages if any are queued, else alone; `ask`: it should answer. */
@@ -147,7 +161,7 @@ export class GrpcTransport {
       if (cur) this.drop(cur);
       this.peers.set(p.id, {
         peer: p,
-        client: newClient(p.address),
+        client: this.newClient(p),
         queue: [],
         queueBytes: 0,
         stream: undefined,
@@ -275,7 +289,7 @@ export class GrpcTransport {
       st.inStream = 0;
       stream.cancel();
       st.client.close();
-      st.client = newClient(st.peer.address);
+      st.client = this.newClient(st.peer);
       st.retryAt = 0;
       if (st.queue.length > 0 || st.hello !== "none") this.schedule(st);
     }, this.o.streamLiveTimeoutMs);
@@ -303,20 +317,36 @@ export class GrpcTransport {
   }
 }
 
+/** How the receiver learns who is sending: from the stream's TLS session, never from the batch. */
+export interface SenderAuth {
+  /** The replica id the stream's peer certificate names; undefined when it names none. */
+  identify(call: ServerReadableStream<StreamRequest, StreamResponse>): string | undefined;
+  /** A stream refused: no identity, or a batch claiming a sender other than the certificate's. */
+  onRefused?(refusal: {
+    reason: "no-identity" | "sender-mismatch";
+    claimed: string;
+    identity?: string;
+  }): void;
+}
+
 /**
  * Registers the receiving side on a gRPC server: each batch goes to `deliver` with its envelope and
  * its decoded messages (the receiver checks both). Batches addressed to another replica (a stale
- * address after a move) are refused as a whole.
+ * address after a move) are refused as a whole. With `auth`, the sender handed to `deliver` is the
+ * one the stream's certificate names; a stream without one is refused UNAUTHENTICATED, and a batch
+ * whose `from` differs from it PERMISSION_DENIED, the stream with it (counted in ReceiveStats).
+ * Without `auth` (plaintext, loopback only) the batch's `from` is all there is.
  */
 export function addRaftTransportService<M>(
   server: Server,
   selfId: string,
   deliver: (from: string, envelope: Envelope, messages: M[]) => void,
+  auth?: SenderAuth,
 ): ReceiveStats {
-  const stats: ReceiveStats = { undecodable: 0 };
+  const stats: ReceiveStats = { undecodable: 0, unauthenticated: 0, impersonations: 0 };
   const refuse = (to: string) =>
     ({ code: status.FAILED_PRECONDITION, details: `this is ${selfId}, not ${to}` }) as ServiceError;
-  const deliverAll = (req: StreamRequest) => {
+  const deliverAll = (sender: string, req: StreamRequest) => {
     const out: M[] = [];
     for (const b of req.messages) {
       const m = decodeMessage<M>(b);
@@ -324,7 +354,7 @@ export function addRaftTransportService<M>(
       else stats.undecodable++; // a lost packet to Raft; the receiver checks every field of the rest
     }
     deliver(
-      req.from,
+      sender,
       {
         clusterId: req.clusterId,
         fromIncarnation: req.fromIncarnation,
@@ -340,16 +370,44 @@ export function addRaftTransportService<M>(
       callback: sendUnaryData<StreamResponse>,
     ) => {
       let done = false;
+      // Read once per stream: a connection's certificate does not change under it.
+      const certified = auth ? auth.identify(call) : undefined;
+      if (auth && certified === undefined) {
+        stats.unauthenticated++;
+        auth.onRefused?.({ reason: "no-identity", claimed: "" });
+        call.on("error", () => undefined);
+        callback(
+          {
+            code: status.UNAUTHENTICATED,
+            details: "no replica identity in the peer certificate",
+          } as ServiceError,
+          null,
+        );
+        return;
+      }
       // Headers at once: they tell the sender this stream is live (see streamLiveTimeoutMs).
       call.sendMetadata(new Metadata());
       call.on("data", (req: StreamRequest) => {
         if (done) return;
+        if (certified !== undefined && req.from !== certified) {
+          done = true;
+          stats.impersonations++;
+          auth?.onRefused?.({ reason: "sender-mismatch", claimed: req.from, identity: certified });
+          callback(
+            {
+              code: status.PERMISSION_DENIED,
+              details: `the peer certificate is ${certified}'s, the batch says it is from ${req.from}`,
+            } as ServiceError,
+            null,
+          );
+          return;
+        }
         if (req.to !== selfId) {
           done = true;
           callback(refuse(req.to), null);
           return;
         }
-        deliverAll(req);
+        deliverAll(certified ?? req.from, req);
       });
       call.on("end", () => {
         if (!done) callback(null, {});
@@ -366,4 +424,8 @@ export function addRaftTransportService<M>(
 export interface ReceiveStats {
   /** Messages whose bytes did not decode (or were over messageBytesMax): dropped. */
   undecodable: number;
+  /** Streams refused for a peer certificate naming no replica (with SenderAuth). */
+  unauthenticated: number;
+  /** Streams refused for a batch whose sender was not the certificate's replica (with SenderAuth). */
+  impersonations: number;
 }

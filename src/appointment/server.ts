@@ -8,6 +8,7 @@ import { portOf, startOpsServer } from "../shared/metrics.ts";
 import { startOutboxRelay } from "../shared/outbox-relay.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis, createSubscriber } from "../shared/redis.ts";
+import { callerPolicies, loadTransportSecurity } from "../shared/tls.ts";
 import { migrate } from "./migrate.ts";
 import { startPruner } from "./pruner.ts";
 import { readDay } from "./repo.ts";
@@ -43,6 +44,8 @@ export async function startAppointmentService(
   options: StartOptions = {},
 ): Promise<AppointmentService> {
   const instance = cfg.INSTANCE_ID ?? `appointment-${process.pid}`;
+  // First: a process that may not serve (plaintext off loopback, another's certificate) stops here.
+  const security = loadTransportSecurity(cfg, log, { service: "appointment" });
   await ensureDatabase(cfg.DATABASE_URL, { timeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS });
   const pool = createPool(cfg.DATABASE_URL, cfg.DB_POOL_MAX, {
     statementTimeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS,
@@ -92,9 +95,12 @@ export async function startAppointmentService(
 
   /** Set by close(): ops /readyz answers 503 while calls in flight drain. */
   let closing = false;
-  const server = new Server(serverOptions);
+  const server = new Server({
+    ...serverOptions,
+    interceptors: security.interceptors(callerPolicies.appointment),
+  });
   server.addService(appointmentServiceDefinition, createAppointmentHandlers({ pool, cache, log }));
-  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.APPOINTMENT_GRPC_PORT);
+  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.APPOINTMENT_GRPC_PORT, security.serverCredentials());
   const ops = await startOpsServer({
     host: cfg.HOST,
     port: cfg.APPOINTMENT_OPS_PORT,

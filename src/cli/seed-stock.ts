@@ -6,12 +6,12 @@
 // client), never through their code. Each write carries a request id made from what it writes, so
 // a second start, or two supervisors at once, replays instead of adding stock twice.
 import { createHash } from "node:crypto";
-import { credentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { AppointmentServiceClient, type Clinic } from "../gen/medisync/v1/appointment.ts";
 import type { Config } from "../shared/config.ts";
 import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
 import { InventoryClient } from "../shared/inventory-client.ts";
+import { type ClientSecurity, plaintextClients } from "../shared/tls.ts";
 import type { ChildSpec } from "./supervisor.ts";
 
 /** The demo stock of one clinic: each medication in every lot of demoLots. */
@@ -67,17 +67,21 @@ export async function seedStock(
   children: Children,
   log: Logger,
   stopped: () => boolean = () => false,
+  /** The supervisor's certificate: the services refuse a caller without one. */
+  security: ClientSecurity = plaintextClients,
 ): Promise<void> {
   const targets = targetsOf(children);
   if (targets.appointmentAddrs.length === 0 || targets.inventoryPeers.length === 0) return;
+  const ch = security.channel({ service: "appointment" });
   const appointments = targets.appointmentAddrs.map(
-    (a) => new AppointmentServiceClient(a, credentials.createInsecure(), clientChannelOptions),
+    (a) => new AppointmentServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
   );
   const inventory = new InventoryClient({
     peers: targets.inventoryPeers,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
     overallDeadlineMs: inventoryOverallDeadlineMs,
     keyPrefix: cfg.REDIS_KEY_PREFIX,
+    security,
   });
   const deadline = Date.now() + seedBudgetMs;
   try {

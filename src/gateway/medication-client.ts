@@ -2,21 +2,23 @@
 // round-robin, retried on another instance when a call may not have been served. Issue is retried
 // freely (it carries its idempotency key); cancel like the appointment's (a retry that finds it
 // cancelled after a lost reply answers the prescription).
-import { credentials } from "@grpc/grpc-js";
 import { type Dosage, MedicationServiceClient, type Prescription } from "../gen/medisync/v1/medication.ts";
 import { AppError } from "../shared/errors.ts";
 import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
 import { defaultRetryPolicy, type RetryPolicy, withRetries } from "../shared/retry.ts";
+import { type ClientSecurity, plaintextClients } from "../shared/tls.ts";
 
 export class MedicationClient {
   private readonly clients: MedicationServiceClient[];
   private next = 0;
   private readonly retry: RetryPolicy;
 
-  constructor(private readonly opts: { addrs: string[]; deadlineMs: number }) {
+  /** security: the process's transport security (src/shared/tls.ts); plaintext (loopback) when omitted. */
+  constructor(private readonly opts: { addrs: string[]; deadlineMs: number; security?: ClientSecurity }) {
     if (opts.addrs.length === 0) throw new Error("MedicationClient needs at least one address");
+    const ch = (opts.security ?? plaintextClients).channel({ service: "medication" });
     this.clients = opts.addrs.map(
-      (a) => new MedicationServiceClient(a, credentials.createInsecure(), clientChannelOptions),
+      (a) => new MedicationServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
     );
     // An issue waits for inventory (leader discovery up to its own 5 s): room for that, once.
     this.retry = {

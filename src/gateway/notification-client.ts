@@ -2,20 +2,22 @@
 // round-robin, retried on another instance when a call may not have been served. Reads and
 // redeliver and setting a contact (the same address again) are safe to repeat; CreateWebhook is not retried, since a retry after a lost reply
 // would register the webhook twice (the caller sees the failure and lists the webhooks).
-import { credentials } from "@grpc/grpc-js";
 import { NotificationServiceClient } from "../gen/medisync/v1/notification.ts";
 import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
 import { defaultRetryPolicy, type RetryPolicy, withRetries } from "../shared/retry.ts";
+import { type ClientSecurity, plaintextClients } from "../shared/tls.ts";
 
 export class NotificationClient {
   private readonly clients: NotificationServiceClient[];
   private next = 0;
   private readonly retry: RetryPolicy;
 
-  constructor(private readonly opts: { addrs: string[]; deadlineMs: number }) {
+  /** security: the process's transport security (src/shared/tls.ts); plaintext (loopback) when omitted. */
+  constructor(private readonly opts: { addrs: string[]; deadlineMs: number; security?: ClientSecurity }) {
     if (opts.addrs.length === 0) throw new Error("NotificationClient needs at least one address");
+    const ch = (opts.security ?? plaintextClients).channel({ service: "notification" });
     this.clients = opts.addrs.map(
-      (a) => new NotificationServiceClient(a, credentials.createInsecure(), clientChannelOptions),
+      (a) => new NotificationServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
     );
     this.retry = {
       ...defaultRetryPolicy,

@@ -8,6 +8,7 @@ import { AppointmentClient } from "../shared/appointment-client.ts";
 import type { Config } from "../shared/config.ts";
 import { InventoryClient } from "../shared/inventory-client.ts";
 import { createRedis } from "../shared/redis.ts";
+import { loadTransportSecurity } from "../shared/tls.ts";
 import { createApp } from "./app.ts";
 import { ClinicDirectory } from "./clinics.ts";
 import { addClusterRoutes } from "./cluster-routes.ts";
@@ -35,14 +36,22 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
   /** Set by close(): /readyz answers 503 and every response asks the client to close its connection. */
   let draining = false;
+  // The gateway's certificate for every gRPC call (mTLS); plaintext only with everything on loopback.
+  const security = loadTransportSecurity(cfg, log, { service: "gateway" });
   const appointments = new AppointmentClient({
     addrs: cfg.APPOINTMENT_ADDRS,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
+    security,
   });
-  const medication = new MedicationClient({ addrs: cfg.MEDICATION_ADDRS, deadlineMs: cfg.GRPC_DEADLINE_MS });
+  const medication = new MedicationClient({
+    addrs: cfg.MEDICATION_ADDRS,
+    deadlineMs: cfg.GRPC_DEADLINE_MS,
+    security,
+  });
   const notifications = new NotificationClient({
     addrs: cfg.NOTIFICATION_ADDRS,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
+    security,
   });
   const redis = createRedis({
     url: cfg.REDIS_URL,
@@ -53,6 +62,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
   const inventory = new InventoryClient({
     peers: cfg.INVENTORY_PEERS,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
+    security,
     redis,
     keyPrefix: cfg.REDIS_KEY_PREFIX,
     queueCommandsMax: cfg.GATEWAY_INVENTORY_QUEUE_COMMANDS_MAX,

@@ -1,10 +1,12 @@
 // Owns one inventory replica process: its Raft node (LevelDB log under INVENTORY_DATA_DIR/<id>,
 // snapshots in its own PostgreSQL database), one gRPC server carrying both the stock API and the
-// Raft transport, the ops server, and the Redis leader hint.
+// Raft transport, the ops server, and the Redis leader hint. With mutual TLS (src/shared/tls.ts) a
+// Raft message's sender is the replica its stream's certificate names; the channel to a peer accepts
+// only that peer's certificate.
 import path from "node:path";
 import { Server } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import type { Message } from "../../raft/index.ts";
+import type { Message, SenderAuth } from "../../raft/index.ts";
 import { addRaftTransportService, GrpcTransport, PgSnapshotStore, RaftNode } from "../../raft/index.ts";
 import type { Config } from "../shared/config.ts";
 import { enableFailpoints, raftFailpoints } from "../shared/failpoints.ts";
@@ -13,6 +15,7 @@ import { LeaderHintPublisher } from "../shared/leader-hint.ts";
 import { counter, gauge, portOf, startOpsServer } from "../shared/metrics.ts";
 import { ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
+import { callerPolicies, loadTransportSecurity, type TransportSecurity } from "../shared/tls.ts";
 import { ClusterAdmin, createAdminHandlers, MemberDirectory } from "./admin.ts";
 import { startLowStockRelay } from "./event-relay.ts";
 import { inventoryFsm, RaftInventoryReplica } from "./raft-replica.ts";
@@ -49,11 +52,31 @@ const idsGauge = gauge(
 );
 const roleGauge = gauge("medisync_raft_is_leader", "1 while this replica leads", ["replica"]);
 
+/** With mTLS, a Raft stream's sender is the inventory replica its certificate names; else none. */
+function raftSenderAuth(security: TransportSecurity): SenderAuth | undefined {
+  if (security.mode !== "mtls") return undefined;
+  return {
+    identify: (call) => {
+      const who = security.identify(call);
+      return who?.service === "inventory" ? who.id : undefined;
+    },
+    onRefused: (r) =>
+      security.refused(r.reason === "no-identity" ? "no-identity" : "raft-sender-mismatch", {
+        method: "raft",
+        claimed: r.claimed || undefined,
+        caller: r.identity,
+      }),
+  };
+}
+
 export async function startInventoryReplica(cfg: Config, log: Logger): Promise<InventoryService> {
   const id = cfg.INVENTORY_ID;
   if (!id) throw new Error("INVENTORY_ID is required for an inventory replica");
   const self = cfg.INVENTORY_PEERS.find((p) => p.id === id);
   if (!self) throw new Error(`INVENTORY_ID ${id} is not in INVENTORY_PEERS`);
+  // First: a replica that may not serve (plaintext off loopback, another replica's certificate)
+  // stops before it opens its log.
+  const security = loadTransportSecurity(cfg, log, { service: "inventory", id });
   // Set before the node starts: it reports the configuration it opens with.
   let transport: GrpcTransport | undefined;
   const directory = new MemberDirectory(id, cfg.INVENTORY_PEERS, (peers) => transport?.setPeers(peers));
@@ -122,6 +145,7 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     selfId: id,
     onPeerUnreachable: (peer) => node.peerUnreachable(peer),
     envelope: (to) => node.envelope(to),
+    channel: (peer) => security.channel({ service: "inventory", id: peer.id }),
   });
   // Until the node opens its log and reports its configuration, the environment's peers.
   transport.setPeers(cfg.INVENTORY_PEERS.filter((p) => p.id !== id));
@@ -129,11 +153,20 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
   const electionTimeoutMs = cfg.RAFT_TICK_MS * cfg.RAFT_ELECTION_TICKS;
   const admin = new ClusterAdmin({ node, directory, transferWaitMs: electionTimeoutMs });
 
-  const server = new Server({ ...serverOptions, "grpc.max_receive_message_length": 32 * 1024 * 1024 });
+  const server = new Server({
+    ...serverOptions,
+    "grpc.max_receive_message_length": 32 * 1024 * 1024,
+    interceptors: security.interceptors(callerPolicies.inventory),
+  });
   server.addService(guardedInventoryService, createInventoryHandlers(replica, log));
   server.addService(guardedAdminService, createAdminHandlers(admin, log));
-  addRaftTransportService<Message>(server, id, (from, env, ms) => node.receive(from, env, ms));
-  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.INVENTORY_GRPC_PORT);
+  addRaftTransportService<Message>(
+    server,
+    id,
+    (from, env, ms) => node.receive(from, env, ms),
+    raftSenderAuth(security),
+  );
+  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.INVENTORY_GRPC_PORT, security.serverCredentials());
   const t = transport;
   await node.start({ send: (to, m) => t.send(to, m), hello: (to, ask) => t.hello(to, ask) });
 

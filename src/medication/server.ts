@@ -13,6 +13,7 @@ import { startOutboxRelay } from "../shared/outbox-relay.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
 import { StreamConsumer, streamConsumerMetrics } from "../shared/stream-consumer.ts";
+import { callerPolicies, loadTransportSecurity } from "../shared/tls.ts";
 import { appointmentEventHandler, medicationGroup } from "./appointment-events.ts";
 import { appointmentFacts } from "./appointments.ts";
 import { migrate } from "./migrate.ts";
@@ -40,6 +41,8 @@ const eventClaimIdleMs = 10_000;
 const eventDeliveriesMax = 100;
 
 export async function startMedicationService(cfg: Config, log: Logger): Promise<MedicationService> {
+  // First: a process that may not serve (plaintext off loopback, another's certificate) stops here.
+  const security = loadTransportSecurity(cfg, log, { service: "medication" });
   await ensureDatabase(cfg.MEDICATION_DATABASE_URL, { timeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS });
   const pool = createPool(cfg.MEDICATION_DATABASE_URL, cfg.DB_POOL_MAX, {
     statementTimeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS,
@@ -55,12 +58,14 @@ export async function startMedicationService(cfg: Config, log: Logger): Promise<
   const appointments = new AppointmentClient({
     addrs: cfg.APPOINTMENT_ADDRS,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
+    security,
   });
   const inventory = new InventoryClient({
     peers: cfg.INVENTORY_PEERS,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
     redis,
     keyPrefix: cfg.REDIS_KEY_PREFIX,
+    security,
   });
   const saga = new Saga({
     pool,
@@ -102,9 +107,12 @@ export async function startMedicationService(cfg: Config, log: Logger): Promise<
   events.start();
 
   let closing = false;
-  const server = new Server(serverOptions);
+  const server = new Server({
+    ...serverOptions,
+    interceptors: security.interceptors(callerPolicies.medication),
+  });
   server.addService(MedicationServiceService, createMedicationHandlers({ pool, saga, log }));
-  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.MEDICATION_GRPC_PORT);
+  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.MEDICATION_GRPC_PORT, security.serverCredentials());
   const ops = await startOpsServer({
     host: cfg.HOST,
     port: cfg.MEDICATION_OPS_PORT,

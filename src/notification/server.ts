@@ -1,15 +1,16 @@
 // Owns the notification process: its database (created and migrated at start), the consumer of
 // the event stream, the delivery worker (webhooks, and e-mail when SMTP_URL and the contact key are set), the pruner, the gRPC server, the ops HTTP server,
 // and closing them in order.
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { NotificationServiceService } from "../gen/medisync/v1/notification.ts";
 import type { Config } from "../shared/config.ts";
-import { serverOptions } from "../shared/grpc.ts";
+import { bindGrpc, serverOptions } from "../shared/grpc.ts";
 import { startOpsServer } from "../shared/metrics.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
 import { StreamConsumer, streamConsumerMetrics } from "../shared/stream-consumer.ts";
+import { callerPolicies, loadTransportSecurity } from "../shared/tls.ts";
 import { ContactCipher } from "./contacts.ts";
 import { DeliveryWorker, deliveryTimeoutMs } from "./deliveries.ts";
 import { smtpMailer } from "./email.ts";
@@ -33,6 +34,8 @@ export const consumerGroup = "notification";
 
 export async function startNotificationService(cfg: Config, log: Logger): Promise<NotificationService> {
   const consumer = cfg.INSTANCE_ID ?? `notification-${process.pid}`;
+  // First: a process that may not serve (plaintext off loopback, another's certificate) stops here.
+  const security = loadTransportSecurity(cfg, log, { service: "notification" });
   await ensureDatabase(cfg.NOTIFICATION_DATABASE_URL, { timeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS });
   const pool = createPool(cfg.NOTIFICATION_DATABASE_URL, cfg.DB_POOL_MAX, {
     statementTimeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS,
@@ -85,7 +88,10 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
   });
 
   let closing = false;
-  const server = new Server(serverOptions);
+  const server = new Server({
+    ...serverOptions,
+    interceptors: security.interceptors(callerPolicies.notification),
+  });
   server.addService(
     NotificationServiceService,
     createNotificationHandlers({
@@ -96,13 +102,7 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
       emailOn: email !== undefined,
     }),
   );
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${cfg.HOST}:${cfg.NOTIFICATION_GRPC_PORT}`,
-      ServerCredentials.createInsecure(),
-      (err, port) => (err ? reject(err) : resolve(port)),
-    ),
-  );
+  const grpcPort = await bindGrpc(server, cfg.HOST, cfg.NOTIFICATION_GRPC_PORT, security.serverCredentials());
   const ops = await startOpsServer({
     host: cfg.HOST,
     port: cfg.NOTIFICATION_OPS_PORT,

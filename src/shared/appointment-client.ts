@@ -2,7 +2,6 @@
 // gRPC client per instance, calls spread round-robin, and retries on another instance when a call
 // may not have been served. Writes are retried only where a retry cannot do something twice (Book
 // always carries an idempotency key).
-import { credentials } from "@grpc/grpc-js";
 import {
   type Appointment,
   AppointmentServiceClient,
@@ -11,12 +10,15 @@ import {
 import { AppError } from "./errors.ts";
 import { callUnary, clientChannelOptions } from "./grpc.ts";
 import { defaultRetryPolicy, type RetryPolicy, withRetries } from "./retry.ts";
+import { type ClientSecurity, plaintextClients } from "./tls.ts";
 
 export interface AppointmentClientOptions {
   addrs: string[];
   /** Deadline of one try; the retry policy's overall deadline bounds all tries together. */
   deadlineMs: number;
   retry?: RetryPolicy;
+  /** The process's transport security (src/shared/tls.ts); plaintext (loopback) when omitted. */
+  security?: ClientSecurity;
 }
 
 export class AppointmentClient {
@@ -26,8 +28,9 @@ export class AppointmentClient {
 
   constructor(private readonly opts: AppointmentClientOptions) {
     if (opts.addrs.length === 0) throw new Error("AppointmentClient needs at least one address");
+    const ch = (opts.security ?? plaintextClients).channel({ service: "appointment" });
     this.clients = opts.addrs.map(
-      (a) => new AppointmentServiceClient(a, credentials.createInsecure(), clientChannelOptions),
+      (a) => new AppointmentServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
     );
     this.retry = opts.retry ?? {
       ...defaultRetryPolicy,

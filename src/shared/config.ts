@@ -83,6 +83,18 @@ export const envSpec = {
     schema: z.string().min(1).max(64).optional(),
     doc: "name of this process in logs and metrics",
   },
+  TLS_CA_FILE: {
+    schema: z.string().min(1).optional(),
+    doc: "PEM file of the CA whose certificates the gRPC servers and clients accept (mutual TLS); unset with TLS_CERT_FILE and TLS_KEY_FILE: plaintext gRPC, allowed only on loopback (npm start makes a CA and a certificate per process in data/certs/)",
+  },
+  TLS_CERT_FILE: {
+    schema: z.string().min(1).optional(),
+    doc: "PEM certificate of this process, issued by TLS_CA_FILE's CA, naming it as spiffe://medisync/<service>/<id> in its subjectAltName (an inventory replica's id is its INVENTORY_ID)",
+  },
+  TLS_KEY_FILE: {
+    schema: z.string().min(1).optional(),
+    doc: "PEM private key of TLS_CERT_FILE",
+  },
   APPOINTMENT_GRPC_PORT: { schema: port.default(50051), doc: "appointment gRPC port" },
   APPOINTMENT_OPS_PORT: { schema: port.default(9401), doc: "appointment /healthz /readyz /metrics port" },
   APPOINTMENT_ADDRS: {

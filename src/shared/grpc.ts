@@ -6,7 +6,7 @@ import {
   type ClientUnaryCall,
   Metadata,
   type Server,
-  ServerCredentials,
+  type ServerCredentials,
   type ServerUnaryCall,
   type ServiceError,
   type sendUnaryData,
@@ -153,12 +153,18 @@ export const serverOptions = {
   "grpc.max_send_message_length": 8 * 1024 * 1024,
 } as const;
 
-/** Binds a service's gRPC server to host:port (0: any free port); resolves the port it got. */
-export function bindGrpc(server: Server, host: string, port: number): Promise<number> {
+/**
+ * Binds a service's gRPC server to host:port (0: any free port) with its transport security's
+ * credentials (src/shared/tls.ts: mutual TLS, or plaintext on loopback); resolves the port it got.
+ */
+export function bindGrpc(
+  server: Server,
+  host: string,
+  port: number,
+  credentials: ServerCredentials,
+): Promise<number> {
   return new Promise((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) =>
-      err ? reject(err) : resolve(bound),
-    ),
+    server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
 }
 

@@ -2,7 +2,6 @@
 // (the last one that answered → the Redis hint → a NOT_LEADER redirect → each replica in turn),
 // retry with the same request id on UNAVAILABLE, NOT_LEADER or a missed deadline, all within one
 // overall deadline; when no leader answers in time the caller gets 503 with Retry-After.
-import { credentials } from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import {
   type GetStockResponse,
@@ -17,6 +16,7 @@ import { AppError, isErrorCode } from "./errors.ts";
 import { callUnary, clientChannelOptions } from "./grpc.ts";
 import { readLeaderHint } from "./leader-hint.ts";
 import { isRetryable, type RetryPolicy, withRetries } from "./retry.ts";
+import { type ClientSecurity, plaintextClients } from "./tls.ts";
 import { inventoryLimits } from "./validation.ts";
 
 export interface InventoryClientOptions {
@@ -32,6 +32,11 @@ export interface InventoryClientOptions {
    * refused at once with OVERLOADED (503, Retry-After) instead of queueing without bound.
    */
   queueCommandsMax?: number;
+  /**
+   * The process's transport security (src/shared/tls.ts); plaintext (loopback) when omitted. With
+   * mTLS each replica's channel accepts only that replica's certificate.
+   */
+  security?: ClientSecurity;
 }
 
 export const queueCommandsMaxDefault = 10_000;
@@ -86,11 +91,14 @@ export class InventoryClient {
   }
 
   private addReplica(id: string, address: string): void {
-    this.clients.set(
-      id,
-      new InventoryServiceClient(address, credentials.createInsecure(), clientChannelOptions),
-    );
+    const ch = this.channelTo(id);
+    this.clients.set(id, new InventoryServiceClient(address, ch.credentials, ch.options));
     this.addresses.set(id, address);
+  }
+
+  private channelTo(id: string) {
+    const ch = (this.o.security ?? plaintextClients).channel({ service: "inventory", id });
+    return { credentials: ch.credentials, options: { ...clientChannelOptions, ...ch.options } };
   }
 
   /** A leader named by a redirect that INVENTORY_PEERS does not list (it joined at run time). */
@@ -251,11 +259,8 @@ export class InventoryClient {
     let a = this.admins.get(c);
     if (!a) {
       const id = [...this.clients].find(([, x]) => x === c)![0];
-      a = new InventoryAdminServiceClient(
-        this.addresses.get(id)!,
-        credentials.createInsecure(),
-        clientChannelOptions,
-      );
+      const ch = this.channelTo(id);
+      a = new InventoryAdminServiceClient(this.addresses.get(id)!, ch.credentials, ch.options);
       this.admins.set(c, a);
     }
     return a;

@@ -1,12 +1,13 @@
 // Runs a real inventory cluster for tests and benchmarks: each replica is its own process
 // (`medisync inventory`) on loopback with its own LevelDB directory and snapshot database, so
-// SIGKILL, SIGSTOP and restarts are the real thing.
+// SIGKILL, SIGSTOP and restarts are the real thing. With `tls`, every replica gets its certificate
+// from a CA made for the cluster (src/cli/dev-certs.ts) and the cluster's clients one as `client`.
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { credentials } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { type CertFiles, ensureCerts, tlsEnv } from "../../src/cli/dev-certs.ts";
 import { runGateway } from "../../src/gateway/server.ts";
 import {
   InventoryAdminServiceClient,
@@ -17,6 +18,13 @@ import { AppError } from "../../src/shared/errors.ts";
 import { callUnary } from "../../src/shared/grpc.ts";
 import { InventoryClient } from "../../src/shared/inventory-client.ts";
 import { createLogger } from "../../src/shared/logger.ts";
+import {
+  type ClientSecurity,
+  mtlsSecurity,
+  type PeerIdentity,
+  plaintextClients,
+  readTlsMaterial,
+} from "../../src/shared/tls.ts";
 import { clinicsWithCodes } from "./fixtures.ts";
 import { freePortRange, runCli, type Watched } from "./process.ts";
 import { resetState, startInstance, stopInstance, testConfig, testName, testPool } from "./services.ts";
@@ -34,6 +42,8 @@ export interface ClusterOptions {
    * they know only the initial peers and themselves, and join once added as learners.
    */
   spares?: number;
+  /** Mutual TLS: a CA and a certificate per replica (and one `client` for the cluster's clients). */
+  tls?: boolean;
 }
 
 export class InventoryCluster {
@@ -53,6 +63,11 @@ export class InventoryCluster {
   readonly redisUrl: string;
   readonly prefix: string;
   readonly name: string;
+  /** With `tls`: the directory of the cluster's CA and certificates, and each one's files by name. */
+  certDir = "";
+  certs = new Map<string, CertFiles>();
+  /** What the cluster's own clients connect with: the `client` certificate with `tls`. */
+  security: ClientSecurity = plaintextClients;
 
   constructor(private readonly o: ClusterOptions) {
     this.ids = Array.from({ length: o.replicas ?? 3 }, (_, i) => `inv-${i + 1}`);
@@ -71,11 +86,23 @@ export class InventoryCluster {
     const n = this.all.length;
     this.base = await freePortRange(2 * n);
     this.dataDir = mkdtempSync(path.join(os.tmpdir(), `medisync-${this.o.name}-`));
+    if (this.o.tls) {
+      this.certDir = path.join(this.dataDir, "certs");
+      const plan = new Map<string, PeerIdentity>(this.all.map((id) => [id, { service: "inventory", id }]));
+      plan.set("client", { service: "client", id: "test" });
+      this.certs = await ensureCerts(this.certDir, plan);
+      this.security = mtlsSecurity(
+        readTlsMaterial(this.certs.get("client")!),
+        { service: "client", id: "test" },
+        createLogger({ service: "test", level: "silent" }),
+      );
+    }
     this.all.forEach((id, i) => {
       const address = `127.0.0.1:${this.base + i}`;
       this.addresses.set(id, address);
-      this.clients.set(id, new InventoryServiceClient(address, credentials.createInsecure()));
-      this.admins.set(id, new InventoryAdminServiceClient(address, credentials.createInsecure()));
+      const ch = this.security.channel({ service: "inventory", id });
+      this.clients.set(id, new InventoryServiceClient(address, ch.credentials, ch.options));
+      this.admins.set(id, new InventoryAdminServiceClient(address, ch.credentials, ch.options));
     });
     this.peers = this.ids.map((id) => ({ id, address: this.addresses.get(id)! }));
     // Every replica's snapshot database starts empty.
@@ -116,6 +143,7 @@ export class InventoryCluster {
       REDIS_URL: this.redisUrl,
       REDIS_KEY_PREFIX: this.prefix,
       LOG_LEVEL: "info",
+      ...(this.o.tls ? tlsEnv(this.certs.get(id)!) : {}),
       ...this.o.env,
     };
   }
@@ -222,6 +250,7 @@ export class InventoryCluster {
       overallDeadlineMs,
       ...(this.redis ? { redis: this.redis } : {}),
       keyPrefix: this.prefix,
+      security: this.security,
     });
   }
 
