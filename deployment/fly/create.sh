@@ -4,12 +4,14 @@
 # among themselves), then appointment, the database preparation, the notification consumer, the
 # medication service, and last the public gateway. Needs flyctl logged in and, in the environment, the
 # managed databases' URLs (never commit them):
-#   DATABASE_URL, INVENTORY_DATABASE_URL, NOTIFICATION_DATABASE_URL, MEDICATION_DATABASE_URL, REDIS_URL
+#   DATABASE_URL, INVENTORY_DATABASE_URL, NOTIFICATION_DATABASE_URL, MEDICATION_DATABASE_URL,
+#   AUDIT_DATABASE_URL (the gateway's audit trail), REDIS_URL
 # Optional: FLY_ORG (default: personal), FLY_REGION (default: fra).
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${DATABASE_URL:?set DATABASE_URL}" "${INVENTORY_DATABASE_URL:?set INVENTORY_DATABASE_URL}" "${REDIS_URL:?set REDIS_URL}"
 : "${NOTIFICATION_DATABASE_URL:?set NOTIFICATION_DATABASE_URL}" "${MEDICATION_DATABASE_URL:?set MEDICATION_DATABASE_URL}"
+: "${AUDIT_DATABASE_URL:?set AUDIT_DATABASE_URL}"
 org=${FLY_ORG:-personal}
 region=${FLY_REGION:-fra}
 replicas=(inv-1 inv-2 inv-3)
@@ -36,7 +38,7 @@ done
 fly secrets set --app medisync-appointment --stage DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL"
 fly secrets set --app medisync-notification --stage NOTIFICATION_DATABASE_URL="$NOTIFICATION_DATABASE_URL" REDIS_URL="$REDIS_URL"
 fly secrets set --app medisync-medication --stage MEDICATION_DATABASE_URL="$MEDICATION_DATABASE_URL" REDIS_URL="$REDIS_URL"
-fly secrets set --app medisync-gateway --stage DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL"
+fly secrets set --app medisync-gateway --stage DATABASE_URL="$DATABASE_URL" AUDIT_DATABASE_URL="$AUDIT_DATABASE_URL" REDIS_URL="$REDIS_URL"
 
 # Inventory first, all three without waiting on each other: a lone replica cannot elect a leader.
 for id in "${replicas[@]}"; do

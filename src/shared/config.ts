@@ -291,6 +291,26 @@ export const envSpec = {
     schema: positiveInt.max(1_000_000).default(10_000),
     doc: "inventory writes the gateway holds waiting for or inside a SubmitBatch call; past it a write gets 503 overloaded with Retry-After",
   },
+  AUDIT_DATABASE_URL: {
+    schema: z.string().url().default("postgres://postgres@127.0.0.1:5432/medisync_audit"),
+    doc: "PostgreSQL of the gateway's append-only audit trail (created if missing)",
+  },
+  AUDIT_BATCH_ROWS_MAX: {
+    schema: positiveInt.max(50_000).default(1_000),
+    doc: "audit rows one INSERT carries at most (rows that arrive while one is in flight go into the next)",
+  },
+  AUDIT_QUEUE_ROWS_MAX: {
+    schema: positiveInt.max(1_000_000).default(20_000),
+    doc: "audit rows waiting to be written at most; past it recording fails as overloaded (503 with Retry-After)",
+  },
+  AUDIT_WRITE_TIMEOUT_MS: {
+    schema: positiveInt.max(60_000).default(2_000),
+    doc: "an audit row not committed this long after it was recorded fails as unavailable (PostgreSQL down or hung); also the audit pool's statement timeout",
+  },
+  AUDIT_SYNCHRONOUS_COMMIT: {
+    schema: bool.default(true),
+    doc: "false: audit INSERTs commit without waiting for PostgreSQL's WAL flush (much less latency per request); a PostgreSQL crash can then lose the last ~0.6 s of acknowledged audit rows (docs/security.md)",
+  },
   RATE_LIMIT_PATIENT_PER_MINUTE: {
     schema: positiveInt.max(1_000_000).default(600),
     doc: "requests a minute one patient (token sub, all their tokens together) may make through the gateway; past it 429 with Retry-After",

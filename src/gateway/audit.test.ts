@@ -1,0 +1,411 @@
+// The audit trail against the real PostgreSQL: rows written and read back newest first, pages that
+// walk every row once, cursors refused, group commit counted by the database's own transaction ids,
+// the queue's cap, the append-only trigger, and PostgreSQL down (an instance of the test's own).
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PG_BASE, testName } from "../../test/support/services.ts";
+import { loadConfig } from "../shared/config.ts";
+import { AppError } from "../shared/errors.ts";
+import { createLogger } from "../shared/logger.ts";
+import { registry } from "../shared/metrics.ts";
+import { createPool } from "../shared/pg.ts";
+import {
+  type AuditEntry,
+  AuditLog,
+  type AuditLogOptions,
+  decodeAuditCursor,
+  encodeAuditCursor,
+  openAuditLog,
+  prepareAuditDatabase,
+  useAsyncCommit,
+} from "./audit.ts";
+import type { Principal } from "./auth/principal.ts";
+
+const log = createLogger({ service: "gateway", level: "silent" });
+const dbName = `medisync_test_${testName("audit")}`;
+const cfg = loadConfig({ AUDIT_DATABASE_URL: `${PG_BASE}/${dbName}`, LOG_LEVEL: "silent" });
+
+let pool: pg.Pool;
+const logs: AuditLog[] = [];
+
+function auditLog(o: Partial<AuditLogOptions> = {}): AuditLog {
+  const a = new AuditLog({
+    pool,
+    log,
+    batchRowsMax: 1_000,
+    queueRowsMax: 10_000,
+    writeTimeoutMs: 5_000,
+    ...o,
+  });
+  logs.push(a);
+  return a;
+}
+
+const clinician: Principal = { sub: "staff-9", role: "clinician", clinics: ["harbour"] };
+
+function entry(over: Partial<AuditEntry> = {}): AuditEntry {
+  return {
+    actor: clinician,
+    action: "C",
+    resourceType: "Appointment",
+    resourceId: randomUUID(),
+    patientId: randomUUID(),
+    clinic: "harbour",
+    outcome: 201,
+    requestId: randomUUID(),
+    source: "127.0.0.1",
+    route: "POST /v1/appointments",
+    ...over,
+  };
+}
+
+/** Rows per writing transaction (xmin), for rows whose request id starts with `prefix`. */
+async function transactionsOf(prefix: string): Promise<number[]> {
+  const r = await pool.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM audit_events WHERE request_id LIKE $1 GROUP BY xmin::text ORDER BY min(id)",
+    [`${prefix}%`],
+  );
+  return r.rows.map((x) => x.n);
+}
+
+async function walk(a: AuditLog, q: { patientId?: string; limit: number }) {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  let pages = 0;
+  do {
+    const page = await a.list({ ...q, ...(cursor ? { cursor } : {}) });
+    expect(page.items.length).toBeLessThanOrEqual(q.limit);
+    ids.push(...page.items.map((i) => i.id));
+    cursor = page.nextCursor;
+    pages++;
+  } while (cursor !== undefined && pages < 1_000);
+  return { ids, pages };
+}
+
+function metric(name: string, labels: Record<string, string>): Promise<number> {
+  return (async () => {
+    const m = await registry.getSingleMetric(name)?.get();
+    const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+    return v?.value ?? 0;
+  })();
+}
+
+/** Resolves once a session of this database waits for a lock (our INSERT behind a test's LOCK TABLE). */
+async function untilInsertWaits(): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const r = await pool.query(
+      "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO audit_events%'",
+    );
+    if (r.rowCount) return;
+    if (Date.now() > deadline) throw new Error("the audit INSERT never waited for the lock");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Holds a lock that blocks INSERTs into audit_events until the returned function is called. */
+async function blockInserts(): Promise<() => Promise<void>> {
+  const c = new pg.Client({ connectionString: cfg.AUDIT_DATABASE_URL });
+  await c.connect();
+  await c.query("BEGIN");
+  await c.query("LOCK TABLE audit_events IN SHARE MODE");
+  return async () => {
+    await c.query("COMMIT");
+    await c.end();
+  };
+}
+
+beforeAll(async () => {
+  const root = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+  await root.connect();
+  await root.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+  await root.end();
+  await prepareAuditDatabase(cfg, log);
+  pool = createPool(cfg.AUDIT_DATABASE_URL, 4);
+});
+
+afterAll(async () => {
+  for (const a of logs) await a.close();
+  await pool?.end();
+});
+
+describe("AuditLog", () => {
+  it("writes a row per record() and reads it back with every field, times from both clocks", async () => {
+    const at = Date.parse("2026-12-04T10:11:12.345Z");
+    const a = auditLog({ now: () => at });
+    const e = entry({ patientId: randomUUID().toUpperCase() });
+    const before = Date.now();
+    await a.record(e);
+    const page = await a.list({ patientId: e.patientId!.toLowerCase(), limit: 10 });
+    expect(page.items).toHaveLength(1);
+    const r = page.items[0]!;
+    expect(r).toMatchObject({
+      occurred: "2026-12-04T10:11:12.345Z",
+      actor: { sub: "staff-9", role: "clinician" },
+      action: "C",
+      resourceType: "Appointment",
+      resourceId: e.resourceId,
+      patientId: e.patientId!.toLowerCase(),
+      clinic: "harbour",
+      outcome: 201,
+      requestId: e.requestId,
+      source: "127.0.0.1",
+      route: "POST /v1/appointments",
+    });
+    expect(r.recorded).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    // The database's clock, at the INSERT (same machine here, so close to ours).
+    expect(Math.abs(Date.parse(r.recorded) - before)).toBeLessThan(60_000);
+    expect(page.nextCursor).toBeUndefined();
+  });
+
+  it("stores an unauthenticated request as nobody's, and anything not id-shaped as null", async () => {
+    const a = auditLog();
+    const requestId = `free-${randomUUID()}`;
+    await a.record(
+      entry({
+        actor: undefined,
+        action: "R",
+        resourceId: "Jane Doe, born 1970",
+        patientId: "not-a-uuid",
+        clinic: "harbour clinic; drop table",
+        source: "somewhere over the rainbow",
+        route: "GET /v1/patients/Jane Doe",
+        outcome: 401,
+        requestId,
+      }),
+    );
+    const r = await pool.query("SELECT * FROM audit_events WHERE request_id = $1", [requestId]);
+    expect(r.rows).toHaveLength(1);
+    expect(r.rows[0]).toMatchObject({
+      actor_sub: null,
+      actor_role: null,
+      action: "R",
+      resource_id: null,
+      patient_id: null,
+      clinic: null,
+      source: null,
+      route: null,
+      outcome: 401,
+    });
+    const [item] = (await a.list({ limit: 1 })).items;
+    expect(item?.actor).toBeUndefined();
+  });
+
+  it("refuses an action, resource type or outcome outside its list, writing nothing", async () => {
+    const a = auditLog();
+    const requestId = `bad-${randomUUID()}`;
+    for (const bad of [
+      { action: "X" as never },
+      { resourceType: "Pizza" as never },
+      { outcome: 42 },
+      { outcome: 200.5 },
+    ]) {
+      const err = await a.record(entry({ requestId, ...bad })).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AppError);
+      expect((err as AppError).code).toBe("INTERNAL");
+    }
+    const r = await pool.query("SELECT 1 FROM audit_events WHERE request_id = $1", [requestId]);
+    expect(r.rowCount).toBe(0);
+    expect(a.stats().inserts).toBe(0);
+  });
+
+  it("lists newest first, and pages walk every row exactly once, for one patient and for all", async () => {
+    const a = auditLog();
+    const patient = randomUUID();
+    const other = randomUUID();
+    const mine: string[] = [];
+    for (let i = 0; i < 47; i++) {
+      const requestId = `walk-${i}-${randomUUID()}`;
+      await a.record(entry({ patientId: i % 5 === 0 ? other : patient, requestId, action: "R" }));
+      if (i % 5 !== 0) mine.push(requestId);
+    }
+    const all = await a.list({ patientId: patient, limit: 100 });
+    expect(all.items.map((i) => i.requestId)).toEqual([...mine].reverse());
+    expect(all.nextCursor).toBeUndefined();
+
+    const { ids, pages } = await walk(a, { patientId: patient, limit: 7 });
+    expect(pages).toBe(Math.ceil(mine.length / 7));
+    expect(ids).toEqual(all.items.map((i) => i.id));
+
+    // Unfiltered: every row in the table, once, in strictly falling id order.
+    const total = Number((await pool.query("SELECT count(*) AS n FROM audit_events")).rows[0].n);
+    const everything = await walk(a, { limit: 9 });
+    expect(everything.ids).toHaveLength(total);
+    expect(new Set(everything.ids).size).toBe(total);
+    const asNumbers = everything.ids.map(BigInt);
+    for (let i = 1; i < asNumbers.length; i++) expect(asNumbers[i]! < asNumbers[i - 1]!).toBe(true);
+  });
+
+  it("refuses a cursor it did not give out, naming cursor", async () => {
+    const a = auditLog();
+    const b64 = (s: string) => Buffer.from(s).toString("base64url");
+    for (const cursor of [
+      "nope!",
+      b64("a1:0"),
+      b64("a1:-5"),
+      b64("a1:12x"),
+      b64("a1:9223372036854775808"),
+      b64("a2:12"),
+      "A".repeat(100),
+    ]) {
+      const err = await a.list({ limit: 5, cursor }).catch((e: unknown) => e);
+      expect(err, cursor).toBeInstanceOf(AppError);
+      expect((err as AppError).code).toBe("VALIDATION");
+      expect((err as AppError).field).toBe("cursor");
+    }
+    expect(decodeAuditCursor(encodeAuditCursor("9223372036854775807"))).toBe("9223372036854775807");
+    for (const bad of [{ limit: 0 }, { limit: 101 }, { limit: 2.5 }]) {
+      await expect(a.list(bad)).rejects.toMatchObject({ code: "VALIDATION", field: "limit" });
+    }
+    await expect(a.list({ limit: 5, patientId: "x" })).rejects.toMatchObject({ field: "patientId" });
+  });
+
+  it("group-commits: 500 rows recorded at once take 5 INSERTs of at most batchRowsMax rows", async () => {
+    const a = auditLog({ batchRowsMax: 100 });
+    const prefix = `burst-${randomUUID()}-`;
+    const written = await metric("medisync_audit_rows_total", { result: "written" });
+    await Promise.all(Array.from({ length: 500 }, (_, i) => a.record(entry({ requestId: `${prefix}${i}` }))));
+    expect(a.stats().inserts).toBe(5);
+    // Counted by the database: rows per writing transaction.
+    expect(await transactionsOf(prefix)).toEqual([100, 100, 100, 100, 100]);
+    expect(await metric("medisync_audit_rows_total", { result: "written" })).toBe(written + 500);
+  });
+
+  it("rows that arrive while an INSERT is in flight go into the next one, and a full queue is OVERLOADED", async () => {
+    const a = auditLog({ batchRowsMax: 1_000, queueRowsMax: 30 });
+    const prefix = `inflight-${randomUUID()}-`;
+    const release = await blockInserts();
+    let first: Promise<void>;
+    const rest: Promise<void>[] = [];
+    try {
+      first = a.record(entry({ requestId: `${prefix}first` }));
+      await untilInsertWaits();
+      for (let i = 0; i < 30; i++) rest.push(a.record(entry({ requestId: `${prefix}${i}` })));
+      expect(a.stats().queuedRows).toBe(30);
+      const err = await a.record(entry({ requestId: `${prefix}over` })).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "OVERLOADED" });
+    } finally {
+      await release();
+    }
+    await first;
+    await Promise.all(rest);
+    expect(await transactionsOf(prefix)).toEqual([1, 30]);
+    expect(a.stats()).toMatchObject({ inserts: 2, rowsWritten: 31, rowsOverloaded: 1 });
+  });
+
+  it("rejects UNAVAILABLE within writeTimeoutMs when PostgreSQL does not take the row, and writes again after", async () => {
+    const a = auditLog({ writeTimeoutMs: 400 });
+    const release = await blockInserts();
+    let elapsed: number;
+    let err: unknown;
+    try {
+      const t0 = Date.now();
+      const waiting = Array.from({ length: 5 }, () => a.record(entry()).catch((e: unknown) => e));
+      const results = await Promise.all(waiting);
+      elapsed = Date.now() - t0;
+      err = results[0];
+      for (const r of results) expect(r).toMatchObject({ code: "UNAVAILABLE" });
+    } finally {
+      await release();
+    }
+    expect(err).toBeInstanceOf(AppError);
+    expect(elapsed).toBeGreaterThanOrEqual(350);
+    expect(elapsed).toBeLessThan(1_500);
+    await a.record(entry());
+    expect(a.stats().rowsFailed).toBe(5);
+  });
+
+  it("refuses UPDATE, DELETE and TRUNCATE of the table: history cannot be rewritten", async () => {
+    const a = auditLog();
+    const requestId = `keep-${randomUUID()}`;
+    await a.record(entry({ requestId, outcome: 200 }));
+    for (const sql of [
+      "UPDATE audit_events SET outcome = 500 WHERE request_id = $1",
+      "DELETE FROM audit_events WHERE request_id = $1",
+    ]) {
+      await expect(pool.query(sql, [requestId])).rejects.toMatchObject({
+        code: "42501",
+        message: expect.stringContaining("append-only"),
+      });
+    }
+    await expect(pool.query("TRUNCATE audit_events")).rejects.toMatchObject({ code: "42501" });
+    const r = await pool.query("SELECT outcome FROM audit_events WHERE request_id = $1", [requestId]);
+    expect(r.rows).toEqual([{ outcome: 200 }]);
+  });
+});
+
+describe("AuditLog with asynchronous commit", () => {
+  it("sets synchronous_commit off on every session of its pool, and rows are still written", async () => {
+    const p = createPool(cfg.AUDIT_DATABASE_URL, 2);
+    try {
+      useAsyncCommit(p);
+      const c = await p.connect();
+      try {
+        expect((await c.query("SHOW synchronous_commit")).rows[0].synchronous_commit).toBe("off");
+      } finally {
+        c.release();
+      }
+      const a = new AuditLog({ pool: p, log, batchRowsMax: 10, queueRowsMax: 10, writeTimeoutMs: 5_000 });
+      const requestId = `async-${randomUUID()}`;
+      await a.record(entry({ requestId }));
+      await a.close();
+      expect(
+        (await pool.query("SELECT 1 FROM audit_events WHERE request_id = $1", [requestId])).rowCount,
+      ).toBe(1);
+      const sync = await pool.connect();
+      try {
+        // Only that pool: the test's own sessions still wait for the flush.
+        expect((await sync.query("SHOW synchronous_commit")).rows[0].synchronous_commit).toBe("on");
+      } finally {
+        sync.release();
+      }
+    } finally {
+      await p.end();
+    }
+  });
+});
+
+describe("AuditLog with PostgreSQL down", () => {
+  it("rejects within its bound while PostgreSQL is stopped, and records again once it is back", async () => {
+    const { startOwnPostgres } = await import("../../test/support/own-postgres.ts");
+    const own = await startOwnPostgres();
+    let a: AuditLog | undefined;
+    try {
+      const ownCfg = loadConfig({
+        AUDIT_DATABASE_URL: `${own.base}/medisync_audit`,
+        AUDIT_WRITE_TIMEOUT_MS: "1000",
+        LOG_LEVEL: "silent",
+      });
+      a = await openAuditLog(ownCfg, log);
+      const patientId = randomUUID();
+      await a.record(entry({ patientId }));
+
+      await own.stop();
+      const t0 = Date.now();
+      const err = await a.record(entry({ patientId })).catch((e: unknown) => e);
+      expect(Date.now() - t0).toBeLessThan(1_500);
+      expect(err).toMatchObject({ code: "UNAVAILABLE" });
+      await expect(a.list({ patientId, limit: 5 })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+
+      await own.start();
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const ok = await a.record(entry({ patientId, requestId: "after-restart" })).then(
+          () => true,
+          () => false,
+        );
+        if (ok) break;
+        if (Date.now() > deadline) throw new Error("audit writes did not come back after the restart");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const page = await a.list({ patientId, limit: 10 });
+      expect(page.items[0]?.requestId).toBe("after-restart");
+      // Written before the stop, refused while down, written after: nothing refused was kept.
+      expect(page.items.filter((i) => i.requestId !== "after-restart")).toHaveLength(1);
+    } finally {
+      await a?.close();
+      await own.destroy();
+    }
+  }, 120_000);
+});

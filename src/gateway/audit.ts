@@ -1,0 +1,562 @@
+// Owns the audit trail: one append-only row per read of patient data and per write (FHIR
+// AuditEvent's who, role, action, what, outcome, when, request id, source) in the gateway's own
+// PostgreSQL database, and the pages GET /v1/audit reads them back in.
+//
+// Writes are group-committed: record() queues a row and resolves once it is committed; while one
+// INSERT is in flight, rows that arrive wait and go together into the next one (up to batchRowsMax),
+// so the hot paths pay one INSERT per batch, not per request, and an idle log sends at once (no timer).
+// Every row has a deadline (writeTimeoutMs from record()): PostgreSQL down or hung, record() rejects
+// UNAVAILABLE within it, and a full queue (queueRowsMax) rejects OVERLOADED at once. Either way the
+// caller decides what to answer. A rejected row is not known to be written; it may still be (the
+// INSERT can commit after its deadline): the trail may hold a row its caller was told failed, never
+// the other way round.
+//
+// Only ids go in: an id, source or route that is not id-shaped is stored as NULL, so no name or free
+// text a client sent can land in the trail (or a log line) through it.
+import { isIP } from "node:net";
+import type pg from "pg";
+import type { Logger } from "pino";
+import type { Config } from "../shared/config.ts";
+import { AppError, unavailableError } from "../shared/errors.ts";
+import { counter, histogram } from "../shared/metrics.ts";
+import { createPool, ensureDatabase, withClient } from "../shared/pg.ts";
+import { isUuid } from "../shared/validation.ts";
+import { migrateAudit } from "./audit-migrations.ts";
+import { isRole, type Principal, type Role } from "./auth/principal.ts";
+
+/** FHIR AuditEvent.action: Create, Read, Update, Delete, Execute (an operation: cancel, deduct, transfer…). */
+export const auditActions = ["C", "R", "U", "D", "E"] as const;
+export type AuditAction = (typeof auditActions)[number];
+
+/**
+ * What a row is about, as FHIR resource names. Stock (a clinic's medicine, its lots, reorder level)
+ * is R5's "InventoryItem" with the medication code as id and the clinic set; notifications are
+ * "Communication", webhooks "Subscription", clinics "Organization", replicas and cluster operations
+ * "Device", the audit trail itself "AuditEvent". auth/policy.ts names one per audited route.
+ */
+export const auditResourceTypes = [
+  "Appointment",
+  "Slot",
+  "MedicationRequest",
+  "MedicationDispense",
+  "InventoryItem",
+  "Patient",
+  "Practitioner",
+  "Organization",
+  "Communication",
+  "Subscription",
+  "AuditEvent",
+  "Device",
+] as const;
+export type AuditResourceType = (typeof auditResourceTypes)[number];
+
+/** One event as the request pipeline hands it over. */
+export interface AuditEntry {
+  /** Who acted; undefined for an unauthenticated request. */
+  actor: Principal | undefined;
+  action: AuditAction;
+  resourceType: AuditResourceType;
+  /** The resource's id (an appointment id, a medication code…); NULL when not id-shaped. */
+  resourceId?: string;
+  /** The patient whose data it is; NULL unless a UUID. */
+  patientId?: string;
+  /** The clinic code (stock) or id the resource belongs to. */
+  clinic?: string;
+  /** The HTTP status the request was answered with. */
+  outcome: number;
+  requestId: string;
+  /** The client's address (an IP address); NULL when it is not one. */
+  source: string;
+  /** The route's template, e.g. "POST /v1/appointments" or "GET /v1/appointments/{id}". */
+  route: string;
+}
+
+/** One row read back. */
+export interface AuditRecord {
+  /** The row's id (a decimal bigint): the order rows were written in. */
+  id: string;
+  /** When PostgreSQL wrote the row (RFC 3339, UTC, microseconds). */
+  recorded: string;
+  /** When the gateway answered the request (RFC 3339, UTC, milliseconds). */
+  occurred: string;
+  actor: { sub: string; role: Role } | undefined;
+  action: AuditAction;
+  resourceType: string;
+  resourceId: string | undefined;
+  patientId: string | undefined;
+  clinic: string | undefined;
+  outcome: number;
+  requestId: string | undefined;
+  source: string | undefined;
+  route: string | undefined;
+}
+
+export interface AuditPage {
+  items: AuditRecord[];
+  /** Where the next page starts; undefined on the last page. */
+  nextCursor: string | undefined;
+}
+
+export const auditLimits = {
+  pageLimitMax: 100,
+  pageLimitDefault: 20,
+  /** Characters of a page cursor (ours are ~30). */
+  cursorMax: 64,
+} as const;
+
+export interface AuditLogOptions {
+  pool: pg.Pool;
+  log: Logger;
+  /** Rows one INSERT carries at most. */
+  batchRowsMax: number;
+  /** Rows waiting for an INSERT (not counting the one in flight) at most; past it record() is OVERLOADED. */
+  queueRowsMax: number;
+  /** record() settles within this long of being called. */
+  writeTimeoutMs: number;
+  /** close() ends the pool too (openAuditLog's). */
+  ownsPool?: boolean;
+  /** The gateway's clock (occurred_at); Date.now unless a test says otherwise. */
+  now?: () => number;
+}
+
+/** Counts of what this instance did, for tests and the ops page (the metrics count the same, process-wide). */
+export interface AuditStats {
+  /** INSERT statements sent (each one batch). */
+  inserts: number;
+  rowsWritten: number;
+  rowsFailed: number;
+  rowsOverloaded: number;
+  /** Rows waiting now (not counting the batch in flight). */
+  queuedRows: number;
+}
+
+const rowsTotal = counter("medisync_audit_rows_total", "Audit rows by what became of them", ["result"]);
+const batchesTotal = counter("medisync_audit_batches_total", "Audit INSERTs (one per batch) by result", [
+  "result",
+]);
+const batchRows = histogram(
+  "medisync_audit_batch_rows",
+  "Rows per audit INSERT",
+  [],
+  [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096],
+);
+const insertSeconds = histogram(
+  "medisync_audit_insert_seconds",
+  "Time one audit INSERT took, failed ones included",
+  [],
+  [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+);
+
+/** Ids, clinic codes, medication codes: what may be stored as an id. Anything else is stored as NULL. */
+const idPattern = /^[A-Za-z0-9._:/-]{1,200}$/;
+const subPattern = /^[A-Za-z0-9._:@|/-]{1,200}$/;
+const routePattern = /^[A-Z]{3,7} \/[A-Za-z0-9._/{}:-]{0,200}$/;
+const sourceMax = 64;
+
+const idOrNull = (s: string | undefined) => (s !== undefined && idPattern.test(s) ? s : null);
+
+interface Row {
+  occurredAt: string;
+  actorSub: string | null;
+  actorRole: Role | null;
+  action: AuditAction;
+  resourceType: AuditResourceType;
+  resourceId: string | null;
+  patientId: string | null;
+  clinic: string | null;
+  outcome: number;
+  requestId: string | null;
+  source: string | null;
+  route: string | null;
+}
+
+interface Pending {
+  row: Row;
+  deadline: number;
+  settled: boolean;
+  resolve: () => void;
+  reject: (err: AppError) => void;
+}
+
+// unnest zips the arrays into rows: one statement text whatever the batch size, prepared once per
+// connection, and 12 parameters instead of 12 per row.
+const insertSql = `
+  INSERT INTO audit_events (occurred_at, actor_sub, actor_role, action, resource_type, resource_id,
+                            patient_id, clinic, outcome, request_id, source, route)
+  SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::char(1)[], $5::text[], $6::text[],
+                       $7::uuid[], $8::text[], $9::smallint[], $10::text[], $11::text[], $12::text[])`;
+
+const selectColumns = `id::text AS id,
+  to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS recorded,
+  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred,
+  actor_sub, actor_role, action, resource_type, resource_id, patient_id::text AS patient_id, clinic,
+  outcome, request_id, source, route`;
+
+interface DbRow {
+  id: string;
+  recorded: string;
+  occurred: string;
+  actor_sub: string | null;
+  actor_role: string | null;
+  action: AuditAction;
+  resource_type: string;
+  resource_id: string | null;
+  patient_id: string | null;
+  clinic: string | null;
+  outcome: number;
+  request_id: string | null;
+  source: string | null;
+  route: string | null;
+}
+
+const bigintMax = 9223372036854775807n;
+
+/** A page cursor: the id of the last row of the page before, opaque to the client. */
+export function encodeAuditCursor(id: string): string {
+  return Buffer.from(`a1:${id}`).toString("base64url");
+}
+
+/** The id a cursor names, or a VALIDATION naming `cursor`. */
+export function decodeAuditCursor(cursor: string): string {
+  if (cursor.length > 0 && cursor.length <= auditLimits.cursorMax && /^[A-Za-z0-9_-]+$/.test(cursor)) {
+    const m = /^a1:([1-9][0-9]{0,18})$/.exec(Buffer.from(cursor, "base64url").toString("latin1"));
+    if (m && BigInt(m[1]!) <= bigintMax) return m[1]!;
+  }
+  throw new AppError("VALIDATION", "cursor is not one this service gave out", "cursor");
+}
+
+export function isAuditCursor(cursor: string): boolean {
+  try {
+    decodeAuditCursor(cursor);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class AuditLog {
+  private readonly pool: pg.Pool;
+  private readonly log: Logger;
+  private readonly batchRowsMax: number;
+  private readonly queueRowsMax: number;
+  private readonly writeTimeoutMs: number;
+  private readonly ownsPool: boolean;
+  private readonly now: () => number;
+  private queue: Pending[] = [];
+  private inFlight: Pending[] = [];
+  private writing: Promise<void> | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Whether the last INSERT failed: failures are logged when they start and when they end, not per batch. */
+  private failing = false;
+  private readonly counts = { inserts: 0, rowsWritten: 0, rowsFailed: 0, rowsOverloaded: 0 };
+
+  constructor(o: AuditLogOptions) {
+    if (!Number.isInteger(o.batchRowsMax) || o.batchRowsMax < 1) throw new Error("batchRowsMax must be ≥ 1");
+    if (!Number.isInteger(o.queueRowsMax) || o.queueRowsMax < 1) throw new Error("queueRowsMax must be ≥ 1");
+    this.pool = o.pool;
+    this.log = o.log;
+    this.batchRowsMax = o.batchRowsMax;
+    this.queueRowsMax = o.queueRowsMax;
+    this.writeTimeoutMs = o.writeTimeoutMs;
+    this.ownsPool = o.ownsPool ?? false;
+    this.now = o.now ?? Date.now;
+  }
+
+  /**
+   * Appends one row; resolves once it is committed. Rejects OVERLOADED when queueRowsMax rows wait
+   * already, UNAVAILABLE when PostgreSQL did not take it within writeTimeoutMs (or the log is
+   * closed), INTERNAL for an action, resource type or outcome outside their lists (a bug in the caller).
+   */
+  record(entry: AuditEntry): Promise<void> {
+    if (this.closed) return Promise.reject(new AppError("UNAVAILABLE", "audit log is closed"));
+    let row: Row;
+    try {
+      row = this.rowOf(entry);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.queue.length >= this.queueRowsMax) {
+      this.counts.rowsOverloaded++;
+      rowsTotal.inc({ result: "overloaded" });
+      return Promise.reject(
+        new AppError("OVERLOADED", "too many audit rows waiting to be written", undefined, {
+          "retry-after": "1",
+        }),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ row, deadline: this.now() + this.writeTimeoutMs, settled: false, resolve, reject });
+      this.armDeadline();
+      // On a microtask, not a timer: rows recorded in the same turn share the first INSERT, and an
+      // idle log does not wait.
+      if (this.writing === undefined) {
+        this.writing = Promise.resolve().then(() => this.drain());
+      }
+    });
+  }
+
+  /** One page, newest first; `cursor` is the nextCursor of the page before. */
+  async list(q: { patientId?: string; limit?: number; cursor?: string }): Promise<AuditPage> {
+    const limit = q.limit ?? auditLimits.pageLimitDefault;
+    if (!Number.isInteger(limit) || limit < 1 || limit > auditLimits.pageLimitMax)
+      throw new AppError(
+        "VALIDATION",
+        `limit must be an integer from 1 to ${auditLimits.pageLimitMax}`,
+        "limit",
+      );
+    if (q.patientId !== undefined && !isUuid(q.patientId))
+      throw new AppError("VALIDATION", "patientId must be a UUID", "patientId");
+    const before = q.cursor === undefined || q.cursor === "" ? undefined : decodeAuditCursor(q.cursor);
+    const where: string[] = [];
+    const values: unknown[] = [];
+    if (q.patientId !== undefined) {
+      values.push(q.patientId);
+      where.push(`patient_id = $${values.length}`);
+    }
+    if (before !== undefined) {
+      values.push(before);
+      where.push(`id < $${values.length}::bigint`);
+    }
+    values.push(limit + 1);
+    // By id: the order rows were written in, and a total order (recorded_at is shared by a batch).
+    // Qualified: a bare "id" in ORDER BY would be the text column of the select list.
+    const sql = `SELECT ${selectColumns} FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY audit_events.id DESC LIMIT $${values.length}`;
+    let rows: DbRow[];
+    try {
+      rows = (await withClient(this.pool, (c) => c.query<DbRow>(sql, values))).rows;
+    } catch (err) {
+      throw unavailableError(err) ?? new AppError("INTERNAL", "audit read failed");
+    }
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return {
+      items: page.map(recordOf),
+      nextCursor: rows.length > limit && last ? encodeAuditCursor(last.id) : undefined,
+    };
+  }
+
+  stats(): AuditStats {
+    return { ...this.counts, queuedRows: this.queue.length };
+  }
+
+  /** Writes what is queued (each row within its deadline), then ends the pool if it is ours. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.writing) await this.writing;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
+    if (this.ownsPool) await this.pool.end();
+  }
+
+  private rowOf(e: AuditEntry): Row {
+    if (!(auditActions as readonly string[]).includes(e.action))
+      throw new AppError("INTERNAL", "audit entry: action is not one of C, R, U, D, E");
+    if (!(auditResourceTypes as readonly string[]).includes(e.resourceType))
+      throw new AppError("INTERNAL", "audit entry: resourceType is not in auditResourceTypes");
+    if (!Number.isInteger(e.outcome) || e.outcome < 100 || e.outcome > 599)
+      throw new AppError("INTERNAL", "audit entry: outcome is not an HTTP status");
+    const actor = e.actor;
+    const known = actor !== undefined && isRole(actor.role) && subPattern.test(actor.sub);
+    return {
+      occurredAt: new Date(this.now()).toISOString(),
+      // A principal that is somehow not one (never from a verified token) is recorded as nobody's.
+      actorSub: known ? actor.sub : null,
+      actorRole: known ? actor.role : null,
+      action: e.action,
+      resourceType: e.resourceType,
+      resourceId: idOrNull(e.resourceId),
+      patientId: e.patientId !== undefined && isUuid(e.patientId) ? e.patientId.toLowerCase() : null,
+      clinic: idOrNull(e.clinic),
+      outcome: e.outcome,
+      requestId: idOrNull(e.requestId),
+      source: e.source.length <= sourceMax && isIP(e.source) !== 0 ? e.source : null,
+      route: routePattern.test(e.route) ? e.route : null,
+    };
+  }
+
+  /** One INSERT at a time; whatever queued meanwhile goes into the next. */
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.batchRowsMax);
+        this.inFlight = batch;
+        await this.insert(batch);
+        this.inFlight = [];
+      }
+    } finally {
+      this.writing = undefined;
+    }
+  }
+
+  private async insert(batch: Pending[]): Promise<void> {
+    const cols: unknown[][] = Array.from({ length: 12 }, () => new Array(batch.length));
+    for (let i = 0; i < batch.length; i++) {
+      const r = batch[i]!.row;
+      cols[0]![i] = r.occurredAt;
+      cols[1]![i] = r.actorSub;
+      cols[2]![i] = r.actorRole;
+      cols[3]![i] = r.action;
+      cols[4]![i] = r.resourceType;
+      cols[5]![i] = r.resourceId;
+      cols[6]![i] = r.patientId;
+      cols[7]![i] = r.clinic;
+      cols[8]![i] = r.outcome;
+      cols[9]![i] = r.requestId;
+      cols[10]![i] = r.source;
+      cols[11]![i] = r.route;
+    }
+    this.counts.inserts++;
+    batchRows.observe(batch.length);
+    const end = insertSeconds.startTimer();
+    try {
+      await withClient(this.pool, (c) => c.query({ name: "audit-insert", text: insertSql, values: cols }));
+      end();
+      batchesTotal.inc({ result: "ok" });
+      if (this.failing) {
+        this.failing = false;
+        this.log.info({ rows: batch.length }, "audit writes succeed again");
+      }
+      let written = 0;
+      for (const p of batch) {
+        written++;
+        if (p.settled) continue;
+        p.settled = true;
+        p.resolve();
+      }
+      this.counts.rowsWritten += written;
+      rowsTotal.inc({ result: "written" }, written);
+    } catch (err) {
+      end();
+      batchesTotal.inc({ result: "failed" });
+      const failure = unavailableError(err) ?? new AppError("INTERNAL", "audit write failed");
+      if (!this.failing) {
+        this.failing = true;
+        // The code only: a driver's message can quote values.
+        this.log.warn(
+          { rows: batch.length, code: (err as { code?: string }).code, error: failure.code },
+          "audit write failed",
+        );
+      }
+      this.fail(batch, failure);
+    }
+  }
+
+  private fail(entries: Pending[], err: AppError): void {
+    let n = 0;
+    for (const p of entries) {
+      if (p.settled) continue;
+      p.settled = true;
+      n++;
+      p.reject(err);
+    }
+    this.counts.rowsFailed += n;
+    if (n > 0) rowsTotal.inc({ result: "failed" }, n);
+  }
+
+  /**
+   * One timer for every row's deadline, armed for the oldest unsettled row: the batch in flight is
+   * older than anything queued, and the queue is in arrival order, so the oldest is first in one of them.
+   */
+  private armDeadline(): void {
+    if (this.deadlineTimer !== undefined) return;
+    const oldest = this.inFlight.find((p) => !p.settled) ?? this.queue[0];
+    if (oldest === undefined) return;
+    this.deadlineTimer = setTimeout(
+      () => {
+        this.deadlineTimer = undefined;
+        this.expire();
+        this.armDeadline();
+      },
+      Math.max(0, oldest.deadline - this.now()),
+    );
+    this.deadlineTimer.unref();
+  }
+
+  private expire(): void {
+    const now = this.now();
+    const late = new AppError(
+      "UNAVAILABLE",
+      `audit database did not take the row within ${this.writeTimeoutMs} ms; retry later`,
+      undefined,
+      { "retry-after": "1" },
+    );
+    this.fail(
+      this.inFlight.filter((p) => p.deadline <= now),
+      late,
+    );
+    let k = 0;
+    while (k < this.queue.length && this.queue[k]!.deadline <= now) k++;
+    if (k > 0) this.fail(this.queue.splice(0, k), late);
+  }
+}
+
+function recordOf(r: DbRow): AuditRecord {
+  return {
+    id: r.id,
+    recorded: r.recorded,
+    occurred: r.occurred,
+    actor:
+      r.actor_sub !== null && isRole(r.actor_role) ? { sub: r.actor_sub, role: r.actor_role } : undefined,
+    action: r.action,
+    resourceType: r.resource_type,
+    resourceId: r.resource_id ?? undefined,
+    patientId: r.patient_id ?? undefined,
+    clinic: r.clinic ?? undefined,
+    outcome: r.outcome,
+    requestId: r.request_id ?? undefined,
+    source: r.source ?? undefined,
+    route: r.route ?? undefined,
+  };
+}
+
+/**
+ * Creates medisync_audit if missing and migrates it, with the services' statement timeout (a
+ * migration may wait for another gateway's lock longer than one audit write may take).
+ */
+export async function prepareAuditDatabase(cfg: Config, log: Logger): Promise<void> {
+  await ensureDatabase(cfg.AUDIT_DATABASE_URL, { timeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS });
+  const pool = createPool(cfg.AUDIT_DATABASE_URL, 1, { statementTimeoutMs: cfg.DB_STATEMENT_TIMEOUT_MS });
+  try {
+    await migrateAudit(pool, log);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** Connections: one for the writer (one INSERT at a time), the rest for GET /v1/audit pages. */
+const auditPoolMax = 3;
+
+/**
+ * Makes every session of `pool` commit without waiting for PostgreSQL's WAL flush
+ * (synchronous_commit = off): a batch's round trip drops from a disk flush to a network hop, and a
+ * PostgreSQL crash (not a gateway crash) can lose the rows of roughly the last 3 × wal_writer_delay
+ * (0.6 s by default) that were already acknowledged. Nothing is ever half-written. Off by default.
+ */
+export function useAsyncCommit(pool: pg.Pool): void {
+  // Queued on the new client before anything the pool hands it out for, so it runs first; a failure
+  // here fails that client's next query too, which the caller sees.
+  pool.on("connect", (client) => {
+    client.query("SET synchronous_commit = off").catch(() => undefined);
+  });
+}
+
+/** The gateway's audit log: its database prepared, with a pool of its own (ended by close()). */
+export async function openAuditLog(cfg: Config, log: Logger): Promise<AuditLog> {
+  await prepareAuditDatabase(cfg, log);
+  const pool = createPool(cfg.AUDIT_DATABASE_URL, auditPoolMax, {
+    statementTimeoutMs: cfg.AUDIT_WRITE_TIMEOUT_MS,
+    onIdleError: (err) =>
+      log.warn({ code: (err as { code?: string }).code }, "audit database connection lost"),
+  });
+  if (!cfg.AUDIT_SYNCHRONOUS_COMMIT) useAsyncCommit(pool);
+  return new AuditLog({
+    pool,
+    log,
+    batchRowsMax: cfg.AUDIT_BATCH_ROWS_MAX,
+    queueRowsMax: cfg.AUDIT_QUEUE_ROWS_MAX,
+    writeTimeoutMs: cfg.AUDIT_WRITE_TIMEOUT_MS,
+    ownsPool: true,
+  });
+}
