@@ -1,0 +1,117 @@
+// Owns GET /v1/audit: the audit trail read back, newest first, paginated, optionally one patient's,
+// each row as a FHIR AuditEvent-shaped object. Who may read it (admin) is the access policy's
+// decision, not this module's.
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { GatewayEnv } from "./app.ts";
+import { type AuditLog, type AuditRecord, auditActions, auditLimits, isAuditCursor } from "./audit.ts";
+import { roles } from "./auth/principal.ts";
+import { mount } from "./route.ts";
+import { json, problemDoc, uuid } from "./schemas.ts";
+
+const AuditQuery = z.strictObject({
+  patientId: uuid("patientId")
+    .optional()
+    .openapi({
+      param: { name: "patientId", in: "query", required: false },
+      description: "only this patient's rows",
+    }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(auditLimits.pageLimitMax)
+    .optional()
+    .openapi({
+      param: { name: "limit", in: "query", required: false },
+      example: auditLimits.pageLimitDefault,
+    }),
+  cursor: z
+    .string()
+    .max(auditLimits.cursorMax)
+    .refine(isAuditCursor, { message: "is not a cursor this service gave out" })
+    .optional()
+    .openapi({
+      param: { name: "cursor", in: "query", required: false },
+      description: "nextCursor of the page before",
+    }),
+});
+
+const AuditEvent = z
+  .object({
+    id: z.string().openapi({ description: "the row's id; rows are numbered in the order they were written" }),
+    recorded: z
+      .string()
+      .openapi({ format: "date-time", description: "when the row was written (database clock)" }),
+    occurred: z
+      .string()
+      .openapi({ format: "date-time", description: "when the gateway answered the request (its clock)" }),
+    action: z.enum(auditActions).openapi({ description: "C create, R read, U update, D delete, E execute" }),
+    outcome: z.number().int().openapi({ description: "the HTTP status the request was answered with" }),
+    agent: z.object({
+      who: z.string().nullable().openapi({ description: "the token's subject; null: unauthenticated" }),
+      role: z.enum(roles).nullable(),
+    }),
+    entity: z.object({
+      type: z.string().openapi({ example: "Appointment", description: "a FHIR resource type" }),
+      id: z.string().nullable(),
+      patientId: z.string().nullable(),
+      clinic: z.string().nullable(),
+    }),
+    source: z.string().nullable().openapi({ description: "the client's address" }),
+    requestId: z.string().nullable(),
+    route: z.string().nullable().openapi({ example: "POST /v1/appointments" }),
+  })
+  .openapi("AuditEvent");
+
+const AuditPage = z
+  .object({ items: z.array(AuditEvent), nextCursor: z.string().nullable() })
+  .openapi("AuditEventPage");
+
+export function auditEventView(r: AuditRecord): z.infer<typeof AuditEvent> {
+  return {
+    id: r.id,
+    recorded: r.recorded,
+    occurred: r.occurred,
+    action: r.action,
+    outcome: r.outcome,
+    agent: { who: r.actor?.sub ?? null, role: r.actor?.role ?? null },
+    entity: {
+      type: r.resourceType,
+      id: r.resourceId ?? null,
+      patientId: r.patientId ?? null,
+      clinic: r.clinic ?? null,
+    },
+    source: r.source ?? null,
+    requestId: r.requestId ?? null,
+    route: r.route ?? null,
+  };
+}
+
+export function addAuditRoutes(app: OpenAPIHono<GatewayEnv>, audit: AuditLog): void {
+  mount(
+    app,
+    createRoute({
+      method: "get",
+      path: "/v1/audit",
+      summary: "The audit trail (admin), newest first: every write and every read of patient data",
+      description:
+        "One row per request, shaped as a FHIR AuditEvent (docs/security.md, Audit trail). " +
+        "Rows are never changed or deleted.",
+      request: { query: AuditQuery },
+      responses: {
+        200: json(AuditPage, "One page; nextCursor is null on the last"),
+        400: problemDoc("Invalid patientId, limit or cursor"),
+        503: problemDoc("The audit database is unavailable"),
+      },
+    }),
+    async (c) => {
+      const { patientId, limit, cursor } = c.req.valid("query");
+      const page = await audit.list({
+        ...(patientId !== undefined ? { patientId } : {}),
+        limit: limit ?? auditLimits.pageLimitDefault,
+        ...(cursor !== undefined ? { cursor } : {}),
+      });
+      return c.json({ items: page.items.map(auditEventView), nextCursor: page.nextCursor ?? null }, 200);
+    },
+  );
+}
