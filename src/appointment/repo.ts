@@ -6,6 +6,7 @@ import type pg from "pg";
 import { AppError, type ErrorCode, isErrorCode } from "../shared/errors.ts";
 import { inTransaction } from "../shared/pg.ts";
 import { inventoryLimits } from "../shared/validation.ts";
+import { type PagePosition, positionTimeSql } from "./page.ts";
 import { requireTimeZone } from "./time.ts";
 
 export type SlotState = "free" | "booked";
@@ -276,10 +277,11 @@ export async function createSlots(
   });
 }
 
-const appointmentSelect = `
-  SELECT a.id, a.slot_id, a.patient_id, a.status, s.clinic_id, c.code AS clinic_code, s.practitioner_id,
-         s.starts_at, s.ends_at, s.local_date::text AS local_date
-    FROM appointments a JOIN slots s ON s.id = a.slot_id JOIN clinics c ON c.id = s.clinic_id`;
+const appointmentColumns = `a.id, a.slot_id, a.patient_id, a.status, s.clinic_id, c.code AS clinic_code,
+         s.practitioner_id, s.starts_at, s.ends_at, s.local_date::text AS local_date`;
+const appointmentFrom =
+  "appointments a JOIN slots s ON s.id = a.slot_id JOIN clinics c ON c.id = s.clinic_id";
+const appointmentSelect = `SELECT ${appointmentColumns} FROM ${appointmentFrom}`;
 
 interface AppointmentRow {
   id: string;
@@ -313,6 +315,53 @@ export async function getAppointment(pool: pg.Pool | pg.PoolClient, id: string):
   const row = r.rows[0];
   if (!row) throw new AppError("APPOINTMENT_NOT_FOUND", "no such appointment", "id");
   return toAppointment(row);
+}
+
+/** Which of a patient's appointments one page reads. */
+export interface PatientAppointmentsQuery {
+  patientId: string;
+  /** Rows to read: the page size plus one, so the caller learns whether there is a next page. */
+  rowsMax: number;
+  /** Strictly older than this position (slot start, then id), newest first. */
+  after?: PagePosition;
+  status?: AppointmentState;
+  /** Present: only appointments at a clinic named here, by id or by code (none when both are empty). */
+  scope?: { clinicIds: string[]; clinicCodes: string[] };
+}
+
+/**
+ * A patient's appointments, newest first by their slot's start, ties by id (keyset pagination:
+ * each page starts strictly after the last row of the one before, so a booking made meanwhile
+ * neither repeats nor skips a row). Each row carries its position for the next page's token.
+ */
+export async function listPatientAppointments(
+  pool: pg.Pool,
+  q: PatientAppointmentsQuery,
+): Promise<(AppointmentView & { position: PagePosition })[]> {
+  const r = await pool.query<AppointmentRow & { position_at: string }>(
+    `SELECT ${appointmentColumns}, ${positionTimeSql("s.starts_at")} AS position_at
+       FROM ${appointmentFrom}
+      WHERE a.patient_id = $1
+        AND ($2::text IS NULL OR a.status = $2)
+        AND ($3::boolean IS FALSE OR s.clinic_id = ANY($4::uuid[]) OR c.code = ANY($5::text[]))
+        AND ($6::timestamptz IS NULL OR (s.starts_at, a.id) < ($6::timestamptz, $7::uuid))
+      ORDER BY s.starts_at DESC, a.id DESC
+      LIMIT $8`,
+    [
+      q.patientId,
+      q.status ?? null,
+      q.scope !== undefined,
+      q.scope?.clinicIds ?? [],
+      q.scope?.clinicCodes ?? [],
+      q.after?.startsAt ?? null,
+      q.after?.id ?? null,
+      q.rowsMax,
+    ],
+  );
+  return r.rows.map((row) => ({
+    ...toAppointment(row),
+    position: { startsAt: row.position_at, id: row.id },
+  }));
 }
 
 export interface BookInput {

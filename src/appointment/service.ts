@@ -1,5 +1,6 @@
 // Owns the AppointmentService gRPC handlers: input checks (the service never trusts its caller),
-// the repository calls, cache reads and invalidation before every write is acknowledged.
+// the repository calls, cache reads and invalidation before every write is acknowledged, and the
+// pages of a patient's appointments.
 import type pg from "pg";
 import type { Logger } from "pino";
 import {
@@ -12,7 +13,8 @@ import {
 } from "../gen/medisync/v1/appointment.ts";
 import { AppError } from "../shared/errors.ts";
 import { unary } from "../shared/grpc.ts";
-import { idempotencyKeyPattern } from "../shared/validation.ts";
+import { appointmentLimits, idempotencyKeyPattern } from "../shared/validation.ts";
+import { decodePageToken, encodePageToken, pageSize } from "./page.ts";
 import * as repo from "./repo.ts";
 import { lruAnswer } from "./slot-answer.ts";
 import type { SlotCache, Tier } from "./slot-cache.ts";
@@ -37,6 +39,20 @@ function slotToProto(s: repo.SlotView): Slot {
     end: s.end,
     status: s.status === "booked" ? SlotStatus.SLOT_STATUS_BOOKED : SlotStatus.SLOT_STATUS_FREE,
   };
+}
+
+/** The status filter of a list: UNSPECIFIED is every status. */
+function statusFilter(s: AppointmentStatus): repo.AppointmentState | undefined {
+  switch (s) {
+    case AppointmentStatus.APPOINTMENT_STATUS_UNSPECIFIED:
+      return undefined;
+    case AppointmentStatus.APPOINTMENT_STATUS_BOOKED:
+      return "booked";
+    case AppointmentStatus.APPOINTMENT_STATUS_CANCELLED:
+      return "cancelled";
+    default:
+      throw new AppError("VALIDATION", "status must be booked or cancelled", "status");
+  }
 }
 
 function appointmentToProto(a: repo.AppointmentView): Appointment {
@@ -157,6 +173,46 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
     get: handler(log, "Get", async (req) => {
       const id = requireUuid(req.appointmentId, "id");
       return { appointment: appointmentToProto(await repo.getAppointment(pool, id)) };
+    }),
+
+    listPatientAppointments: handler(log, "ListPatientAppointments", async (req) => {
+      const patientId = requireUuid(req.patientId, "patientId");
+      const size = pageSize(req.pageSize);
+      const after = decodePageToken(req.pageToken);
+      const named = (req.clinicScope?.clinicIds.length ?? 0) + (req.clinicScope?.clinicCodes.length ?? 0);
+      if (named > appointmentLimits.scopeClinicsMax) {
+        throw new AppError(
+          "VALIDATION",
+          `a clinic scope names at most ${appointmentLimits.scopeClinicsMax} clinics`,
+          "clinicScope",
+        );
+      }
+      const scope = req.clinicScope && {
+        clinicIds: req.clinicScope.clinicIds.map((id, i) => requireUuid(id, `clinicScope.clinicIds.${i}`)),
+        clinicCodes: req.clinicScope.clinicCodes.map((code, i) => {
+          if (!repo.clinicCodePattern.test(code))
+            throw new AppError(
+              "VALIDATION",
+              "a clinic code is 1-64 of [a-z0-9-]",
+              `clinicScope.clinicCodes.${i}`,
+            );
+          return code;
+        }),
+      };
+      // One more than asked: whether a next page exists, without a count.
+      const rows = await repo.listPatientAppointments(pool, {
+        patientId,
+        rowsMax: size + 1,
+        after,
+        status: statusFilter(req.status),
+        scope,
+      });
+      const page = rows.slice(0, size);
+      const last = page[page.length - 1];
+      return {
+        appointments: page.map(({ position: _, ...a }) => appointmentToProto(a)),
+        nextPageToken: rows.length > size && last ? encodePageToken(last.position) : "",
+      };
     }),
   };
 }

@@ -5,6 +5,8 @@
 import {
   type Appointment,
   AppointmentServiceClient,
+  AppointmentStatus,
+  type ListPatientAppointmentsResponse,
   type ListSlotsResponse,
 } from "../gen/medisync/v1/appointment.ts";
 import { AppError } from "./errors.ts";
@@ -101,6 +103,24 @@ export class AppointmentClient {
   async get(appointmentId: string, requestId?: string): Promise<Appointment> {
     const res = await this.call((c, d) => callUnary(c.get.bind(c), { appointmentId }, d, requestId));
     return requireAppointment(res.appointment);
+  }
+
+  /** One page of a patient's appointments, newest first; a read, so retried on another instance. */
+  listPatientAppointments(
+    req: {
+      patientId: string;
+      /** 0: the service's default. */
+      pageSize: number;
+      /** "": the first page. */
+      pageToken: string;
+      /** Staff: only these clinics' appointments (none when both lists are empty). */
+      clinicScope?: { clinicIds: string[]; clinicCodes: string[] };
+      status?: AppointmentStatus;
+    },
+    requestId?: string,
+  ): Promise<ListPatientAppointmentsResponse> {
+    const msg = { ...req, status: req.status ?? AppointmentStatus.APPOINTMENT_STATUS_UNSPECIFIED };
+    return this.call((c, d) => callUnary(c.listPatientAppointments.bind(c), msg, d, requestId));
   }
 
   /**

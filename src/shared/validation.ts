@@ -110,6 +110,8 @@ export const prescriptionLimits = {
   /** Page size of an appointment's prescriptions. */
   pageLimitMax: 100,
   pageLimitDefault: 20,
+  /** Characters of an opaque page cursor. */
+  cursorMax: 512,
 } as const;
 
 /**
@@ -134,4 +136,14 @@ export const notificationLimits = {
   pageLimitDefault: 20,
   /** Characters of an opaque page cursor. */
   cursorMax: 512,
+} as const;
+
+/** A patient's appointments, a page at a time (appointment service and gateway alike). */
+export const appointmentLimits = {
+  pageLimitMax: 100,
+  pageLimitDefault: 20,
+  /** Characters of an opaque page cursor. */
+  cursorMax: 512,
+  /** Clinics one staff scope (ListPatientAppointments' clinic_scope) may name, ids and codes together. */
+  scopeClinicsMax: 1_000,
 } as const;

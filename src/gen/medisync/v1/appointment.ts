@@ -260,6 +260,36 @@ export interface GetResponse {
   appointment?: Appointment | undefined;
 }
 
+/**
+ * Which clinics a caller may see (staff tokens). Present: only appointments at these clinics, none
+ * when both lists are empty; absent: no clinic filter. A list that names a clinic by id and one by
+ * code are both honoured (an appointment matches either).
+ */
+export interface ClinicScope {
+  clinicIds: string[];
+  clinicCodes: string[];
+}
+
+export interface ListPatientAppointmentsRequest {
+  patientId: string;
+  /** 0: the default page size; otherwise 1 to the maximum (appointmentLimits in src/shared/validation.ts). */
+  pageSize: number;
+  /** Empty: the first page; otherwise the next_page_token of the page before. */
+  pageToken: string;
+  /** Absent: every clinic. */
+  clinicScope?:
+    | ClinicScope
+    | undefined;
+  /** UNSPECIFIED: every status. */
+  status: AppointmentStatus;
+}
+
+export interface ListPatientAppointmentsResponse {
+  appointments: Appointment[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
 function createBaseClinic(): Clinic {
   return { id: "", name: "", timeZone: "", code: "" };
 }
@@ -2057,6 +2087,345 @@ export const GetResponse: MessageFns<GetResponse> = {
   },
 };
 
+function createBaseClinicScope(): ClinicScope {
+  return { clinicIds: [], clinicCodes: [] };
+}
+
+export const ClinicScope: MessageFns<ClinicScope> = {
+  encode(message: ClinicScope, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.clinicIds) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.clinicCodes) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClinicScope {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClinicScope();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clinicIds.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.clinicCodes.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClinicScope {
+    return {
+      clinicIds: globalThis.Array.isArray(object?.clinicIds)
+        ? object.clinicIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.clinic_ids)
+        ? object.clinic_ids.map((e: any) => globalThis.String(e))
+        : [],
+      clinicCodes: globalThis.Array.isArray(object?.clinicCodes)
+        ? object.clinicCodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.clinic_codes)
+        ? object.clinic_codes.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ClinicScope): unknown {
+    const obj: any = {};
+    if (message.clinicIds?.length) {
+      obj.clinicIds = message.clinicIds;
+    }
+    if (message.clinicCodes?.length) {
+      obj.clinicCodes = message.clinicCodes;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClinicScope>, I>>(base?: I): ClinicScope {
+    return ClinicScope.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClinicScope>, I>>(object: I): ClinicScope {
+    const message = createBaseClinicScope();
+    message.clinicIds = object.clinicIds?.map((e) => e) || [];
+    message.clinicCodes = object.clinicCodes?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListPatientAppointmentsRequest(): ListPatientAppointmentsRequest {
+  return { patientId: "", pageSize: 0, pageToken: "", clinicScope: undefined, status: 0 };
+}
+
+export const ListPatientAppointmentsRequest: MessageFns<ListPatientAppointmentsRequest> = {
+  encode(message: ListPatientAppointmentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.patientId !== "") {
+      writer.uint32(10).string(message.patientId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    if (message.clinicScope !== undefined) {
+      ClinicScope.encode(message.clinicScope, writer.uint32(34).fork()).join();
+    }
+    if (message.status !== 0) {
+      writer.uint32(40).int32(message.status);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPatientAppointmentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPatientAppointmentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.patientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.clinicScope = ClinicScope.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPatientAppointmentsRequest {
+    return {
+      patientId: isSet(object.patientId)
+        ? globalThis.String(object.patientId)
+        : isSet(object.patient_id)
+        ? globalThis.String(object.patient_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      clinicScope: isSet(object.clinicScope)
+        ? ClinicScope.fromJSON(object.clinicScope)
+        : isSet(object.clinic_scope)
+        ? ClinicScope.fromJSON(object.clinic_scope)
+        : undefined,
+      status: isSet(object.status) ? appointmentStatusFromJSON(object.status) : 0,
+    };
+  },
+
+  toJSON(message: ListPatientAppointmentsRequest): unknown {
+    const obj: any = {};
+    if (message.patientId !== "") {
+      obj.patientId = message.patientId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.clinicScope !== undefined) {
+      obj.clinicScope = ClinicScope.toJSON(message.clinicScope);
+    }
+    if (message.status !== 0) {
+      obj.status = appointmentStatusToJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPatientAppointmentsRequest>, I>>(base?: I): ListPatientAppointmentsRequest {
+    return ListPatientAppointmentsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPatientAppointmentsRequest>, I>>(
+    object: I,
+  ): ListPatientAppointmentsRequest {
+    const message = createBaseListPatientAppointmentsRequest();
+    message.patientId = object.patientId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.clinicScope = (object.clinicScope !== undefined && object.clinicScope !== null)
+      ? ClinicScope.fromPartial(object.clinicScope)
+      : undefined;
+    message.status = object.status ?? 0;
+    return message;
+  },
+};
+
+function createBaseListPatientAppointmentsResponse(): ListPatientAppointmentsResponse {
+  return { appointments: [], nextPageToken: "" };
+}
+
+export const ListPatientAppointmentsResponse: MessageFns<ListPatientAppointmentsResponse> = {
+  encode(message: ListPatientAppointmentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.appointments) {
+      Appointment.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPatientAppointmentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPatientAppointmentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appointments.push(Appointment.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPatientAppointmentsResponse {
+    return {
+      appointments: globalThis.Array.isArray(object?.appointments)
+        ? object.appointments.map((e: any) => Appointment.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListPatientAppointmentsResponse): unknown {
+    const obj: any = {};
+    if (message.appointments?.length) {
+      obj.appointments = message.appointments.map((e) => Appointment.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPatientAppointmentsResponse>, I>>(base?: I): ListPatientAppointmentsResponse {
+    return ListPatientAppointmentsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPatientAppointmentsResponse>, I>>(
+    object: I,
+  ): ListPatientAppointmentsResponse {
+    const message = createBaseListPatientAppointmentsResponse();
+    message.appointments = object.appointments?.map((e) => Appointment.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * AppointmentService owns clinics, practitioners, slots and bookings. Times are RFC 3339 strings
  * (UTC, "Z"), dates are ISO calendar dates read in the clinic's own IANA time zone.
@@ -2128,6 +2497,19 @@ export const AppointmentServiceService = {
     responseSerialize: (value: GetResponse): Buffer => Buffer.from(GetResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetResponse => GetResponse.decode(value),
   },
+  /** A patient's appointments, newest first (by start, ties by id), a page at a time. */
+  listPatientAppointments: {
+    path: "/medisync.v1.AppointmentService/ListPatientAppointments" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPatientAppointmentsRequest): Buffer =>
+      Buffer.from(ListPatientAppointmentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPatientAppointmentsRequest => ListPatientAppointmentsRequest.decode(value),
+    responseSerialize: (value: ListPatientAppointmentsResponse): Buffer =>
+      Buffer.from(ListPatientAppointmentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPatientAppointmentsResponse =>
+      ListPatientAppointmentsResponse.decode(value),
+  },
 } as const;
 
 export interface AppointmentServiceServer extends UntypedServiceImplementation {
@@ -2138,6 +2520,8 @@ export interface AppointmentServiceServer extends UntypedServiceImplementation {
   book: handleUnaryCall<BookRequest, BookResponse>;
   cancel: handleUnaryCall<CancelRequest, CancelResponse>;
   get: handleUnaryCall<GetRequest, GetResponse>;
+  /** A patient's appointments, newest first (by start, ties by id), a page at a time. */
+  listPatientAppointments: handleUnaryCall<ListPatientAppointmentsRequest, ListPatientAppointmentsResponse>;
 }
 
 export interface AppointmentServiceClient extends Client {
@@ -2239,6 +2623,22 @@ export interface AppointmentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetResponse) => void,
+  ): ClientUnaryCall;
+  /** A patient's appointments, newest first (by start, ties by id), a page at a time. */
+  listPatientAppointments(
+    request: ListPatientAppointmentsRequest,
+    callback: (error: ServiceError | null, response: ListPatientAppointmentsResponse) => void,
+  ): ClientUnaryCall;
+  listPatientAppointments(
+    request: ListPatientAppointmentsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPatientAppointmentsResponse) => void,
+  ): ClientUnaryCall;
+  listPatientAppointments(
+    request: ListPatientAppointmentsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPatientAppointmentsResponse) => void,
   ): ClientUnaryCall;
 }
 
