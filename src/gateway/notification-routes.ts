@@ -12,26 +12,16 @@ import type {
 import { notificationLimits as limits } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
 import type { NotificationClient } from "./notification-client.ts";
+import { type PageLimits, pageOf, pageQuery, pageSchema, pageTokenOf } from "./pagination.ts";
 import { mount } from "./route.ts";
 import { json, jsonBody, problemDoc, uuid } from "./schemas.ts";
 
-const PageQuery = z.strictObject({
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(limits.pageLimitMax)
-    .optional()
-    .openapi({ param: { name: "limit", in: "query", required: false }, example: limits.pageLimitDefault }),
-  cursor: z
-    .string()
-    .max(limits.cursorMax)
-    .optional()
-    .openapi({
-      param: { name: "cursor", in: "query", required: false },
-      description: "nextCursor of the page before",
-    }),
-});
+const pageLimits: PageLimits = {
+  limitMax: limits.pageLimitMax,
+  limitDefault: limits.pageLimitDefault,
+  cursorMax: limits.cursorMax,
+};
+const PageQuery = pageQuery(pageLimits);
 
 const PatientParams = z.object({
   id: uuid("id").openapi({ param: { name: "id", in: "path" } }),
@@ -93,9 +83,7 @@ const Notification = z
   })
   .openapi("Notification");
 
-const NotificationPage = z
-  .object({ items: z.array(Notification), nextCursor: z.string().nullable() })
-  .openapi("NotificationPage");
+const NotificationPage = pageSchema(Notification, "NotificationPage");
 
 const webhookUrl = z
   .string()
@@ -145,9 +133,7 @@ const CreatedWebhook = Webhook.extend({
   }),
 }).openapi("CreatedWebhook");
 
-const WebhookPage = z
-  .object({ items: z.array(Webhook), nextCursor: z.string().nullable() })
-  .openapi("WebhookPage");
+const WebhookPage = pageSchema(Webhook, "WebhookPage");
 
 const Delivery = z
   .object({
@@ -165,9 +151,7 @@ const Delivery = z
   })
   .openapi("WebhookDelivery");
 
-const DeliveryPage = z
-  .object({ items: z.array(Delivery), nextCursor: z.string().nullable() })
-  .openapi("WebhookDeliveryPage");
+const DeliveryPage = pageSchema(Delivery, "WebhookDeliveryPage");
 
 const notificationView = (n: NotificationMsg) => ({
   id: n.id,
@@ -226,14 +210,11 @@ export function addNotificationRoutes(app: OpenAPIHono<GatewayEnv>, notification
       const { limit, cursor } = c.req.valid("query");
       const res = await notifications.listPatientNotifications(
         c.req.valid("param").id,
-        limit ?? 0,
-        cursor ?? "",
+        limit,
+        pageTokenOf(cursor, pageLimits),
         c.get("requestId"),
       );
-      return c.json(
-        { items: res.notifications.map(notificationView), nextCursor: res.nextCursor || null },
-        200,
-      );
+      return c.json(pageOf(res.notifications, notificationView, res.nextCursor), 200);
     },
   );
 
@@ -311,8 +292,12 @@ export function addNotificationRoutes(app: OpenAPIHono<GatewayEnv>, notification
     async (c) => {
       // Admin only (the auth issue): the role check goes here.
       const { limit, cursor } = c.req.valid("query");
-      const res = await notifications.listWebhooks(limit ?? 0, cursor ?? "", c.get("requestId"));
-      return c.json({ items: res.webhooks.map(webhookView), nextCursor: res.nextCursor || null }, 200);
+      const res = await notifications.listWebhooks(
+        limit,
+        pageTokenOf(cursor, pageLimits),
+        c.get("requestId"),
+      );
+      return c.json(pageOf(res.webhooks, webhookView, res.nextCursor), 200);
     },
   );
 
@@ -334,11 +319,11 @@ export function addNotificationRoutes(app: OpenAPIHono<GatewayEnv>, notification
       const { limit, cursor } = c.req.valid("query");
       const res = await notifications.listDeliveries(
         c.req.valid("param").id,
-        limit ?? 0,
-        cursor ?? "",
+        limit,
+        pageTokenOf(cursor, pageLimits),
         c.get("requestId"),
       );
-      return c.json({ items: res.deliveries.map(deliveryView), nextCursor: res.nextCursor || null }, 200);
+      return c.json(pageOf(res.deliveries, deliveryView, res.nextCursor), 200);
     },
   );
 

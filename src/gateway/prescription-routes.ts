@@ -7,6 +7,7 @@ import type { Prescription as PrescriptionMsg } from "../gen/medisync/v1/medicat
 import { inventoryLimits, prescriptionLimits as limits } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
 import type { MedicationClient } from "./medication-client.ts";
+import { type PageLimits, pageOf, pageQuery, pageSchema, pageTokenOf } from "./pagination.ts";
 import { mount } from "./route.ts";
 import {
   AppointmentParams,
@@ -86,27 +87,14 @@ const PrescriptionParams = z.object({
   id: uuid("id").openapi({ param: { name: "id", in: "path" } }),
 });
 
-const PageQuery = z.strictObject({
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(limits.pageLimitMax)
-    .optional()
-    .openapi({ param: { name: "limit", in: "query", required: false }, example: limits.pageLimitDefault }),
-  cursor: z
-    .string()
-    .max(512)
-    .optional()
-    .openapi({
-      param: { name: "cursor", in: "query", required: false },
-      description: "nextCursor of the page before",
-    }),
-});
+const pageLimits: PageLimits = {
+  limitMax: limits.pageLimitMax,
+  limitDefault: limits.pageLimitDefault,
+  cursorMax: limits.cursorMax,
+};
+const PageQuery = pageQuery(pageLimits);
 
-const PrescriptionPage = z
-  .object({ items: z.array(Prescription), nextCursor: z.string().nullable() })
-  .openapi("PrescriptionPage");
+const PrescriptionPage = pageSchema(Prescription, "PrescriptionPage");
 
 const view = (p: PrescriptionMsg) => ({
   id: p.id,
@@ -207,11 +195,11 @@ export function addPrescriptionRoutes(app: OpenAPIHono<GatewayEnv>, medication: 
       const { limit, cursor } = c.req.valid("query");
       const res = await medication.list(
         c.req.valid("param").id,
-        limit ?? 0,
-        cursor ?? "",
+        limit,
+        pageTokenOf(cursor, pageLimits),
         c.get("requestId"),
       );
-      return c.json({ items: res.prescriptions.map(view), nextCursor: res.nextCursor || null }, 200);
+      return c.json(pageOf(res.prescriptions, view, res.nextCursor), 200);
     },
   );
 
