@@ -16,5 +16,7 @@ export const commands = [
   "supervisor",
   "client",
   "handover",
+  // Makes or renews npm start's development CA and certificates in data/certs/ (compose mounts them).
+  "certs",
 ] as const;
 export type Command = (typeof commands)[number];

@@ -31,6 +31,11 @@ async function main(argv: string[]): Promise<void> {
     process.exitCode = await runSupervisor(cfg);
     return;
   }
+  if (command === "certs") {
+    const { writeLocalCerts } = await import("./dev-certs-command.ts");
+    process.exitCode = await writeLocalCerts(cfg);
+    return;
+  }
   if (command === "handover") {
     const { handover } = await import("../inventory/handover.ts");
     await handover(cfg, createLogger({ service: "inventory", level: cfg.LOG_LEVEL, instance: "handover" }));

@@ -1,7 +1,7 @@
 // Owns `npm start`: checks that PostgreSQL and Redis answer (saying in one line how to start the
 // one that does not), prepares the database (create, migrate, seed the demo once), then runs every
-// MediSync process as a child with prefixed output, restarts a child that dies (with backoff, and
-// logged), and on Ctrl-C stops them all before exiting.
+// MediSync process as a child with prefixed output and its own certificate (data/certs/, made once),
+// restarts a child that dies (with backoff, and logged), and on Ctrl-C stops them all before exiting.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -14,6 +14,8 @@ import { seedDemo } from "../appointment/seed.ts";
 import type { Config } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
+import { mtlsSecurity, readTlsMaterial } from "../shared/tls.ts";
+import { ensureCertsLocked, localCertPlan, localCertsDir, tlsEnv } from "./dev-certs.ts";
 import { seedStock } from "./seed-stock.ts";
 
 /** One process the supervisor runs: `medisync <command>` with these variables on top of its own. */
@@ -304,13 +306,31 @@ export async function runSupervisor(cfg: Config): Promise<number> {
     process.stderr.write(`medisync: reading ${localContactKeyPath} failed: ${(err as Error).message}\n`);
     return 1;
   }
+  // A development CA and a certificate per child under data/certs/, made once and reused: every
+  // child talks gRPC over mutual TLS, as in production (src/cli/dev-certs.ts, src/shared/tls.ts).
+  const plan = planChildren(cfg);
+  let certs: Awaited<ReturnType<typeof ensureCertsLocked>>;
+  try {
+    certs = await ensureCertsLocked(localCertsDir, localCertPlan(plan));
+  } catch (err) {
+    process.stderr.write(
+      `medisync: making certificates in ${localCertsDir} failed: ${(err as Error).message}\n`,
+    );
+    return 1;
+  }
+  const security = mtlsSecurity(
+    readTlsMaterial(certs.get("supervisor")!),
+    { service: "supervisor", id: "supervisor" },
+    log,
+  );
   let stopping = false;
-  const children = planChildren(cfg)
+  const children = plan
     .map((spec) =>
       spec.command === "notification"
         ? { ...spec, env: { ...spec.env, NOTIFICATION_CONTACT_KEY: contactKey } }
         : spec,
     )
+    .map((spec) => ({ ...spec, env: { ...spec.env, ...tlsEnv(certs.get(spec.name)!) } }))
     .map((spec) => new Child(spec, log, () => stopping));
   for (const c of children) c.start();
 
@@ -331,7 +351,7 @@ export async function runSupervisor(cfg: Config): Promise<number> {
   const host = cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST;
   const base = `http://${host}:${cfg.PORT}`;
   if (await waitReady(`${base}/readyz`, readyTimeoutMs, () => stopping)) {
-    await seedStock(cfg, children, log, () => stopping);
+    await seedStock(cfg, children, log, () => stopping, security);
     process.stdout.write(`MediSync gateway: ${base}  (API docs: ${base}/docs)\n`);
   } else if (!stopping) {
     log.error({ url: `${base}/readyz`, timeoutMs: readyTimeoutMs }, "gateway did not become ready");
