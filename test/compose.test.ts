@@ -8,6 +8,7 @@ import { Ajv2019 } from "ajv/dist/2019.js";
 import { describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { commands } from "../src/cli/commands.ts";
+import { localCertPlan } from "../src/cli/dev-certs.ts";
 import { planChildren } from "../src/cli/supervisor.ts";
 import { envNames, loadConfig } from "../src/shared/config.ts";
 
@@ -25,6 +26,7 @@ interface Service {
   healthcheck?: { test: string[] };
   depends_on?: Record<string, { condition: string }>;
   volumes?: string[];
+  secrets?: { source: string; target: string }[];
 }
 const appServices = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
 const cliCommands: readonly string[] = commands;
@@ -141,6 +143,23 @@ describe("docker-compose.yml", () => {
     const cfg = loadConfig(gw.environment ?? {});
     expect(gw.ports).toContain(`${cfg.PORT}:${cfg.PORT}`);
     expect(gw.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${cfg.PORT}/healthz`);
+  });
+
+  it("mounts each service its own certificate, from the files npm start (npm run certs) makes", () => {
+    const top = (compose as unknown as { secrets: Record<string, { file: string }> }).secrets;
+    const plan = localCertPlan(planChildren(loadConfig({})));
+    for (const [name, svc] of appServices.filter(([, s]) => s.command?.[0] !== "prepare")) {
+      const cfg = loadConfig(svc.environment ?? {});
+      const mounted = (file: string | undefined) => {
+        const s = svc.secrets?.find((x) => `/run/secrets/${x.target}` === file);
+        return s ? top[s.source]?.file : undefined;
+      };
+      expect(mounted(cfg.TLS_CA_FILE), name).toBe("./data/certs/ca.crt");
+      expect(mounted(cfg.TLS_CERT_FILE), name).toBe(`./data/certs/${name}.crt`);
+      expect(mounted(cfg.TLS_KEY_FILE), name).toBe(`./data/certs/${name}.key`);
+      // The certificate is made for this name, as this service (an inventory replica: its id).
+      expect(plan.get(name), name).toEqual({ service: svc.command?.[0], id: name });
+    }
   });
 
   it("gives each inventory replica its own volume for its Raft log", () => {

@@ -507,18 +507,27 @@ type FlyToml = {
   http_service?: { internal_port: number; checks?: { path: string }[] };
   checks?: Record<string, { port: number; path: string }>;
   mounts?: { source: string; destination: string }[];
+  /** Files written at boot from a secret's base64 value (the TLS certificates). */
+  files?: { guest_path: string; secret_name: string }[];
 };
 const flyDir = "deployment/fly";
 const fly = (name: string) =>
   parseToml(readFileSync(path.join(flyDir, `${name}.fly.toml`), "utf8")) as unknown as FlyToml;
 const createScript = readFileSync(path.join(flyDir, "create.sh"), "utf8");
-// The secrets create.sh sets; fly.toml's [env] holds the rest.
+/** Secrets that are files' contents (fly.toml [[files]]), not variables: the TLS certificates. */
+const fileSecretNames = new Set(
+  ["gateway", "appointment", "inventory", "notification", "medication"].flatMap((n) =>
+    (fly(n).files ?? []).map((f) => f.secret_name),
+  ),
+);
+// The variables create.sh sets as secrets; fly.toml's [env] holds the rest.
 const secretNames = [
   ...new Set(
     createScript
       .split("\n")
       .filter((l) => l.includes("fly secrets set"))
-      .flatMap((l) => [...l.matchAll(/\b([A-Z_]+)="\$/g)].map((m) => m[1]!)),
+      .flatMap((l) => [...l.matchAll(/\b([A-Z_]+)="\$/g)].map((m) => m[1]!))
+      .filter((n) => !fileSecretNames.has(n)),
   ),
 ];
 const placeholderSecrets = Object.fromEntries(
@@ -530,7 +539,8 @@ const secretsOf = (app: string) =>
   createScript
     .split("\n")
     .filter((l) => l.includes("fly secrets set") && l.includes(`--app ${app} `))
-    .flatMap((l) => [...l.matchAll(/\b([A-Z_]+)="\$/g)].map((m) => m[1]!));
+    .flatMap((l) => [...l.matchAll(/\b([A-Z_]+)="\$/g)].map((m) => m[1]!))
+    .filter((n) => !fileSecretNames.has(n));
 
 /**
  * Every problem in one fly.toml; [] when it agrees with the code. `apps` are the fly.toml files the
@@ -601,6 +611,27 @@ describe("deployment/fly", () => {
   it.each(services)("%s.fly.toml agrees with what the code reads", (name) => {
     expect(checkFly(fly(name))).toEqual([]);
   });
+
+  it.each(services)(
+    "%s.fly.toml has its TLS files, each from a secret create.sh sets for every app",
+    (name) => {
+      const t = fly(name);
+      const cfg = loadConfig({ ...t.env, ...placeholderSecrets });
+      const paths = [cfg.TLS_CA_FILE, cfg.TLS_CERT_FILE, cfg.TLS_KEY_FILE];
+      expect(paths.every((p) => p !== undefined)).toBe(true);
+      const tlsSetter = createScript.slice(createScript.indexOf("tls_secrets() {"));
+      for (const p of paths) {
+        const file = t.files?.find((f) => f.guest_path === p);
+        expect(file, `${name}: ${p}`).toBeDefined();
+        expect(tlsSetter.split("}")[0]).toContain(`${file!.secret_name}="$(base64 -w0 `);
+      }
+      // Every app gets them: each replica its own certificate, each other app its service's.
+      const app = name === "inventory" ? '"medisync-$id" "$id"' : '"medisync-$name" "$name"';
+      expect(createScript).toContain(`tls_secrets ${app}`);
+      if (name !== "inventory")
+        expect(createScript).toMatch(new RegExp(`for name in [^;]*\\b${name}\\b[^;]*; do tls_secrets`));
+    },
+  );
 
   it("create.sh sets only known secrets and creates one app, volume and deploy per peer", () => {
     expect(secretNames.sort()).toEqual(

@@ -32,6 +32,20 @@ for id in "${replicas[@]}"; do
   fi
 done
 
+# Mutual TLS: a CA and one certificate per app (an inventory replica's names its id), made on this
+# machine by `medisync certs` (the CA key stays here, in $certs: keep it safe, it signs renewals) and
+# set as each app's base64 secrets; the fly.toml files' [[files]] write them under /etc/medisync/tls.
+certs=${MEDISYNC_CERTS_DIR:-$(pwd)/../../data/fly-certs}
+(cd ../.. && npx tsx src/cli/main.ts certs --out "$certs" gateway=gateway/gateway \
+  appointment=appointment/appointment notification=notification/notification \
+  medication=medication/medication inv-1=inventory/inv-1 inv-2=inventory/inv-2 inv-3=inventory/inv-3)
+tls_secrets() { # <app> <certificate name>
+  fly secrets set --app "$1" --stage MEDISYNC_TLS_CA="$(base64 -w0 "$certs/ca.crt")" \
+    MEDISYNC_TLS_CERT="$(base64 -w0 "$certs/$2.crt")" MEDISYNC_TLS_KEY="$(base64 -w0 "$certs/$2.key")"
+}
+for id in "${replicas[@]}"; do tls_secrets "medisync-$id" "$id"; done
+for name in appointment notification medication gateway; do tls_secrets "medisync-$name" "$name"; done
+
 for id in "${replicas[@]}"; do
   fly secrets set --app "medisync-$id" --stage INVENTORY_DATABASE_URL="$INVENTORY_DATABASE_URL" REDIS_URL="$REDIS_URL"
 done

@@ -32,8 +32,8 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === "certs") {
-    const { writeLocalCerts } = await import("./dev-certs-command.ts");
-    process.exitCode = await writeLocalCerts(cfg);
+    const { writeCerts } = await import("./dev-certs-command.ts");
+    process.exitCode = await writeCerts(argv.slice(1), cfg);
     return;
   }
   if (command === "handover") {

@@ -59,7 +59,9 @@ function containerEnv(objs: K8sObject[], c: any, podName: string, problems: stri
   for (const e of c.env ?? []) {
     if (!known.has(e.name))
       problems.push(`${where}: env ${e.name} is not a variable of src/shared/config.ts`);
-    if (e.value !== undefined) env[e.name] = String(e.value);
+    // $(NAME) expands to a variable defined before it, as the kubelet does.
+    if (e.value !== undefined)
+      env[e.name] = String(e.value).replace(/\$\(([A-Z0-9_]+)\)/g, (m, n: string) => env[n] ?? m);
     else if (e.valueFrom?.fieldRef?.fieldPath === "metadata.name") env[e.name] = podName;
     else problems.push(`${where}: env ${e.name} comes from something these checks cannot resolve`);
   }
@@ -131,6 +133,20 @@ export function checkKubernetes(objs: K8sObject[]): string[] {
         }
         if (!c.resources?.requests || !c.resources?.limits)
           problems.push(`${where}: no resource requests and limits`);
+        // Every server and client speaks mutual TLS: its files come from a mounted Secret.
+        if (command !== "prepare") {
+          for (const name of ["TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE"] as const) {
+            const file = cfg[name];
+            const mount = c.volumeMounts?.find((m: { mountPath: string }) =>
+              file?.startsWith(`${m.mountPath.replace(/\/$/, "")}/`),
+            );
+            const volume = w.spec.template.spec.volumes?.find(
+              (v: { name: string }) => v.name === mount?.name,
+            );
+            if (!file || !mount || !volume?.secret)
+              problems.push(`${where} (pod ${pod}): ${name} ${file ?? "unset"} is not on a mounted Secret`);
+          }
+        }
       }
     }
   }
