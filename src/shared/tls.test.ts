@@ -1,6 +1,6 @@
 // Transport security with real TLS: certificates issued by the development CA (src/cli/dev-certs.ts)
 // into a temporary directory, a real gRPC server and real clients on loopback.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { credentials, Metadata, Server, status } from "@grpc/grpc-js";
@@ -109,6 +109,17 @@ describe("loadTransportSecurity", () => {
         { service: "gateway" },
       ),
     ).toThrow(/not the key of TLS_CERT_FILE/);
+    // While a CA is rotated, TLS_CA_FILE holds both: a certificate of either passes.
+    const bundle = path.join(dir, "bundle.crt");
+    writeFileSync(
+      bundle,
+      readFileSync(foreign.get("gateway")!.ca, "utf8") + readFileSync(files.get("gateway")!.ca, "utf8"),
+    );
+    expect(
+      loadTransportSecurity(loadConfig({ ...tlsEnv("gateway"), TLS_CA_FILE: bundle }), log, {
+        service: "gateway",
+      }).mode,
+    ).toBe("mtls");
     const ok = loadTransportSecurity(loadConfig({ ...tlsEnv("inv-1"), HOST: "0.0.0.0" }), log, {
       service: "inventory",
       id: "inv-1",

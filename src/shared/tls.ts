@@ -183,19 +183,28 @@ export function readTlsMaterial(files: { ca: string; cert: string; key: string }
   };
 }
 
+/** Each certificate of a PEM bundle (TLS_CA_FILE may hold the old and the new CA while rotating). */
+function pemCertificates(pem: Buffer): X509Certificate[] {
+  const blocks =
+    pem.toString("utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => new X509Certificate(b));
+}
+
 /**
- * What a certificate says and whether it can serve: issued and signed by the CA, inside its
- * validity, matching the private key, with one SPIFFE identity. Throws TransportSecurityError.
+ * What a certificate says and whether it can serve: issued and signed by (one of) the CA(s), both
+ * inside their validity, matching the private key, with one SPIFFE identity. Throws
+ * TransportSecurityError.
  */
 export function checkTlsMaterial(m: TlsMaterial, now = new Date()): PeerIdentity {
-  let ca: X509Certificate;
+  let cas: X509Certificate[];
   let cert: X509Certificate;
   let key: KeyObject;
   try {
-    ca = new X509Certificate(m.ca);
+    cas = pemCertificates(m.ca);
   } catch (err) {
     throw new TransportSecurityError(`TLS_CA_FILE is not a PEM certificate: ${(err as Error).message}`);
   }
+  if (cas.length === 0) throw new TransportSecurityError("TLS_CA_FILE holds no PEM certificate");
   try {
     cert = new X509Certificate(m.cert);
   } catch (err) {
@@ -208,9 +217,8 @@ export function checkTlsMaterial(m: TlsMaterial, now = new Date()): PeerIdentity
   }
   if (!cert.checkPrivateKey(key))
     throw new TransportSecurityError("TLS_KEY_FILE is not the key of TLS_CERT_FILE");
-  if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) {
-    throw new TransportSecurityError("TLS_CERT_FILE was not issued by the CA in TLS_CA_FILE");
-  }
+  const ca = cas.find((c) => cert.checkIssued(c) && cert.verify(c.publicKey));
+  if (!ca) throw new TransportSecurityError("TLS_CERT_FILE was not issued by the CA in TLS_CA_FILE");
   for (const [name, c] of [
     ["TLS_CA_FILE", ca],
     ["TLS_CERT_FILE", cert],
