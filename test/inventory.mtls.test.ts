@@ -8,10 +8,11 @@ import path from "node:path";
 import { type ChannelCredentials, credentials, Metadata, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RaftTransportServiceClient } from "../raft/gen/medisync/raft/v1/raft.ts";
-import { ensureCerts, issue, loadCa } from "../src/cli/dev-certs.ts";
+import { ensureCerts, issue, loadCa, tlsEnv } from "../src/cli/dev-certs.ts";
 import { InventoryServiceClient } from "../src/gen/medisync/v1/inventory.ts";
 import type { PeerIdentity } from "../src/shared/tls.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
+import { runCli } from "./support/process.ts";
 import { clinic, med, restock } from "./support/stock-load.ts";
 
 let cluster: InventoryCluster;
@@ -207,5 +208,34 @@ describe("inventory over mutual TLS (3 real replicas)", { timeout: 120_000 }, ()
     });
     expect(r.replayed).toBe(false);
     client.close();
+  });
+
+  it("the client CLI's --grpc backend deducts with a client certificate, and gets nowhere without one", async () => {
+    const args = [
+      "client",
+      "--grpc",
+      "--inventory-peers",
+      cluster.peers.map((p) => `${p.id}=${p.address}`).join(","),
+      "--mix",
+      "restock=1,deduct=1",
+      "--vus",
+      "2",
+      "--duration",
+      "1s",
+      "--inventory-clinics",
+      clinic,
+      "--medications",
+      med,
+      "--json",
+    ];
+    const withCert = runCli(args, tlsEnv(cluster.certs.get("client")!));
+    const { code } = await withCert.exited;
+    expect(code, withCert.lines.join("\n")).toBe(0);
+    const summary = JSON.parse(withCert.lines.join("\n")) as { total: { ok: number; errors: number } };
+    expect(summary.total.ok).toBeGreaterThan(0);
+    expect(summary.total.errors).toBe(0);
+    const without = runCli(args, {});
+    expect((await without.exited).code).not.toBe(0);
+    expect(without.lines.join("\n")).toMatch(/inventory/);
   });
 });

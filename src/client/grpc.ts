@@ -3,11 +3,12 @@
 // or walks the replicas when none is named, with the same request id on every try, so a write is
 // applied at most once whatever the retries. Outcomes are classed as the gateway would answer them
 // (the error code's HTTP status); a call that got no answer from a server is a network error.
-import { type ClientUnaryCall, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { type ClientUnaryCall, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { AppointmentServiceClient, SlotStatus } from "../gen/medisync/v1/appointment.ts";
 import { InventoryServiceClient } from "../gen/medisync/v1/inventory.ts";
 import { errorCodes, fromGrpcError } from "../shared/errors.ts";
 import { clientChannelOptions } from "../shared/grpc.ts";
+import { type ClientSecurity, plaintextClients } from "../shared/tls.ts";
 import type { Answer, Backend, ClinicInfo, SlotInfo } from "./backend.ts";
 import { kindOfStatus, type Outcome } from "./stats.ts";
 import { TargetDownError } from "./usage-error.ts";
@@ -66,15 +67,19 @@ export class GrpcBackend implements Backend {
   constructor(
     private readonly t: GrpcTargets,
     private readonly timeoutMs: number,
+    /** The services refuse a client without a certificate of their CA (TLS_* in the environment). */
+    security: ClientSecurity = plaintextClients,
   ) {
     this.describe = `appointment ${t.appointmentAddrs.join(",")}; inventory ${t.inventoryPeers.map((p) => p.address).join(",")}`;
+    const ch = security.channel({ service: "appointment" });
     this.appointments = t.appointmentAddrs.map(
-      (a) => new AppointmentServiceClient(a, credentials.createInsecure(), clientChannelOptions),
+      (a) => new AppointmentServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
     );
     for (const p of t.inventoryPeers) {
+      const inv = security.channel({ service: "inventory", id: p.id });
       this.inventory.set(
         p.id,
-        new InventoryServiceClient(p.address, credentials.createInsecure(), clientChannelOptions),
+        new InventoryServiceClient(p.address, inv.credentials, { ...clientChannelOptions, ...inv.options }),
       );
     }
   }

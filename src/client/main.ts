@@ -2,6 +2,9 @@
 // free slots of the days browsed, run the load, and print the table (or JSON). Bad flags and a
 // target that is not up end in one line on stderr and exit code 2.
 import { writeFileSync } from "node:fs";
+import { loadConfig } from "../shared/config.ts";
+import { createLogger } from "../shared/logger.ts";
+import { loadTransportSecurity } from "../shared/tls.ts";
 import type { Backend } from "./backend.ts";
 import { GrpcBackend } from "./grpc.ts";
 import { type LoadCounts, lateThresholdMs, runClosed, runOpen, totalDurationMs } from "./load.ts";
@@ -25,9 +28,17 @@ function datesFrom(first: string, count: number): string[] {
 
 function backendOf(o: ClientOptions): Backend {
   if (o.protocol === "grpc") {
+    // A `client` certificate from TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE (npm start makes
+    // data/certs/client.*); without them plaintext, which only loopback services accept.
+    const security = loadTransportSecurity(
+      { ...loadConfig(), INVENTORY_PEERS: o.inventoryPeers, APPOINTMENT_ADDRS: o.appointmentAddrs },
+      createLogger({ service: "client", level: "silent" }),
+      { service: "client" },
+    );
     return new GrpcBackend(
       { appointmentAddrs: o.appointmentAddrs, inventoryPeers: o.inventoryPeers },
       o.timeoutMs,
+      security,
     );
   }
   const connections = o.load.kind === "closed" ? o.load.vus : o.load.inFlightMax;
