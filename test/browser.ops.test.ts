@@ -35,9 +35,9 @@ it("shows the three replicas and their leader, and the new leader within seconds
   });
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("request", (r) => {
-    if (!r.url().startsWith(stack.base)) foreign.push(r.url());
+    if (!r.url().startsWith(stack.opsBase)) foreign.push(r.url());
   });
-  const res = await page.goto(`${stack.base}/ops`);
+  const res = await page.goto(`${stack.opsBase}/ops`);
   expect(res?.status()).toBe(200);
 
   const rows = page.locator("#replicas tbody tr");

@@ -25,6 +25,7 @@ import type { InventoryClient } from "../src/shared/inventory-client.ts";
 import { createLogger } from "../src/shared/logger.ts";
 import { createPool, ensureDatabase } from "../src/shared/pg.ts";
 import { inventoryLimits } from "../src/shared/validation.ts";
+import { admin, as, testPipeline, tokenFor } from "./support/auth.ts";
 import { http, startGateway, type TestGateway } from "./support/gateway.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
 import {
@@ -114,13 +115,19 @@ describe("one clinic identity", { timeout: 120_000 }, () => {
       log: silent,
     });
     const app = createApp({
+      pipeline: testPipeline({ clinics }),
+      clinicIdsOf: () => [],
       extend: (x) => addInventoryRoutes(x, { inventory, clinics }),
       appointments,
       log: silent,
       bodyBytesMax: 64 * 1024,
       ready: async () => true,
     });
-    const json = { "content-type": "application/json", "X-Request-Id": "clinic-check" };
+    const json = {
+      "content-type": "application/json",
+      "X-Request-Id": "clinic-check",
+      authorization: `Bearer ${await tokenFor(admin)}`,
+    };
     const key = (k: string) => ({ ...json, "Idempotency-Key": k });
     const item = "/v1/inventory/nowhere/stock/amoxicillin-500mg";
     const transfer = (from: string, to: string) =>
@@ -228,7 +235,7 @@ describe("one clinic identity", { timeout: 120_000 }, () => {
     expect((await http(gw.base, "GET", "/v1/inventory/harbour/stock/amoxicillin-500mg")).json.quantity).toBe(
       7,
     );
-    const viaHono = await app.request("/v1/inventory/harbour/stock");
+    const viaHono = await app.request("/v1/inventory/harbour/stock", { headers: await as(admin) });
     expect(viaHono.status).toBe(200);
     expect(((await viaHono.json()) as { quantity: number }[]).map((l) => l.quantity)).toEqual([7]);
     const moved = await http(gw.base, "POST", "/v1/inventory/transfers", {

@@ -192,7 +192,7 @@ describe("REST appointments", () => {
     expect(docs.headers.get("content-type")).toContain("text/html");
     expect((await http(gw.base, "GET", "/healthz")).status).toBe(200);
     expect((await http(gw.base, "GET", "/readyz")).status).toBe(200);
-    const metrics = await (await fetch(`${gw.base}/metrics`)).text();
+    const metrics = await (await fetch(`${gw.opsBase}/metrics`)).text();
     expect(metrics).toContain("medisync_http_requests_total");
     expect(metrics).toContain("medisync_gateway_slot_reads_total");
   });

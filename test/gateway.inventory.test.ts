@@ -10,6 +10,7 @@ import { addInventoryRoutes } from "../src/gateway/inventory-routes.ts";
 import { localDate } from "../src/inventory/state-machine.ts";
 import { AppointmentClient } from "../src/shared/appointment-client.ts";
 import { createLogger } from "../src/shared/logger.ts";
+import { admin, testPipeline, tokenFor } from "./support/auth.ts";
 import { http, startGateway, type TestGateway } from "./support/gateway.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
 import {
@@ -329,6 +330,8 @@ describe("REST inventory", { timeout: 120_000 }, () => {
       log,
     });
     const app = createApp({
+      pipeline: testPipeline({ clinics }),
+      clinicIdsOf: () => [],
       extend: (a) => addInventoryRoutes(a, { inventory: client, clinics }),
       appointments,
       log,
@@ -336,7 +339,11 @@ describe("REST inventory", { timeout: 120_000 }, () => {
       ready: async () => true,
     });
     const item = stock("lane", "amox");
-    const json = { "content-type": "application/json", "X-Request-Id": "lane-check" };
+    const json = {
+      "content-type": "application/json",
+      "X-Request-Id": "lane-check",
+      authorization: `Bearer ${await tokenFor(admin)}`,
+    };
     const key = (k: string) => ({ ...json, "Idempotency-Key": k });
     const cases: { path: string; body?: string; headers: Record<string, string> }[] = [
       // The same Idempotency-Key on both paths: the second answers the first's result.

@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { admin, as } from "./support/auth.ts";
 import { makeClinic } from "./support/fixtures.ts";
 import { freePortRange, runCli, type Watched } from "./support/process.ts";
 import { type Instance, resetState, startInstance, stopInstance, testConfig } from "./support/services.ts";
@@ -100,7 +101,7 @@ describe("gateway shutdown", { timeout: 120_000 }, () => {
     ]);
     const inFlight = fetch(`http://127.0.0.1:${port}/v1/appointments`, {
       method: "POST",
-      headers: { "content-type": "application/json", "idempotency-key": key },
+      headers: { "content-type": "application/json", "idempotency-key": key, ...(await as(admin)) },
       body: JSON.stringify({ slotId, patientId }),
     }).then(async (r) => ({ status: r.status, json: (await r.json()) as Record<string, unknown> }));
     await until(

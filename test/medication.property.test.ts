@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { as } from "./support/auth.ts";
 import { type MedicationStack, medicationStack } from "./support/medication-stack.ts";
 
 let s: MedicationStack;
@@ -53,7 +54,12 @@ async function call(method: string, path: string, body?: unknown, key?: string) 
   try {
     const res = await fetch(`${s.base}${path}`, {
       method,
-      headers: { "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
+      headers: {
+        "content-type": "application/json",
+        ...(key ? { "idempotency-key": key } : {}),
+        // A clinician of the stack's clinic prescribes, reads and cancels.
+        ...(await as({ role: "clinician", clinics: [s.clinic] })),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };

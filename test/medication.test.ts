@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReadConsistency } from "../src/gen/medisync/v1/inventory.ts";
 import { callUnary } from "../src/shared/grpc.ts";
+import { admin, as } from "./support/auth.ts";
 import { type MedicationStack, medicationStack } from "./support/medication-stack.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: answers are JSON read field by field
@@ -57,14 +58,19 @@ async function prescribeOnce(
 ): Promise<Answer> {
   const res = await fetch(`${s.base}/v1/prescriptions`, {
     method: "POST",
-    headers: { "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
+    headers: {
+      "content-type": "application/json",
+      ...(key ? { "idempotency-key": key } : {}),
+      // Prescribing is a clinician's act, at the clinic of the appointment.
+      ...(await as({ role: "clinician", clinics: [s.clinic] })),
+    },
     body: JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as Record<string, J>, headers: res.headers };
 }
 
 async function post(path: string): Promise<Answer> {
-  const res = await fetch(`${s.base}${path}`, { method: "POST" });
+  const res = await fetch(`${s.base}${path}`, { method: "POST", headers: await as(admin) });
   return { status: res.status, body: (await res.json()) as Record<string, J>, headers: res.headers };
 }
 
@@ -146,10 +152,10 @@ describe("prescriptions", () => {
     });
     expect(a.body.dispense.inventoryIndex).toBeGreaterThan(0);
     expect(await replicasAgree("amoxicillin")).toBe(before.quantity - 21);
-    const got = await fetch(`${s.base}/v1/prescriptions/${a.body.id}`);
+    const got = await fetch(`${s.base}/v1/prescriptions/${a.body.id}`, { headers: await as(admin) });
     expect(await got.json()).toEqual(a.body);
     const page = (await (
-      await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions`)
+      await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions`, { headers: await as(admin) })
     ).json()) as J;
     expect(page.items.map((p: { id: string }) => p.id)).toEqual([a.body.id]);
     expect(page.nextCursor).toBeNull();
@@ -196,13 +202,15 @@ describe("prescriptions", () => {
     for (const d of declined) {
       expect(d.body.code).toBe("INSUFFICIENT_STOCK");
       const onRecord = (await (
-        await fetch(`${s.base}/v1/prescriptions/${d.body.prescriptionId}`)
+        await fetch(`${s.base}/v1/prescriptions/${d.body.prescriptionId}`, { headers: await as(admin) })
       ).json()) as J;
       expect(onRecord).toMatchObject({ status: "stopped", dispense: { status: "declined" } });
     }
     expect((await stock("ibuprofen")).quantity).toBe(0);
     const page = (await (
-      await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions?limit=100`)
+      await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions?limit=100`, {
+        headers: await as(admin),
+      })
     ).json()) as J;
     const statuses = page.items.map((p: J) => `${p.status}/${p.dispense.status}`).sort();
     expect(statuses.filter((x: string) => x === "completed/completed")).toHaveLength(10);
@@ -213,7 +221,9 @@ describe("prescriptions", () => {
     while (cursor !== null) {
       const q = cursor ? `&cursor=${cursor}` : "";
       const p = (await (
-        await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions?limit=5${q}`)
+        await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions?limit=5${q}`, {
+          headers: await as(admin),
+        })
       ).json()) as J;
       seen.push(...p.items.map((x: J) => x.id));
       cursor = p.nextCursor;
@@ -250,7 +260,7 @@ describe("prescriptions", () => {
     // The medication service hears of it on the event stream (its own consumer group).
     await until(async () => {
       const page = (await (
-        await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions`)
+        await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions`, { headers: await as(admin) })
       ).json()) as J;
       const statuses = page.items.map((p: J) => `${p.status}/${p.dispense.returnStatus}`);
       return statuses.join() === "cancelled/returned,cancelled/returned" ? true : undefined;
@@ -291,10 +301,16 @@ describe("prescriptions", () => {
       dosage,
     });
     expect(unknown.status).toBe(404);
-    expect((await fetch(`${s.base}/v1/prescriptions/${randomUUID()}`)).status).toBe(404);
-    expect((await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions?cursor=zzz`)).status).toBe(
-      400,
-    );
+    expect(
+      (await fetch(`${s.base}/v1/prescriptions/${randomUUID()}`, { headers: await as(admin) })).status,
+    ).toBe(404);
+    expect(
+      (
+        await fetch(`${s.base}/v1/appointments/${appointmentId}/prescriptions?cursor=zzz`, {
+          headers: await as(admin),
+        })
+      ).status,
+    ).toBe(400);
   });
 });
 
@@ -340,7 +356,7 @@ describe("a crash at each step of the saga loses nothing and deducts once", () =
     await s.restartMedication();
     await settled();
     const { body: got } = await untilAnswered(async () => {
-      const res = await fetch(`${s.base}/v1/prescriptions/${a.body.id}`);
+      const res = await fetch(`${s.base}/v1/prescriptions/${a.body.id}`, { headers: await as(admin) });
       return { status: res.status, body: (await res.json()) as J, headers: res.headers };
     });
     expect(got.status).toBe("cancelled");

@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { admin, as } from "./support/auth.ts";
 import { clinicsWithCodes, datesFrom, makeClinic } from "./support/fixtures.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
 import { type OwnPostgres, startOwnPostgres } from "./support/own-postgres.ts";
@@ -45,7 +46,10 @@ async function request(
 ): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
   const res = await fetch(base + path, {
     method,
-    headers: body === undefined ? headers : { "content-type": "application/json", ...headers },
+    headers: {
+      ...(await as(admin)),
+      ...(body === undefined ? headers : { "content-type": "application/json", ...headers }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     signal: AbortSignal.timeout(30_000),
   });

@@ -42,6 +42,8 @@ describe("supervisor (npm start)", { timeout: 120_000 }, () => {
       INVENTORY_DATABASE_URL: `${PG_BASE}/medisync_test_${testName("supervisor_inv")}`,
       NOTIFICATION_OPS_PORT: String(base + 11),
       NOTIFICATION_DATABASE_URL: `${PG_BASE}/medisync_test_${testName("supervisor_notification")}`,
+      // A folder with no key yet: npm start makes the development signing key and JWKS there.
+      AUTH_JWKS_FILE: path.join(dataDir, "auth", "jwks.json"),
       LOG_LEVEL: "info",
     });
     running = w;
@@ -49,7 +51,16 @@ describe("supervisor (npm start)", { timeout: 120_000 }, () => {
     const gateway = `http://127.0.0.1:${base}`;
     expect(urlLine).toContain(gateway);
 
-    const clinics = (await (await fetch(`${gateway}/v1/clinics`)).json()) as {
+    // `npm run token` mints with the key npm start made; the gateway takes it, and nothing without one.
+    const minted = runCli(["token", "--role", "admin"], {
+      AUTH_JWKS_FILE: path.join(dataDir, "auth", "jwks.json"),
+    });
+    expect((await minted.exited).code).toBe(0);
+    const token = minted.lines.find((l) => /^ey[\w-]+\.[\w-]+\.[\w-]+$/.test(l));
+    expect(token).toBeDefined();
+    const headers = { authorization: `Bearer ${token}` };
+    expect((await fetch(`${gateway}/v1/clinics`)).status).toBe(401);
+    const clinics = (await (await fetch(`${gateway}/v1/clinics`, { headers })).json()) as {
       id: string;
       timeZone: string;
     }[];
@@ -59,7 +70,7 @@ describe("supervisor (npm start)", { timeout: 120_000 }, () => {
       "Europe/Berlin",
     ]);
     const practitioners = (await (
-      await fetch(`${gateway}/v1/clinics/${clinics[0]!.id}/practitioners`)
+      await fetch(`${gateway}/v1/clinics/${clinics[0]!.id}/practitioners`, { headers })
     ).json()) as unknown[];
     expect(practitioners).toHaveLength(2);
     // Output of each child is prefixed with its name.
@@ -68,7 +79,9 @@ describe("supervisor (npm start)", { timeout: 120_000 }, () => {
     for (const id of ["inv-1", "inv-2", "inv-3"]) {
       await w.waitFor(new RegExp(`^\\[${id}\\] .*inventory replica listening`));
     }
-    const cluster = (await (await fetch(`${gateway}/v1/cluster`)).json()) as { replicas: unknown[] };
+    const cluster = (await (await fetch(`${gateway}/v1/cluster`, { headers })).json()) as {
+      replicas: unknown[];
+    };
     expect(cluster.replicas).toHaveLength(3);
 
     const victim = childPids(w).get("appointment-1")!;

@@ -368,6 +368,8 @@ export interface BookInput {
   slotId: string;
   patientId: string;
   idempotencyKey: string;
+  /** A clinician's booking: the slot's clinic must be one of these. Undefined: any clinic. */
+  clinicIdsAllowed?: readonly string[];
 }
 
 export interface BookResult {
@@ -382,6 +384,16 @@ export interface BookResult {
  */
 export async function book(pool: pg.Pool, input: BookInput): Promise<BookResult> {
   const requestHash = `${input.slotId}|${input.patientId}`;
+  // Checked before the key is claimed, so a refused caller leaves nothing behind; a slot's clinic
+  // never changes, so the check cannot go stale before the booking.
+  if (input.clinicIdsAllowed) {
+    const r = await pool.query<{ clinic_id: string }>("SELECT clinic_id FROM slots WHERE id = $1", [
+      input.slotId,
+    ]);
+    const clinicId = r.rows[0]?.clinic_id;
+    if (clinicId !== undefined && !input.clinicIdsAllowed.includes(clinicId))
+      throw new AppError("FORBIDDEN", "the token is not scoped to the slot's clinic", "slotId");
+  }
   // A failed booking still commits when it carries a key: the key's first outcome is the error.
   const outcome = await inTransaction<Outcome>(pool, async (c) => {
     if (input.idempotencyKey !== "") {

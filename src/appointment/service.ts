@@ -145,7 +145,12 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
           "idempotencyKey",
         );
       }
-      const result = await repo.book(pool, { slotId, patientId, idempotencyKey: req.idempotencyKey });
+      const result = await repo.book(pool, {
+        slotId,
+        patientId,
+        idempotencyKey: req.idempotencyKey,
+        ...(req.clinicScope ? { clinicIdsAllowed: req.clinicScope.clinicIds } : {}),
+      });
       if (!(await cache.invalidate([result.change], ctx))) {
         // The booking is durable, but an instance that still reaches Redis could show the slot free
         // until the version is raised there, so it is not acknowledged yet. A retry with the same

@@ -4,7 +4,8 @@
 /**
  * `prepare` creates, migrates and seeds the database once (containers run it before the services);
  * `client` drives a running system with load (src/client); `handover` makes the inventory replica on
- * this host give up leadership (the Kubernetes preStop hook, src/inventory/handover.ts).
+ * this host give up leadership (the Kubernetes preStop hook, src/inventory/handover.ts); `token` mints
+ * a development token with npm start's signing key (src/cli/token.ts).
  */
 export const commands = [
   "gateway",
@@ -18,5 +19,6 @@ export const commands = [
   "handover",
   // Makes or renews npm start's development CA and certificates in data/certs/ (compose mounts them).
   "certs",
+  "token",
 ] as const;
 export type Command = (typeof commands)[number];

@@ -31,6 +31,11 @@ async function main(argv: string[]): Promise<void> {
     process.exitCode = await runSupervisor(cfg);
     return;
   }
+  if (command === "token") {
+    const { runToken } = await import("./token.ts");
+    process.exitCode = await runToken(argv.slice(1), cfg);
+    return;
+  }
   if (command === "certs") {
     const { writeCerts } = await import("./dev-certs-command.ts");
     process.exitCode = await writeCerts(argv.slice(1), cfg);

@@ -4,7 +4,7 @@
 // restarts a child that dies (with backoff, and logged), and on Ctrl-C stops them all before exiting.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { Redis } from "ioredis";
 import pg from "pg";
@@ -12,6 +12,7 @@ import type { Logger } from "pino";
 import { migrate } from "../appointment/migrate.ts";
 import { seedDemo } from "../appointment/seed.ts";
 import type { Config } from "../shared/config.ts";
+import { ensureDevKeys } from "../shared/dev-tokens.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { mtlsSecurity, readTlsMaterial } from "../shared/tls.ts";
@@ -323,6 +324,17 @@ export async function runSupervisor(cfg: Config): Promise<number> {
     { service: "supervisor", id: "supervisor" },
     log,
   );
+  // The development identity provider: a signing key and the JWKS the gateway trusts, made once.
+  if (!cfg.AUTH_JWKS_URL && !existsSync(cfg.AUTH_JWKS_FILE)) {
+    try {
+      ensureDevKeys(dirname(cfg.AUTH_JWKS_FILE));
+    } catch (err) {
+      process.stderr.write(
+        `medisync: making the development signing key failed: ${(err as Error).message}\n`,
+      );
+      return 1;
+    }
+  }
   let stopping = false;
   const children = plan
     .map((spec) =>

@@ -8,22 +8,19 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { Logger } from "pino";
-import {
-  type Appointment as AppointmentMsg,
-  AppointmentStatus,
-  CacheTier,
-  type Slot as SlotMsg,
-  SlotStatus,
-} from "../gen/medisync/v1/appointment.ts";
+import { CacheTier } from "../gen/medisync/v1/appointment.ts";
 import type { AppointmentClient } from "../shared/appointment-client.ts";
 import { REQUEST_ID_HEADER, sanitizeRequestId } from "../shared/context.ts";
 import { AppError } from "../shared/errors.ts";
-import { counter, registry } from "../shared/metrics.ts";
+import { counter } from "../shared/metrics.ts";
 import { recordRequest } from "./access.ts";
+import type { Admission } from "./auth/guard.ts";
+import type { Principal } from "./auth/principal.ts";
 import { hasBody, refuseByHeaders, takeBody, tooLargeError } from "./body.ts";
 import { mountDocs } from "./docs-page.ts";
+import type { Pipeline } from "./pipeline.ts";
 import { failureOf, problemResponse, requestIdOf, validationProblem } from "./problems.ts";
-import { mount } from "./route.ts";
+import { mount, usePipeline } from "./route.ts";
 import {
   Appointment,
   AppointmentParams,
@@ -41,6 +38,7 @@ import {
   SlotDay,
   SlotsQuery,
 } from "./schemas.ts";
+import { appointmentView, slotView } from "./views.ts";
 
 /**
  * What a request carries through the middleware: its id, set first. The gateway passes it by hand
@@ -52,6 +50,10 @@ export type GatewayEnv = {
     requestId: string;
     /** Bookings: the key tried, named in a failure's problem (errorResponse) so a retry can use it. */
     idempotencyKey?: string;
+    /** Who the request acts for and on what, once the pipeline let it in (pipeline.ts). */
+    admission: Admission;
+    /** The record a create made, for its audit row (reads and updates name it in the path). */
+    resourceId?: string;
   };
 };
 
@@ -59,6 +61,10 @@ export interface GatewayDeps {
   appointments: AppointmentClient;
   log: Logger;
   bodyBytesMax: number;
+  /** Token, rate limit, grant and audit, for every /v1 route (pipeline.ts). */
+  pipeline: Pipeline;
+  /** The clinic ids a staff token is scoped to (its clinics claim holds codes). */
+  clinicIdsOf: (principal: Principal) => string[];
   /** Resolves true when the services behind the gateway answer. */
   ready: () => Promise<boolean>;
   /** Extra routes (inventory) mounted on the same app, so they share middleware and the document. */
@@ -77,28 +83,6 @@ const tierName: Record<CacheTier, string> = {
   [CacheTier.UNRECOGNIZED]: "db",
 };
 
-const slotView = (s: SlotMsg) => ({
-  id: s.id,
-  practitionerId: s.practitionerId,
-  start: s.start,
-  end: s.end,
-  status: s.status === SlotStatus.SLOT_STATUS_BOOKED ? ("booked" as const) : ("free" as const),
-});
-
-const appointmentView = (a: AppointmentMsg) => ({
-  id: a.id,
-  slotId: a.slotId,
-  patientId: a.patientId,
-  clinicId: a.clinicId,
-  practitionerId: a.practitionerId,
-  start: a.start,
-  end: a.end,
-  status:
-    a.status === AppointmentStatus.APPOINTMENT_STATUS_CANCELLED
-      ? ("cancelled" as const)
-      : ("booked" as const),
-});
-
 export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
   const { appointments, log } = deps;
   const app = new OpenAPIHono<GatewayEnv>({
@@ -106,6 +90,7 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       if (!result.success) return validationProblem(c, result.target, result.error);
     },
   });
+  usePipeline(app, deps.pipeline);
 
   // Hono's own limit, for when the app runs outside @hono/node-server (no Node request to read).
   const limitBody = bodyLimit({
@@ -170,9 +155,6 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     const ok = await deps.ready().catch(() => false);
     return c.json({ status: ok ? "ready" : "not ready" }, ok ? 200 : 503);
   });
-  app.get("/metrics", async (c) =>
-    c.body(await registry.metrics(), 200, { "content-type": registry.contentType }),
-  );
 
   mount(
     app,
@@ -291,13 +273,24 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
       },
     }),
     async (c) => {
-      const { slotId, patientId } = c.req.valid("json");
+      const { slotId } = c.req.valid("json");
+      // A patient books for themselves (the body's patientId, when given, was checked to be theirs).
+      const admission = c.get("admission");
+      const patientId = admission.facts.patientId ?? admission.principal.sub;
       // Without a caller's key the gateway makes one, so its own retries can never book twice; the
       // answer names it, so the caller's retries cannot either.
       const key = c.req.valid("header")["Idempotency-Key"] ?? `gw-${randomUUID()}`;
       c.header("Idempotency-Key", key);
       c.set("idempotencyKey", key);
-      const { appointment, replayed } = await appointments.book(slotId, patientId, key, c.get("requestId"));
+      const clinicScope = admission.grant === "clinic" ? deps.clinicIdsOf(admission.principal) : undefined;
+      const { appointment, replayed } = await appointments.book(
+        slotId,
+        patientId,
+        key,
+        c.get("requestId"),
+        clinicScope,
+      );
+      c.set("resourceId", appointment.id);
       if (replayed) c.header("Idempotent-Replayed", "true");
       return c.json(appointmentView(appointment), 201);
     },

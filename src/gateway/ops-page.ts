@@ -4,7 +4,7 @@
 
 export const opsPage = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>MediSync ops</title>
-<link rel="icon" type="image/png" href="/docs/favicon-32x32.png">
+<link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body{font:14px/1.45 system-ui,sans-serif;margin:1.2rem auto;max-width:1100px;padding:0 16px;color:#1d2733}

@@ -1,19 +1,19 @@
 // Owns the /ops dashboard's routes: the page and its script (plain HTML and a small script, no
-// build step), the current snapshot as JSON, and live updates over Server-Sent Events. Admin only
-// once the auth issue lands (the check goes here, in front of all three). A gateway that is closing
-// ends every open stream first, so the dashboards do not hold its drain open.
-import type { OpenAPIHono } from "@hono/zod-openapi";
+// build step), the current snapshot as JSON, and live updates over Server-Sent Events. They live on
+// the gateway's ops port (server.ts), which compose and the manifests never publish: the page is
+// for the cluster's operators, and a browser's EventSource cannot send a bearer token. A gateway
+// that is closing ends every open stream first, so the dashboards do not hold its drain open.
+import type { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
-import type { GatewayEnv } from "./app.ts";
 import { opsPage, opsScript } from "./ops-page.ts";
 import type { OpsState } from "./ops-state.ts";
 
-export function addOpsRoutes(app: OpenAPIHono<GatewayEnv>, state: OpsState): { close(): void } {
+export function addOpsRoutes(app: Hono, state: OpsState): { close(): void } {
   const open = new Set<() => void>();
   // Not in the OpenAPI document's routes: a page for people, and a stream.
   app.get("/ops", (c) =>
     c.html(opsPage, 200, {
-      "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
+      "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
     }),
   );
   app.get("/ops/ops.js", (c) => c.body(opsScript, 200, { "content-type": "text/javascript; charset=utf-8" }));

@@ -44,6 +44,8 @@ export function problemAnswer(
   const retryAfter = err.meta["retry-after"];
   if (retryAfter !== undefined) headers["retry-after"] = retryAfter;
   else if (problem.status === 503) headers["retry-after"] = "1";
+  const challenge = err.meta["www-authenticate"];
+  if (challenge !== undefined) headers["www-authenticate"] = challenge;
   return { status: problem.status, headers, body: JSON.stringify(problem) };
 }
 

@@ -4,18 +4,22 @@
 // @hono/zod-openapi's own `app.openapi()` chains four async validators per route (param, header,
 // media type, body; each with safeParseAsync and a hook), which under load cost a fifth of the
 // gateway's CPU per write. Handlers read their input with c.req.valid() either way.
+
+import type { IncomingMessage } from "node:http";
 import type { OpenAPIHono, RouteConfig, RouteHandler } from "@hono/zod-openapi";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { ZodType } from "zod";
 import { AppError, type Problem } from "../shared/errors.ts";
 import type { GatewayEnv } from "./app.ts";
+import { routeKey, ruleOf } from "./auth/policy.ts";
 import { isJsonMediaType } from "./body.ts";
+import { admit, type Pipeline, recordAudit } from "./pipeline.ts";
 import { problemResponse, validationError } from "./problems.ts";
 
 type Target = "query" | "param" | "header" | "json";
 
 /** One check of a route's input: what it reads and the schema it must satisfy. */
-interface InputCheck {
+export interface InputCheck {
   target: Target;
   schema: ZodType;
   /** Header checks: [lower-case name as it arrives, name the schema uses ("Idempotency-Key")]. */
@@ -95,7 +99,23 @@ export async function checkInput(
   return { ok: true, valid };
 }
 
-/** Registers `route` in the OpenAPI document and mounts `handler` behind one input check. */
+const pipelines = new WeakMap<object, Pipeline>();
+
+/** Gives an app the pipeline its routes admit requests through; mount() needs one. */
+export function usePipeline(app: OpenAPIHono<GatewayEnv>, pipeline: Pipeline): void {
+  pipelines.set(app, pipeline);
+}
+
+/** The address a request came from (the socket's peer on Node; unknown under app.request). */
+export function addressOf(c: Context): string {
+  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.remoteAddress ?? "unknown";
+}
+
+/**
+ * Registers `route` in the OpenAPI document and mounts `handler` behind the pipeline: token, rate
+ * limit, input check, grant (pipeline.ts), then the handler, then the audit row. A route without a
+ * rule in auth/policy.ts throws here, when the app is built: nothing is ever mounted unguarded.
+ */
 export function mount<R extends RouteConfig>(
   app: OpenAPIHono<GatewayEnv>,
   route: R,
@@ -103,20 +123,56 @@ export function mount<R extends RouteConfig>(
 ): void {
   app.openAPIRegistry.registerPath(route);
   const checks = checksOf(route);
-  const validate: MiddlewareHandler<GatewayEnv> = async (c, next) => {
-    const r = await checkInput(checks, {
-      query: () =>
-        Object.fromEntries(Object.entries(c.req.queries()).map(([k, v]) => [k, v.length === 1 ? v[0]! : v])),
-      param: () => c.req.param(),
-      header: (name) => c.req.header(name),
-      contentType: c.req.header("content-type"),
-      bodyText: () => c.req.text(),
-    });
-    if (!r.ok) return problemResponse(c, r.err, r.extra);
+  const key = routeKey(route.method, route.path);
+  ruleOf(key);
+  const guarded: MiddlewareHandler<GatewayEnv> = async (c, next) => {
+    const pipeline = pipelines.get(app);
+    if (!pipeline) throw new Error(`route ${key} mounted on an app without a pipeline (usePipeline)`);
+    const requestId = c.get("requestId");
+    const source = addressOf(c);
+    const r = await admit(
+      pipeline,
+      key,
+      checks,
+      {
+        query: () =>
+          Object.fromEntries(
+            Object.entries(c.req.queries()).map(([k, v]) => [k, v.length === 1 ? v[0]! : v]),
+          ),
+        param: () => c.req.param(),
+        header: (name) => c.req.header(name),
+        contentType: c.req.header("content-type"),
+        bodyText: () => c.req.text(),
+      },
+      { authorization: c.req.header("authorization"), address: source },
+      requestId,
+    );
+    for (const [name, value] of Object.entries(r.headers)) c.header(name, value);
+    const resourceIdOf = () => c.get("resourceId") ?? c.req.param("id");
+    if (!r.ok) {
+      const refused = problemResponse(c, r.err, r.extra);
+      await recordAudit(pipeline, key, {
+        principal: r.principal,
+        resourceId: resourceIdOf(),
+        status: refused.status,
+        requestId,
+        source,
+      });
+      return refused;
+    }
     for (const [target, data] of Object.entries(r.valid))
       c.req.addValidatedData(target as Target, data as object);
+    c.set("admission", r.admission);
     await next();
+    await recordAudit(pipeline, key, {
+      principal: r.admission.principal,
+      admission: r.admission,
+      resourceId: resourceIdOf(),
+      status: c.res.status,
+      requestId,
+      source,
+    });
   };
   const path = route.path.replaceAll(/\/{(.+?)}/g, "/:$1");
-  app.on([route.method.toUpperCase()], [path], validate, handler as unknown as MiddlewareHandler<GatewayEnv>);
+  app.on([route.method.toUpperCase()], [path], guarded, handler as unknown as MiddlewareHandler<GatewayEnv>);
 }

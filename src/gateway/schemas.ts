@@ -82,7 +82,12 @@ export const SlotDay = z
   .openapi("SlotDay");
 
 export const BookBody = z
-  .strictObject({ slotId: uuid("slotId"), patientId: uuid("patientId") })
+  .strictObject({
+    slotId: uuid("slotId"),
+    patientId: uuid("patientId").optional().openapi({
+      description: "The patient booked for: a patient's token may leave it out (it books for itself)",
+    }),
+  })
   .openapi("BookRequest");
 
 export const IdempotencyHeaders = z.object({

@@ -3,13 +3,19 @@
 import { createServer, type RequestListener, type Server, type ServerOptions } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { Hono } from "hono";
 import type { Logger } from "pino";
 import { AppointmentClient } from "../shared/appointment-client.ts";
 import type { Config } from "../shared/config.ts";
 import { InventoryClient } from "../shared/inventory-client.ts";
+import { registry } from "../shared/metrics.ts";
 import { createRedis } from "../shared/redis.ts";
 import { loadTransportSecurity } from "../shared/tls.ts";
 import { createApp } from "./app.ts";
+import { openAuditLog } from "./audit.ts";
+import { addAuditRoutes } from "./audit-routes.ts";
+import { clinicIdsOf, Guard } from "./auth/guard.ts";
+import { TokenVerifier } from "./auth/tokens.ts";
 import { ClinicDirectory } from "./clinics.ts";
 import { addClusterRoutes } from "./cluster-routes.ts";
 import { addInventoryRoutes } from "./inventory-routes.ts";
@@ -18,11 +24,15 @@ import { NotificationClient } from "./notification-client.ts";
 import { addNotificationRoutes } from "./notification-routes.ts";
 import { addOpsRoutes } from "./ops-routes.ts";
 import { OpsState } from "./ops-state.ts";
+import { addPatientRoutes } from "./patient-routes.ts";
 import { addPrescriptionRoutes } from "./prescription-routes.ts";
+import { createRateLimits, rateLimitsFromConfig } from "./rate-limit.ts";
 import { createWriteLane } from "./write-lane.ts";
 
 export interface Gateway {
   port: number;
+  /** /healthz, /readyz, /metrics and the /ops dashboard: never published outside the cluster. */
+  opsPort: number;
   close(): Promise<void>;
 }
 
@@ -74,29 +84,89 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     log,
   });
   clinics.start();
-  let ops: { close(): void } | undefined;
+  // Tokens from the identity provider's JWKS (or npm start's own file), checked on every /v1 route.
+  const tokens = new TokenVerifier({
+    ...(cfg.AUTH_JWKS_URL ? { jwksUrl: cfg.AUTH_JWKS_URL } : { jwksFile: cfg.AUTH_JWKS_FILE }),
+    issuer: cfg.AUTH_ISSUER,
+    audience: cfg.AUTH_AUDIENCE,
+    clockSkewMs: cfg.AUTH_CLOCK_SKEW_MS,
+    cacheTokensMax: cfg.AUTH_TOKEN_CACHE_MAX,
+  });
+  const guard = new Guard({
+    tokens,
+    clinicCodeOf: (id, requestId) => clinics.codeOfFresh(id, requestId),
+    lookups: {
+      appointment: async (id, requestId) => {
+        const a = await appointments.get(id, requestId);
+        return { patientId: a.patientId, clinicCode: a.clinicCode };
+      },
+      prescription: async (id, requestId) => {
+        const p = await medication.get(id, requestId);
+        return { patientId: p.patientId, clinic: p.clinic };
+      },
+    },
+  });
+  const limits = createRateLimits({
+    redis,
+    keyPrefix: cfg.REDIS_KEY_PREFIX,
+    limits: rateLimitsFromConfig(cfg),
+    log,
+  });
+  // Every write and every read of patient data leaves a row before its answer leaves (audit.ts).
+  const audit = await openAuditLog(cfg, log);
+  const pipeline = { guard, limits, audit };
+  const ready = async () => {
+    if (draining) return false;
+    await appointments.listClinics();
+    return true;
+  };
   const app = createApp({
+    pipeline,
+    clinicIdsOf: (principal) => clinicIdsOf(principal, (code) => clinics.idOf(code)),
     extend: (a) => {
-      ops = addOpsRoutes(
-        a,
-        new OpsState({ inventory, redis, stream: `${cfg.REDIS_KEY_PREFIX}events`, log, pollMs: opsPollMs }),
-      );
       addInventoryRoutes(a, { inventory, clinics });
       addClusterRoutes(a, inventory);
       addPrescriptionRoutes(a, medication);
       addNotificationRoutes(a, notifications);
+      addAuditRoutes(a, audit);
+      addPatientRoutes(a, {
+        appointments,
+        // A clinician sees the patient's appointments at the token's clinics only.
+        clinicScope: (c) => {
+          const { grant, principal } = c.get("admission");
+          return grant === "clinic" ? { clinicIds: [], clinicCodes: [...principal.clinics] } : undefined;
+        },
+      });
     },
     appointments,
     log,
     bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX,
-    ready: async () => {
-      if (draining) return false;
-      await appointments.listClinics();
-      return true;
-    },
+    ready,
   });
   // The inventory writes take the direct lane (write-lane.ts); everything else goes through Hono.
-  const lane = createWriteLane({ inventory, clinics, log, bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX });
+  const lane = createWriteLane({ inventory, clinics, log, bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX, pipeline });
+  // The ops port: probes, metrics and the dashboard, for the cluster's own eyes (compose and the
+  // manifests do not publish it), so they need no token.
+  const opsApp = new Hono();
+  opsApp.get("/healthz", (c) => c.json({ status: "ok" }));
+  opsApp.get("/readyz", async (c) => {
+    const ok = await ready().catch(() => false);
+    return c.json({ status: ok ? "ready" : "not ready" }, ok ? 200 : 503);
+  });
+  opsApp.get("/metrics", async (c) =>
+    c.body(await registry.metrics(), 200, { "content-type": registry.contentType }),
+  );
+  const ops = addOpsRoutes(
+    opsApp,
+    new OpsState({ inventory, redis, stream: `${cfg.REDIS_KEY_PREFIX}events`, log, pollMs: opsPollMs }),
+  );
+  const opsServer = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+    const s = serve({ fetch: opsApp.fetch, port: cfg.GATEWAY_OPS_PORT, hostname: cfg.HOST }, () =>
+      resolve(s),
+    );
+    s.once("error", reject);
+  });
+  const opsPort = (opsServer.address() as AddressInfo).port;
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve(
       {
@@ -115,7 +185,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     s.once("error", reject);
   });
   const port = (server.address() as AddressInfo).port;
-  log.info({ port }, "gateway listening");
+  log.info({ port, opsPort }, "gateway listening");
   let closing: Promise<void> | undefined;
   const close = async () => {
     draining = true;
@@ -123,7 +193,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     // Load balancers stop sending once they see /readyz fail; until then requests are still served.
     await sleep(cfg.SHUTDOWN_UNREADY_MS);
     // Dashboards' event streams are never idle: ended here, so they do not hold the drain open.
-    ops?.close();
+    ops.close();
     const http = server as Server;
     const closed = new Promise<void>((resolve) => http.close(() => resolve()));
     log.info({ drainMs: cfg.SHUTDOWN_DRAIN_MS }, "gateway stopped accepting; draining requests in flight");
@@ -149,11 +219,15 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     medication.close();
     notifications.close();
     inventory.close();
+    await limits.close();
+    await audit.close();
     redis.disconnect();
+    await new Promise<void>((resolve) => (opsServer as Server).close(() => resolve()));
     log.info("gateway closed");
   };
   return {
     port,
+    opsPort,
     close: () => {
       closing ??= close();
       return closing;

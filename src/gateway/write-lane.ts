@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import { REQUEST_ID_HEADER, sanitizeRequestId } from "../shared/context.ts";
 import { AppError, type Problem } from "../shared/errors.ts";
 import { recordRequest } from "./access.ts";
+import { routeKey, ruleOf } from "./auth/policy.ts";
 import { takeBody } from "./body.ts";
 import {
   type InventoryDeps,
@@ -23,11 +24,13 @@ import {
   writeHeaders,
   writeSpecs,
 } from "./inventory-routes.ts";
+import { admit, type Pipeline, recordAudit } from "./pipeline.ts";
 import { failureOf, problemAnswer } from "./problems.ts";
-import { checkInput, checksOf } from "./route.ts";
+import { checksOf } from "./route.ts";
 
 interface LaneRoute {
   spec: WriteSpec;
+  key: string;
   pattern: RegExp;
   paramNames: string[];
   checks: ReturnType<typeof checksOf>;
@@ -47,7 +50,9 @@ function compile(spec: WriteSpec): LaneRoute {
   const checks = checksOf(spec.route);
   // The lane reads no query string; a write route that wanted one would need Hono.
   if (checks.some((c) => c.target === "query")) throw new Error(`write route ${spec.route.path} has a query`);
-  return { spec, pattern: new RegExp(`^${source}$`), paramNames, checks };
+  const key = routeKey("POST", spec.route.path);
+  ruleOf(key);
+  return { spec, key, pattern: new RegExp(`^${source}$`), paramNames, checks };
 }
 
 /** As Hono decodes path params: percent-decoded when they hold a %, as sent when that fails. */
@@ -60,6 +65,7 @@ const dotSegment = /%2e|\/\.\.?(?:[/?#]|$)/i;
 export interface WriteLaneOptions extends InventoryDeps {
   log: Logger;
   bodyBytesMax: number;
+  pipeline: Pipeline;
 }
 
 /** Returns a request handler that answers the inventory writes and returns false for anything else. */
@@ -99,10 +105,26 @@ async function serve(
   };
   const requestId = sanitizeRequestId(header(REQUEST_ID_HEADER));
   let routeLabel = route.spec.routePath;
-  const send = (status: number, headers: Record<string, string>, body: string) => {
+  const source = req.socket.remoteAddress ?? "unknown";
+  /** Set by the pipeline: the rate limit's headers, on every answer once the token was read. */
+  let extraHeaders: Record<string, string> = {};
+  let principal: Parameters<typeof recordAudit>[2]["principal"];
+  let admission: Parameters<typeof recordAudit>[2]["admission"];
+  const send = async (status: number, headers: Record<string, string>, body: string) => {
+    // No answer leaves before its audit row is written (pipeline.ts); a failed write of it turns
+    // the answer into a 503 the caller retries with the same Idempotency-Key.
+    try {
+      await recordAudit(o.pipeline, route.key, { principal, admission, status, requestId, source });
+    } catch (err) {
+      const a = problemAnswer(failureOf(err, o.log, requestId), path, requestId);
+      status = a.status;
+      headers = key === undefined ? a.headers : { ...a.headers, "Idempotency-Key": key };
+      body = a.body;
+    }
     if (!res.headersSent) {
       // A known length: no chunked framing, so headers and body leave in one write.
       res.writeHead(status, {
+        ...extraHeaders,
         ...headers,
         "content-length": String(Buffer.byteLength(body)),
         "X-Request-Id": requestId,
@@ -115,7 +137,7 @@ async function serve(
   let key: string | undefined;
   const problem = (err: AppError, extra?: Partial<Problem>) => {
     const a = problemAnswer(err, path, requestId, extra);
-    send(a.status, key === undefined ? a.headers : { ...a.headers, "Idempotency-Key": key }, a.body);
+    return send(a.status, key === undefined ? a.headers : { ...a.headers, "Idempotency-Key": key }, a.body);
   };
   try {
     // 1. The body, by the rules the gateway's first middleware applies (body.ts).
@@ -127,34 +149,48 @@ async function serve(
     const text = await takeBody(req, bodyHeaders, o.bodyBytesMax);
     if (text instanceof AppError) {
       routeLabel = "body-refused";
-      return problem(text);
+      return await problem(text);
     }
-    // 2. Path params, headers, then the JSON body: route.ts's checks, order and problems.
-    const input = await checkInput(route.checks, {
-      query: () => ({}),
-      param: () => {
-        const raw: Record<string, string> = {};
-        route.paramNames.forEach((name, i) => {
-          raw[name] = decodeParam(match[i + 1]!);
-        });
-        return raw;
+    // 2. Token, rate limit, path params, headers, the JSON body, then the grant: the pipeline's
+    // steps, order and problems, as every Hono route has them (pipeline.ts, route.ts).
+    const input = await admit(
+      o.pipeline,
+      route.key,
+      route.checks,
+      {
+        query: () => ({}),
+        param: () => {
+          const raw: Record<string, string> = {};
+          route.paramNames.forEach((name, i) => {
+            raw[name] = decodeParam(match[i + 1]!);
+          });
+          return raw;
+        },
+        header,
+        contentType: bodyHeaders.contentType,
+        bodyText: async () => text,
       },
-      header,
-      contentType: bodyHeaders.contentType,
-      bodyText: async () => text,
-    });
-    if (!input.ok) return problem(input.err, input.extra);
+      { authorization: header("authorization"), address: source },
+      requestId,
+    );
+    extraHeaders = input.headers;
+    if (!input.ok) {
+      principal = input.principal;
+      return await problem(input.err, input.extra);
+    }
+    principal = input.admission.principal;
+    admission = input.admission;
     const headers = (input.valid.header ?? {}) as { "Idempotency-Key"?: string };
     const params = (input.valid.param ?? {}) as Record<string, string>;
     // 3. Its clinics checked, then the write, on the leader, with the gateway's retry policy.
     key = idempotencyKeyOf(headers);
     const result = await submitWrite(o, route.spec, params, input.valid.json, key, requestId);
-    send(
+    await send(
       200,
       { "content-type": "application/json", ...writeHeaders(result, key) },
       JSON.stringify(writeBody(result)),
     );
   } catch (err) {
-    problem(failureOf(err, o.log, requestId), key === undefined ? {} : { idempotencyKey: key });
+    await problem(failureOf(err, o.log, requestId), key === undefined ? {} : { idempotencyKey: key });
   }
 }

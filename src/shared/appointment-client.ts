@@ -93,9 +93,19 @@ export class AppointmentClient {
     );
   }
 
-  async book(slotId: string, patientId: string, idempotencyKey: string, requestId?: string) {
+  /** `clinicIdsAllowed`: a clinician's booking, refused (FORBIDDEN) at a slot of any other clinic. */
+  async book(
+    slotId: string,
+    patientId: string,
+    idempotencyKey: string,
+    requestId?: string,
+    clinicIdsAllowed?: readonly string[],
+  ) {
+    const scope = clinicIdsAllowed
+      ? { clinicScope: { clinicIds: [...clinicIdsAllowed], clinicCodes: [] } }
+      : {};
     const res = await this.call((c, d) =>
-      callUnary(c.book.bind(c), { slotId, patientId, idempotencyKey }, d, requestId),
+      callUnary(c.book.bind(c), { slotId, patientId, idempotencyKey, ...scope }, d, requestId),
     );
     return { appointment: requireAppointment(res.appointment), replayed: res.replayed };
   }

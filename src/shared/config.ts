@@ -78,6 +78,10 @@ export const envSpec = {
     doc: "prefix of every Redis key and channel (tests use their own)",
   },
   PORT: { schema: port.default(8080), doc: "gateway HTTP port" },
+  GATEWAY_OPS_PORT: {
+    schema: port.default(9400),
+    doc: "gateway /healthz /readyz /metrics and /ops dashboard port (never published: it takes no token)",
+  },
   HOST: { schema: z.string().min(1).default("127.0.0.1"), doc: "address the servers bind to" },
   INSTANCE_ID: {
     schema: z.string().min(1).max(64).optional(),
@@ -105,6 +109,34 @@ export const envSpec = {
   HTTP_BODY_BYTES_MAX: {
     schema: positiveInt.max(10_485_760).default(65_536),
     doc: "largest accepted request body",
+  },
+  AUTH_JWKS_URL: {
+    schema: z.string().url().optional(),
+    doc: "JWKS URL of the identity provider whose tokens the gateway accepts (production); overrides AUTH_JWKS_FILE",
+  },
+  AUTH_JWKS_FILE: {
+    schema: z.string().min(1).default("data/auth/jwks.json"),
+    doc: "JWKS file the gateway trusts when AUTH_JWKS_URL is unset (npm start makes one, with its signing key, on first run)",
+  },
+  AUTH_ISSUER: {
+    schema: z.string().min(1).max(512).default("medisync-dev"),
+    doc: "the iss every accepted token must carry",
+  },
+  AUTH_AUDIENCE: {
+    schema: z.string().min(1).max(512).default("medisync"),
+    doc: "the aud every accepted token must carry",
+  },
+  AUTH_CLOCK_SKEW_MS: {
+    schema: z.coerce.number().int().nonnegative().max(300_000).default(30_000),
+    doc: "a token is still accepted this long past its exp (and before its nbf): clocks differ",
+  },
+  AUTH_TOKEN_CACHE_MAX: {
+    schema: positiveInt.max(10_000_000).default(100_000),
+    doc: "verified tokens the gateway remembers until they expire (a hit skips the signature check)",
+  },
+  CORS_ORIGINS: {
+    schema: commaList.pipe(z.array(z.string().url()).max(64)).default([]),
+    doc: "comma-separated browser origins allowed to call the API (CORS); none by default",
   },
   DB_POOL_MAX: { schema: positiveInt.max(200).default(10), doc: "PostgreSQL connections per process" },
   DB_STATEMENT_TIMEOUT_MS: {

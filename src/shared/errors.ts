@@ -20,6 +20,16 @@ export const errorCodes = {
     title: "Body must be application/json",
   },
   PAYLOAD_TOO_LARGE: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 413, title: "Body is too large" },
+  UNAUTHENTICATED: {
+    grpc: GrpcStatus.UNAUTHENTICATED,
+    http: 401,
+    title: "A valid bearer token is required",
+  },
+  FORBIDDEN: {
+    grpc: GrpcStatus.PERMISSION_DENIED,
+    http: 403,
+    title: "The token does not allow this",
+  },
   ROUTE_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "No such route" },
   METHOD_NOT_ALLOWED: { grpc: GrpcStatus.UNIMPLEMENTED, http: 405, title: "Method not allowed" },
   CLINIC_NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404, title: "Clinic not found" },

@@ -3,10 +3,13 @@
 import { runGateway } from "../../src/gateway/server.ts";
 import type { Config } from "../../src/shared/config.ts";
 import { createLogger } from "../../src/shared/logger.ts";
+import { admin, tokenFor } from "./auth.ts";
 import type { Instance } from "./services.ts";
 
 export interface TestGateway {
   base: string;
+  /** The ops port's base: /metrics, /ops (no token). */
+  opsBase: string;
   close(): Promise<void>;
 }
 
@@ -15,7 +18,11 @@ export async function startGateway(cfg: Config, instances: Instance[]): Promise<
     { ...cfg, APPOINTMENT_ADDRS: instances.map((i) => `127.0.0.1:${i.service.grpcPort}`) },
     createLogger({ service: "gateway", level: "silent" }),
   );
-  return { base: `http://127.0.0.1:${gw.port}`, close: () => gw.close() };
+  return {
+    base: `http://127.0.0.1:${gw.port}`,
+    opsBase: `http://127.0.0.1:${gw.opsPort}`,
+    close: () => gw.close(),
+  };
 }
 
 export async function http(
@@ -25,7 +32,14 @@ export async function http(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; headers: Headers; json: Record<string, unknown> & unknown[] }> {
-  const init: RequestInit = { method, headers: { ...headers } };
+  // Every test request carries a token: an admin's unless the test names another, or none at all
+  // when it passes `authorization: ""` (a request without a token).
+  const auth = headers.authorization ?? headers.Authorization;
+  const sent = { ...headers };
+  delete sent.Authorization;
+  if (auth === undefined) sent.authorization = `Bearer ${await tokenFor(admin)}`;
+  else if (auth === "") delete sent.authorization;
+  const init: RequestInit = { method, headers: sent };
   if (body !== undefined) {
     init.body = typeof body === "string" ? body : JSON.stringify(body);
     (init.headers as Record<string, string>)["content-type"] ??= "application/json";

@@ -310,7 +310,7 @@ export async function untilAcked<T>(
 export async function clusterBehindGateway(
   name: string,
   options: Omit<ClusterOptions, "name"> & { clinics?: string[] } = {},
-): Promise<{ cluster: InventoryCluster; base: string; close: () => Promise<void> }> {
+): Promise<{ cluster: InventoryCluster; base: string; opsBase: string; close: () => Promise<void> }> {
   const { clinics = ["harbour"], ...clusterOptions } = options;
   const cluster = new InventoryCluster({ name, ...clusterOptions });
   await cluster.init();
@@ -330,6 +330,7 @@ export async function clusterBehindGateway(
   return {
     cluster,
     base: `http://127.0.0.1:${gw.port}`,
+    opsBase: `http://127.0.0.1:${gw.opsPort}`,
     close: async () => {
       await gw.close();
       await stopInstance(appointment);

@@ -6,6 +6,7 @@ import { runGateway } from "../../src/gateway/server.ts";
 import type { Config } from "../../src/shared/config.ts";
 import type { InventoryClient } from "../../src/shared/inventory-client.ts";
 import { createLogger } from "../../src/shared/logger.ts";
+import { admin as adminToken, as } from "./auth.ts";
 import { datesFrom, makeClinic } from "./fixtures.ts";
 import { InventoryCluster } from "./inventory-cluster.ts";
 import { freePortRange, runCli, type Watched } from "./process.ts";
@@ -124,7 +125,7 @@ async function withCluster(
       if (!slotId) throw new Error("the test ran out of slots");
       const res = await fetch(`${httpBase}/v1/appointments`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", ...(await as(adminToken)) },
         body: JSON.stringify({ slotId, patientId: crypto.randomUUID() }),
       });
       if (res.status !== 201) throw new Error(`booking answered ${res.status}: ${await res.text()}`);

@@ -17,6 +17,8 @@ export interface Watched {
  * build in dist/ (benchmarks: what the Docker image runs; tsx's transform wraps every closure in a
  * naming helper that costs a hot path real time).
  */
+import { testKeys } from "./auth.ts";
+
 function entryPoint(): string[] {
   return process.env.MEDISYNC_COMPILED === "1"
     ? ["dist/src/cli/main.js"]
@@ -25,7 +27,9 @@ function entryPoint(): string[] {
 
 export function runCli(args: string[], env: Record<string, string>, nodeArgs: string[] = []): Watched {
   const proc = spawn(process.execPath, [...nodeArgs, ...entryPoint(), ...args], {
-    env: { ...process.env, ...env },
+    // Every gateway a test starts trusts this test process's signing key (support/auth.ts).
+    // and takes an ephemeral ops port unless the test names one.
+    env: { ...process.env, AUTH_JWKS_FILE: testKeys().jwksFile, GATEWAY_OPS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];

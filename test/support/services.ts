@@ -15,6 +15,7 @@ import { type Config, loadConfig } from "../../src/shared/config.ts";
 import { clientChannelOptions } from "../../src/shared/grpc.ts";
 import { createLogger, type Logger } from "../../src/shared/logger.ts";
 import { createPool } from "../../src/shared/pg.ts";
+import { testKeys } from "./auth.ts";
 
 export const PG_BASE = process.env.TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -38,6 +39,8 @@ export function testConfig(base: string, env: Record<string, string> = {}): Conf
     APPOINTMENT_GRPC_PORT: "0",
     APPOINTMENT_OPS_PORT: "0",
     PORT: "0",
+    GATEWAY_OPS_PORT: "0",
+    AUTH_JWKS_FILE: testKeys().jwksFile,
     LOG_LEVEL: "silent",
     // No load balancer watches a test's /readyz: closing need not wait for one to notice.
     SHUTDOWN_UNREADY_MS: "0",

@@ -234,6 +234,13 @@ export interface BookRequest {
   patientId: string;
   /** Empty: every call books anew. The same key returns the first result. */
   idempotencyKey: string;
+  /**
+   * Set when the caller may book only at some clinics (a clinician's token): the slot's clinic must
+   * be one of them, or the booking is refused (PERMISSION_DENIED) before anything is written.
+   * Unset: any clinic.
+   * Only clinic_ids is read here.
+   */
+  clinicScope?: ClinicScope | undefined;
 }
 
 export interface BookResponse {
@@ -1604,7 +1611,7 @@ export const ListSlotsResponse: MessageFns<ListSlotsResponse> = {
 };
 
 function createBaseBookRequest(): BookRequest {
-  return { slotId: "", patientId: "", idempotencyKey: "" };
+  return { slotId: "", patientId: "", idempotencyKey: "", clinicScope: undefined };
 }
 
 export const BookRequest: MessageFns<BookRequest> = {
@@ -1617,6 +1624,9 @@ export const BookRequest: MessageFns<BookRequest> = {
     }
     if (message.idempotencyKey !== "") {
       writer.uint32(26).string(message.idempotencyKey);
+    }
+    if (message.clinicScope !== undefined) {
+      ClinicScope.encode(message.clinicScope, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1658,6 +1668,14 @@ export const BookRequest: MessageFns<BookRequest> = {
             message.idempotencyKey = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.clinicScope = ClinicScope.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1687,6 +1705,11 @@ export const BookRequest: MessageFns<BookRequest> = {
         : isSet(object.idempotency_key)
         ? globalThis.String(object.idempotency_key)
         : "",
+      clinicScope: isSet(object.clinicScope)
+        ? ClinicScope.fromJSON(object.clinicScope)
+        : isSet(object.clinic_scope)
+        ? ClinicScope.fromJSON(object.clinic_scope)
+        : undefined,
     };
   },
 
@@ -1701,6 +1724,9 @@ export const BookRequest: MessageFns<BookRequest> = {
     if (message.idempotencyKey !== "") {
       obj.idempotencyKey = message.idempotencyKey;
     }
+    if (message.clinicScope !== undefined) {
+      obj.clinicScope = ClinicScope.toJSON(message.clinicScope);
+    }
     return obj;
   },
 
@@ -1712,6 +1738,9 @@ export const BookRequest: MessageFns<BookRequest> = {
     message.slotId = object.slotId ?? "";
     message.patientId = object.patientId ?? "";
     message.idempotencyKey = object.idempotencyKey ?? "";
+    message.clinicScope = (object.clinicScope !== undefined && object.clinicScope !== null)
+      ? ClinicScope.fromPartial(object.clinicScope)
+      : undefined;
     return message;
   },
 };
