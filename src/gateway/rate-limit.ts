@@ -205,6 +205,18 @@ export function createRateLimits(o: RateLimitsOptions): RateLimits {
       ok = false;
     }
     noteSource(l, res);
+    // Every decision Redis makes is counted in memory too, so what this process let through while
+    // Redis was away (memory's count only) still counts once Redis answers again: one process
+    // never lets more than the limit through in a window, whichever store answered.
+    if (ok && !l.memory.answered.has(res)) {
+      try {
+        await l.memory.consume(key, want);
+      } catch (err) {
+        if (!(err instanceof RateLimiterRes)) throw err;
+        const left = Math.max(0, l.points - (err.consumedPoints - want));
+        return { granted: Math.min(want, left), res: err };
+      }
+    }
     if (ok) return { granted: want, res };
     // The store counted all `want` points, so a lease that crossed the limit still carries what was
     // left before it (consumed - want < points). An in-memory block says consumed 0: nothing left.
