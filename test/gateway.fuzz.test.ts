@@ -6,6 +6,7 @@ import fc from "fast-check";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSlots } from "../src/appointment/repo.ts";
+import { as, type Who } from "./support/auth.ts";
 import { type ClinicFixture, makeClinic } from "./support/fixtures.ts";
 import { http, startGateway, type TestGateway } from "./support/gateway.ts";
 import {
@@ -312,20 +313,58 @@ const request = fc.oneof(
   }),
 );
 
+/**
+ * Who sends it: an admin (the default), another role with a valid token, or a bad token — one more
+ * kind of bad input (missing, not a bearer token, not a JWT, garbage): 4xx, never 5xx.
+ */
+const caller = fc.oneof(
+  { weight: 3, arbitrary: fc.constant<Record<string, string>>({}) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .constantFrom<Who>(
+        { role: "patient", sub: randomUUID() },
+        { role: "clinician", sub: "doc", clinics: ["fuzz"] },
+        { role: "pharmacist", sub: "ph", clinics: ["fuzz"] },
+      )
+      .map((who) => ({ who })),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .oneof(
+        fc.constantFrom(
+          "",
+          "Bearer",
+          "Bearer ",
+          "Basic dXNlcjpwYXNz",
+          "Bearer a.b.c",
+          "Bearer ....",
+          "bearer x",
+        ),
+        nasty.map((t) => `Bearer ${t}`),
+        fc.string({ maxLength: 40 }),
+      )
+      // A header value fetch would refuse to send is not input the gateway can receive.
+      .filter((v) => /^[\t\x20-\x7e]*$/.test(v) && v.trim() === v)
+      .map((authorization) => ({ authorization })),
+  },
+);
+
 describe("bad input, fuzzed", () => {
   it("never answers 5xx, always answers problem+json for 4xx, and writes nothing", async () => {
     const before = await rowCounts();
     await fc.assert(
-      fc.asyncProperty(request, async (req) => {
-        const r = await http(
-          gw.base,
-          req.method,
-          req.path,
-          "body" in req ? req.body : undefined,
-          "body" in req ? { "content-type": "application/json" } : {},
-        );
+      fc.asyncProperty(request, caller, async (req, from) => {
+        const auth = "who" in from ? await as(from.who as Who) : (from as Record<string, string>);
+        const r = await http(gw.base, req.method, req.path, "body" in req ? req.body : undefined, {
+          ...("body" in req ? { "content-type": "application/json" } : {}),
+          ...auth,
+        });
         expect(r.status).toBeLessThan(500);
         if (r.status >= 400) expectProblem(r);
+        if ("authorization" in from && r.status === 401)
+          expect(r.headers.get("www-authenticate")).toMatch(/^Bearer realm="medisync"/);
       }),
       { numRuns: 400 },
     );

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import type { Logger } from "pino";
 import { CacheTier } from "../gen/medisync/v1/appointment.ts";
@@ -61,6 +62,8 @@ export interface GatewayDeps {
   appointments: AppointmentClient;
   log: Logger;
   bodyBytesMax: number;
+  /** Browser origins allowed to call /v1 (CORS_ORIGINS); none: no CORS headers at all. */
+  corsOrigins?: readonly string[];
   /** Token, rate limit, grant and audit, for every /v1 route (pipeline.ts). */
   pipeline: Pipeline;
   /** The clinic ids a staff token is scoped to (its clinics claim holds codes). */
@@ -149,6 +152,30 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     recordRequest(log, { requestId, method, route, status, startedAt });
     return refused;
   });
+
+  // CORS for a browser front end, from CORS_ORIGINS only; nothing is allowed by default. Requests
+  // with an Origin never take the direct write lane (write-lane.ts), so this is the one place.
+  if (deps.corsOrigins && deps.corsOrigins.length > 0) {
+    app.use(
+      "/v1/*",
+      cors({
+        origin: [...deps.corsOrigins],
+        allowMethods: ["GET", "POST", "PUT", "DELETE"],
+        allowHeaders: ["authorization", "content-type", "idempotency-key", "x-request-id"],
+        exposeHeaders: [
+          "x-request-id",
+          "idempotency-key",
+          "idempotent-replayed",
+          "retry-after",
+          "ratelimit",
+          "ratelimit-policy",
+          "www-authenticate",
+          "x-cache",
+        ],
+        maxAge: 600,
+      }),
+    );
+  }
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", async (c) => {

@@ -1,7 +1,7 @@
 // Owns the order in which the gateway lets a request in and records it, for every route on either
 // path (a Hono route through route.ts's mount, or the direct write lane): the token (401), the rate
-// limit (429), the input (400), the grant and compartment (403), then — after the act — the audit
-// row. Each step has one owner (auth/guard.ts, rate-limit.ts, route.ts's checks, audit.ts); this
+// limit (429), the role's grant (403), the input (400), the compartment (403), then — after the
+// act — the audit row. Each step has one owner (auth/guard.ts, rate-limit.ts, route.ts's checks, audit.ts); this
 // module only strings them together, so the two paths cannot disagree on the order.
 import { AppError, type Problem } from "../shared/errors.ts";
 import type { Admission, Guard } from "./auth/guard.ts";
@@ -78,6 +78,13 @@ export async function admit(
   if (limited) {
     headers = limited.headers;
     if (limited.err) return { ok: false, err: limited.err, principal, headers };
+  }
+  // A role the route does not admit is told so before its input is looked at: what a route
+  // accepts is not for callers who may not call it.
+  try {
+    p.guard.grantFor(key, principal);
+  } catch (err) {
+    return { ok: false, err: asAppError(err), principal, headers };
   }
   const input = await checkInput(checks, from);
   if (!input.ok) return { ok: false, err: input.err, extra: input.extra, principal, headers };

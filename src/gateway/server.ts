@@ -121,6 +121,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     return true;
   };
   const app = createApp({
+    corsOrigins: cfg.CORS_ORIGINS,
     pipeline,
     clinicIdsOf: (principal) => clinicIdsOf(principal, (code) => clinics.idOf(code)),
     extend: (a) => {

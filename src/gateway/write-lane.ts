@@ -72,7 +72,9 @@ export interface WriteLaneOptions extends InventoryDeps {
 export function createWriteLane(o: WriteLaneOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
   const routes = writeSpecs.map(compile);
   return (req, res) => {
-    if (req.method !== "POST") return false;
+    // A browser's request (it carries an Origin) goes through Hono, whose CORS middleware owns
+    // the Access-Control headers (app.ts); the lane is for the till, not the browser.
+    if (req.method !== "POST" || req.headers.origin !== undefined) return false;
     const url = req.url ?? "/";
     // Dot segments (plain or percent-encoded) are resolved by the URL parser on Hono's side; such
     // paths are rare and odd, so they go there rather than be resolved twice differently.

@@ -34,6 +34,7 @@ export function testConfig(base: string, env: Record<string, string> = {}): Conf
   const name = testName(base);
   return loadConfig({
     DATABASE_URL: `${PG_BASE}/medisync_test_${name}`,
+    AUDIT_DATABASE_URL: `${PG_BASE}/medisync_test_${name}_audit`,
     REDIS_URL,
     REDIS_KEY_PREFIX: `test-${name}:`,
     APPOINTMENT_GRPC_PORT: "0",

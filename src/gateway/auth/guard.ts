@@ -47,6 +47,11 @@ export class Guard {
     return ruleOf(key);
   }
 
+  /** The role's grant on a route, or FORBIDDEN naming the roles it admits. */
+  grantFor(key: string, principal: Principal): Grant {
+    return grantOf(principal, ruleOf(key), key);
+  }
+
   /** Lets `principal` do `key` on `input`, or throws FORBIDDEN (or the lookup's NOT_FOUND). */
   async admit(key: string, principal: Principal, input: GuardInput, requestId: string): Promise<Admission> {
     const rule = ruleOf(key);
