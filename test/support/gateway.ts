@@ -2,7 +2,7 @@
 // instances, for HTTP tests.
 import { runGateway } from "../../src/gateway/server.ts";
 import type { Config } from "../../src/shared/config.ts";
-import { createLogger } from "../../src/shared/logger.ts";
+import { createLogger, type Logger } from "../../src/shared/logger.ts";
 import { admin, tokenFor } from "./auth.ts";
 import type { Instance } from "./services.ts";
 
@@ -13,10 +13,10 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(cfg: Config, instances: Instance[]): Promise<TestGateway> {
+export async function startGateway(cfg: Config, instances: Instance[], log?: Logger): Promise<TestGateway> {
   const gw = await runGateway(
     { ...cfg, APPOINTMENT_ADDRS: instances.map((i) => `127.0.0.1:${i.service.grpcPort}`) },
-    createLogger({ service: "gateway", level: "silent" }),
+    log ?? createLogger({ service: "gateway", level: "silent" }),
   );
   return {
     base: `http://127.0.0.1:${gw.port}`,
