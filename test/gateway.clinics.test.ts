@@ -13,7 +13,7 @@ import { migrations } from "../src/appointment/migrations.ts";
 import { clinicCodePattern, insertClinic } from "../src/appointment/repo.ts";
 import { seedDemo } from "../src/appointment/seed.ts";
 import { demoMedications, seedStock } from "../src/cli/seed-stock.ts";
-import { createApp } from "../src/gateway/app.ts";
+import { composePeers, createApp } from "../src/gateway/app.ts";
 import { ClinicDirectory } from "../src/gateway/clinics.ts";
 import { addInventoryRoutes } from "../src/gateway/inventory-routes.ts";
 import { runGateway } from "../src/gateway/server.ts";
@@ -114,15 +114,9 @@ describe("one clinic identity", { timeout: 120_000 }, () => {
       list: async (rid) => (await appointments.listClinics(rid)).clinics,
       log: silent,
     });
-    const app = createApp({
-      pipeline: testPipeline({ clinics }),
-      clinicIdsOf: () => [],
-      extend: (x) => addInventoryRoutes(x, { inventory, clinics }),
-      appointments,
-      log: silent,
-      bodyBytesMax: 64 * 1024,
-      ready: async () => true,
-    });
+    const pipeline = testPipeline({ clinics });
+    const app = createApp({ pipeline, log: silent, bodyBytesMax: 64 * 1024, ready: async () => true });
+    composePeers(app, pipeline, [(x) => addInventoryRoutes(x, { inventory, clinics })]);
     const json = {
       "content-type": "application/json",
       "X-Request-Id": "clinic-check",

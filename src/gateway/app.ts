@@ -1,45 +1,19 @@
-// Owns the REST surface of MediSync: the Hono app, its middleware (request id, access log, body
-// limit, content type, metrics), the appointment routes and the OpenAPI document. It holds no
-// state; every answer comes from a service over gRPC.
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import type { Logger } from "pino";
-import { CacheTier } from "../gen/medisync/v1/appointment.ts";
-import type { AppointmentClient } from "../shared/appointment-client.ts";
 import { REQUEST_ID_HEADER, sanitizeRequestId } from "../shared/context.ts";
 import { AppError } from "../shared/errors.ts";
-import { counter } from "../shared/metrics.ts";
 import { recordRequest } from "./access.ts";
 import type { Admission } from "./auth/guard.ts";
-import type { Principal } from "./auth/principal.ts";
 import { hasBody, refuseByHeaders, takeBody, tooLargeError } from "./body.ts";
 import { mountDocs } from "./docs-page.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { failureOf, problemResponse, requestIdOf, validationProblem } from "./problems.ts";
-import { mount, usePipeline } from "./route.ts";
-import {
-  Appointment,
-  AppointmentParams,
-  BookBody,
-  Clinic,
-  ClinicParams,
-  CreateSlotsBody,
-  IdempotencyHeaders,
-  IdempotencyKeyHeader,
-  json,
-  jsonBody,
-  Practitioner,
-  problemDoc,
-  Slot,
-  SlotDay,
-  SlotsQuery,
-} from "./schemas.ts";
-import { appointmentView, slotView } from "./views.ts";
+import { usePipeline } from "./route.ts";
 
 /**
  * What a request carries through the middleware: its id, set first. The gateway passes it by hand
@@ -59,35 +33,35 @@ export type GatewayEnv = {
 };
 
 export interface GatewayDeps {
-  appointments: AppointmentClient;
   log: Logger;
   bodyBytesMax: number;
   /** Browser origins allowed to call /v1 (CORS_ORIGINS); none: no CORS headers at all. */
   corsOrigins?: readonly string[];
   /** Token, rate limit, grant and audit, for every /v1 route (pipeline.ts). */
   pipeline: Pipeline;
-  /** The clinic ids a staff token is scoped to (its clinics claim holds codes). */
-  clinicIdsOf: (principal: Principal) => string[];
   /** Resolves true when the services behind the gateway answer. */
   ready: () => Promise<boolean>;
-  /** Extra routes (inventory) mounted on the same app, so they share middleware and the document. */
-  extend?: (app: OpenAPIHono<GatewayEnv>) => void;
 }
 
-const slotTiers = counter("medisync_gateway_slot_reads_total", "Slot reads by the tier that served them", [
-  "tier",
-]);
-
-const tierName: Record<CacheTier, string> = {
-  [CacheTier.CACHE_TIER_UNSPECIFIED]: "db",
-  [CacheTier.CACHE_TIER_LRU]: "lru",
-  [CacheTier.CACHE_TIER_REDIS]: "redis",
-  [CacheTier.CACHE_TIER_DB]: "db",
-  [CacheTier.UNRECOGNIZED]: "db",
-};
+/**
+ * Mounts route modules as peers (app.route): each on an app of its own with the same pipeline,
+ * merged into `app`'s router and OpenAPI document behind its middleware.
+ */
+export function composePeers(
+  app: OpenAPIHono<GatewayEnv>,
+  pipeline: Pipeline,
+  modules: ((peer: OpenAPIHono<GatewayEnv>) => void)[],
+): void {
+  for (const add of modules) {
+    const peer = new OpenAPIHono<GatewayEnv>();
+    usePipeline(peer, pipeline);
+    add(peer);
+    app.route("/", peer);
+  }
+}
 
 export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
-  const { appointments, log } = deps;
+  const { log } = deps;
   const app = new OpenAPIHono<GatewayEnv>({
     defaultHook: (result, c) => {
       if (!result.success) return validationProblem(c, result.target, result.error);
@@ -182,183 +156,6 @@ export function createApp(deps: GatewayDeps): OpenAPIHono<GatewayEnv> {
     const ok = await deps.ready().catch(() => false);
     return c.json({ status: ok ? "ready" : "not ready" }, ok ? 200 : 503);
   });
-
-  mount(
-    app,
-    createRoute({
-      method: "get",
-      path: "/v1/clinics",
-      summary: "List clinics",
-      responses: { 200: json(z.array(Clinic), "Clinics with their IANA time zones") },
-    }),
-    async (c) => {
-      const { clinics } = await appointments.listClinics(c.get("requestId"));
-      return c.json(
-        clinics.map((k) => ({ id: k.id, code: k.code, name: k.name, timeZone: k.timeZone })),
-        200,
-      );
-    },
-  );
-
-  mount(
-    app,
-    createRoute({
-      method: "get",
-      path: "/v1/clinics/{clinicId}/practitioners",
-      summary: "List a clinic's practitioners",
-      request: { params: ClinicParams },
-      responses: {
-        200: json(z.array(Practitioner), "Practitioners"),
-        400: problemDoc("Invalid clinic id"),
-        404: problemDoc("No such clinic"),
-      },
-    }),
-    async (c) => {
-      const { clinicId } = c.req.valid("param");
-      const { practitioners } = await appointments.listPractitioners(clinicId, c.get("requestId"));
-      return c.json(
-        practitioners.map((p) => ({ id: p.id, clinicId: p.clinicId, name: p.name })),
-        200,
-      );
-    },
-  );
-
-  mount(
-    app,
-    createRoute({
-      method: "post",
-      path: "/v1/clinics/{clinicId}/slots",
-      summary: "Create slots of `minutes` each between start and end (admin)",
-      request: { params: ClinicParams, body: jsonBody(CreateSlotsBody) },
-      responses: {
-        201: json(z.array(Slot), "The created slots"),
-        400: problemDoc("Invalid input"),
-        404: problemDoc("No such clinic or practitioner"),
-        409: problemDoc("Overlaps existing slots"),
-        422: problemDoc("start is in the past"),
-      },
-    }),
-    async (c) => {
-      const { clinicId } = c.req.valid("param");
-      const body = c.req.valid("json");
-      const { slots } = await appointments.createSlots({ clinicId, ...body }, c.get("requestId"));
-      return c.json(slots.map(slotView), 201);
-    },
-  );
-
-  mount(
-    app,
-    createRoute({
-      method: "get",
-      path: "/v1/clinics/{clinicId}/slots",
-      summary: "Slots of one day in the clinic's own time zone; X-Cache names the tier that answered",
-      request: { params: ClinicParams, query: SlotsQuery },
-      responses: {
-        200: {
-          ...json(SlotDay, "The day's slots"),
-          headers: z.object({ "X-Cache": z.enum(["lru", "redis", "db"]) }),
-        },
-        400: problemDoc("Invalid input"),
-        404: problemDoc("No such clinic"),
-      },
-    }),
-    async (c) => {
-      const { clinicId } = c.req.valid("param");
-      const { date, practitionerId } = c.req.valid("query");
-      const day = await appointments.listSlots(clinicId, date, practitionerId, c.get("requestId"));
-      const tier = tierName[day.tier];
-      slotTiers.inc({ tier });
-      c.header("X-Cache", tier);
-      return c.json({ clinicId: day.clinicId, date: day.date, slots: day.slots.map(slotView) }, 200);
-    },
-  );
-
-  mount(
-    app,
-    createRoute({
-      method: "post",
-      path: "/v1/appointments",
-      summary: "Book a slot; the same Idempotency-Key returns the first result and books nothing new",
-      description:
-        "Without an Idempotency-Key the gateway makes one up. Every answer names the key used (header " +
-        '`Idempotency-Key`, and `idempotencyKey` in a problem), so a client told 503 "retry with the ' +
-        'same Idempotency-Key" can do exactly that.',
-      request: { headers: IdempotencyHeaders, body: jsonBody(BookBody) },
-      responses: {
-        201: {
-          ...json(Appointment, "Booked (Idempotent-Replayed: true when this repeats an earlier request)"),
-          headers: IdempotencyKeyHeader,
-        },
-        400: problemDoc("Invalid input"),
-        404: problemDoc("No such slot"),
-        409: problemDoc("Slot already booked"),
-        422: problemDoc("Idempotency key used for a different request, or the slot is in the past"),
-        503: {
-          ...problemDoc("Not acknowledged yet: retry with the same Idempotency-Key (the one in the answer)"),
-          headers: IdempotencyKeyHeader,
-        },
-      },
-    }),
-    async (c) => {
-      const { slotId } = c.req.valid("json");
-      // A patient books for themselves (the body's patientId, when given, was checked to be theirs).
-      const admission = c.get("admission");
-      const patientId = admission.facts.patientId ?? admission.principal.sub;
-      // Without a caller's key the gateway makes one, so its own retries can never book twice; the
-      // answer names it, so the caller's retries cannot either.
-      const key = c.req.valid("header")["Idempotency-Key"] ?? `gw-${randomUUID()}`;
-      c.header("Idempotency-Key", key);
-      c.set("idempotencyKey", key);
-      const clinicScope = admission.grant === "clinic" ? deps.clinicIdsOf(admission.principal) : undefined;
-      const { appointment, replayed } = await appointments.book(
-        slotId,
-        patientId,
-        key,
-        c.get("requestId"),
-        clinicScope,
-      );
-      c.set("resourceId", appointment.id);
-      if (replayed) c.header("Idempotent-Replayed", "true");
-      return c.json(appointmentView(appointment), 201);
-    },
-  );
-
-  mount(
-    app,
-    createRoute({
-      method: "get",
-      path: "/v1/appointments/{id}",
-      summary: "One appointment",
-      request: { params: AppointmentParams },
-      responses: {
-        200: json(Appointment, "The appointment"),
-        400: problemDoc("Invalid id"),
-        404: problemDoc("No such appointment"),
-      },
-    }),
-    async (c) =>
-      c.json(appointmentView(await appointments.get(c.req.valid("param").id, c.get("requestId"))), 200),
-  );
-
-  mount(
-    app,
-    createRoute({
-      method: "post",
-      path: "/v1/appointments/{id}/cancel",
-      summary: "Cancel an appointment; its slot becomes free",
-      request: { params: AppointmentParams },
-      responses: {
-        200: json(Appointment, "Cancelled"),
-        400: problemDoc("Invalid id"),
-        404: problemDoc("No such appointment"),
-        409: problemDoc("Already cancelled"),
-      },
-    }),
-    async (c) =>
-      c.json(appointmentView(await appointments.cancel(c.req.valid("param").id, c.get("requestId"))), 200),
-  );
-
-  deps.extend?.(app);
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

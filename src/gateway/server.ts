@@ -11,7 +11,8 @@ import { InventoryClient } from "../shared/inventory-client.ts";
 import { registry } from "../shared/metrics.ts";
 import { createRedis } from "../shared/redis.ts";
 import { loadTransportSecurity } from "../shared/tls.ts";
-import { createApp } from "./app.ts";
+import { composePeers, createApp } from "./app.ts";
+import { addAppointmentRoutes } from "./appointment-routes.ts";
 import { openAuditLog } from "./audit.ts";
 import { addAuditRoutes } from "./audit-routes.ts";
 import { clinicIdsOf, Guard } from "./auth/guard.ts";
@@ -123,13 +124,19 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
   const app = createApp({
     corsOrigins: cfg.CORS_ORIGINS,
     pipeline,
-    clinicIdsOf: (principal) => clinicIdsOf(principal, (code) => clinics.idOf(code)),
-    extend: (a) => {
-      addInventoryRoutes(a, { inventory, clinics });
-      addClusterRoutes(a, inventory);
-      addPrescriptionRoutes(a, medication);
-      addNotificationRoutes(a, notifications);
-      addAuditRoutes(a, audit);
+    log,
+    bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX,
+    ready,
+  });
+  // The route modules, as peers: each owns its routes and their documents; the app owns the
+  // middleware, the pipeline and the problems.
+  composePeers(app, pipeline, [
+    (a) =>
+      addAppointmentRoutes(a, {
+        appointments,
+        clinicIdsOf: (principal) => clinicIdsOf(principal, (code) => clinics.idOf(code)),
+      }),
+    (a) =>
       addPatientRoutes(a, {
         appointments,
         // A clinician sees the patient's appointments at the token's clinics only.
@@ -137,13 +144,13 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
           const { grant, principal } = c.get("admission");
           return grant === "clinic" ? { clinicIds: [], clinicCodes: [...principal.clinics] } : undefined;
         },
-      });
-    },
-    appointments,
-    log,
-    bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX,
-    ready,
-  });
+      }),
+    (a) => addInventoryRoutes(a, { inventory, clinics }),
+    (a) => addClusterRoutes(a, inventory),
+    (a) => addPrescriptionRoutes(a, medication),
+    (a) => addNotificationRoutes(a, notifications),
+    (a) => addAuditRoutes(a, audit),
+  ]);
   // The inventory writes take the direct lane (write-lane.ts); everything else goes through Hono.
   const lane = createWriteLane({ inventory, clinics, log, bodyBytesMax: cfg.HTTP_BODY_BYTES_MAX, pipeline });
   // The ops port: probes, metrics and the dashboard, for the cluster's own eyes (compose and the
