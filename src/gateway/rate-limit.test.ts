@@ -29,6 +29,9 @@ const log = createLogger({
 const quiet = createLogger({ service: "rate-limit-test", level: "silent" });
 
 const sharedUrl = "redis://127.0.0.1:6379";
+// The shared Redis is up throughout: a command timeout there would only mean a loaded machine, and
+// send decisions to memory (a test of its own below), so these clients wait long for an answer.
+const sharedTimeoutMs = 5_000;
 const small: RateLimitsPerMinute = { patient: 5, staff: 50, address: 3 };
 const prefix = () => `test:rl:${randomUUID().slice(0, 8)}:`;
 
@@ -64,7 +67,7 @@ async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 10_
 describe("rate limits on the shared Redis", () => {
   let redis: Redis;
   beforeAll(async () => {
-    redis = redisAt(sharedUrl);
+    redis = redisAt(sharedUrl, sharedTimeoutMs);
     await ready(redis);
   });
 
@@ -153,7 +156,7 @@ describe("rate limits on the shared Redis", () => {
   it("two gateway processes on one Redis share each budget", async () => {
     const keyPrefix = prefix();
     const one = createRateLimits({ redis, keyPrefix, limits: small, log: quiet });
-    const other = redisAt(sharedUrl);
+    const other = redisAt(sharedUrl, sharedTimeoutMs);
     await ready(other);
     const two = createRateLimits({ redis: other, keyPrefix, limits: small, log: quiet });
     const a = randomUUID();
@@ -168,7 +171,7 @@ describe("rate limits on the shared Redis", () => {
 describe("leased budgets (staff: high limits, few Redis calls)", () => {
   let redis: Redis;
   beforeAll(async () => {
-    redis = redisAt(sharedUrl);
+    redis = redisAt(sharedUrl, sharedTimeoutMs);
     await ready(redis);
   });
 
@@ -188,7 +191,7 @@ describe("leased budgets (staff: high limits, few Redis calls)", () => {
   it("two processes spending one leased budget concurrently hand out exactly the limit", async () => {
     const keyPrefix = prefix();
     const limit = 2_001; // leases of 2, so the last one is granted only in part
-    const other = redisAt(sharedUrl);
+    const other = redisAt(sharedUrl, sharedTimeoutMs);
     await ready(other);
     const one = createRateLimits({ redis, keyPrefix, limits: { ...small, staff: limit }, log: quiet });
     const two = createRateLimits({ redis: other, keyPrefix, limits: { ...small, staff: limit }, log: quiet });
