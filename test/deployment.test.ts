@@ -496,7 +496,97 @@ describe("deployment/kubernetes", () => {
         "Deployment notification: needs a PodDisruptionBudget of minAvailable 1",
       );
     });
+
+    const gateway = (objs: K8sObject[]) =>
+      find(objs, "Deployment", "gateway").spec.template.spec.containers[0];
+    const auth = (objs: K8sObject[]) => find(objs, "ConfigMap", "medisync-auth").data;
+
+    it("gateway: no JWKS (no URL, or a file on no Secret), or a JWKS over plain http", () => {
+      expect(mutate((o) => delete auth(o).AUTH_JWKS_URL)).toContain(
+        "Deployment gateway/gateway: no JWKS: AUTH_JWKS_URL is unset and AUTH_JWKS_FILE data/auth/jwks.json is not on a mounted Secret",
+      );
+      expect(mutate((o) => (auth(o).AUTH_JWKS_URL = "http://idp.example.com/jwks.json"))).toContain(
+        "Deployment gateway/gateway: AUTH_JWKS_URL http://idp.example.com/jwks.json is not https",
+      );
+      // Dev's file without its Secret volume: the gateway would not start.
+      const dev = rendered("dev");
+      const g = gateway(dev);
+      g.volumeMounts = g.volumeMounts.filter((m: { name: string }) => m.name !== "auth-jwks");
+      expect(checkAll(dev)).toContain(
+        "Deployment gateway/gateway: no JWKS: AUTH_JWKS_URL is unset and AUTH_JWKS_FILE /etc/medisync/auth/jwks.json is not on a mounted Secret",
+      );
+    });
+
+    it("gateway: its ops port published, opened to anyone, undeclared, or moved in the config only", () => {
+      // On the LoadBalancer Service, by number or by name.
+      for (const targetPort of [9400, "ops"])
+        expect(
+          mutate((o) =>
+            find(o, "Service", "gateway").spec.ports.push({ name: "metrics", port: 9400, targetPort }),
+          ),
+        ).toContain("Service gateway (LoadBalancer): publishes the ops port 9400 of gateway");
+      // Instead of the HTTP port: published, and the HTTP port no longer reachable.
+      expect(mutate((o) => (find(o, "Service", "gateway").spec.ports[0].targetPort = "ops"))).toEqual(
+        expect.arrayContaining([
+          "Service gateway (LoadBalancer): publishes the ops port 9400 of gateway",
+          "Deployment gateway: no Service routes to its HTTP port 8080",
+        ]),
+      );
+      expect(
+        mutate((o) =>
+          find(o, "NetworkPolicy", "gateway-from-anywhere").spec.ingress[0].ports.push({
+            protocol: "TCP",
+            port: 9400,
+          }),
+        ),
+      ).toContain("NetworkPolicy gateway-from-anywhere: opens the ops port 9400 of gateway to anyone");
+      expect(
+        mutate((o) => delete find(o, "NetworkPolicy", "gateway-from-anywhere").spec.ingress[0].ports),
+      ).toContain("NetworkPolicy gateway-from-anywhere: opens the ops port 9400 of gateway to anyone");
+      expect(mutate((o) => gateway(o).ports.pop())).toContain(
+        "Deployment gateway/gateway: listens on 9400, which no containerPort declares",
+      );
+      expect(mutate((o) => (config(o).GATEWAY_OPS_PORT = "9499"))).toEqual(
+        expect.arrayContaining([
+          "Deployment gateway/gateway: listens on 9499, which no containerPort declares",
+          "Deployment gateway/gateway: containerPort 9400 is a port gateway does not listen on",
+        ]),
+      );
+      expect(mutate((o) => (gateway(o).livenessProbe.httpGet.port = 50051))).toContain(
+        "Deployment gateway/gateway: livenessProbe port 50051 is neither the HTTP port 8080 nor the ops port 9400",
+      );
+    });
   });
+});
+
+describe("the gateway in each overlay", () => {
+  it.each(overlays)(
+    "%s: keys to check tokens with, HTTP published, ops port declared but inside",
+    (overlay) => {
+      const objs = rendered(overlay);
+      const w = find(objs, "Deployment", "gateway");
+      const [pod] = medisyncPods(objs).filter((p) => p.w === w);
+      const cfg = pod!.cfg;
+      if (overlay === "production") {
+        // A placeholder an operator replaces, never a key source that would work by accident.
+        expect(cfg.AUTH_JWKS_URL).toBe("https://idp.example.com/.well-known/jwks.json");
+      } else {
+        expect(cfg.AUTH_JWKS_URL).toBeUndefined();
+        const mount = pod!.c.volumeMounts.find((m: { mountPath: string }) =>
+          cfg.AUTH_JWKS_FILE.startsWith(`${m.mountPath}/`),
+        );
+        const volume = w.spec.template.spec.volumes.find((v: { name: string }) => v.name === mount.name);
+        expect(volume.secret.secretName).toBe("medisync-auth-jwks");
+        expect(cfg.AUTH_JWKS_FILE).toBe("/etc/medisync/auth/jwks.json");
+        expect([cfg.AUTH_ISSUER, cfg.AUTH_AUDIENCE]).toEqual(["medisync-dev", "medisync"]);
+      }
+      expect(pod!.c.ports).toContainEqual({ name: "ops", containerPort: cfg.GATEWAY_OPS_PORT });
+      const svc = find(objs, "Service", "gateway");
+      expect(svc.spec.ports.map((p: { targetPort: string }) => portOf(pod!.c, p.targetPort))).toEqual([
+        cfg.PORT,
+      ]);
+    },
+  );
 });
 
 type FlyToml = {

@@ -75,11 +75,15 @@ const isMap = (v: unknown): v is Record<string, unknown> =>
 const keyOf = (v: unknown): unknown =>
   isMap(v) ? (v.name ?? (isMap(v.metadata) ? v.metadata.name : undefined)) : undefined;
 
-/** Maps merge key by key; lists of named items merge by name; any other list is replaced. */
+/**
+ * Maps merge key by key; lists of named items merge by name; any other list is replaced; a key
+ * patched to null is deleted (as kustomize's strategic merge does: how an overlay drops a base key).
+ */
 export function strategicMerge(into: Record<string, unknown>, patch: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(patch)) {
     const current = into[key];
-    if (isMap(current) && isMap(value)) strategicMerge(current, value);
+    if (value === null) delete into[key];
+    else if (isMap(current) && isMap(value)) strategicMerge(current, value);
     else if (Array.isArray(current) && Array.isArray(value) && value.every((v) => keyOf(v) !== undefined)) {
       for (const item of value) {
         const existing = current.find((c) => keyOf(c) === keyOf(item));

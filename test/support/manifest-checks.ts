@@ -1,7 +1,9 @@
 // Owns the offline checks of deployment/: a rendered set of Kubernetes objects, or a fly.toml, is
 // held against what the code reads (src/shared/config.ts names, defaults and parsers, the CLI's
 // commands, the ports each service listens on). Each check returns problems as sentences, so a test
-// can assert both "none for what we ship" and "this mutation is caught".
+// can assert both "none for what we ship" and "this mutation is caught". What matters most here: the
+// gateway has keys to check tokens with (AUTH_JWKS_URL, or AUTH_JWKS_FILE on a mounted Secret: it
+// fails to start without), and no ops port (they take no token) is reachable from outside.
 
 import { commands } from "../../src/cli/commands.ts";
 import { type Config, envNames, loadConfig } from "../../src/shared/config.ts";
@@ -12,7 +14,7 @@ const known = new Set<string>(envNames);
 
 /** The ports a process started with `command` listens on, by role, as the code binds them. */
 export function servicePorts(command: string, cfg: Config): { serve?: number; ops?: number } {
-  if (command === "gateway") return { serve: cfg.PORT, ops: cfg.PORT };
+  if (command === "gateway") return { serve: cfg.PORT, ops: cfg.GATEWAY_OPS_PORT };
   if (command === "appointment") return { serve: cfg.APPOINTMENT_GRPC_PORT, ops: cfg.APPOINTMENT_OPS_PORT };
   if (command === "inventory") return { serve: cfg.INVENTORY_GRPC_PORT, ops: cfg.INVENTORY_OPS_PORT };
   if (command === "notification")
@@ -26,6 +28,15 @@ const matches = (selector: Record<string, string> | undefined, labels: Record<st
   !!selector && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 const workloads = (objs: K8sObject[]) =>
   objs.filter((o) => ["Deployment", "StatefulSet", "Job"].includes(o.kind));
+
+/** The ports whose servers answer /readyz and /healthz: the ops port; the gateway's HTTP port too. */
+export function probePorts(command: string, cfg: Config): number[] {
+  const { serve, ops } = servicePorts(command, cfg);
+  return [
+    ...(command === "gateway" && serve !== undefined ? [serve] : []),
+    ...(ops !== undefined ? [ops] : []),
+  ];
+}
 
 /** The pod names a workload's pods get (fieldRef metadata.name): a StatefulSet's are ordinal. */
 function podNames(w: K8sObject): string[] {
@@ -125,27 +136,44 @@ export function checkKubernetes(objs: K8sObject[]): string[] {
             problems.push(`${where}: no ${probe}`);
             continue;
           }
-          if (portNumber(c, get.port) !== ports.ops)
-            problems.push(`${where}: ${probe} port ${get.port} is not the ops port ${ports.ops}`);
+          if (!probePorts(command, cfg).includes(portNumber(c, get.port) ?? -1))
+            problems.push(
+              command === "gateway"
+                ? `${where}: ${probe} port ${get.port} is neither the HTTP port ${ports.serve} nor the ops port ${ports.ops}`
+                : `${where}: ${probe} port ${get.port} is not the ops port ${ports.ops}`,
+            );
           const path = probe === "readinessProbe" ? "/readyz" : "/healthz";
           if (get.path !== path)
             problems.push(`${where}: ${probe} path ${get.path}, the ops server serves ${path}`);
         }
         if (!c.resources?.requests || !c.resources?.limits)
           problems.push(`${where}: no resource requests and limits`);
+        const onMountedSecret = (file: string | undefined) => {
+          const mount = c.volumeMounts?.find((m: { mountPath: string }) =>
+            file?.startsWith(`${m.mountPath.replace(/\/$/, "")}/`),
+          );
+          const volume = w.spec.template.spec.volumes?.find((v: { name: string }) => v.name === mount?.name);
+          return !!file && !!mount && !!volume?.secret;
+        };
         // Every server and client speaks mutual TLS: its files come from a mounted Secret.
         if (command !== "prepare") {
           for (const name of ["TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE"] as const) {
-            const file = cfg[name];
-            const mount = c.volumeMounts?.find((m: { mountPath: string }) =>
-              file?.startsWith(`${m.mountPath.replace(/\/$/, "")}/`),
-            );
-            const volume = w.spec.template.spec.volumes?.find(
-              (v: { name: string }) => v.name === mount?.name,
-            );
-            if (!file || !mount || !volume?.secret)
-              problems.push(`${where} (pod ${pod}): ${name} ${file ?? "unset"} is not on a mounted Secret`);
+            if (!onMountedSecret(cfg[name]))
+              problems.push(
+                `${where} (pod ${pod}): ${name} ${cfg[name] ?? "unset"} is not on a mounted Secret`,
+              );
           }
+        }
+        // The gateway reads its JWKS at start and does not start without one: an identity
+        // provider's URL (over TLS: whoever swaps the keys mints tokens), or a file from a Secret.
+        if (command === "gateway") {
+          if (cfg.AUTH_JWKS_URL) {
+            if (new URL(cfg.AUTH_JWKS_URL).protocol !== "https:")
+              problems.push(`${where}: AUTH_JWKS_URL ${cfg.AUTH_JWKS_URL} is not https`);
+          } else if (!onMountedSecret(cfg.AUTH_JWKS_FILE))
+            problems.push(
+              `${where}: no JWKS: AUTH_JWKS_URL is unset and AUTH_JWKS_FILE ${cfg.AUTH_JWKS_FILE} is not on a mounted Secret`,
+            );
         }
       }
     }
@@ -184,6 +212,36 @@ export function checkKubernetes(objs: K8sObject[]): string[] {
           );
       }
     }
+  }
+  // Outside the cluster: a LoadBalancer or NodePort Service publishes its ports. It must carry the
+  // gateway's HTTP port, and never an ops port (/metrics, /ops: no token there).
+  const opsPortOf = (w: K8sObject) => {
+    const e = configs.get(w.metadata.name);
+    return e ? servicePorts(e.command, e.cfg).ops : undefined;
+  };
+  const published = byKind(objs, "Service").filter((s) => ["LoadBalancer", "NodePort"].includes(s.spec.type));
+  for (const s of published) {
+    for (const sp of s.spec.ports ?? []) {
+      for (const p of pods.filter((x) => matches(s.spec.selector, x.labels))) {
+        const ops = opsPortOf(p.w);
+        if (ops !== undefined && p.containers.some((c) => portNumber(c, sp.targetPort ?? sp.port) === ops))
+          problems.push(
+            `Service ${s.metadata.name} (${s.spec.type}): publishes the ops port ${ops} of ${p.w.metadata.name}`,
+          );
+      }
+    }
+  }
+  for (const [name, { cfg, command }] of configs) {
+    if (command !== "gateway") continue;
+    const w = workloads(objs).find((x) => x.metadata.name === name)!;
+    const reaches = byKind(objs, "Service").some(
+      (s) =>
+        matches(s.spec.selector, w.spec.template.metadata.labels) &&
+        (s.spec.ports ?? []).some((sp: { port: number; targetPort?: string | number }) =>
+          containersOf(w).some((c) => portNumber(c, sp.targetPort ?? sp.port) === cfg.PORT),
+        ),
+    );
+    if (!reaches) problems.push(`${w.kind} ${name}: no Service routes to its HTTP port ${cfg.PORT}`);
   }
   // The addresses the config names resolve to Services with those ports.
   for (const [name, { cfg, command }] of configs) {
@@ -257,6 +315,16 @@ export function checkKubernetes(objs: K8sObject[]): string[] {
         matches(np.spec.podSelector.matchLabels, p.labels),
     );
     for (const rule of np.spec.ingress ?? []) {
+      // A rule without `from` admits anyone, so it must not open an ops port (without `ports`: all).
+      if (!rule.from) {
+        for (const p of selected) {
+          const ops = opsPortOf(p.w);
+          if (ops !== undefined && (!rule.ports || rule.ports.some((x: { port: number }) => x.port === ops)))
+            problems.push(
+              `NetworkPolicy ${np.metadata.name}: opens the ops port ${ops} of ${p.w.metadata.name} to anyone`,
+            );
+        }
+      }
       for (const { port } of rule.ports ?? []) {
         if (
           !selected.some((p) =>
