@@ -1,6 +1,7 @@
 // deployment/monitoring checked offline: every metric the Grafana dashboard queries is one the
-// services register (the registry their /metrics serves), the Prometheus targets are the ports
-// `npm start` binds, and the Kubernetes ServiceMonitors select Services and ports that exist.
+// services register (the registry their /metrics serves), the Prometheus targets are the ops ports
+// `npm start` binds (the gateway's too: its HTTP port serves no /metrics), and the Kubernetes
+// ServiceMonitors select Services and ports that exist and reach each pod on its ops port.
 import { readFileSync } from "node:fs";
 import * as core from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
@@ -8,7 +9,8 @@ import YAML from "yaml";
 import { planChildren } from "../src/cli/supervisor.ts";
 import { loadConfig } from "../src/shared/config.ts";
 import { registry } from "../src/shared/metrics.ts";
-import { type K8sObject, parseManifests, renderKustomization } from "./support/kustomize.ts";
+import { containersOf, type K8sObject, parseManifests, renderKustomization } from "./support/kustomize.ts";
+import { servicePorts } from "./support/manifest-checks.ts";
 
 // The services' entry modules: importing them registers every metric they define, starts nothing.
 await import("../src/gateway/server.ts");
@@ -40,6 +42,55 @@ function unknownMetrics(d: Dashboard): string[] {
   return problems;
 }
 
+/**
+ * Where the ServiceMonitors' endpoints land: each must reach a MediSync pod on the ops port its
+ * config binds (the base ConfigMap's values), and every MediSync workload must be scraped there.
+ */
+function scrapeProblems(base: K8sObject[], extra: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const cm = base.find((o) => o.kind === "ConfigMap" && o.metadata.name === "medisync-config")!;
+  const cfg = loadConfig(cm.data);
+  const matches = (labels: Record<string, string> | undefined, want: Record<string, string> | undefined) =>
+    !!want && Object.entries(want).every(([k, v]) => labels?.[k] === v);
+  const services = [...base, ...extra].filter((o) => o.kind === "Service");
+  const workloads = base
+    .filter((o) => ["Deployment", "StatefulSet"].includes(o.kind))
+    .map((w) => ({ w, c: containersOf(w).find((c) => String(c.image).includes("medisync")) }))
+    .filter((x) => x.c !== undefined);
+  const scraped = new Set<string>();
+  for (const m of extra.filter((o) => o.kind === "ServiceMonitor")) {
+    for (const s of services.filter((x) => matches(x.metadata.labels, m.spec.selector.matchLabels))) {
+      for (const e of m.spec.endpoints as { port: string }[]) {
+        const sp = s.spec.ports.find((p: { name: string }) => p.name === e.port);
+        if (!sp) continue;
+        for (const { w, c } of workloads.filter((x) =>
+          matches(x.w.spec.template.metadata.labels, s.spec.selector),
+        )) {
+          const target = sp.targetPort ?? sp.port;
+          const port =
+            typeof target === "number"
+              ? target
+              : c.ports?.find((p: { name: string }) => p.name === target)?.containerPort;
+          if (port === undefined) continue; // a headless Service's named port this pod lacks
+          const ops = servicePorts(c.args?.[0] ?? "gateway", cfg).ops;
+          if (port !== ops)
+            problems.push(
+              `${m.metadata.name} scrapes ${w.metadata.name} on ${port}, not its ops port ${ops}`,
+            );
+          else scraped.add(w.metadata.name);
+        }
+      }
+    }
+  }
+  for (const { w, c } of workloads) {
+    if (!scraped.has(w.metadata.name))
+      problems.push(
+        `no ServiceMonitor scrapes ${w.metadata.name} on its ops port ${servicePorts(c.args?.[0] ?? "gateway", cfg).ops}`,
+      );
+  }
+  return problems;
+}
+
 describe("monitoring", () => {
   it("every metric the Grafana dashboard queries is registered by a service", () => {
     expect(dashboard.panels.length).toBeGreaterThan(10);
@@ -66,7 +117,7 @@ describe("monitoring", () => {
   it("Prometheus scrapes exactly the ports npm start's processes serve /metrics on", () => {
     const cfg = loadConfig({});
     const expected = [
-      `127.0.0.1:${cfg.PORT}`,
+      `127.0.0.1:${cfg.GATEWAY_OPS_PORT}`,
       ...planChildren(cfg).flatMap((c) => {
         const ops =
           c.env.APPOINTMENT_OPS_PORT ??
@@ -81,6 +132,10 @@ describe("monitoring", () => {
     };
     const targets = prom.scrape_configs.flatMap((j) => j.static_configs.flatMap((s) => s.targets)).sort();
     expect(targets).toEqual(expected);
+    // The gateway on its ops port, not on the HTTP port (which answers /metrics with 401 or 404).
+    const gateway = prom.scrape_configs.find((j) => j.job_name === "medisync-gateway")!;
+    expect(gateway.static_configs.flatMap((s) => s.targets)).toEqual([`127.0.0.1:${cfg.GATEWAY_OPS_PORT}`]);
+    expect(targets).not.toContain(`127.0.0.1:${cfg.PORT}`);
   });
 
   it("the ServiceMonitors select Services of the base and ports those Services have", () => {
@@ -94,7 +149,7 @@ describe("monitoring", () => {
     const monitors = extra.filter((o) => o.kind === "ServiceMonitor") as (K8sObject & {
       spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string }[] };
     })[];
-    expect(monitors.length).toBe(2);
+    expect(monitors.length).toBe(1);
     const matches = (labels: Record<string, string> | undefined, want: Record<string, string>) =>
       Object.entries(want).every(([k, v]) => labels?.[k] === v);
     for (const m of monitors) {
@@ -126,6 +181,32 @@ describe("monitoring", () => {
       )
       .map((o) => o.metadata.name)
       .sort();
-    expect(podsWithOps).toEqual(["appointment", "inv", "medication", "notification"]);
+    expect(podsWithOps).toEqual(["appointment", "gateway", "inv", "medication", "notification"]);
+    expect(scrapeProblems(base, extra)).toEqual([]);
+  });
+
+  it("catches a ServiceMonitor that scrapes the gateway on its HTTP port, or misses its ops port", () => {
+    const extra = parseManifests("deployment/monitoring/kubernetes/servicemonitor.yaml");
+    const base = renderKustomization("deployment/kubernetes/base");
+    // The old way: the gateway's own Service, on `http`.
+    const onHttp: K8sObject = {
+      apiVersion: "monitoring.coreos.com/v1",
+      kind: "ServiceMonitor",
+      metadata: { name: "medisync-gateway", namespace: "medisync" },
+      spec: {
+        selector: { matchLabels: { "app.kubernetes.io/name": "gateway" } },
+        endpoints: [{ port: "http", path: "/metrics" }],
+      },
+    };
+    expect(scrapeProblems(base, [...extra, onHttp])).toContain(
+      "medisync-gateway scrapes gateway on 8080, not its ops port 9400",
+    );
+    // The gateway's ops port renamed: the headless Service's targetPort `ops` no longer reaches it.
+    const renamed = structuredClone(base);
+    const gw = renamed.find((o) => o.kind === "Deployment" && o.metadata.name === "gateway")!;
+    gw.spec.template.spec.containers[0].ports[1].name = "admin";
+    expect(scrapeProblems(renamed, extra)).toContain(
+      "no ServiceMonitor scrapes gateway on its ops port 9400",
+    );
   });
 });
