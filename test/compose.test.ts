@@ -1,7 +1,8 @@
 // No container engine runs here, so docker-compose.yml and the Dockerfile are checked against what
 // can check them: the Compose specification's JSON schema, the config schema (every variable must
 // exist and parse), the CLI (every command must exist) and the supervisor's plan (same processes,
-// ports and wiring as `npm start`).
+// ports and wiring as `npm start`), and what must never be wrong: the gateway has keys to check
+// tokens with (it does not start without them), and no ops port (no token there) is published.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { Ajv2019 } from "ajv/dist/2019.js";
@@ -11,6 +12,7 @@ import { commands } from "../src/cli/commands.ts";
 import { localCertPlan } from "../src/cli/dev-certs.ts";
 import { planChildren } from "../src/cli/supervisor.ts";
 import { envNames, loadConfig } from "../src/shared/config.ts";
+import { servicePorts } from "./support/manifest-checks.ts";
 
 const require = createRequire(import.meta.url);
 const compose = YAML.parse(readFileSync("docker-compose.yml", "utf8"), { merge: true }) as {
@@ -28,7 +30,39 @@ interface Service {
   volumes?: string[];
   secrets?: { source: string; target: string }[];
 }
+type Compose = typeof compose & { secrets?: Record<string, { file: string }> };
 const appServices = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
+
+/** The container side of a `ports` entry ("8080:8080", "127.0.0.1:9400:9400/tcp", "9400"). */
+const containerPort = (entry: string) => Number(entry.split("/")[0]!.split(":").at(-1));
+
+/**
+ * What a compose file gets wrong about tokens and published ports: the gateway without a JWKS
+ * (AUTH_JWKS_URL, or AUTH_JWKS_FILE on a secret from the file npm run token makes), an ops port
+ * under `ports`, the gateway's HTTP port not under `ports`.
+ */
+function exposureProblems(c: Compose): string[] {
+  const problems: string[] = [];
+  const devJwks = `./${loadConfig({}).AUTH_JWKS_FILE}`;
+  for (const [name, svc] of Object.entries(c.services).filter(([, s]) => s.build !== undefined)) {
+    const command = svc.command?.[0] ?? "";
+    const cfg = loadConfig(svc.environment ?? {});
+    const { serve, ops } = servicePorts(command, cfg);
+    for (const entry of svc.ports ?? [])
+      if (containerPort(entry) === ops) problems.push(`${name}: publishes its ops port ${ops} (${entry})`);
+    if (command !== "gateway") continue;
+    if (!(svc.ports ?? []).some((e) => containerPort(e) === serve))
+      problems.push(`${name}: its HTTP port ${serve} is not published`);
+    if (cfg.AUTH_JWKS_URL) continue;
+    const secret = svc.secrets?.find((x) => `/run/secrets/${x.target}` === cfg.AUTH_JWKS_FILE);
+    const file = secret ? c.secrets?.[secret.source]?.file : undefined;
+    if (file !== devJwks)
+      problems.push(
+        `${name}: AUTH_JWKS_FILE ${cfg.AUTH_JWKS_FILE} is not the secret of ${devJwks} (${file ?? "no secret"})`,
+      );
+  }
+  return problems;
+}
 const cliCommands: readonly string[] = commands;
 
 function composeSchemaValidator() {
@@ -160,6 +194,46 @@ describe("docker-compose.yml", () => {
       // The certificate is made for this name, as this service (an inventory replica: its id).
       expect(plan.get(name), name).toEqual({ service: svc.command?.[0], id: name });
     }
+  });
+
+  it("gives the gateway its JWKS from data/auth/, publishes its HTTP port and no ops port", () => {
+    expect(exposureProblems(compose)).toEqual([]);
+    const gw = compose.services.gateway!;
+    const cfg = loadConfig(gw.environment ?? {});
+    expect(cfg.GATEWAY_OPS_PORT).toBe(9400);
+    expect(gw.ports).toEqual([`${cfg.PORT}:${cfg.PORT}`]);
+  });
+
+  it("catches an ops port published, the HTTP port not, and a gateway without its JWKS", () => {
+    const broken = (fn: (c: Compose) => void) => {
+      const c = structuredClone(compose) as Compose;
+      fn(c);
+      return exposureProblems(c);
+    };
+    expect(broken((c) => c.services.gateway!.ports!.push("127.0.0.1:9400:9400/tcp"))).toContain(
+      "gateway: publishes its ops port 9400 (127.0.0.1:9400:9400/tcp)",
+    );
+    expect(broken((c) => (c.services["inv-1"]!.ports = ["9411:9411"]))).toContain(
+      "inv-1: publishes its ops port 9411 (9411:9411)",
+    );
+    expect(broken((c) => (c.services.gateway!.ports = ["9400:9400"]))).toEqual([
+      "gateway: publishes its ops port 9400 (9400:9400)",
+      "gateway: its HTTP port 8080 is not published",
+    ]);
+    expect(broken((c) => (c.services.gateway!.secrets = c.services.gateway!.secrets!.slice(0, 3)))).toEqual([
+      "gateway: AUTH_JWKS_FILE /run/secrets/jwks.json is not the secret of ./data/auth/jwks.json (no secret)",
+    ]);
+    expect(broken((c) => delete c.services.gateway!.environment!.AUTH_JWKS_FILE)).toEqual([
+      "gateway: AUTH_JWKS_FILE data/auth/jwks.json is not the secret of ./data/auth/jwks.json (no secret)",
+    ]);
+    // With an identity provider's URL, no file is needed.
+    expect(
+      broken((c) => {
+        const env = c.services.gateway!.environment!;
+        delete env.AUTH_JWKS_FILE;
+        env.AUTH_JWKS_URL = "https://idp.example.com/.well-known/jwks.json";
+      }),
+    ).toEqual([]);
   });
 
   it("gives each inventory replica its own volume for its Raft log", () => {
