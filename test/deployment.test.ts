@@ -2,7 +2,17 @@
 // Kubernetes schemas (kubernetes-models), every overlay renders, and what they run agrees with the
 // code (env names and values through src/shared/config.ts, commands, ports, peers, replicas).
 // Same for the fly.toml files and create.sh. Each check is also shown to catch a broken manifest.
-import { readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import * as apps from "kubernetes-models/apps/v1";
 import * as batch from "kubernetes-models/batch/v1";
@@ -595,6 +605,7 @@ type FlyToml = {
   env?: Record<string, string>;
   deploy?: { release_command?: string };
   http_service?: { internal_port: number; checks?: { path: string }[] };
+  services?: { internal_port: number }[];
   checks?: Record<string, { port: number; path: string }>;
   mounts?: { source: string; destination: string }[];
   /** Files written at boot from a secret's base64 value (the TLS certificates). */
@@ -621,7 +632,14 @@ const secretNames = [
   ),
 ];
 const placeholderSecrets = Object.fromEntries(
-  secretNames.map((n) => [n, "postgres://u@db.example.internal:5432/x"]),
+  secretNames.map((n) => [
+    n,
+    n === "AUTH_JWKS_URL"
+      ? "https://idp.example.com/.well-known/jwks.json"
+      : n === "REDIS_URL"
+        ? "redis://r.example.internal:6379"
+        : "postgres://u@db.example.internal:5432/x",
+  ]),
 );
 
 /** The secrets create.sh sets for one app (`fly secrets set --app <app>`). */
@@ -665,6 +683,23 @@ function checkFly(
   for (const c of Object.values(t.checks ?? {}))
     if (c.path !== "/readyz" && c.path !== "/healthz")
       problems.push(`${t.app}: check path ${c.path}, the ops server serves /readyz and /healthz`);
+  if (command === "gateway") {
+    // Fly's proxy publishes [http_service] and [[services]]: the HTTP port, never the ops port.
+    if (!t.http_service) problems.push(`${t.app}: no [http_service] on ${ports.serve}`);
+    for (const p of [t.http_service?.internal_port, ...(t.services ?? []).map((x) => x.internal_port)])
+      if (p === ports.ops) problems.push(`${t.app}: publishes the ops port ${ports.ops}`);
+    // It does not start without keys: the identity provider's URL (a secret create.sh sets), or a file.
+    const url =
+      t.env?.AUTH_JWKS_URL ?? (secretsOf(t.app).includes("AUTH_JWKS_URL") ? cfg.AUTH_JWKS_URL : undefined);
+    if (url === undefined && !t.files?.some((f) => f.guest_path === cfg.AUTH_JWKS_FILE))
+      problems.push(`${t.app}: no JWKS: no AUTH_JWKS_URL secret and no [[files]] at ${cfg.AUTH_JWKS_FILE}`);
+    else if (url !== undefined && !url.startsWith("https://"))
+      problems.push(`${t.app}: AUTH_JWKS_URL ${url} is not https`);
+    if (!t.env?.AUTH_ISSUER)
+      problems.push(
+        `${t.app}: no AUTH_ISSUER: only the development issuer ${cfg.AUTH_ISSUER} would be accepted`,
+      );
+  }
   if (t.http_service && t.http_service.internal_port !== ports.serve)
     problems.push(
       `${t.app}: internal_port ${t.http_service.internal_port}, but ${command} listens on ${ports.serve}`,
@@ -736,6 +771,12 @@ describe("deployment/fly", () => {
     expect(secretsOf(fly("appointment").app).sort()).toEqual(["DATABASE_URL", "REDIS_URL"]);
     expect(secretsOf(fly("notification").app).sort()).toEqual(["NOTIFICATION_DATABASE_URL", "REDIS_URL"]);
     expect(secretsOf(fly("medication").app).sort()).toEqual(["MEDICATION_DATABASE_URL", "REDIS_URL"]);
+    expect(secretsOf(fly("gateway").app).sort()).toEqual([
+      "AUDIT_DATABASE_URL",
+      "AUTH_JWKS_URL",
+      "DATABASE_URL",
+      "REDIS_URL",
+    ]);
     // Each is required before anything is created (set -u alone would stop halfway through).
     for (const n of secretNames) expect(createScript).toContain(`:?set ${n}}`);
     for (const name of ["appointment", "notification", "medication", "gateway"]) {
@@ -757,6 +798,82 @@ describe("deployment/fly", () => {
     expect(at("--config inventory.fly.toml")).toBeLessThan(at("--config medication.fly.toml"));
     expect(at("--config medication.fly.toml")).toBeLessThan(at("--config gateway.fly.toml"));
     expect(at("fly secrets set --app medisync-medication")).toBeLessThan(at("--config medication.fly.toml"));
+  });
+
+  it("the gateway: its ops port set and unpublished, a JWKS, and the issuer an operator sets", () => {
+    const gw = fly("gateway");
+    const cfg = loadConfig({ ...gw.env, ...placeholderSecrets });
+    expect(cfg.GATEWAY_OPS_PORT).toBe(9400);
+    expect(gw.http_service?.internal_port).toBe(cfg.PORT);
+    expect(gw.env?.AUTH_ISSUER).toBe("https://idp.example.com/");
+    expect(gw.env?.AUTH_AUDIENCE).toBe("medisync");
+    expect(checkFly({ ...gw, http_service: { internal_port: 9400 } })).toEqual(
+      expect.arrayContaining([
+        "medisync-gateway: publishes the ops port 9400",
+        "medisync-gateway: internal_port 9400, but gateway listens on 8080",
+      ]),
+    );
+    expect(checkFly({ ...gw, services: [{ internal_port: 9400 }] })).toEqual([
+      "medisync-gateway: publishes the ops port 9400",
+    ]);
+    const { http_service: _h, ...private_ } = gw;
+    expect(checkFly(private_)).toContain("medisync-gateway: no [http_service] on 8080");
+    // The ops port moved in its env onto the public one.
+    expect(checkFly({ ...gw, env: { ...gw.env, GATEWAY_OPS_PORT: "8080" } })).toContain(
+      "medisync-gateway: publishes the ops port 8080",
+    );
+    const renamed = { ...gw, app: "medisync-gw" }; // an app create.sh sets no AUTH_JWKS_URL for
+    expect(checkFly(renamed)).toContain(
+      "medisync-gw: no JWKS: no AUTH_JWKS_URL secret and no [[files]] at data/auth/jwks.json",
+    );
+    expect(checkFly({ ...gw, env: { ...gw.env, AUTH_JWKS_URL: "http://idp.example.com/jwks" } })).toContain(
+      "medisync-gateway: AUTH_JWKS_URL http://idp.example.com/jwks is not https",
+    );
+    const { AUTH_ISSUER: _i, ...noIssuer } = gw.env!;
+    expect(checkFly({ ...gw, env: noIssuer })).toContain(
+      "medisync-gateway: no AUTH_ISSUER: only the development issuer medisync-dev would be accepted",
+    );
+  });
+
+  it("create.sh stops before touching Fly with a placeholder issuer or a JWKS URL that is not https", () => {
+    // Run for real, in a copy, with a `fly` on PATH that records its calls and fails (set -e stops there).
+    const dir = mkdtempSync(path.join(tmpdir(), "medisync-fly-"));
+    try {
+      writeFileSync(path.join(dir, "fly"), `#!/bin/sh\necho "$@" >> "${dir}/calls"\nexit 1\n`, {
+        mode: 0o755,
+      });
+      copyFileSync(path.join(flyDir, "create.sh"), path.join(dir, "create.sh"));
+      const run = (toml: string, jwksUrl: string) => {
+        writeFileSync(path.join(dir, "gateway.fly.toml"), toml);
+        rmSync(path.join(dir, "calls"), { force: true });
+        const r = spawnSync("bash", [path.join(dir, "create.sh")], {
+          encoding: "utf8",
+          env: {
+            PATH: `${dir}:${process.env.PATH}`,
+            ...Object.fromEntries(secretNames.map((n) => [n, placeholderSecrets[n]])),
+            AUTH_JWKS_URL: jwksUrl,
+          },
+        });
+        return { status: r.status, stderr: r.stderr, flyCalled: existsSync(path.join(dir, "calls")) };
+      };
+      const shipped = readFileSync(path.join(flyDir, "gateway.fly.toml"), "utf8");
+      const jwks = "https://idp.clinic.test/.well-known/jwks.json";
+      const placeholder = run(shipped, jwks);
+      expect(placeholder).toMatchObject({ status: 1, flyCalled: false });
+      expect(placeholder.stderr).toContain("set AUTH_ISSUER in gateway.fly.toml");
+      const real = shipped.replace(
+        'AUTH_ISSUER = "https://idp.example.com/"',
+        'AUTH_ISSUER = "https://idp.clinic.test/"',
+      );
+      expect(real).not.toBe(shipped);
+      const http = run(real, "http://idp.clinic.test/jwks.json");
+      expect(http).toMatchObject({ status: 1, flyCalled: false });
+      expect(http.stderr).toContain("AUTH_JWKS_URL must be https");
+      // Both set: the guards pass and the script goes on to Fly (the stub fails it there).
+      expect(run(real, jwks)).toMatchObject({ status: 1, flyCalled: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("a broken fly.toml is caught: wrong port, unknown env name, a peer off its app", () => {

@@ -6,12 +6,24 @@
 # managed databases' URLs (never commit them):
 #   DATABASE_URL, INVENTORY_DATABASE_URL, NOTIFICATION_DATABASE_URL, MEDICATION_DATABASE_URL,
 #   AUDIT_DATABASE_URL (the gateway's audit trail), REDIS_URL
+# and the identity provider's JWKS URL, AUTH_JWKS_URL (https; the gateway does not start without
+# keys), with AUTH_ISSUER set to that provider's issuer in gateway.fly.toml.
 # Optional: FLY_ORG (default: personal), FLY_REGION (default: fra).
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${DATABASE_URL:?set DATABASE_URL}" "${INVENTORY_DATABASE_URL:?set INVENTORY_DATABASE_URL}" "${REDIS_URL:?set REDIS_URL}"
 : "${NOTIFICATION_DATABASE_URL:?set NOTIFICATION_DATABASE_URL}" "${MEDICATION_DATABASE_URL:?set MEDICATION_DATABASE_URL}"
 : "${AUDIT_DATABASE_URL:?set AUDIT_DATABASE_URL}"
+: "${AUTH_JWKS_URL:?set AUTH_JWKS_URL}"
+# Checked before anything is created: a gateway with the placeholder issuer refuses every token.
+case "$AUTH_JWKS_URL" in
+  https://*) ;;
+  *) echo "create.sh: AUTH_JWKS_URL must be https (whoever can swap the keys can mint tokens)" >&2; exit 1 ;;
+esac
+issuer=$(sed -n 's/^ *AUTH_ISSUER *= *"\(.*\)"$/\1/p' gateway.fly.toml)
+case "$issuer" in
+  "" | *example.com*) echo "create.sh: set AUTH_ISSUER in gateway.fly.toml to your identity provider's issuer (now: '$issuer')" >&2; exit 1 ;;
+esac
 org=${FLY_ORG:-personal}
 region=${FLY_REGION:-fra}
 replicas=(inv-1 inv-2 inv-3)
@@ -52,7 +64,7 @@ done
 fly secrets set --app medisync-appointment --stage DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL"
 fly secrets set --app medisync-notification --stage NOTIFICATION_DATABASE_URL="$NOTIFICATION_DATABASE_URL" REDIS_URL="$REDIS_URL"
 fly secrets set --app medisync-medication --stage MEDICATION_DATABASE_URL="$MEDICATION_DATABASE_URL" REDIS_URL="$REDIS_URL"
-fly secrets set --app medisync-gateway --stage DATABASE_URL="$DATABASE_URL" AUDIT_DATABASE_URL="$AUDIT_DATABASE_URL" REDIS_URL="$REDIS_URL"
+fly secrets set --app medisync-gateway --stage DATABASE_URL="$DATABASE_URL" AUDIT_DATABASE_URL="$AUDIT_DATABASE_URL" REDIS_URL="$REDIS_URL" AUTH_JWKS_URL="$AUTH_JWKS_URL"
 
 # Inventory first, all three without waiting on each other: a lone replica cannot elect a leader.
 for id in "${replicas[@]}"; do
