@@ -1,14 +1,19 @@
 // `medisync client` as a real process against a real stack (gateway and two appointment instances
 // in this process, three inventory replicas as processes, real PostgreSQL and Redis): every
-// scenario runs, and the counts it reports match what the system recorded. Also its refusals: a
-// gateway that is not up and bad flags end in one line and exit code 2.
-import { randomBytes } from "node:crypto";
+// scenario runs through the authenticated gateway with the tokens the client mints (the test
+// process's key: runCli points AUTH_JWKS_FILE at it), and the counts it reports match what the
+// system recorded. Each simulated patient stays under the gateway's per-patient limit unless told
+// otherwise, and then the 429s are counted as such. A given token (--token) is used for everything.
+// Also its refusals: a gateway that is not up, tokens the gateway does not trust (401), a role
+// without the grant (403), and bad flags end in one line and exit code 2.
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ScenarioSummary } from "../src/client/stats.ts";
+import { tokenFor } from "./support/auth.ts";
 import { clinicsWithCodes, datesFrom, makeClinic } from "./support/fixtures.ts";
 import { http, startGateway, type TestGateway } from "./support/gateway.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
@@ -26,11 +31,15 @@ let cluster: InventoryCluster;
 let a: Instance;
 let b: Instance;
 let gw: TestGateway;
+/** A gateway that lets a patient make 10 requests a minute: where the per-patient limit is met. */
+let strict: TestGateway;
+const strictPerMinute = 10;
 let pool: pg.Pool;
 let tmp: string;
 let cfg: ReturnType<typeof testConfig>;
-// Four days of slots: the REST run browses the first two, the gRPC run the last two.
-const dates = datesFrom("2031-06-02", 4);
+// Eight days of slots, each run booking on days of its own so its counts can be checked exactly:
+// REST [0, 2), gRPC [2, 4), the rate-limit runs 4 and 5, the given patient token [6, 8).
+const dates = datesFrom("2031-06-02", 8);
 const pastDay = "2020-01-06";
 
 beforeAll(async () => {
@@ -47,6 +56,12 @@ beforeAll(async () => {
   a = await startInstance(cfg, undefined, "client-a");
   b = await startInstance(cfg, undefined, "client-b");
   gw = await startGateway(cfg, [a, b]);
+  // Its gRPC deadline is long: on a loaded machine a 504 would leave a booking's fate unknown and
+  // the counts of the rate-limit runs inexact.
+  strict = await startGateway(
+    { ...cfg, RATE_LIMIT_PATIENT_PER_MINUTE: strictPerMinute, GRPC_DEADLINE_MS: 10_000 },
+    [a, b],
+  );
   pool = testPool(cfg);
   // Two clinics, 24 slots a day each: enough free slots that booking is never starved.
   for (let i = 0; i < 2; i++) await makeClinic(pool, dates, 24);
@@ -57,6 +72,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.close();
+  await strict?.close();
   await pool?.end();
   if (a) await stopInstance(a);
   if (b) await stopInstance(b);
@@ -70,35 +86,59 @@ interface Summary {
   scenarios: Record<string, ScenarioSummary>;
   total: ScenarioSummary;
   inventory: { stockDelta: Record<string, number> };
+  auth: { tokens: string; patients?: number; requestsPerPatient?: number };
 }
 
 const allScenarios = ["browse", "book", "cancel", "restock", "transfer", "deduct"];
 const mix = "browse=30,book=25,cancel=10,restock=15,transfer=10,deduct=10";
 
-async function runClient(args: string[]): Promise<{ code: number | null; lines: string[] }> {
-  const w = runCli(["client", ...args], {});
+async function runClient(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; lines: string[] }> {
+  const w = runCli(["client", ...args], env);
   const { code } = await w.exited;
   // The streams may still hold a last line after exit.
   await new Promise((r) => setImmediate(r));
   return { code, lines: w.lines };
 }
 
-/** Appointments made on the given local dates: all of them, and the cancelled ones. */
-async function appointmentsOn(days: string[]): Promise<{ all: number; cancelled: number }> {
+/** Appointments made on the given local dates: all of them, the cancelled ones, for how many patients. */
+async function appointmentsOn(
+  days: string[],
+): Promise<{ all: number; cancelled: number; patients: number; patientIds: string[] }> {
   const r = await pool.query(
-    `SELECT count(*)::int AS all, count(*) FILTER (WHERE a.status = 'cancelled')::int AS cancelled
+    `SELECT count(*)::int AS all, count(*) FILTER (WHERE a.status = 'cancelled')::int AS cancelled,
+            count(DISTINCT a.patient_id)::int AS patients,
+            coalesce(array_agg(DISTINCT a.patient_id::text), '{}') AS "patientIds"
        FROM appointments a JOIN slots s ON s.id = a.slot_id
       WHERE s.local_date = ANY($1::date[])`,
     [days],
   );
-  return r.rows[0] as { all: number; cancelled: number };
+  return r.rows[0] as { all: number; cancelled: number; patients: number; patientIds: string[] };
 }
 
 async function stockOf(clinic: string, medication: string): Promise<number> {
   const r = await http(gw.base, "GET", `/v1/inventory/${clinic}/stock/${medication}`);
-  expect(r.status).toBe(200);
+  expect(r.status, JSON.stringify(r.json)).toBe(200);
   return r.json.quantity as number;
 }
+
+/**
+ * The stock while waiting for it to move: 0 until the gateway answers (a clinic made a moment ago is
+ * 404 until the gateway's clinic list is read again; a read during an election is 503).
+ */
+async function stockSoFar(clinic: string, medication: string): Promise<number> {
+  const r = await http(gw.base, "GET", `/v1/inventory/${clinic}/stock/${medication}`);
+  return r.status === 200 ? (r.json.quantity as number) : 0;
+}
+
+/**
+ * Answers other than success and a slot taken meanwhile (a browse that raced a booking can offer a
+ * slot just booked: a normal outcome): none expected of a run that stays within its limits.
+ */
+const unexpected = (t: ScenarioSummary) =>
+  Object.keys(t.statuses).filter((k) => !/^2\d\d$/.test(k) && k !== "409 SLOT_TAKEN");
 
 /** What every run must show, whatever the protocol: each scenario ran, and the books balance. */
 async function checkAgainstSystem(s: Summary, days: string[], clinics: string[], meds: string[]) {
@@ -177,7 +217,7 @@ describe("medisync client", { timeout: 180_000 }, () => {
     // stdout is not a terminal here: no progress bar, just the table, one row per scenario and a total.
     const text = r.lines.join("\n");
     expect(text.includes("\r") || text.includes("\u001b[")).toBe(false);
-    const header = r.lines.findIndex((l) => /^scenario\s+count\s+ok\s+4xx\s+5xx\s+errors/.test(l));
+    const header = r.lines.findIndex((l) => /^scenario\s+count\s+ok\s+4xx\s+429\s+5xx\s+errors/.test(l));
     expect(header).toBeGreaterThanOrEqual(0);
     const rows = new Map(
       r.lines
@@ -192,18 +232,26 @@ describe("medisync client", { timeout: 180_000 }, () => {
       const sc = name === "total" ? s.total : s.scenarios[name]!;
       const cells = rows.get(name);
       expect(cells, name).toBeDefined();
-      expect(cells!.slice(0, 7).map(Number), name).toEqual([
+      expect(cells!.slice(0, 8).map(Number), name).toEqual([
         sc.count,
         sc.ok,
         sc["4xx"],
+        sc["429"],
         sc["5xx"],
         sc.errors,
         sc.skipped,
         sc.dropped,
       ]);
       // The table rounds to two decimals (toFixed), the JSON keeps three.
-      expect(Math.abs(Number(cells![9]) - sc.latencyMs.p99), name).toBeLessThanOrEqual(0.0051);
+      expect(Math.abs(Number(cells![10]) - sc.latencyMs.p99), name).toBeLessThanOrEqual(0.0051);
     }
+    // Booked as patients, each with a token of their own: no 429 at this load, and every booking's
+    // patient id is a patient the client minted a token for (the gateway refuses any other).
+    expect(s.total["429"]).toBe(0);
+    expect(s.auth.tokens).toMatch(/development tokens/);
+    const made = await appointmentsOn(dates.slice(0, 2));
+    expect(made.patients).toBeGreaterThan(0);
+    expect(made.patients).toBeLessThanOrEqual(s.auth.patients!);
   });
 
   it("runs every scenario over gRPC straight to the services (--grpc --json), counts matching", async () => {
@@ -293,7 +341,7 @@ describe("medisync client", { timeout: 180_000 }, () => {
     );
     // Running once its first restock has landed.
     const deadline = Date.now() + 60_000;
-    while ((await stockOf(clinic, med)) === 0) {
+    while ((await stockSoFar(clinic, med)) === 0) {
       if (Date.now() > deadline) throw new Error(`no restock within 60 s:\n${w.lines.join("\n")}`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -307,6 +355,141 @@ describe("medisync client", { timeout: 180_000 }, () => {
     expect(s.scenarios.restock!.ok).toBeGreaterThan(0);
     expect(s.scenarios.restock!.ok).toBe(s.scenarios.restock!.count);
     expect(await stockOf(clinic, med)).toBe(s.inventory.stockDelta[`${clinic}/${med}`]);
+  });
+
+  it("spreads the load over enough patients that none meets the per-patient limit; told to exceed it, the 429s are counted and named", async () => {
+    const args = (day: string) => [
+      "--target",
+      strict.base,
+      "--mix",
+      "browse=2,book=1,cancel=1",
+      "--rate",
+      "20",
+      "--duration",
+      "3s",
+      "--from",
+      day,
+      "--days",
+      "1",
+      "--timeout-ms",
+      "15000",
+      "--json",
+    ];
+    // The client's budget per patient is half of the limit its environment names (the gateway's).
+    const env = { RATE_LIMIT_PATIENT_PER_MINUTE: String(strictPerMinute) };
+    const spread = await runClient(args(dates[4]!), env);
+    expect(spread.code, spread.lines.join("\n")).toBe(0);
+    const s = JSON.parse(spread.lines.join("\n")) as Summary;
+    expect(s.auth.requestsPerPatient).toBe(strictPerMinute / 2);
+    expect(s.total["429"], JSON.stringify(s.total.statuses)).toBe(0);
+    expect(unexpected(s.total), JSON.stringify(s.total.statuses)).toEqual([]);
+    // Every request (and the uncounted warm-up browse) by a patient with at most 5 of them.
+    expect(s.auth.patients!).toBeGreaterThanOrEqual(Math.ceil(s.total.count / (strictPerMinute / 2)));
+    const made = await appointmentsOn([dates[4]!]);
+    expect(made.all).toBe(s.scenarios.book!.ok);
+    expect(made.cancelled).toBe(s.scenarios.cancel!.ok);
+
+    // 60 requests a patient against a limit of 10 a minute: refused past it, 429 in the 4xx.
+    const over = await runClient([...args(dates[5]!), "--requests-per-patient", "60"], env);
+    expect(over.code, over.lines.join("\n")).toBe(0);
+    const o = JSON.parse(over.lines.join("\n")) as Summary;
+    expect(o.total["429"]).toBeGreaterThan(0);
+    expect(o.total["429"]).toBeLessThanOrEqual(o.total["4xx"]);
+    const named = Object.entries(o.total.statuses)
+      .filter(([k]) => k.startsWith("429"))
+      .reduce((n, [, v]) => n + v, 0);
+    expect(named).toBe(o.total["429"]);
+    expect(Object.keys(o.total.statuses).filter((k) => k.startsWith("429"))).toEqual(["429 RATE_LIMITED"]);
+    const overMade = await appointmentsOn([dates[5]!]);
+    expect(overMade.all).toBe(o.scenarios.book?.ok ?? 0);
+  });
+
+  it("--token: a patient's own token for every request, booking and cancelling as that patient only", async () => {
+    const patientId = randomUUID();
+    const token = await tokenFor({ role: "patient", sub: patientId });
+    const r = await runClient([
+      "--target",
+      gw.base,
+      "--token",
+      token,
+      "--mix",
+      "browse=2,book=2,cancel=1",
+      "--rate",
+      "10",
+      "--duration",
+      "2s",
+      "--from",
+      dates[6]!,
+      "--days",
+      "2",
+      "--timeout-ms",
+      "15000",
+      "--json",
+    ]);
+    expect(r.code, r.lines.join("\n")).toBe(0);
+    const s = JSON.parse(r.lines.join("\n")) as Summary;
+    expect(s.auth.tokens).toBe("the patient token from --token");
+    expect(s.scenarios.book!.ok).toBeGreaterThan(0);
+    expect(unexpected(s.total), JSON.stringify(s.total.statuses)).toEqual([]);
+    const made = await appointmentsOn(dates.slice(6));
+    expect(made.all).toBe(s.scenarios.book!.ok);
+    expect(made.cancelled).toBe(s.scenarios.cancel?.ok ?? 0);
+    expect(made.patientIds).toEqual([patientId]);
+  });
+
+  it("tokens the gateway does not trust (401) and a role without the grant (403): one line naming role and route, exit 2", async () => {
+    // A key of its own: the client mints with a key the gateway has never seen.
+    const otherKeys = path.join(tmp, "other-auth", "jwks.json");
+    const untrusted = await runClient(["--target", gw.base, "--duration", "1s"], {
+      AUTH_JWKS_FILE: otherKeys,
+    });
+    expect(untrusted.code).toBe(2);
+    expect(untrusted.lines).toHaveLength(1);
+    expect(untrusted.lines[0]).toMatch(
+      /^medisync client: the gateway refused the admin token on GET \/v1\/clinics \(401 UNAUTHENTICATED: .+\): the gateway does not accept the client's tokens/,
+    );
+
+    // A pharmacist of one clinic told to restock at two: the first restock at the other is refused.
+    const [mine, theirs] = [`cl-${randomBytes(3).toString("hex")}`, `cl-${randomBytes(3).toString("hex")}`];
+    await clinicsWithCodes(pool, [mine, theirs]);
+    const pharmacist = await tokenFor({ role: "pharmacist", sub: "pharm-1", clinics: [mine] });
+    const scoped = await runClient([
+      "--target",
+      gw.base,
+      "--token",
+      pharmacist,
+      "--mix",
+      "restock=1",
+      "--rate",
+      "20",
+      "--duration",
+      "30s",
+      "--inventory-clinics",
+      `${mine},${theirs}`,
+      "--medications",
+      "med-scope",
+      "--timeout-ms",
+      "15000",
+    ]);
+    expect(scoped.code).toBe(2);
+    expect(scoped.lines).toEqual([
+      `medisync client: the gateway refused the pharmacist token on POST /v1/inventory/{clinicId}/stock/{medicationCode}/restock (403 FORBIDDEN: the token is not scoped to clinic ${theirs}): that role may not do this there (src/gateway/auth/policy.ts)`,
+    ]);
+
+    // A role the mix's scenarios are not granted to: refused before anything is sent.
+    const patient = await tokenFor({ role: "patient", sub: randomUUID() });
+    const wrongRole = await runClient([
+      "--target",
+      gw.base,
+      "--token",
+      patient,
+      "--mix",
+      "browse=1,deduct=1",
+    ]);
+    expect(wrongRole.code).toBe(2);
+    expect(wrongRole.lines).toEqual([
+      "medisync client: --token: a patient token may not deduct (POST /v1/inventory/{clinicId}/stock/{medicationCode}/deduct is for pharmacist, admin): leave deduct out of --mix or pass another token",
+    ]);
   });
 
   it("a gateway that is not up: one clear line on stderr, exit code 2, no stack trace", async () => {

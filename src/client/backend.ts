@@ -1,9 +1,12 @@
 // Owns the seam between the scenarios and the wire: what a scenario can ask of MediSync, answered
 // the same way over REST (through the gateway) and over gRPC (straight to the services).
+import type { Patient } from "./identity.ts";
 import type { Outcome } from "./stats.ts";
 
 export interface ClinicInfo {
   id: string;
+  /** The code stock and staff tokens name it by. */
+  code: string;
   timeZone: string;
 }
 
@@ -25,12 +28,13 @@ export interface Backend {
   readonly describe: string;
   /** Answers when the appointment side is up; throws TargetDownError with one clear line if not. */
   probeAppointments(): Promise<void>;
-  /** Same for the inventory side. */
-  probeInventory(): Promise<void>;
+  /** Same for the inventory side, reading the stock of `clinicCode`. */
+  probeInventory(clinicCode: string): Promise<void>;
   listClinics(): Promise<Answer<ClinicInfo[]>>;
-  listSlots(clinicId: string, date: string): Promise<Answer<SlotInfo[]>>;
-  book(slotId: string, patientId: string, idempotencyKey: string): Promise<Answer<{ id: string }>>;
-  cancel(appointmentId: string): Promise<Answer<void>>;
+  /** The scenarios of a patient carry the patient they act for (over REST: their token). */
+  listSlots(clinicId: string, date: string, by: Patient): Promise<Answer<SlotInfo[]>>;
+  book(slotId: string, by: Patient, idempotencyKey: string): Promise<Answer<{ id: string }>>;
+  cancel(appointmentId: string, by: Patient): Promise<Answer<void>>;
   restock(clinicId: string, medicationCode: string, quantity: number, key: string): Promise<Answer<void>>;
   deduct(clinicId: string, medicationCode: string, quantity: number, key: string): Promise<Answer<void>>;
   transfer(

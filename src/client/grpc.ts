@@ -10,6 +10,7 @@ import { errorCodes, fromGrpcError } from "../shared/errors.ts";
 import { clientChannelOptions } from "../shared/grpc.ts";
 import { type ClientSecurity, plaintextClients } from "../shared/tls.ts";
 import type { Answer, Backend, ClinicInfo, SlotInfo } from "./backend.ts";
+import type { Patient } from "./identity.ts";
 import { kindOfStatus, type Outcome } from "./stats.ts";
 import { TargetDownError } from "./usage-error.ts";
 
@@ -101,7 +102,7 @@ export class GrpcBackend implements Backend {
     }
   }
 
-  async probeInventory(): Promise<void> {
+  async probeInventory(_clinicCode: string): Promise<void> {
     const answers = await Promise.all(
       [...this.inventory.values()].map((c) => call(c.status.bind(c), {}, probeDeadlineMs)),
     );
@@ -116,10 +117,13 @@ export class GrpcBackend implements Backend {
     const c = this.appointment();
     const r = await call(c.listClinics.bind(c), {}, this.timeoutMs);
     if (!r.value) return { outcome: r.outcome };
-    return { outcome: r.outcome, value: r.value.clinics.map((k) => ({ id: k.id, timeZone: k.timeZone })) };
+    return {
+      outcome: r.outcome,
+      value: r.value.clinics.map((k) => ({ id: k.id, code: k.code, timeZone: k.timeZone })),
+    };
   }
 
-  async listSlots(clinicId: string, date: string): Promise<Answer<SlotInfo[]>> {
+  async listSlots(clinicId: string, date: string, _by: Patient): Promise<Answer<SlotInfo[]>> {
     const c = this.appointment();
     const r = await call(c.listSlots.bind(c), { clinicId, date, practitionerId: "" }, this.timeoutMs);
     if (!r.value) return { outcome: r.outcome };
@@ -133,14 +137,14 @@ export class GrpcBackend implements Backend {
     };
   }
 
-  async book(slotId: string, patientId: string, idempotencyKey: string): Promise<Answer<{ id: string }>> {
+  async book(slotId: string, by: Patient, idempotencyKey: string): Promise<Answer<{ id: string }>> {
     const c = this.appointment();
-    const r = await call(c.book.bind(c), { slotId, patientId, idempotencyKey }, this.timeoutMs);
+    const r = await call(c.book.bind(c), { slotId, patientId: by.id, idempotencyKey }, this.timeoutMs);
     const id = r.value?.appointment?.id;
     return id ? { outcome: { kind: "ok", status: 201 }, value: { id } } : { outcome: r.outcome };
   }
 
-  async cancel(appointmentId: string): Promise<Answer<void>> {
+  async cancel(appointmentId: string, _by: Patient): Promise<Answer<void>> {
     const c = this.appointment();
     return { outcome: (await call(c.cancel.bind(c), { appointmentId }, this.timeoutMs)).outcome };
   }

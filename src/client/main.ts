@@ -1,12 +1,17 @@
 // Owns `medisync client`: parse the flags, check the system answers, learn its clinics and the
-// free slots of the days browsed, run the load, and print the table (or JSON). Bad flags and a
-// target that is not up end in one line on stderr and exit code 2.
+// free slots of the days browsed, run the load, and print the table (or JSON). Bad flags, a
+// target that is not up and a gateway that refuses the client's tokens (401/403, before or during
+// the run) end in one line on stderr and exit code 2.
+import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { loadConfig } from "../shared/config.ts";
+import { ensureDevKeys } from "../shared/dev-tokens.ts";
 import { createLogger } from "../shared/logger.ts";
 import { loadTransportSecurity } from "../shared/tls.ts";
 import type { Backend } from "./backend.ts";
 import { GrpcBackend } from "./grpc.ts";
+import { GivenIdentity, type Identity, MintedIdentity } from "./identity.ts";
 import { type LoadCounts, lateThresholdMs, runClosed, runOpen, totalDurationMs } from "./load.ts";
 import { picker, type ScenarioName } from "./mix.ts";
 import { type ClientOptions, parseOptions, usage } from "./options.ts";
@@ -14,7 +19,7 @@ import { startProgress } from "./progress.ts";
 import { RestBackend } from "./rest.ts";
 import { type ScenarioContext, Scenarios } from "./scenarios.ts";
 import { formatTable, Recorder } from "./stats.ts";
-import { TargetDownError, UsageError, usageExitCode } from "./usage-error.ts";
+import { AuthRefusedError, TargetDownError, UsageError, usageExitCode } from "./usage-error.ts";
 
 const appointmentScenarios: ScenarioName[] = ["browse", "book", "cancel"];
 const inventoryScenarios: ScenarioName[] = ["restock", "transfer", "deduct"];
@@ -26,7 +31,29 @@ function datesFrom(first: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => new Date(t + i * 86_400_000).toISOString().slice(0, 10));
 }
 
-function backendOf(o: ClientOptions): Backend {
+/** Minted tokens outlive the run by this much (a run stopped late, the last answers). */
+const tokenSlackS = 3_600;
+
+/** Who the REST requests are sent as (identity.ts); refuses a mix the given token's role cannot run. */
+function identityOf(o: ClientOptions): Identity {
+  const used = Object.keys(o.mix).filter((n) => (o.mix[n as ScenarioName] ?? 0) > 0);
+  if (o.auth.kind === "given") {
+    const given = new GivenIdentity(o.auth.token, o.auth.flag);
+    given.checkMix(used);
+    return given;
+  }
+  const { privateJwk } = ensureDevKeys(dirname(o.auth.jwksFile));
+  return new MintedIdentity({
+    privateJwk,
+    issuer: o.auth.issuer,
+    audience: o.auth.audience,
+    ttlS: Math.ceil(totalDurationMs(o.load) / 1_000) + tokenSlackS,
+    requestsPerPatient: o.requestsPerPatient,
+    stockClinics: o.inventoryClinics,
+  });
+}
+
+function backendOf(o: ClientOptions, identity: Identity | undefined): Backend {
   if (o.protocol === "grpc") {
     // A `client` certificate from TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE (npm start makes
     // data/certs/client.*); without them plaintext, which only loopback services accept.
@@ -42,10 +69,14 @@ function backendOf(o: ClientOptions): Backend {
     );
   }
   const connections = o.load.kind === "closed" ? o.load.vus : o.load.inFlightMax;
-  return new RestBackend(o.target, connections, o.timeoutMs);
+  return new RestBackend(o.target, connections, o.timeoutMs, identity!);
 }
 
-async function prepare(o: ClientOptions, backend: Backend): Promise<ScenarioContext> {
+async function prepare(
+  o: ClientOptions,
+  backend: Backend,
+  identity: Identity | undefined,
+): Promise<ScenarioContext> {
   const uses = (names: ScenarioName[]) => names.some((n) => (o.mix[n] ?? 0) > 0);
   const days: ScenarioContext["days"] = [];
   if (uses(appointmentScenarios)) {
@@ -59,11 +90,25 @@ async function prepare(o: ClientOptions, backend: Backend): Promise<ScenarioCont
     if (clinics.value.length === 0) {
       throw new TargetDownError(`${backend.describe} has no clinics: seed it (npm start seeds a demo)`);
     }
-    for (const c of clinics.value)
-      for (const date of datesFrom(o.from, o.days)) days.push({ clinicId: c.id, date });
+    // A staff token scoped to clinics books only there: browse only those.
+    const scope = identity?.clinicScope;
+    const mine = scope ? clinics.value.filter((c) => scope.includes(c.code)) : clinics.value;
+    if (mine.length === 0) {
+      throw new UsageError(
+        "--token",
+        `the token is scoped to clinics ${scope!.join(", ")}, none of which the gateway lists`,
+      );
+    }
+    for (const c of mine) for (const date of datesFrom(o.from, o.days)) days.push({ clinicId: c.id, date });
   }
-  if (uses(inventoryScenarios)) await backend.probeInventory();
-  return { backend, days, inventory: { clinics: o.inventoryClinics, medications: o.medications } };
+  if (uses(inventoryScenarios)) await backend.probeInventory(o.inventoryClinics[0]!);
+  return {
+    backend,
+    days,
+    inventory: { clinics: o.inventoryClinics, medications: o.medications },
+    // Over gRPC no token: each booking for a new patient id, as before tokens.
+    patient: identity ? (n) => identity.patient(n) : async () => ({ id: randomUUID() }),
+  };
 }
 
 /** Runs the client; resolves with the process exit code. */
@@ -75,13 +120,19 @@ export async function runClient(argv: string[]): Promise<number> {
       process.stdout.write(usage);
       return 0;
     }
-    backend = backendOf(o);
-    const ctx = await prepare(o, backend);
+    const identity = o.protocol === "rest" ? identityOf(o) : undefined;
+    backend = backendOf(o, identity);
+    const ctx = await prepare(o, backend, identity);
     const scenarios = new Scenarios(ctx);
     // Browse every day once (not counted), so booking has found slots from the first second.
     if (ctx.days.length > 0 && (o.mix.book ?? 0) > 0) {
-      for (const day of ctx.days.slice(0, warmupDaysMax)) await scenarios.browse(day);
+      for (const day of ctx.days.slice(0, warmupDaysMax)) {
+        const o = await scenarios.browse(day);
+        if (o.refusal) throw new AuthRefusedError(o.refusal);
+      }
     }
+    /** The first 401/403 of the run: it stops the run, and is the run's one line of output. */
+    let refusal: string | undefined;
 
     const recorder = new Recorder();
     const next = picker(o.mix);
@@ -95,7 +146,10 @@ export async function runClient(argv: string[]): Promise<number> {
           recorder.skip(s);
           // Nothing was sent: yield, so a closed-model user with nothing to do cannot spin.
           await new Promise((res) => setImmediate(res));
-        } else recorder.record(s, r, doneAt - intendedAt, doneAt - sentAt);
+        } else {
+          recorder.record(s, r, doneAt - intendedAt, doneAt - sentAt);
+          if (r.refusal) refusal ??= r.refusal;
+        }
       },
     };
     let stopping = false;
@@ -110,12 +164,13 @@ export async function runClient(argv: string[]): Promise<number> {
     try {
       counts =
         o.load.kind === "open"
-          ? await runOpen(o.load.stages, o.load.inFlightMax, hooks, undefined, () => stopping)
-          : await runClosed(o.load.vus, o.load.durationMs, hooks, undefined, () => stopping);
+          ? await runOpen(o.load.stages, o.load.inFlightMax, hooks, undefined, () => stopping || !!refusal)
+          : await runClosed(o.load.vus, o.load.durationMs, hooks, undefined, () => stopping || !!refusal);
     } finally {
       progress.stop();
       process.off("SIGINT", onSigint);
     }
+    if (refusal) throw new AuthRefusedError(refusal);
     const { scenarios: perScenario, total } = recorder.summaries();
     const summary = {
       protocol: o.protocol,
@@ -142,6 +197,13 @@ export async function runClient(argv: string[]): Promise<number> {
       total,
       inventory: { stockDelta: Object.fromEntries(scenarios.stockDelta) },
       appointments: { bookedNotCancelled: scenarios.booked.size, freeSlotsKnown: scenarios.freeSlots.size },
+      auth: identity
+        ? {
+            tokens: identity.describe,
+            patients: identity.patientsMade,
+            requestsPerPatient: o.requestsPerPatient,
+          }
+        : { tokens: "none (gRPC: the client certificate)" },
     };
     const json = `${JSON.stringify(summary, null, 2)}\n`;
     if (o.out) writeFileSync(o.out, json);
@@ -158,7 +220,7 @@ export async function runClient(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (err) {
-    if (err instanceof UsageError || err instanceof TargetDownError) {
+    if (err instanceof UsageError || err instanceof TargetDownError || err instanceof AuthRefusedError) {
       process.stderr.write(`medisync client: ${err.message}\n`);
       return usageExitCode;
     }

@@ -90,16 +90,64 @@ describe("load flags", () => {
   });
 });
 
+describe("token flags", () => {
+  it("mints by default with the key beside AUTH_JWKS_FILE; --token or MEDISYNC_TOKEN gives one", () => {
+    const env = { AUTH_JWKS_FILE: "/keys/auth/jwks.json", AUTH_ISSUER: "iss-x", AUTH_AUDIENCE: "aud-x" };
+    const minted = parseOptions([], env);
+    expect(minted !== "help" && minted.auth).toEqual({
+      kind: "minted",
+      jwksFile: "/keys/auth/jwks.json",
+      issuer: "iss-x",
+      audience: "aud-x",
+    });
+    const flag = parseOptions(["--token", "a.b.c"], { ...env, MEDISYNC_TOKEN: "x.y.z" });
+    expect(flag !== "help" && flag.auth).toEqual({ kind: "given", token: "a.b.c", flag: "--token" });
+    const fromEnv = parseOptions([], { ...env, MEDISYNC_TOKEN: "x.y.z" });
+    expect(fromEnv !== "help" && fromEnv.auth).toEqual({
+      kind: "given",
+      token: "x.y.z",
+      flag: "MEDISYNC_TOKEN",
+    });
+  });
+
+  it("gives each simulated patient half the gateway's per-patient budget unless told", () => {
+    const dflt = parseOptions([], { RATE_LIMIT_PATIENT_PER_MINUTE: "600" });
+    expect(dflt !== "help" && dflt.requestsPerPatient).toBe(300);
+    const low = parseOptions([], { RATE_LIMIT_PATIENT_PER_MINUTE: "3" });
+    expect(low !== "help" && low.requestsPerPatient).toBe(2);
+    const told = parseOptions(["--requests-per-patient", "5000"]);
+    expect(told !== "help" && told.requestsPerPatient).toBe(5000);
+    expect(refusal(() => parseOptions(["--requests-per-patient", "1"]))).toMatch(/--requests-per-patient/);
+  });
+
+  it("refuses minting against a real identity provider, and a token with --grpc", () => {
+    expect(refusal(() => parseOptions([], { AUTH_JWKS_URL: "https://idp.example/jwks" }))).toMatch(
+      /--token: AUTH_JWKS_URL is set/,
+    );
+    const withIdp = parseOptions(["--token", "a.b.c"], { AUTH_JWKS_URL: "https://idp.example/jwks" });
+    expect(withIdp !== "help" && withIdp.auth.kind).toBe("given");
+    expect(refusal(() => parseOptions(["--grpc", "--token", "a.b.c"]))).toMatch(/--token: not with --grpc/);
+  });
+});
+
 describe("recorder", () => {
   it("counts outcomes per scenario and reports percentiles in ms", () => {
     const r = new Recorder();
     for (let i = 1; i <= 100; i++) r.record("browse", { kind: "ok", status: 200 }, i, i / 2);
     r.record("book", { kind: "4xx", status: 409, code: "SLOT_TAKEN" }, 3, 3);
     r.record("book", { kind: "error", status: 0, code: "ECONNRESET" }, 4, 4);
+    r.record("restock", { kind: "4xx", status: 429, code: "RATE_LIMITED" }, 1, 1);
     r.skip("cancel");
     r.drop("book");
     const { scenarios, total } = r.summaries();
-    expect(scenarios.browse).toMatchObject({ count: 100, ok: 100, statuses: { "200": 100 } });
+    expect(scenarios.browse).toMatchObject({ count: 100, ok: 100, "429": 0, statuses: { "200": 100 } });
+    // A 429 is a 4xx, and named.
+    expect(scenarios.restock).toMatchObject({
+      count: 1,
+      "4xx": 1,
+      "429": 1,
+      statuses: { "429 RATE_LIMITED": 1 },
+    });
     // HdrHistogram with 3 significant digits: within 0.1% of the recorded value.
     const l = scenarios.browse!.latencyMs;
     for (const [got, want] of [
@@ -120,6 +168,14 @@ describe("recorder", () => {
       statuses: { "409 SLOT_TAKEN": 1, "error ECONNRESET": 1 },
     });
     expect(scenarios.cancel).toMatchObject({ count: 0, skipped: 1 });
-    expect(total).toMatchObject({ count: 102, ok: 100, "4xx": 1, errors: 1, skipped: 1, dropped: 1 });
+    expect(total).toMatchObject({
+      count: 103,
+      ok: 100,
+      "4xx": 2,
+      "429": 1,
+      errors: 1,
+      skipped: 1,
+      dropped: 1,
+    });
   });
 });

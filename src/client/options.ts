@@ -25,7 +25,19 @@ export interface ClientOptions {
   medications: string[];
   json: boolean;
   out: string | undefined;
+  /** REST only: where the bearer tokens come from. */
+  auth: ClientAuth;
+  /** REST, minted tokens: requests one simulated patient makes before the next patient takes over. */
+  requestsPerPatient: number;
 }
+
+/**
+ * A token given (--token or MEDISYNC_TOKEN, from a real identity provider), or development tokens
+ * minted with the signing key beside the gateway's JWKS file (npm start makes it under data/auth/).
+ */
+export type ClientAuth =
+  | { kind: "given"; token: string; flag: "--token" | "MEDISYNC_TOKEN" }
+  | { kind: "minted"; jwksFile: string; issuer: string; audience: string };
 
 export const usage = `usage: medisync client [flags]      (npm run client -- [flags])
 
@@ -46,6 +58,13 @@ Drives MediSync with a clinic's traffic and prints latency per scenario.
   --in-flight-max N         open model: outstanding requests at most; arrivals beyond are
                             dropped and counted (default 512)
   --timeout-ms N            per request (default 5000)
+  --token JWT               REST: send this token (a real identity provider's) on every request
+                            (default: MEDISYNC_TOKEN; unset, the client mints development tokens
+                            with npm start's key beside AUTH_JWKS_FILE: one per simulated patient,
+                            a pharmacist's for the stock scenarios, an admin's for setup)
+  --requests-per-patient N  REST, minted tokens: requests each simulated patient makes before a
+                            new one takes over (default half of RATE_LIMIT_PATIENT_PER_MINUTE, so
+                            no patient meets the gateway's 429; above that limit, patients do)
   --from DATE               first day browsed, YYYY-MM-DD (default tomorrow, UTC)
   --days N                  days browsed from --from (default 7)
   --inventory-clinics LIST  clinic codes for stock writes (default harbour,riverside)
@@ -166,6 +185,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         duration: s,
         "in-flight-max": s,
         "timeout-ms": s,
+        token: s,
+        "requests-per-patient": s,
         from: s,
         days: s,
         "inventory-clinics": s,
@@ -253,6 +274,35 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       })
     : service().INVENTORY_PEERS;
 
+  let auth: ClientAuth;
+  const token = str("token");
+  if (token !== undefined) auth = { kind: "given", token, flag: "--token" };
+  else if (!values.grpc && service().MEDISYNC_TOKEN)
+    auth = { kind: "given", token: service().MEDISYNC_TOKEN!, flag: "MEDISYNC_TOKEN" };
+  else {
+    const c = values.grpc ? undefined : service();
+    if (c?.AUTH_JWKS_URL) {
+      throw new UsageError(
+        "--token",
+        "AUTH_JWKS_URL is set: the gateway trusts that identity provider, so pass one of its tokens (--token or MEDISYNC_TOKEN)",
+      );
+    }
+    auth = {
+      kind: "minted",
+      jwksFile: c?.AUTH_JWKS_FILE ?? "",
+      issuer: c?.AUTH_ISSUER ?? "",
+      audience: c?.AUTH_AUDIENCE ?? "",
+    };
+  }
+  if (token !== undefined && values.grpc)
+    throw new UsageError("--token", "not with --grpc: the services take a client certificate, not a token");
+  const requestsPerPatient =
+    str("requests-per-patient") !== undefined
+      ? parseNumber(str("requests-per-patient")!, "--requests-per-patient", 2, 100_000_000, true)
+      : values.grpc
+        ? 0
+        : Math.max(2, Math.floor(service().RATE_LIMIT_PATIENT_PER_MINUTE / 2));
+
   const from = str("from") ?? tomorrowUtc();
   if (!isCalendarDate(from)) throw new UsageError("--from", `"${from}" is not a date YYYY-MM-DD`);
   const days = str("days") !== undefined ? parseNumber(str("days")!, "--days", 1, 366, true) : 7;
@@ -278,5 +328,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       : ["amoxicillin-500", "ibuprofen-400"],
     json: values.json === true,
     out: str("out"),
+    auth,
+    requestsPerPatient,
   };
 }

@@ -1,18 +1,46 @@
 // Owns the REST backend: MediSync's HTTP API through the gateway (README "The API, by example"),
-// over keep-alive connections with a bounded pool, each request with its own timeout. Network
-// failures are outcomes (kind "error"), never exceptions.
+// over keep-alive connections with a bounded pool, each request with its own timeout and the bearer
+// token of whoever the policy lets make it (identity.ts). Network failures are outcomes (kind
+// "error"), never exceptions; a 401/403 is an outcome that names the role and the route refused.
 import http from "node:http";
 import https from "node:https";
 import type { Answer, Backend, ClinicInfo, SlotInfo } from "./backend.ts";
+import type { Credential, Identity, Patient } from "./identity.ts";
 import { kindOfStatus, type Outcome } from "./stats.ts";
-import { TargetDownError } from "./usage-error.ts";
+import { AuthRefusedError, TargetDownError } from "./usage-error.ts";
 
 interface Raw {
   outcome: Outcome;
   body: unknown;
 }
 
+/** A request: its method and path, and the route template its refusal names (as policy.ts keys it). */
+interface Call {
+  method: string;
+  path: string;
+  route: string;
+  as: Credential | undefined;
+  body?: unknown;
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+/** One line for a 401/403: who was refused where, what the gateway said, and what to do. */
+function refusalOf(status: number, route: string, as: Credential | undefined, body: unknown): string {
+  const p = (body ?? {}) as { code?: unknown; detail?: unknown };
+  const said = [p.code, p.detail].filter((x) => typeof x === "string" && x !== "").join(": ");
+  const who = as ? `the ${as.role} token` : "a request without a token";
+  const hint =
+    status === 401
+      ? "the gateway does not accept the client's tokens: it must trust the key beside AUTH_JWKS_FILE (npm start's data/auth/), or pass --token"
+      : "that role may not do this there (src/gateway/auth/policy.ts)";
+  return `the gateway refused ${who} on ${route} (${status}${said ? ` ${said}` : ""}): ${hint}`;
+}
+
 const probeTimeoutMs = 2_000;
+/** How long the inventory probe keeps asking through 5xx (a leader being elected). */
+const inventoryProbeMs = 10_000;
+const probePauseMs = 200;
 
 export class RestBackend implements Backend {
   readonly describe: string;
@@ -23,6 +51,7 @@ export class RestBackend implements Backend {
     private readonly target: URL,
     connectionsMax: number,
     private readonly timeoutMs: number,
+    private readonly identity: Identity,
   ) {
     this.describe = `gateway ${target.origin}`;
     this.lib = target.protocol === "https:" ? https : http;
@@ -30,16 +59,12 @@ export class RestBackend implements Backend {
     this.agent = new Agent({ keepAlive: true, maxSockets: connectionsMax });
   }
 
-  private request(
-    method: string,
-    path: string,
-    body?: unknown,
-    headers: Record<string, string> = {},
-    timeoutMs = this.timeoutMs,
-  ): Promise<Raw> {
+  private request(c: Call): Promise<Raw> {
+    const { method, path, body, headers = {}, timeoutMs = this.timeoutMs } = c;
     return new Promise((resolve) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
       const h: Record<string, string> = { accept: "application/json", ...headers };
+      if (c.as) h.authorization = c.as.authorization;
       if (payload !== undefined) {
         h["content-type"] = "application/json";
         h["content-length"] = String(Buffer.byteLength(payload));
@@ -73,7 +98,9 @@ export class RestBackend implements Backend {
               kind !== "ok" && parsed && typeof parsed === "object" && "code" in parsed
                 ? String((parsed as { code: unknown }).code)
                 : undefined;
-            done({ outcome: code ? { kind, status, code } : { kind, status }, body: parsed });
+            const outcome: Outcome = code ? { kind, status, code } : { kind, status };
+            if (status === 401 || status === 403) outcome.refusal = refusalOf(status, c.route, c.as, parsed);
+            done({ outcome, body: parsed });
           });
         },
       );
@@ -88,8 +115,9 @@ export class RestBackend implements Backend {
     });
   }
 
-  private async probe(path: string, what: string): Promise<void> {
-    const r = await this.request("GET", path, undefined, {}, probeTimeoutMs);
+  private async probe(path: string, route: string, as: Credential | undefined, what: string): Promise<Raw> {
+    const r = await this.request({ method: "GET", path, route, as, timeoutMs: probeTimeoutMs });
+    if (r.outcome.refusal) throw new AuthRefusedError(r.outcome.refusal);
     if (r.outcome.kind === "error") {
       throw new TargetDownError(
         `the gateway at ${this.target.origin} is not reachable (${r.outcome.code}): start it (npm start) or point --target at it`,
@@ -100,36 +128,72 @@ export class RestBackend implements Backend {
         `the gateway at ${this.target.origin} answered ${r.outcome.status}${r.outcome.code ? ` ${r.outcome.code}` : ""} to GET ${path}: ${what} is not ready`,
       );
     }
+    return r;
   }
 
   async probeAppointments(): Promise<void> {
-    await this.probe("/healthz", "the gateway");
-    await this.probe("/v1/clinics", "the appointment service");
+    await this.probe("/healthz", "GET /healthz", undefined, "the gateway");
+    await this.probe(
+      "/v1/clinics",
+      "GET /v1/clinics",
+      await this.identity.setup(),
+      "the appointment service",
+    );
   }
 
-  async probeInventory(): Promise<void> {
-    await this.probe("/healthz", "the gateway");
-    const r = await this.request("GET", "/v1/cluster", undefined, {}, probeTimeoutMs);
-    const replicas = (r.body as { replicas?: { healthy?: boolean }[] } | undefined)?.replicas;
-    if (r.outcome.kind !== "ok" || !Array.isArray(replicas) || !replicas.some((x) => x.healthy)) {
+  /**
+   * A linearizable stock read through the gateway (the leader confirms its leadership), with the
+   * token the stock scenarios will use: proves both a replica set that answers and the grant. A
+   * 5xx or no answer (an election under way) is asked again until inventoryProbeMs has passed.
+   */
+  async probeInventory(clinicCode: string): Promise<void> {
+    await this.probe("/healthz", "GET /healthz", undefined, "the gateway");
+    const route = "GET /v1/inventory/{clinicId}/stock";
+    const deadline = Date.now() + inventoryProbeMs;
+    let r: Raw;
+    for (;;) {
+      r = await this.request({
+        method: "GET",
+        path: `/v1/inventory/${encodeURIComponent(clinicCode)}/stock`,
+        route,
+        as: await this.identity.stock(),
+        timeoutMs: probeTimeoutMs,
+      });
+      const passing = r.outcome.kind === "5xx" || r.outcome.kind === "error";
+      if (!passing || Date.now() >= deadline) break;
+      await new Promise((res) => setTimeout(res, probePauseMs));
+    }
+    if (r.outcome.refusal) throw new AuthRefusedError(r.outcome.refusal);
+    if (r.outcome.kind !== "ok") {
+      const said = r.outcome.code ?? r.outcome.status;
       throw new TargetDownError(
-        `the gateway at ${this.target.origin} reaches no inventory replica (GET /v1/cluster): start them, or leave restock, deduct and transfer out of the mix`,
+        `the gateway at ${this.target.origin} could not read clinic ${clinicCode}'s stock (${route}: ${said}): start the inventory replicas, name clinics it knows (--inventory-clinics), or leave restock, deduct and transfer out of the mix`,
       );
     }
   }
 
   async listClinics(): Promise<Answer<ClinicInfo[]>> {
-    const r = await this.request("GET", "/v1/clinics");
+    const r = await this.request({
+      method: "GET",
+      path: "/v1/clinics",
+      route: "GET /v1/clinics",
+      as: await this.identity.setup(),
+    });
     if (r.outcome.kind !== "ok" || !Array.isArray(r.body)) return { outcome: r.outcome };
     return {
       outcome: r.outcome,
-      value: (r.body as { id: string; timeZone: string }[]).map((c) => ({ id: c.id, timeZone: c.timeZone })),
+      value: (r.body as ClinicInfo[]).map((c) => ({ id: c.id, code: c.code, timeZone: c.timeZone })),
     };
   }
 
-  async listSlots(clinicId: string, date: string): Promise<Answer<SlotInfo[]>> {
+  async listSlots(clinicId: string, date: string, by: Patient): Promise<Answer<SlotInfo[]>> {
     const q = new URLSearchParams({ date });
-    const r = await this.request("GET", `/v1/clinics/${encodeURIComponent(clinicId)}/slots?${q}`);
+    const r = await this.request({
+      method: "GET",
+      path: `/v1/clinics/${encodeURIComponent(clinicId)}/slots?${q}`,
+      route: "GET /v1/clinics/{clinicId}/slots",
+      as: by.credential,
+    });
     const slots = (r.body as { slots?: { id: string; status: string; start: string }[] } | undefined)?.slots;
     if (r.outcome.kind !== "ok" || !Array.isArray(slots)) return { outcome: r.outcome };
     return {
@@ -138,20 +202,39 @@ export class RestBackend implements Backend {
     };
   }
 
-  async book(slotId: string, patientId: string, idempotencyKey: string): Promise<Answer<{ id: string }>> {
-    const r = await this.request(
-      "POST",
-      "/v1/appointments",
-      { slotId, patientId },
-      { "Idempotency-Key": idempotencyKey },
-    );
+  async book(slotId: string, by: Patient, idempotencyKey: string): Promise<Answer<{ id: string }>> {
+    const r = await this.request({
+      method: "POST",
+      path: "/v1/appointments",
+      route: "POST /v1/appointments",
+      as: by.credential,
+      body: { slotId, patientId: by.id },
+      headers: { "Idempotency-Key": idempotencyKey },
+    });
     const id = (r.body as { id?: unknown } | undefined)?.id;
     if (r.outcome.kind !== "ok" || typeof id !== "string") return { outcome: r.outcome };
     return { outcome: r.outcome, value: { id } };
   }
 
-  async cancel(appointmentId: string): Promise<Answer<void>> {
-    const r = await this.request("POST", `/v1/appointments/${encodeURIComponent(appointmentId)}/cancel`);
+  async cancel(appointmentId: string, by: Patient): Promise<Answer<void>> {
+    const r = await this.request({
+      method: "POST",
+      path: `/v1/appointments/${encodeURIComponent(appointmentId)}/cancel`,
+      route: "POST /v1/appointments/{id}/cancel",
+      as: by.credential,
+    });
+    return { outcome: r.outcome };
+  }
+
+  private async stockWrite(path: string, route: string, body: unknown, key: string): Promise<Answer<void>> {
+    const r = await this.request({
+      method: "POST",
+      path,
+      route,
+      as: await this.identity.stock(),
+      body,
+      headers: { "Idempotency-Key": key },
+    });
     return { outcome: r.outcome };
   }
 
@@ -165,13 +248,12 @@ export class RestBackend implements Backend {
     quantity: number,
     key: string,
   ): Promise<Answer<void>> {
-    const r = await this.request(
-      "POST",
+    return this.stockWrite(
       this.stockPath(clinicId, medicationCode, "restock"),
+      "POST /v1/inventory/{clinicId}/stock/{medicationCode}/restock",
       { quantity },
-      { "Idempotency-Key": key },
+      key,
     );
-    return { outcome: r.outcome };
   }
 
   async deduct(
@@ -180,13 +262,12 @@ export class RestBackend implements Backend {
     quantity: number,
     key: string,
   ): Promise<Answer<void>> {
-    const r = await this.request(
-      "POST",
+    return this.stockWrite(
       this.stockPath(clinicId, medicationCode, "deduct"),
+      "POST /v1/inventory/{clinicId}/stock/{medicationCode}/deduct",
       { quantity },
-      { "Idempotency-Key": key },
+      key,
     );
-    return { outcome: r.outcome };
   }
 
   async transfer(
@@ -196,13 +277,12 @@ export class RestBackend implements Backend {
     quantity: number,
     key: string,
   ): Promise<Answer<void>> {
-    const r = await this.request(
-      "POST",
+    return this.stockWrite(
       "/v1/inventory/transfers",
+      "POST /v1/inventory/transfers",
       { fromClinicId, toClinicId, medicationCode, quantity },
-      { "Idempotency-Key": key },
+      key,
     );
-    return { outcome: r.outcome };
   }
 
   async close(): Promise<void> {

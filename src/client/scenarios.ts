@@ -1,8 +1,10 @@
 // Owns what each scenario does and the state they share: the free slots that browsing found (the
 // only slots booking ever tries: no made-up ids), the appointments this run booked (the only ones
-// cancelling touches), and the stock change the run's acknowledged inventory writes add up to.
-import { randomBytes, randomUUID } from "node:crypto";
+// cancelling touches, each by the patient who booked it), and the stock change the run's
+// acknowledged inventory writes add up to.
+import { randomBytes } from "node:crypto";
 import type { Backend } from "./backend.ts";
+import type { Patient } from "./identity.ts";
 import type { ScenarioName } from "./mix.ts";
 import type { Outcome } from "./stats.ts";
 
@@ -50,6 +52,8 @@ export interface ScenarioContext {
   /** Clinic ids with the dates (in each clinic's zone) browsing looks at. */
   days: { clinicId: string; date: string }[];
   inventory: InventoryCatalog;
+  /** The patient the next `requests` requests act for (identity.ts; over gRPC a fresh id each time). */
+  patient(requests: number): Promise<Patient>;
 }
 
 /** What a scenario reports: its outcome, or "skipped" when it had nothing to act on. */
@@ -64,6 +68,8 @@ const between = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi 
 export class Scenarios {
   readonly freeSlots = new Pool<string>();
   readonly booked = new Pool<string>();
+  /** Who booked each appointment in `booked`: the one whose token cancels it. */
+  private readonly bookedBy = new Map<string, Patient>();
   /** Net stock change per "clinic/medication" from the writes that were acknowledged. */
   readonly stockDelta = new Map<string, number>();
   /** Idempotency keys of this run: unique, so no write is a replay of another. */
@@ -86,7 +92,7 @@ export class Scenarios {
    * books a future slot; the service refuses past ones), the others leave it.
    */
   async browse(day = pick(this.ctx.days)): Promise<Outcome> {
-    const r = await this.ctx.backend.listSlots(day.clinicId, day.date);
+    const r = await this.ctx.backend.listSlots(day.clinicId, day.date, await this.ctx.patient(1));
     const earliest = Date.now() + bookableAfterMs;
     for (const s of r.value ?? []) {
       if (s.free && Date.parse(s.start) > earliest) this.freeSlots.add(s.id);
@@ -98,15 +104,22 @@ export class Scenarios {
   async book(): Promise<Result> {
     const slotId = this.freeSlots.take();
     if (!slotId) return "skipped";
-    const r = await this.ctx.backend.book(slotId, randomUUID(), this.key("book"));
-    if (r.value) this.booked.add(r.value.id);
+    // Two requests of the patient's budget: the booking, and the cancel that may follow it.
+    const by = await this.ctx.patient(2);
+    const r = await this.ctx.backend.book(slotId, by, this.key("book"));
+    if (r.value) {
+      this.booked.add(r.value.id);
+      this.bookedBy.set(r.value.id, by);
+    }
     return r.outcome;
   }
 
   async cancel(): Promise<Result> {
     const id = this.booked.take();
     if (!id) return "skipped";
-    return (await this.ctx.backend.cancel(id)).outcome;
+    const by = this.bookedBy.get(id)!;
+    this.bookedBy.delete(id);
+    return (await this.ctx.backend.cancel(id, by)).outcome;
   }
 
   async restock(): Promise<Outcome> {

@@ -1,5 +1,5 @@
-// Owns what a run measured: per scenario the outcomes (ok, 4xx, 5xx, network errors, skipped,
-// dropped), the status codes, and latency in an HdrHistogram (microseconds, 3 significant digits);
+// Owns what a run measured: per scenario the outcomes (ok, 4xx and the 429s among them, 5xx,
+// network errors, skipped, dropped), the status codes, and latency in an HdrHistogram (microseconds, 3 significant digits);
 // the summary object that --json prints, and the table a person reads.
 import * as hdr from "hdr-histogram-js";
 import { type ScenarioName, scenarioNames } from "./mix.ts";
@@ -13,6 +13,11 @@ export interface Outcome {
   status: number;
   /** The problem's code (SLOT_TAKEN, …) or the network error's (ECONNREFUSED, timeout). */
   code?: string;
+  /**
+   * A 401 or 403 from the gateway: who was refused on which route and why, in one line. The client
+   * is then misconfigured (a key the gateway does not trust, a role without the grant): the run stops.
+   */
+  refusal?: string;
 }
 
 export const kindOfStatus = (status: number): OutcomeKind =>
@@ -31,6 +36,7 @@ class ScenarioStats {
   count = 0;
   ok = 0;
   clientErrors = 0;
+  rateLimited = 0;
   serverErrors = 0;
   errors = 0;
   skipped = 0;
@@ -55,6 +61,8 @@ export interface ScenarioSummary {
   count: number;
   ok: number;
   "4xx": number;
+  /** Of the 4xx, the gateway's 429s: a rate limit was reached (a patient's, or an address's). */
+  "429": number;
   "5xx": number;
   errors: number;
   /** Arrivals that had nothing to do (no free slot known, nothing booked to cancel): not sent. */
@@ -103,8 +111,10 @@ export class Recorder {
     for (const st of [this.stats(s), this.all]) {
       st.count++;
       if (o.kind === "ok") st.ok++;
-      else if (o.kind === "4xx") st.clientErrors++;
-      else if (o.kind === "5xx") st.serverErrors++;
+      else if (o.kind === "4xx") {
+        st.clientErrors++;
+        if (o.status === 429) st.rateLimited++;
+      } else if (o.kind === "5xx") st.serverErrors++;
       else st.errors++;
       const key =
         o.kind === "ok" || !o.code ? String(o.status || "error") : `${o.status || "error"} ${o.code}`;
@@ -148,6 +158,7 @@ function summaryOf(st: ScenarioStats): ScenarioSummary {
     count: st.count,
     ok: st.ok,
     "4xx": st.clientErrors,
+    "429": st.rateLimited,
     "5xx": st.serverErrors,
     errors: st.errors,
     skipped: st.skipped,
@@ -158,7 +169,10 @@ function summaryOf(st: ScenarioStats): ScenarioSummary {
   };
 }
 
-/** The per-scenario table, columns aligned, latency from each request's intended start. */
+/**
+ * The per-scenario table, columns aligned, latency from each request's intended start. `429` is a
+ * part of `4xx` (rate limited), named because a load run that meets it measures the limiter.
+ */
 export function formatTable(
   scenarios: Partial<Record<ScenarioName, ScenarioSummary>>,
   total: ScenarioSummary,
@@ -168,6 +182,7 @@ export function formatTable(
     "count",
     "ok",
     "4xx",
+    "429",
     "5xx",
     "errors",
     "skipped",
@@ -183,6 +198,7 @@ export function formatTable(
     String(s.count),
     String(s.ok),
     String(s["4xx"]),
+    String(s["429"]),
     String(s["5xx"]),
     String(s.errors),
     String(s.skipped),

@@ -134,6 +134,10 @@ export const envSpec = {
     schema: positiveInt.max(10_000_000).default(100_000),
     doc: "verified tokens the gateway remembers until they expire (a hit skips the signature check)",
   },
+  MEDISYNC_TOKEN: {
+    schema: z.string().min(1).optional(),
+    doc: "medisync client: a bearer token of the identity provider, sent on every REST request (as --token); unset, the client mints development tokens with the key beside AUTH_JWKS_FILE",
+  },
   CORS_ORIGINS: {
     schema: commaList.pipe(z.array(z.string().url()).max(64)).default([]),
     doc: "comma-separated browser origins allowed to call the API (CORS); none by default",
