@@ -2,6 +2,7 @@
 // bench/inventory against three replicas and the gateway, reads each process's CPU time from
 // /proc before and after, and (with --cpu-prof) writes V8 CPU profiles and prints the hottest
 // functions per process. A tool for finding the next bottleneck, not a benchmark with targets.
+// The deducts carry pharmacist tokens, one per client, as bench/inventory's do.
 //   npm run bench:inventory-profile [-- --seconds 10 --clients 64 --cpu-prof --autocannon --tsx]
 
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
@@ -9,10 +10,11 @@ import os from "node:os";
 import path from "node:path";
 import { InventoryCluster } from "../../test/support/inventory-cluster.ts";
 import { freePortRange, runCli } from "../../test/support/process.ts";
+import { staffAuthorizations } from "../support/auth.ts";
 import { appointmentWithClinics } from "../support/clinics.ts";
 import { hottest } from "../support/cpu-profile.ts";
 import { markdownTable } from "../support/machine.ts";
-import { useCompiledBuild, waitForOk } from "../support/processes.ts";
+import { benchGatewayEnv, useCompiledBuild, waitForOk } from "../support/processes.ts";
 import { runLoad } from "../support/wrk.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -57,6 +59,7 @@ async function main() {
   const gw = runCli(
     ["gateway"],
     {
+      ...benchGatewayEnv("inventory_prof"),
       PORT: String(port),
       INVENTORY_PEERS: c.peers.map((p) => `${p.id}=${p.address}`).join(","),
       REDIS_KEY_PREFIX: c.prefix,
@@ -83,6 +86,10 @@ async function main() {
       ["gateway", gw.proc.pid!],
       ["load generator", process.pid],
     ]);
+    const authorizations = await staffAuthorizations(
+      { role: "pharmacist", sub: "bench-pharmacist", clinics: ["bench"] },
+      clients,
+    );
     const before = new Map([...pids].map(([k, pid]) => [k, cpuMs(pid)]));
     const t0 = performance.now();
     loadFromUs = Number(process.hrtime.bigint() / 1000n);
@@ -94,6 +101,7 @@ async function main() {
         headers: { "content-type": "application/json" },
         body: '{"quantity":1}',
         uniqueHeader: "idempotency-key",
+        authorizations,
         connections: clients,
         durationS,
       },

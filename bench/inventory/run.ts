@@ -7,7 +7,8 @@
 //  3. catch-up: a follower 100,000 entries behind is restarted; time until it has applied them all
 //     (on a cluster packing one command per entry: batched, 100,000 writes are far fewer entries);
 //  4. where etcd is installed (Debian's etcd-server), the same put load against a 3-member etcd.
-// Writes bench/reports/inventory.md.   npm run bench:inventory [-- --seconds 8 --trials 20 --behind 100000]
+// The gateway's deducts carry pharmacist tokens of the bench clinic, one per client (staff budgets
+// are per token). Writes bench/reports/inventory.md.   npm run bench:inventory [-- --seconds 8 --trials 20 --behind 100000]
 
 import { execFileSync, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -19,9 +20,10 @@ import path from "node:path";
 import { callUnary } from "../../src/shared/grpc.ts";
 import { InventoryCluster, untilAcked } from "../../test/support/inventory-cluster.ts";
 import { freePortRange, runCli, type Watched } from "../../test/support/process.ts";
+import { staffAuthorizations } from "../support/auth.ts";
 import { appointmentWithClinics } from "../support/clinics.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
-import { useCompiledBuild, waitForOk } from "../support/processes.ts";
+import { benchGatewayEnv, useCompiledBuild, waitForOk } from "../support/processes.ts";
 import { type LoadResult, runLoad } from "../support/wrk.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -34,6 +36,8 @@ const behind = arg("behind", 100_000);
 const concurrencies = [1, 16, 64];
 const clinic = "bench";
 const med = "paracetamol-500";
+/** Who deducts through the gateway: a pharmacist of the bench clinic (stock writes are theirs). */
+const pharmacist = { role: "pharmacist", sub: "bench-pharmacist", clinics: [clinic] } as const;
 
 interface Row {
   path: string;
@@ -60,6 +64,7 @@ async function viaGateway(base: string, clients: number): Promise<Row> {
     headers: { "content-type": "application/json" },
     body: '{"quantity":1}',
     uniqueHeader: "idempotency-key",
+    authorizations: await staffAuthorizations(pharmacist, clients),
     connections: clients,
     durationS,
   });
@@ -353,6 +358,7 @@ async function main() {
   const appointment = await appointmentWithClinics("bench_inventory", [clinic]);
   const port = await freePortRange(1);
   const gw: Watched = runCli(["gateway"], {
+    ...benchGatewayEnv("inventory"),
     PORT: String(port),
     INVENTORY_PEERS: c.peers.map((p) => `${p.id}=${p.address}`).join(","),
     REDIS_KEY_PREFIX: c.prefix,

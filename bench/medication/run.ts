@@ -1,10 +1,13 @@
 // Measures prescriptions end to end: POST /v1/prescriptions through the gateway → medication
 // (record, then inventory Deduct through Raft on a 3-replica cluster, then record the answer), at 1
 // and 16 clients, each request with its own Idempotency-Key. Afterwards it checks the books: the
-// stock went down by exactly the number of completed dispenses. Writes bench/reports/medication.md.
+// stock went down by exactly the number of completed dispenses. Prescribing is a clinician's act:
+// the load carries clinician tokens of the stack's clinic, one per client. Writes
+// bench/reports/medication.md.
 //   npm run bench:medication [-- --seconds 10]
 import { writeFileSync } from "node:fs";
 import { medicationStack } from "../../test/support/medication-stack.ts";
+import { staffAuthorizations } from "../support/auth.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 import { useCompiledBuild } from "../support/processes.ts";
 import { runLoad } from "../support/wrk.ts";
@@ -43,6 +46,10 @@ try {
       headers: { "content-type": "application/json" },
       body,
       uniqueHeader: "idempotency-key",
+      authorizations: await staffAuthorizations(
+        { role: "clinician", sub: "bench-clinician", clinics: [s.clinic] },
+        connections,
+      ),
       connections,
       durationS: seconds,
     });
@@ -69,7 +76,8 @@ try {
   const report = `# Prescriptions end to end
 
 \`npm run bench:medication\`: \`POST /v1/prescriptions\` through the gateway (compiled build), each
-request with its own Idempotency-Key, for ${seconds} s per row. Each prescription is recorded in
+request with its own Idempotency-Key and a clinician's token of the clinic (one per client), for
+${seconds} s per row. Each prescription is recorded in
 PostgreSQL, deducted through the Raft leader of a 3-replica inventory cluster (fsync on), and its
 answer recorded: three PostgreSQL transactions and one replicated write per request.
 

@@ -2,7 +2,8 @@
 // as `npm start` runs them (LOG_LEVEL info), fills the LRU, then reads one day's slots at one
 // connection straight over gRPC and through the gateway, printing p50 and requests per second of
 // each; with --cpu-prof it writes V8 CPU profiles and prints each process's hottest functions.
-// A tool for finding the next cost, not a benchmark with targets.
+// A tool for finding the next cost, not a benchmark with targets. The gateway's reads carry an
+// admin token (bench/support/auth.ts), as the gateway requires on every /v1 route.
 //   npm run bench:slots-profile [-- --seconds 5 --cpu-prof --tsx]
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readdirSync } from "node:fs";
@@ -18,8 +19,9 @@ import { callUnary } from "../../src/shared/grpc.ts";
 import { createLogger } from "../../src/shared/logger.ts";
 import { createPool, ensureDatabase } from "../../src/shared/pg.ts";
 import { runCli } from "../../test/support/process.ts";
+import { authHeader } from "../support/auth.ts";
 import { hottest } from "../support/cpu-profile.ts";
-import { freePort, stop, useCompiledBuild, waitForOk } from "../support/processes.ts";
+import { benchGatewayEnv, freePort, stop, useCompiledBuild, waitForOk } from "../support/processes.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -79,6 +81,7 @@ async function main() {
   const gateway = runCli(
     ["gateway"],
     {
+      ...benchGatewayEnv("slots_profile"),
       PORT: String(httpPort),
       APPOINTMENT_ADDRS: `127.0.0.1:${grpcPort}`,
       REDIS_KEY_PREFIX: prefix,
@@ -93,7 +96,10 @@ async function main() {
     await waitForOk(`http://127.0.0.1:${opsPort}/readyz`);
     await waitForOk(`http://127.0.0.1:${httpPort}/healthz`);
     const url = `http://127.0.0.1:${httpPort}/v1/clinics/${clinicId}/slots?date=${date}`;
-    for (let i = 0; i < 200; i++) await (await fetch(url)).arrayBuffer();
+    const auth = await authHeader({ role: "admin", sub: "bench-slots-profile" });
+    const warm = await fetch(url, { headers: auth });
+    if (warm.status !== 200) throw new Error(`GET slots: ${warm.status} ${await warm.text()}`);
+    for (let i = 0; i < 200; i++) await (await fetch(url, { headers: auth })).arrayBuffer();
     const client = new AppointmentServiceClient(`127.0.0.1:${grpcPort}`, credentials.createInsecure());
     const call = () =>
       callUnary(client.listSlots.bind(client), { clinicId, date, practitionerId: "" }, 2_000);
@@ -112,7 +118,8 @@ async function main() {
       `grpc ListSlots (tier ${first.tier}, ${first.slots.length} slots): ${Math.round(lat.length / durationS)}/s p50 ${ms(lat[lat.length >> 1]!)} ms p99 ${ms(lat[Math.floor(lat.length * 0.99)]!)} ms`,
     );
     client.close();
-    const r = await autocannon({ url, connections: 1, duration: durationS });
+    const r = await autocannon({ url, connections: 1, duration: durationS, headers: auth });
+    if (r.non2xx > 0) throw new Error(`gateway GET slots: ${r.non2xx} answers were not 2xx`);
     console.log(
       `gateway GET slots: ${Math.round(r.requests.average)}/s p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms`,
     );

@@ -2,7 +2,9 @@
 // it), served by each cache tier in turn:
 // the in-process LRU, Redis, and PostgreSQL (LRU of one entry and Redis unreachable). The same 50
 // (clinic, date) keys are read in every mode; each mode's tier is confirmed from the appointment
-// service's own /metrics. Prints a table and writes bench/reports/slots.md.
+// service's own /metrics. Every request carries an admin token (the gateway wants a token on every
+// /v1 route; a staff token, not a patient's, whose 600 requests a minute would measure the limiter).
+// Prints a table and writes bench/reports/slots.md.
 //   npm run bench:slots [-- --seconds 10]
 import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -15,8 +17,16 @@ import { AppointmentServiceClient } from "../../src/gen/medisync/v1/appointment.
 import { callUnary } from "../../src/shared/grpc.ts";
 import { createLogger } from "../../src/shared/logger.ts";
 import { createPool, ensureDatabase } from "../../src/shared/pg.ts";
+import { authHeader, staffAuthorizations } from "../support/auth.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
-import { freePort, startService, stop, useCompiledBuild, waitForOk } from "../support/processes.ts";
+import {
+  benchGatewayEnv,
+  freePort,
+  startService,
+  stop,
+  useCompiledBuild,
+  waitForOk,
+} from "../support/processes.ts";
 
 const secondsArg = process.argv.indexOf("--seconds");
 const durationS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 10;
@@ -24,6 +34,8 @@ const pgBase = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
 const databaseUrl = `${pgBase}/medisync_bench_slots`;
 const keyCount = 50;
 const connectionsList = [1, 32];
+/** The reader: an admin (slot reads are open to every role; staff budgets are per token). */
+const reader = { role: "admin", sub: "bench-slots" } as const;
 
 async function prepare(): Promise<{ clinicId: string; dates: string[] }> {
   const admin = new pg.Client({ connectionString: `${pgBase}/postgres` });
@@ -91,17 +103,28 @@ async function runMode(mode: Mode, clinicId: string, dates: string[]): Promise<R
     INSTANCE_ID: `bench-${mode}`,
   });
   const gateway = startService("gateway", {
+    ...benchGatewayEnv("slots"),
     PORT: String(httpPort),
     APPOINTMENT_ADDRS: `127.0.0.1:${grpcPort}`,
     REDIS_KEY_PREFIX: prefix,
   });
+  const auth = await authHeader(reader);
   const rows: Row[] = [];
   try {
     await waitForOk(`http://127.0.0.1:${opsPort}/readyz`);
     await waitForOk(`http://127.0.0.1:${httpPort}/healthz`);
     const paths = dates.map((d) => `/v1/clinics/${clinicId}/slots?date=${d}`);
     // Warm every key twice so the tier under test is the one that answers.
-    for (let i = 0; i < 2; i++) for (const p of paths) await fetch(`http://127.0.0.1:${httpPort}${p}`);
+    for (let i = 0; i < 2; i++)
+      for (const p of paths) {
+        const r = await fetch(`http://127.0.0.1:${httpPort}${p}`, { headers: auth });
+        if (r.status !== 200) throw new Error(`warming ${p}: ${r.status} ${await r.text()}`);
+      }
+    // Each token of the load once, so its signature check (once per token, then cached) is not measured.
+    for (const authorization of await staffAuthorizations(reader, Math.max(...connectionsList))) {
+      const r = await fetch(`http://127.0.0.1:${httpPort}${paths[0]}`, { headers: { authorization } });
+      if (r.status !== 200) throw new Error(`warming a token: ${r.status} ${await r.text()}`);
+    }
     if (mode === "lru") {
       // The floor: the gateway answering /healthz with no gRPC behind it.
       for (const connections of connectionsList) {
@@ -155,6 +178,8 @@ async function runMode(mode: Mode, clinicId: string, dates: string[]): Promise<R
     }
     for (const connections of connectionsList) {
       const before = await tierCounts(opsPort);
+      // One admin token per connection, sent in turn: each token's staff budget takes a share.
+      const tokens = await staffAuthorizations(reader, connections);
       let next = 0;
       const result = await autocannon({
         url: `http://127.0.0.1:${httpPort}`,
@@ -164,7 +189,9 @@ async function runMode(mode: Mode, clinicId: string, dates: string[]): Promise<R
           {
             method: "GET",
             setupRequest: (req) => {
-              req.path = paths[next++ % paths.length]!;
+              const n = next++;
+              req.path = paths[n % paths.length]!;
+              req.headers = { ...req.headers, authorization: tokens[n % tokens.length]! };
               return req;
             },
           },
@@ -211,15 +238,17 @@ async function evictionSample(clinicId: string, dates: string[]): Promise<number
     LOG_LEVEL: "info",
   });
   const gateway = startService("gateway", {
+    ...benchGatewayEnv("slots"),
     PORT: String(httpPort),
     APPOINTMENT_ADDRS: `127.0.0.1:${grpcPort}`,
   });
+  const auth = await authHeader(reader);
   try {
     await waitForOk(`http://127.0.0.1:${opsPort}/readyz`);
     await waitForOk(`http://127.0.0.1:${httpPort}/healthz`);
     for (const d of dates.slice(0, 50)) {
       await fetch(`http://127.0.0.1:${httpPort}/v1/clinics/${clinicId}/slots?date=${d}`, {
-        headers: { "X-Request-Id": `sample-${d}` },
+        headers: { "X-Request-Id": `sample-${d}`, ...auth },
       });
     }
   } finally {
@@ -258,7 +287,10 @@ async function main() {
 
 Through the gateway (HTTP on loopback) → one appointment instance (gRPC) → the tier under test, with
 autocannon as the client on the same machine (so client and server share its cores). ${keyCount}
-(clinic, date) keys of 16 slots each, read round-robin; ${durationS} s per row.
+(clinic, date) keys of 16 slots each, read round-robin; ${durationS} s per row. Every request carries
+a bearer token, as the gateway requires on every \`/v1\` route: admin tokens, one per connection (a
+staff token's budget is \`RATE_LIMIT_STAFF_PER_MINUTE\`, 600,000 a minute; a patient token's 600 a minute
+would measure the rate limiter, not the cache), verified once and then served from the gateway's token cache.
 
 - **lru**: LRU large enough for every key; each read still checks the Redis version (one round trip).
 - **redis**: LRU of one entry, so each read misses it and is served from Redis (two round trips).

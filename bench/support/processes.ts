@@ -30,6 +30,17 @@ export async function stop(w: Watched): Promise<void> {
   await w.exited;
 }
 
+const pgBase = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
+
+/**
+ * What a benchmark's gateway needs beside its ports: an audit database of the benchmark's own (every
+ * write and every read of patient data is an audit row; a run's million rows do not belong in
+ * npm start's medisync_audit). Its tokens' key comes from runCli (bench/support/auth.ts).
+ */
+export function benchGatewayEnv(name: string): Record<string, string> {
+  return { AUDIT_DATABASE_URL: `${pgBase}/medisync_bench_${name}_audit` };
+}
+
 /** Polls a URL until it answers 200, within a bound. */
 export async function waitForOk(url: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,7 +1,8 @@
 // Owns the HTTP load generator of the benchmarks. wrk (C + LuaJIT, Debian's `wrk`) when installed:
 // it costs the shared two cores a fraction of what a Node load generator does, so more of the
 // machine measures the system instead of the load. autocannon otherwise. Every request can carry
-// a fresh idempotency key (a per-run prefix and a counter), as a real client's retries-safe writes do.
+// a fresh idempotency key (a per-run prefix and a counter), as a real client's retries-safe writes do,
+// and a bearer token (the gateway wants one on every /v1 route): one, or several sent in turn.
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -17,6 +18,11 @@ export interface LoadSpec {
   body?: string;
   /** A header set to a value unique to each request (e.g. idempotency-key). */
   uniqueHeader?: string;
+  /**
+   * Authorization header values ("Bearer …"), sent in turn, one per request (bench/support/auth.ts):
+   * several staff tokens share the load between their per-token rate budgets.
+   */
+  authorizations?: string[];
   connections: number;
   durationS: number;
 }
@@ -50,6 +56,14 @@ function wrkScript(spec: LoadSpec, prefix: string): string {
     ? `counter = counter + 1
   wrk.headers[${luaString(spec.uniqueHeader)}] = prefix .. thread_id .. "-" .. counter`
     : "";
+  const tokens = spec.authorizations ?? [];
+  const auth =
+    tokens.length === 0
+      ? ""
+      : tokens.length === 1
+        ? `wrk.headers["authorization"] = ${luaString(tokens[0]!)}`
+        : `token_i = token_i % #tokens + 1
+  wrk.headers["authorization"] = tokens[token_i]`;
   return `
 wrk.method = ${luaString(spec.method)}
 wrk.path = ${luaString(spec.path)}
@@ -57,6 +71,8 @@ ${spec.body !== undefined ? `wrk.body = ${luaString(spec.body)}` : ""}
 ${headers}
 -- Globals, not locals: setup() reaches each thread's copy through thread:set/get.
 counter = 0
+token_i = 0
+tokens = { ${tokens.map(luaString).join(", ")} }
 prefix = ${luaString(prefix)}
 thread_id = 0
 non2xx = 0
@@ -67,6 +83,7 @@ function setup(thread)
 end
 function request()
   ${unique}
+  ${auth}
   return wrk.format()
 end
 function response(status, headers, body)
@@ -132,6 +149,8 @@ async function viaWrk(wrk: string, spec: LoadSpec): Promise<LoadResult> {
 async function viaAutocannon(spec: LoadSpec): Promise<LoadResult> {
   const prefix = `${randomUUID().slice(0, 8)}-`;
   let counter = 0;
+  const tokens = spec.authorizations ?? [];
+  const perRequest = spec.uniqueHeader !== undefined || tokens.length > 1;
   const result = await autocannon({
     url: spec.url,
     connections: spec.connections,
@@ -140,12 +159,16 @@ async function viaAutocannon(spec: LoadSpec): Promise<LoadResult> {
       {
         method: spec.method,
         path: spec.path,
-        headers: spec.headers ?? {},
+        headers: { ...(spec.headers ?? {}), ...(tokens.length === 1 ? { authorization: tokens[0]! } : {}) },
         ...(spec.body !== undefined ? { body: spec.body } : {}),
-        ...(spec.uniqueHeader
+        ...(perRequest
           ? {
               setupRequest: (req) => {
-                req.headers = { ...req.headers, [spec.uniqueHeader!]: `${prefix}${++counter}` };
+                const n = ++counter;
+                const h = { ...req.headers };
+                if (spec.uniqueHeader) h[spec.uniqueHeader] = `${prefix}${n}`;
+                if (tokens.length > 1) h.authorization = tokens[n % tokens.length]!;
+                req.headers = h;
                 return req;
               },
             }
