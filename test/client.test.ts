@@ -473,7 +473,7 @@ describe("medisync client", { timeout: 180_000 }, () => {
     ]);
     expect(scoped.code).toBe(2);
     expect(scoped.lines).toEqual([
-      `medisync client: the gateway refused the pharmacist token on POST /v1/inventory/{clinicId}/stock/{medicationCode}/restock (403 FORBIDDEN: the token is not scoped to clinic ${theirs}): that role may not do this there (src/gateway/auth/policy.ts)`,
+      `medisync client: the gateway refused the pharmacist token on POST /v1/inventory/{clinicId}/stock/{medicationCode}/restock (403 FORBIDDEN: the token is not scoped to clinic ${theirs}): that role may not do this there (src/shared/access-policy.ts)`,
     ]);
 
     // A role the mix's scenarios are not granted to: refused before anything is sent.

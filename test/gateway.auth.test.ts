@@ -1,5 +1,5 @@
 // Who may do what, against a running gateway in front of real services (inventory replicas,
-// appointment, medication): the matrix is generated from src/gateway/auth/policy.ts — the table
+// appointment, medication): the matrix is generated from src/shared/access-policy.ts — the table
 // docs/security.md is rendered from — so the document, the code and this test cannot drift.
 // Every route × every role × its own and another patient or clinic; every route × no, expired,
 // wrong-audience, wrong-algorithm (HS256), `alg: none` and unknown-key tokens. A route in the
@@ -8,9 +8,9 @@ import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { type JWK, SignJWT } from "jose";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Grant, policy } from "../src/gateway/auth/policy.ts";
-import { type Role, roles } from "../src/gateway/auth/principal.ts";
+import { type Grant, policy } from "../src/shared/access-policy.ts";
 import { mintToken } from "../src/shared/dev-tokens.ts";
+import { type Role, roles } from "../src/shared/principal.ts";
 import { admin, as, TEST_AUDIENCE, TEST_ISSUER, testKeys, type Who } from "./support/auth.ts";
 import { datesFrom, makeClinic } from "./support/fixtures.ts";
 import { http } from "./support/gateway.ts";

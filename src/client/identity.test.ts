@@ -1,24 +1,31 @@
 // Who the client is at the gateway: minted tokens the gateway's own verifier accepts, with the role
 // and scope each scenario needs; a patient retired once it has made its budget of requests; a given
 // token used for everything, and a mix its role may not run refused before the run.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createLocalJWKSet, jwtVerify } from "jose";
 import { afterAll, describe, expect, it } from "vitest";
-import { TokenVerifier } from "../gateway/auth/tokens.ts";
 import { ensureDevKeys, mintToken } from "../shared/dev-tokens.ts";
 import { GivenIdentity, MintedIdentity, rolesGranted, scenarioRoutes } from "./identity.ts";
 import { UsageError } from "./usage-error.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "medisync-client-identity-"));
 const keys = ensureDevKeys(join(dir, "auth"));
-const verifier = new TokenVerifier({
-  jwksFile: keys.jwksFile,
-  issuer: "iss-test",
-  audience: "aud-test",
-  clockSkewMs: 0,
-  cacheTokensMax: 100,
-});
+// The checks the gateway makes of a token (issuer, audience, signature against the JWKS), made here
+// with jose itself: the client may not import the gateway. test/client.test.ts shows the real
+// gateway taking these tokens end to end.
+const jwks = createLocalJWKSet(JSON.parse(readFileSync(keys.jwksFile, "utf8")));
+const verifier = {
+  async verify(authorization: string) {
+    const { payload } = await jwtVerify(authorization.replace(/^Bearer /, ""), jwks, {
+      issuer: "iss-test",
+      audience: "aud-test",
+      algorithms: ["ES256"],
+    });
+    return { sub: payload.sub, role: payload.role, clinics: (payload.clinics as string[] | undefined) ?? [] };
+  },
+};
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const minted = (requestsPerPatient: number) =>

@@ -5,7 +5,7 @@
 // provider's token is used for everything its role may do. Over gRPC (mTLS, no JWT) nobody is.
 import { randomUUID } from "node:crypto";
 import { decodeJwt, type JWK } from "jose";
-import { policy } from "../gateway/auth/policy.ts";
+import { policy } from "../shared/access-policy.ts";
 import { mintToken } from "../shared/dev-tokens.ts";
 import { UsageError } from "./usage-error.ts";
 
@@ -53,7 +53,7 @@ export const scenarioRoutes: Record<string, string> = {
   transfer: "POST /v1/inventory/transfers",
 };
 
-/** Roles granted `route` by the gateway's policy (src/gateway/auth/policy.ts, the one table). */
+/** Roles granted `route` by the gateway's policy (src/shared/access-policy.ts, the one table). */
 export function rolesGranted(route: string): Role[] {
   const rule = policy[route];
   return rule ? roles.filter((r) => rule.grants[r] !== undefined) : [];

@@ -33,7 +33,7 @@ function refusalOf(status: number, route: string, as: Credential | undefined, bo
   const hint =
     status === 401
       ? "the gateway does not accept the client's tokens: it must trust the key beside AUTH_JWKS_FILE (npm start's data/auth/), or pass --token"
-      : "that role may not do this there (src/gateway/auth/policy.ts)";
+      : "that role may not do this there (src/shared/access-policy.ts)";
   return `the gateway refused ${who} on ${route} (${status}${said ? ` ${said}` : ""}): ${hint}`;
 }
 

@@ -7,8 +7,8 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { CacheTier } from "../gen/medisync/v1/appointment.ts";
 import type { AppointmentClient } from "../shared/appointment-client.ts";
 import { counter } from "../shared/metrics.ts";
+import type { Principal } from "../shared/principal.ts";
 import type { GatewayEnv } from "./app.ts";
-import type { Principal } from "./auth/principal.ts";
 import { mount } from "./route.ts";
 import {
   Appointment,

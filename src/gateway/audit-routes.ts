@@ -2,9 +2,9 @@
 // each row as a FHIR AuditEvent-shaped object. Who may read it (admin) is the access policy's
 // decision, not this module's.
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { roles } from "../shared/principal.ts";
 import type { GatewayEnv } from "./app.ts";
 import { type AuditLog, type AuditRecord, auditActions, auditLimits, isAuditCursor } from "./audit.ts";
-import { roles } from "./auth/principal.ts";
 import { mount } from "./route.ts";
 import { json, problemDoc, uuid } from "./schemas.ts";
 

@@ -10,6 +10,7 @@ import { AppError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
 import { registry } from "../shared/metrics.ts";
 import { createPool } from "../shared/pg.ts";
+import type { Principal } from "../shared/principal.ts";
 import {
   type AuditEntry,
   AuditLog,
@@ -20,7 +21,6 @@ import {
   prepareAuditDatabase,
   useAsyncCommit,
 } from "./audit.ts";
-import type { Principal } from "./auth/principal.ts";
 
 const log = createLogger({ service: "gateway", level: "silent" });
 const dbName = `medisync_test_${testName("audit")}`;

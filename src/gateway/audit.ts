@@ -20,9 +20,9 @@ import type { Config } from "../shared/config.ts";
 import { AppError, unavailableError } from "../shared/errors.ts";
 import { counter, histogram } from "../shared/metrics.ts";
 import { createPool, ensureDatabase, withClient } from "../shared/pg.ts";
+import { isRole, type Principal, type Role } from "../shared/principal.ts";
 import { isUuid } from "../shared/validation.ts";
 import { migrateAudit } from "./audit-migrations.ts";
-import { isRole, type Principal, type Role } from "./auth/principal.ts";
 
 /** FHIR AuditEvent.action: Create, Read, Update, Delete, Execute (an operation: cancel, deduct, transfer…). */
 export const auditActions = ["C", "R", "U", "D", "E"] as const;
@@ -32,7 +32,7 @@ export type AuditAction = (typeof auditActions)[number];
  * What a row is about, as FHIR resource names. Stock (a clinic's medicine, its lots, reorder level)
  * is R5's "InventoryItem" with the medication code as id and the clinic set; notifications are
  * "Communication", webhooks "Subscription", clinics "Organization", replicas and cluster operations
- * "Device", the audit trail itself "AuditEvent". auth/policy.ts names one per audited route.
+ * "Device", the audit trail itself "AuditEvent". access-policy.ts (src/shared) names one per audited route.
  */
 export const auditResourceTypes = [
   "Appointment",

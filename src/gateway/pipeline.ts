@@ -3,10 +3,11 @@
 // limit (429), the role's grant (403), the input (400), the compartment (403), then — after the
 // act — the audit row. Each step has one owner (auth/guard.ts, rate-limit.ts, route.ts's checks, audit.ts); this
 // module only strings them together, so the two paths cannot disagree on the order.
+
+import type { AuditAction } from "../shared/access-policy.ts";
 import { AppError, type Problem } from "../shared/errors.ts";
+import type { Principal, Role } from "../shared/principal.ts";
 import type { Admission, Guard } from "./auth/guard.ts";
-import type { AuditAction } from "./auth/policy.ts";
-import type { Principal, Role } from "./auth/principal.ts";
 import { addressKey, type RateLimits, rateLimitedError } from "./rate-limit.ts";
 import { checkInput, type InputCheck, type InputSource } from "./route.ts";
 

@@ -87,7 +87,7 @@ export function rateLimitsFromConfig(cfg: Config): RateLimitsPerMinute {
 }
 
 /**
- * The roles (src/gateway/auth/principal.ts) whose tokens get the staff budget. Any other role, or
+ * The roles (src/shared/principal.ts) whose tokens get the staff budget. Any other role, or
  * none, counts as a patient: an unknown role falls to the strict side.
  */
 const staffRoles: ReadonlySet<string> = new Set(["clinician", "pharmacist", "admin"]);

@@ -9,9 +9,9 @@ import type { IncomingMessage } from "node:http";
 import type { OpenAPIHono, RouteConfig, RouteHandler } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import type { ZodType } from "zod";
+import { routeKey, ruleOf } from "../shared/access-policy.ts";
 import { AppError, type Problem } from "../shared/errors.ts";
 import type { GatewayEnv } from "./app.ts";
-import { routeKey, ruleOf } from "./auth/policy.ts";
 import { isJsonMediaType } from "./body.ts";
 import { admit, type Pipeline, recordAudit } from "./pipeline.ts";
 import { problemResponse, validationError } from "./problems.ts";
@@ -114,7 +114,7 @@ export function addressOf(c: Context): string {
 /**
  * Registers `route` in the OpenAPI document and mounts `handler` behind the pipeline: token, rate
  * limit, input check, grant (pipeline.ts), then the handler, then the audit row. A route without a
- * rule in auth/policy.ts throws here, when the app is built: nothing is ever mounted unguarded.
+ * rule in access-policy.ts (src/shared) throws here, when the app is built: nothing is ever mounted unguarded.
  */
 export function mount<R extends RouteConfig>(
   app: OpenAPIHono<GatewayEnv>,

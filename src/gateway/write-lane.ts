@@ -10,10 +10,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { getPath, tryDecodeURIComponent } from "hono/utils/url";
 import type { Logger } from "pino";
+import { routeKey, ruleOf } from "../shared/access-policy.ts";
 import { REQUEST_ID_HEADER, sanitizeRequestId } from "../shared/context.ts";
 import { AppError, type Problem } from "../shared/errors.ts";
 import { recordRequest } from "./access.ts";
-import { routeKey, ruleOf } from "./auth/policy.ts";
 import { takeBody } from "./body.ts";
 import {
   type InventoryDeps,

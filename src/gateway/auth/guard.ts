@@ -3,9 +3,17 @@
 // in checked (403) against the request's patient and clinics — read from the path, the body, or
 // the record the path names — before anything is done. Both paths call this, so a rule is written
 // once (policy.ts) and enforced once (here).
+
+import {
+  checkCompartment,
+  type Facts,
+  type Grant,
+  grantOf,
+  type RouteRule,
+  ruleOf,
+} from "../../shared/access-policy.ts";
 import { AppError } from "../../shared/errors.ts";
-import { checkCompartment, type Facts, type Grant, grantOf, type RouteRule, ruleOf } from "./policy.ts";
-import type { Principal } from "./principal.ts";
+import type { Principal } from "../../shared/principal.ts";
 import type { TokenVerifier } from "./tokens.ts";
 
 /** What the guard reads of the records a path names (the appointment and medication services). */

@@ -17,7 +17,7 @@ import {
 import { LRUCache } from "lru-cache";
 import { AppError } from "../../shared/errors.ts";
 import { counter } from "../../shared/metrics.ts";
-import { isRole, type Principal } from "./principal.ts";
+import { isRole, type Principal } from "../../shared/principal.ts";
 
 /** Asymmetric only: a verifier that took HS256 could be handed the public key as the secret. */
 export const allowedAlgorithms = ["ES256", "ES384", "RS256", "PS256", "EdDSA"] as const;

@@ -2,8 +2,10 @@
 // within which compartment (own patient, own clinics, anywhere), where a request's patient and
 // clinic come from, and what the audit trail records of it. docs/security.md's table is rendered
 // from this one (policyTable), and the gateway's auth matrix test walks it, so the three cannot
-// drift. A route with no row here is refused to every token: forgetting a row fails closed.
-import { AppError } from "../../shared/errors.ts";
+// drift. A route with no row here is refused to every token: forgetting a row fails closed. It
+// lives in src/shared because the client reads it too (which scenarios a token's role may run);
+// the gateway's auth/guard.ts is what enforces it.
+import { AppError } from "./errors.ts";
 import type { Principal, Role } from "./principal.ts";
 
 /**
@@ -213,7 +215,7 @@ export function routeKey(method: string, pathTemplate: string): string {
 export function ruleOf(key: string): RouteRule {
   const rule = policy[key];
   // A route mounted without a rule is a programming error, caught when the app is built.
-  if (!rule) throw new Error(`no access rule for ${key} in src/gateway/auth/policy.ts`);
+  if (!rule) throw new Error(`no access rule for ${key} in src/shared/access-policy.ts`);
   return rule;
 }
 
