@@ -368,8 +368,8 @@ export interface BookInput {
   slotId: string;
   patientId: string;
   idempotencyKey: string;
-  /** A clinician's booking: the slot's clinic must be one of these. Undefined: any clinic. */
-  clinicIdsAllowed?: readonly string[];
+  /** A clinician's booking: the slot's clinic must be one of these (ids or codes). Undefined: any. */
+  clinicsAllowed?: { ids: readonly string[]; codes: readonly string[] };
 }
 
 export interface BookResult {
@@ -386,12 +386,14 @@ export async function book(pool: pg.Pool, input: BookInput): Promise<BookResult>
   const requestHash = `${input.slotId}|${input.patientId}`;
   // Checked before the key is claimed, so a refused caller leaves nothing behind; a slot's clinic
   // never changes, so the check cannot go stale before the booking.
-  if (input.clinicIdsAllowed) {
-    const r = await pool.query<{ clinic_id: string }>("SELECT clinic_id FROM slots WHERE id = $1", [
-      input.slotId,
-    ]);
-    const clinicId = r.rows[0]?.clinic_id;
-    if (clinicId !== undefined && !input.clinicIdsAllowed.includes(clinicId))
+  if (input.clinicsAllowed) {
+    const r = await pool.query<{ clinic_id: string; code: string }>(
+      "SELECT s.clinic_id, c.code FROM slots s JOIN clinics c ON c.id = s.clinic_id WHERE s.id = $1",
+      [input.slotId],
+    );
+    const row = r.rows[0];
+    const { ids, codes } = input.clinicsAllowed;
+    if (row !== undefined && !ids.includes(row.clinic_id) && !codes.includes(row.code))
       throw new AppError("FORBIDDEN", "the token is not scoped to the slot's clinic", "slotId");
   }
   // A failed booking still commits when it carries a key: the key's first outcome is the error.

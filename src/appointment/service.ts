@@ -149,7 +149,9 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
         slotId,
         patientId,
         idempotencyKey: req.idempotencyKey,
-        ...(req.clinicScope ? { clinicIdsAllowed: req.clinicScope.clinicIds } : {}),
+        ...(req.clinicScope
+          ? { clinicsAllowed: { ids: req.clinicScope.clinicIds, codes: req.clinicScope.clinicCodes } }
+          : {}),
       });
       if (!(await cache.invalidate([result.change], ctx))) {
         // The booking is durable, but an instance that still reaches Redis could show the slot free

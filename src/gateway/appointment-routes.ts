@@ -7,7 +7,6 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { CacheTier } from "../gen/medisync/v1/appointment.ts";
 import type { AppointmentClient } from "../shared/appointment-client.ts";
 import { counter } from "../shared/metrics.ts";
-import type { Principal } from "../shared/principal.ts";
 import type { GatewayEnv } from "./app.ts";
 import { mount } from "./route.ts";
 import {
@@ -31,8 +30,6 @@ import { appointmentView, slotView } from "./views.ts";
 
 export interface AppointmentRouteDeps {
   appointments: AppointmentClient;
-  /** The clinic ids a staff token is scoped to (its clinics claim holds codes). */
-  clinicIdsOf: (principal: Principal) => string[];
 }
 
 const slotTiers = counter("medisync_gateway_slot_reads_total", "Slot reads by the tier that served them", [
@@ -175,7 +172,8 @@ export function addAppointmentRoutes(app: OpenAPIHono<GatewayEnv>, deps: Appoint
       const key = c.req.valid("header")["Idempotency-Key"] ?? `gw-${randomUUID()}`;
       c.header("Idempotency-Key", key);
       c.set("idempotencyKey", key);
-      const clinicScope = admission.grant === "clinic" ? deps.clinicIdsOf(admission.principal) : undefined;
+      // The token's clinic codes, as it names them: the appointment service checks the slot's.
+      const clinicScope = admission.grant === "clinic" ? admission.principal.clinics : undefined;
       const { appointment, replayed } = await appointments.book(
         slotId,
         patientId,

@@ -34,7 +34,6 @@ export class ClinicDirectory {
   private codes = new Set<string>();
   /** Clinic id → code: a request that gives a clinic's id where its code belongs is told the code. */
   private codeById = new Map<string, string>();
-  private idByCode = new Map<string, string>();
   /** When the last read began (ms), and whether it succeeded. */
   private lastReadAt = Number.NEGATIVE_INFINITY;
   private lastReadOk = false;
@@ -79,11 +78,6 @@ export class ClinicDirectory {
     if (held !== undefined) return held;
     if (this.reading || this.now() - this.lastReadAt >= this.missRefreshMs) await this.read(requestId);
     return this.codeById.get(id);
-  }
-
-  /** The id of a clinic code in the list held now. */
-  idOf(code: string): string | undefined {
-    return this.idByCode.get(code);
   }
 
   /** The codes held now (tests, ops). */
@@ -137,7 +131,6 @@ export class ClinicDirectory {
       // Replaced whole: what the directory holds is the last list read, never more.
       this.codes = new Set(clinics.map((c) => c.code));
       this.codeById = new Map(clinics.map((c) => [c.id, c.code]));
-      this.idByCode = new Map(clinics.map((c) => [c.code, c.id]));
       if (!this.lastReadOk) this.o.log.info({ clinics: this.codes.size }, "clinic list read");
       this.lastReadOk = true;
       this.failedReadsInRow = 0;

@@ -15,7 +15,7 @@ import { composePeers, createApp } from "./app.ts";
 import { addAppointmentRoutes } from "./appointment-routes.ts";
 import { openAuditLog } from "./audit.ts";
 import { addAuditRoutes } from "./audit-routes.ts";
-import { clinicIdsOf, Guard } from "./auth/guard.ts";
+import { Guard } from "./auth/guard.ts";
 import { TokenVerifier } from "./auth/tokens.ts";
 import { ClinicDirectory } from "./clinics.ts";
 import { addClusterRoutes } from "./cluster-routes.ts";
@@ -131,11 +131,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
   // The route modules, as peers: each owns its routes and their documents; the app owns the
   // middleware, the pipeline and the problems.
   composePeers(app, pipeline, [
-    (a) =>
-      addAppointmentRoutes(a, {
-        appointments,
-        clinicIdsOf: (principal) => clinicIdsOf(principal, (code) => clinics.idOf(code)),
-      }),
+    (a) => addAppointmentRoutes(a, { appointments }),
     (a) =>
       addPatientRoutes(a, {
         appointments,

@@ -93,16 +93,16 @@ export class AppointmentClient {
     );
   }
 
-  /** `clinicIdsAllowed`: a clinician's booking, refused (FORBIDDEN) at a slot of any other clinic. */
+  /** `clinicCodesAllowed`: a clinician's booking, refused (FORBIDDEN) at a slot of any other clinic. */
   async book(
     slotId: string,
     patientId: string,
     idempotencyKey: string,
     requestId?: string,
-    clinicIdsAllowed?: readonly string[],
+    clinicCodesAllowed?: readonly string[],
   ) {
-    const scope = clinicIdsAllowed
-      ? { clinicScope: { clinicIds: [...clinicIdsAllowed], clinicCodes: [] } }
+    const scope = clinicCodesAllowed
+      ? { clinicScope: { clinicIds: [], clinicCodes: [...clinicCodesAllowed] } }
       : {};
     const res = await this.call((c, d) =>
       callUnary(c.book.bind(c), { slotId, patientId, idempotencyKey, ...scope }, d, requestId),

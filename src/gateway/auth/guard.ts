@@ -120,11 +120,3 @@ export class Guard {
     }
   }
 }
-
-/** The clinic ids a staff token may act at (for the appointment service's own checks). */
-export function clinicIdsOf(principal: Principal, idOfCode: (code: string) => string | undefined): string[] {
-  return principal.clinics.flatMap((code) => {
-    const id = idOfCode(code);
-    return id === undefined ? [] : [id];
-  });
-}
