@@ -4,9 +4,9 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { AppError, type ErrorCode, isErrorCode } from "../shared/errors.ts";
+import { type Position, positionTimeSql } from "../shared/keyset-page.ts";
 import { inTransaction } from "../shared/pg.ts";
 import { inventoryLimits } from "../shared/validation.ts";
-import { type PagePosition, positionTimeSql } from "./page.ts";
 import { requireTimeZone } from "./time.ts";
 
 export type SlotState = "free" | "booked";
@@ -323,7 +323,7 @@ export interface PatientAppointmentsQuery {
   /** Rows to read: the page size plus one, so the caller learns whether there is a next page. */
   rowsMax: number;
   /** Strictly older than this position (slot start, then id), newest first. */
-  after?: PagePosition;
+  after?: Position;
   status?: AppointmentState;
   /** Present: only appointments at a clinic named here, by id or by code (none when both are empty). */
   scope?: { clinicIds: string[]; clinicCodes: string[] };
@@ -337,7 +337,7 @@ export interface PatientAppointmentsQuery {
 export async function listPatientAppointments(
   pool: pg.Pool,
   q: PatientAppointmentsQuery,
-): Promise<(AppointmentView & { position: PagePosition })[]> {
+): Promise<(AppointmentView & { position: Position })[]> {
   const r = await pool.query<AppointmentRow & { position_at: string }>(
     `SELECT ${appointmentColumns}, ${positionTimeSql("s.starts_at")} AS position_at
        FROM ${appointmentFrom}
@@ -353,14 +353,14 @@ export async function listPatientAppointments(
       q.scope !== undefined,
       q.scope?.clinicIds ?? [],
       q.scope?.clinicCodes ?? [],
-      q.after?.startsAt ?? null,
+      q.after?.at ?? null,
       q.after?.id ?? null,
       q.rowsMax,
     ],
   );
   return r.rows.map((row) => ({
     ...toAppointment(row),
-    position: { startsAt: row.position_at, id: row.id },
+    position: { at: row.position_at, id: row.id },
   }));
 }
 

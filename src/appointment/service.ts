@@ -13,8 +13,8 @@ import {
 } from "../gen/medisync/v1/appointment.ts";
 import { AppError } from "../shared/errors.ts";
 import { unary } from "../shared/grpc.ts";
+import { decodePosition, encodePosition, pageLimit } from "../shared/keyset-page.ts";
 import { appointmentLimits, idempotencyKeyPattern } from "../shared/validation.ts";
-import { decodePageToken, encodePageToken, pageSize } from "./page.ts";
 import * as repo from "./repo.ts";
 import { lruAnswer } from "./slot-answer.ts";
 import type { SlotCache, Tier } from "./slot-cache.ts";
@@ -184,8 +184,8 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
 
     listPatientAppointments: handler(log, "ListPatientAppointments", async (req) => {
       const patientId = requireUuid(req.patientId, "patientId");
-      const size = pageSize(req.pageSize);
-      const after = decodePageToken(req.pageToken);
+      const size = pageLimit(req.pageSize, appointmentLimits);
+      const after = decodePosition(req.pageToken, appointmentLimits);
       const named = (req.clinicScope?.clinicIds.length ?? 0) + (req.clinicScope?.clinicCodes.length ?? 0);
       if (named > appointmentLimits.scopeClinicsMax) {
         throw new AppError(
@@ -218,7 +218,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
       const last = page[page.length - 1];
       return {
         appointments: page.map(({ position: _, ...a }) => appointmentToProto(a)),
-        nextPageToken: rows.length > size && last ? encodePageToken(last.position) : "",
+        nextPageToken: rows.length > size && last ? encodePosition(last.position) : "",
       };
     }),
   };

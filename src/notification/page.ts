@@ -1,8 +1,12 @@
-// Owns the notification service's page cursors: an opaque (created_at, id) position. created_at is
-// carried at PostgreSQL's own precision (microseconds, as text in UTC): a millisecond JS Date would
-// skip or repeat rows stamped within the same millisecond at a page boundary.
-import { AppError } from "../shared/errors.ts";
-import { isUuid, notificationLimits as limits } from "../shared/validation.ts";
+// Owns the notification service's page cursors: the shared keyset position (src/shared/keyset-page.ts,
+// microsecond created_at and id) under the names this service's lists use, and its page limits.
+import {
+  decodePosition,
+  encodePosition,
+  pageLimit as limitOf,
+  positionTimeSql,
+} from "../shared/keyset-page.ts";
+import { notificationLimits as limits } from "../shared/validation.ts";
 
 export interface Cursor {
   /** created_at as PostgreSQL wrote it: YYYY-MM-DDTHH:MM:SS.ffffffZ. */
@@ -11,45 +15,18 @@ export interface Cursor {
 }
 
 /** SQL for a created_at column in the cursor's form. */
-export const cursorTimeSql = (column: string) =>
-  `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+export const cursorTimeSql = positionTimeSql;
 
-const timePattern = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+export const encodeCursor = (c: Cursor) => encodePosition({ at: c.createdAt, id: c.id });
 
-export const encodeCursor = (c: Cursor) =>
-  Buffer.from(JSON.stringify([c.createdAt, c.id])).toString("base64url");
-
+/** "" → the first page; a cursor this service gave out → its position; anything else → VALIDATION. */
 export function decodeCursor(s: string): Cursor | undefined {
-  if (s === "") return undefined;
-  if (s.length <= limits.cursorMax) {
-    try {
-      const v: unknown = JSON.parse(Buffer.from(s, "base64url").toString("utf8"));
-      if (
-        Array.isArray(v) &&
-        v.length === 2 &&
-        typeof v[0] === "string" &&
-        timePattern.test(v[0]) &&
-        !Number.isNaN(Date.parse(v[0])) &&
-        typeof v[1] === "string" &&
-        isUuid(v[1])
-      ) {
-        return { createdAt: v[0], id: v[1].toLowerCase() };
-      }
-    } catch {
-      // falls through to the refusal
-    }
-  }
-  throw new AppError("VALIDATION", "cursor is not one this service gave out", "cursor");
+  const p = decodePosition(s, limits);
+  return p && { createdAt: p.at, id: p.id };
 }
 
 /** 0 → the default page size; otherwise 1-pageLimitMax or a VALIDATION naming limit. */
-export function pageLimit(limit: number): number {
-  if (limit === 0) return limits.pageLimitDefault;
-  if (!Number.isInteger(limit) || limit < 1 || limit > limits.pageLimitMax) {
-    throw new AppError("VALIDATION", `limit must be an integer from 1 to ${limits.pageLimitMax}`, "limit");
-  }
-  return limit;
-}
+export const pageLimit = (limit: number) => limitOf(limit, limits);
 
 /** Rows were read with one more than `limit`: the page, and the cursor after it when there is more. */
 export function pageOf<R extends { cursorAt: string; id: string }>(

@@ -1,15 +1,20 @@
-// Owns the appointment service's page tokens: an opaque (slot start, appointment id) position in a
-// patient's appointments, newest first. The start is carried at PostgreSQL's own precision
-// (microseconds, as text in UTC): a millisecond JS Date would skip or repeat appointments whose
-// slots start within the same millisecond at a page boundary. The errors name `limit` and `cursor`,
-// the REST query parameters these fields arrive as at the gateway, as every list in MediSync does.
-import { AppError } from "../shared/errors.ts";
-import { isUuid, appointmentLimits as limits } from "../shared/validation.ts";
+// Owns the page tokens of the services' keyset-paged lists: an opaque (timestamp, id) position. The
+// timestamp is carried at PostgreSQL's own precision (microseconds, as text in UTC): a millisecond
+// JS Date would skip or repeat rows stamped within the same millisecond at a page boundary. The
+// errors name `limit` and `cursor`, the REST query parameters these arrive as at the gateway.
+import { AppError } from "./errors.ts";
+import { isUuid } from "./validation.ts";
 
-export interface PagePosition {
-  /** The slot's starts_at as PostgreSQL wrote it: YYYY-MM-DDTHH:MM:SS.ffffffZ. */
-  startsAt: string;
+export interface Position {
+  /** The timestamp as PostgreSQL wrote it (positionTimeSql): YYYY-MM-DDTHH:MM:SS.ffffffZ. */
+  at: string;
   id: string;
+}
+
+export interface PageLimits {
+  pageLimitDefault: number;
+  pageLimitMax: number;
+  cursorMax: number;
 }
 
 /** SQL for a timestamptz column in the position's form. */
@@ -18,11 +23,11 @@ export const positionTimeSql = (column: string) =>
 
 const timePattern = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
-export const encodePageToken = (p: PagePosition) =>
-  Buffer.from(JSON.stringify([p.startsAt, p.id])).toString("base64url");
+export const encodePosition = (p: Position) =>
+  Buffer.from(JSON.stringify([p.at, p.id])).toString("base64url");
 
 /** "" → the first page; a token this service gave out → its position; anything else → VALIDATION. */
-export function decodePageToken(s: string): PagePosition | undefined {
+export function decodePosition(s: string, limits: PageLimits): Position | undefined {
   if (s === "") return undefined;
   if (s.length <= limits.cursorMax) {
     try {
@@ -36,7 +41,7 @@ export function decodePageToken(s: string): PagePosition | undefined {
         typeof v[1] === "string" &&
         isUuid(v[1])
       ) {
-        return { startsAt: v[0], id: v[1].toLowerCase() };
+        return { at: v[0], id: v[1].toLowerCase() };
       }
     } catch {
       // falls through to the refusal
@@ -46,7 +51,7 @@ export function decodePageToken(s: string): PagePosition | undefined {
 }
 
 /** 0 → the default page size; otherwise 1-pageLimitMax or a VALIDATION naming limit. */
-export function pageSize(n: number): number {
+export function pageLimit(n: number, limits: PageLimits): number {
   if (n === 0) return limits.pageLimitDefault;
   if (!Number.isInteger(n) || n < 1 || n > limits.pageLimitMax) {
     throw new AppError("VALIDATION", `limit must be an integer from 1 to ${limits.pageLimitMax}`, "limit");
