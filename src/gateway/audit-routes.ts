@@ -4,37 +4,28 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { roles } from "../shared/principal.ts";
 import type { GatewayEnv } from "./app.ts";
-import { type AuditLog, type AuditRecord, auditActions, auditLimits, isAuditCursor } from "./audit.ts";
+import { type AuditLog, type AuditRecord, auditActions, auditLimits } from "./audit.ts";
+import { pageQuery } from "./pagination.ts";
 import { mount } from "./route.ts";
 import { json, problemDoc, uuid } from "./schemas.ts";
 
-const AuditQuery = z.strictObject({
-  patientId: uuid("patientId")
-    .optional()
-    .openapi({
-      param: { name: "patientId", in: "query", required: false },
-      description: "only this patient's rows",
-    }),
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(auditLimits.pageLimitMax)
-    .optional()
-    .openapi({
-      param: { name: "limit", in: "query", required: false },
-      example: auditLimits.pageLimitDefault,
-    }),
-  cursor: z
-    .string()
-    .max(auditLimits.cursorMax)
-    .refine(isAuditCursor, { message: "is not a cursor this service gave out" })
-    .optional()
-    .openapi({
-      param: { name: "cursor", in: "query", required: false },
-      description: "nextCursor of the page before",
-    }),
-});
+// The page query every list has (pagination.ts); audit.list refuses a cursor it did not give out,
+// naming `cursor`, as the services do.
+const AuditQuery = pageQuery(
+  {
+    limitMax: auditLimits.pageLimitMax,
+    limitDefault: auditLimits.pageLimitDefault,
+    cursorMax: auditLimits.cursorMax,
+  },
+  {
+    patientId: uuid("patientId")
+      .optional()
+      .openapi({
+        param: { name: "patientId", in: "query", required: false },
+        description: "only this patient's rows",
+      }),
+  },
+);
 
 const AuditEvent = z
   .object({
@@ -108,7 +99,7 @@ export function addAuditRoutes(app: OpenAPIHono<GatewayEnv>, audit: AuditLog): v
       const { patientId, limit, cursor } = c.req.valid("query");
       const page = await audit.list({
         ...(patientId !== undefined ? { patientId } : {}),
-        limit: limit ?? auditLimits.pageLimitDefault,
+        limit,
         ...(cursor !== undefined ? { cursor } : {}),
       });
       return c.json({ items: page.items.map(auditEventView), nextCursor: page.nextCursor ?? null }, 200);

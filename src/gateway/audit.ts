@@ -24,31 +24,20 @@ import { isRole, type Principal, type Role } from "../shared/principal.ts";
 import { isUuid } from "../shared/validation.ts";
 import { migrateAudit } from "./audit-migrations.ts";
 
-/** FHIR AuditEvent.action: Create, Read, Update, Delete, Execute (an operation: cancel, deduct, transfer…). */
-export const auditActions = ["C", "R", "U", "D", "E"] as const;
-export type AuditAction = (typeof auditActions)[number];
+// The vocabularies (actions, resource types) are the policy's: each audited route names its own there.
+export {
+  type AuditAction,
+  type AuditResourceType,
+  auditActions,
+  auditResourceTypes,
+} from "../shared/access-policy.ts";
 
-/**
- * What a row is about, as FHIR resource names. Stock (a clinic's medicine, its lots, reorder level)
- * is R5's "InventoryItem" with the medication code as id and the clinic set; notifications are
- * "Communication", webhooks "Subscription", clinics "Organization", replicas and cluster operations
- * "Device", the audit trail itself "AuditEvent". access-policy.ts (src/shared) names one per audited route.
- */
-export const auditResourceTypes = [
-  "Appointment",
-  "Slot",
-  "MedicationRequest",
-  "MedicationDispense",
-  "InventoryItem",
-  "Patient",
-  "Practitioner",
-  "Organization",
-  "Communication",
-  "Subscription",
-  "AuditEvent",
-  "Device",
-] as const;
-export type AuditResourceType = (typeof auditResourceTypes)[number];
+import {
+  type AuditAction,
+  type AuditResourceType,
+  auditActions,
+  auditResourceTypes,
+} from "../shared/access-policy.ts";
 
 /** One event as the request pipeline hands it over. */
 export interface AuditEntry {
@@ -223,15 +212,6 @@ export function decodeAuditCursor(cursor: string): string {
     if (m && BigInt(m[1]!) <= bigintMax) return m[1]!;
   }
   throw new AppError("VALIDATION", "cursor is not one this service gave out", "cursor");
-}
-
-export function isAuditCursor(cursor: string): boolean {
-  try {
-    decodeAuditCursor(cursor);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export class AuditLog {

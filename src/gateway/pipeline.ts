@@ -4,26 +4,12 @@
 // act — the audit row. Each step has one owner (auth/guard.ts, rate-limit.ts, route.ts's checks, audit.ts); this
 // module only strings them together, so the two paths cannot disagree on the order.
 
-import type { AuditAction } from "../shared/access-policy.ts";
 import { AppError, type Problem } from "../shared/errors.ts";
 import type { Principal, Role } from "../shared/principal.ts";
+import type { AuditEntry } from "./audit.ts";
 import type { Admission, Guard } from "./auth/guard.ts";
 import { addressKey, type RateLimits, rateLimitedError } from "./rate-limit.ts";
 import { checkInput, type InputCheck, type InputSource } from "./route.ts";
-
-/** One audit row (audit.ts). */
-export interface AuditEntry {
-  actor: Principal | undefined;
-  action: AuditAction;
-  resourceType: string;
-  resourceId?: string;
-  patientId?: string;
-  clinic?: string;
-  outcome: number;
-  requestId: string;
-  source: string;
-  route: string;
-}
 
 export interface AuditSink {
   record(entry: AuditEntry): Promise<void>;

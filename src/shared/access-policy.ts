@@ -29,8 +29,31 @@ export type Subject =
   | { from: "appointment"; param: string }
   | { from: "prescription"; param: string };
 
-/** FHIR AuditEvent.action: Create, Read, Update, Delete, Execute. */
-export type AuditAction = "C" | "R" | "U" | "D" | "E";
+/** FHIR AuditEvent.action: Create, Read, Update, Delete, Execute (an operation: cancel, deduct, transfer…). */
+export const auditActions = ["C", "R", "U", "D", "E"] as const;
+export type AuditAction = (typeof auditActions)[number];
+
+/**
+ * What a row is about, as FHIR resource names. Stock (a clinic's medicine, its lots, reorder level)
+ * is R5's "InventoryItem" with the medication code as id and the clinic set; notifications are
+ * "Communication", webhooks "Subscription", clinics "Organization", replicas and cluster operations
+ * "Device", the audit trail itself "AuditEvent". each audited route below names one.
+ */
+export const auditResourceTypes = [
+  "Appointment",
+  "Slot",
+  "MedicationRequest",
+  "MedicationDispense",
+  "InventoryItem",
+  "Patient",
+  "Practitioner",
+  "Organization",
+  "Communication",
+  "Subscription",
+  "AuditEvent",
+  "Device",
+] as const;
+export type AuditResourceType = (typeof auditResourceTypes)[number];
 
 export interface RouteRule {
   grants: Partial<Record<Role, Grant>>;
@@ -41,7 +64,7 @@ export interface RouteRule {
    */
   clinicScopeAt?: "service";
   /** Recorded in the audit trail (every write, every read of patient data); absent: not recorded. */
-  audit?: { action: AuditAction; resourceType: string };
+  audit?: { action: AuditAction; resourceType: AuditResourceType };
 }
 
 const none = { from: "none" } as const;
