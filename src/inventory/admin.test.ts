@@ -18,20 +18,25 @@ afterEach(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Voters `ids` in-process, on an in-memory network; resolves with the leader's admin once it committed. */
+/**
+ * Voters `ids` in-process, on an in-memory network; resolves with the leader's admin once it committed.
+ * Whoever wins leads: a CI disk under load can take longer to sync than any one replica's election
+ * timeout, so the test must not assume which replica that is (CI once waited 10 s for `a`, while
+ * another replica led).
+ */
 async function cluster(ids: string[]) {
   dir = mkdtempSync(path.join(os.tmpdir(), "admin-"));
   const byId = new Map<string, RaftNode>();
-  const peers: Peer[][] = [];
+  const peersOf = new Map<string, Peer[][]>();
   const directories = new Map<string, MemberDirectory>();
   for (const id of ids) {
     let snap: Snapshot | undefined;
+    const seen: Peer[][] = [];
+    peersOf.set(id, seen);
     const directory = new MemberDirectory(
       id,
       ids.map((i) => ({ id: i, address: `${i}.env:1` })),
-      (p) => {
-        if (id === ids[0]) peers.push(p);
-      },
+      (p) => seen.push(p),
     );
     directories.set(id, directory);
     const node = new RaftNode({
@@ -40,8 +45,9 @@ async function cluster(ids: string[]) {
       dataDir: path.join(dir, id),
       log: quiet,
       tickMs: 10,
-      electionTicks: 5,
-      // The first id campaigns first, so the test knows whose transport it watches.
+      // 500 ms: well above a slow disk's sync, which every vote and every append waits for.
+      electionTicks: 50,
+      // The first id campaigns first, so the election is usually quick.
       random: () => (id === ids[0] ? 0 : 0.99),
       snapshots: {
         save: async (s) => {
@@ -63,20 +69,22 @@ async function cluster(ids: string[]) {
       hello: (to, ask) => post(to, ask, []),
     });
   }
-  const leader = byId.get(ids[0]!)!;
-  const deadline = Date.now() + 10_000;
-  while (!leader.isLeader) {
-    if (Date.now() > deadline) throw new Error("no leader");
+  const deadline = Date.now() + 30_000;
+  let leader: RaftNode | undefined;
+  while (!leader) {
+    if (Date.now() > deadline) throw new Error("no leader within 30 s");
     await new Promise((r) => setTimeout(r, 5));
+    leader = [...byId.values()].find((n) => n.isLeader);
   }
   // The leader's first entry of its term must commit before any conf change.
   await leader.propose(new Uint8Array([1]));
   const admin = new ClusterAdmin({
     node: leader,
-    directory: directories.get(ids[0]!)!,
-    transferWaitMs: 1_000,
+    directory: directories.get(leader.id)!,
+    transferWaitMs: 5_000,
   });
-  return { node: leader, admin, peers, byId };
+  const others = ids.filter((i) => i !== leader.id);
+  return { node: leader, leaderId: leader.id, others, admin, peers: peersOf.get(leader.id)!, byId };
 }
 
 const code = (p: Promise<unknown>) =>
@@ -94,17 +102,17 @@ describe("ClusterAdmin", () => {
   });
 
   it("refuses unsafe changes with stable codes, and the configuration stays as it was", async () => {
-    const { node, admin, peers, byId } = await cluster(["a", "b", "c"]);
-    expect(await code(admin.removeReplica("a"))).toBe("REMOVE_LEADER");
+    const { node, leaderId, others, admin, peers, byId } = await cluster(["a", "b", "c"]);
+    expect(await code(admin.removeReplica(leaderId))).toBe("REMOVE_LEADER");
     expect(await code(admin.removeReplica("zz"))).toBe("MEMBER_NOT_FOUND");
     expect(await code(admin.promoteLearner("zz"))).toBe("MEMBER_NOT_FOUND");
     expect(await code(admin.transferLeadership("zz"))).toBe("TRANSFER_INVALID");
-    expect(await code(admin.transferLeadership("a"))).toBe("TRANSFER_INVALID");
+    expect(await code(admin.transferLeadership(leaderId))).toBe("TRANSFER_INVALID");
     expect(
       await code(
         new ClusterAdmin({
-          node: byId.get("b")!,
-          directory: new MemberDirectory("b", [], () => {}),
+          node: byId.get(others[0]!)!,
+          directory: new MemberDirectory(others[0]!, [], () => {}),
           transferWaitMs: 1,
         }).addLearner("x", "h:1"),
       ),
@@ -125,16 +133,15 @@ describe("ClusterAdmin", () => {
     });
     // The transport was pointed at the learner's replicated address, the others at the environment's.
     expect(peers.at(-1)).toEqual([
-      { id: "b", address: "b.env:1" },
-      { id: "c", address: "c.env:1" },
+      ...others.map((id) => ({ id, address: `${id}.env:1` })),
       { id: "x", address: "127.0.0.1:2" },
     ]);
     const m = await admin.removeReplica("x");
     expect(m.members.map((x) => x.id)).toEqual(["a", "b", "c"]);
-    expect(peers.at(-1)?.map((p) => p.id)).toEqual(["b", "c"]);
+    expect(peers.at(-1)?.map((p) => p.id)).toEqual(others);
     // The most caught-up voter takes over, and the answer comes once it leads.
     const t = await admin.transferLeadership("");
-    expect(["b", "c"]).toContain(t.leaderId);
+    expect(others).toContain(t.leaderId);
     expect(byId.get(t.leaderId)!.isLeader).toBe(true);
   });
 });
