@@ -90,7 +90,8 @@ describe("one clinic identity", { timeout: 120_000 }, () => {
   it("GET /v1/clinics shows each clinic's code, and the OpenAPI document describes it", async () => {
     const r = await http(gw.base, "GET", "/v1/clinics");
     expect(r.status).toBe(200);
-    const clinics = r.json as unknown as { id: string; code: string; name: string; timeZone: string }[];
+    expect(r.json.nextCursor).toBeNull();
+    const clinics = r.json.items as unknown as { id: string; code: string; name: string; timeZone: string }[];
     expect(clinics.map((c) => [c.name, c.code, c.timeZone])).toEqual([
       ["Harbour Clinic", "harbour", "Europe/Berlin"],
       ["Hillside Clinic", "hillside", "Asia/Tokyo"],
@@ -231,7 +232,9 @@ describe("one clinic identity", { timeout: 120_000 }, () => {
     );
     const viaHono = await app.request("/v1/inventory/harbour/stock", { headers: await as(admin) });
     expect(viaHono.status).toBe(200);
-    expect(((await viaHono.json()) as { quantity: number }[]).map((l) => l.quantity)).toEqual([7]);
+    expect(
+      ((await viaHono.json()) as { items: { quantity: number }[] }).items.map((l) => l.quantity),
+    ).toEqual([7]);
     const moved = await http(gw.base, "POST", "/v1/inventory/transfers", {
       fromClinicId: "harbour",
       toClinicId: "riverside",
@@ -245,7 +248,7 @@ describe("one clinic identity", { timeout: 120_000 }, () => {
 
   it("a clinic's id where its code belongs is 404 saying the code to use", async () => {
     const list = await http(gw.base, "GET", "/v1/clinics");
-    const harbour = (list.json as unknown as { id: string; code: string }[]).find(
+    const harbour = (list.json.items as unknown as { id: string; code: string }[]).find(
       (c) => c.code === "harbour",
     )!;
     const r = await http(gw.base, "GET", `/v1/inventory/${harbour.id}/stock`);
@@ -322,7 +325,8 @@ describe("one clinic identity", { timeout: 120_000 }, () => {
     ]);
     const today = new Date().toISOString().slice(0, 10);
     const hill = await http(gw.base, "GET", "/v1/inventory/hillside/stock");
-    const lines1 = hill.json as unknown as {
+    expect(hill.json.nextCursor).toBeNull();
+    const lines1 = hill.json.items as unknown as {
       medicationCode: string;
       quantity: number;
       lots: { lot: string; expiresOn: string }[];
@@ -332,7 +336,7 @@ describe("one clinic identity", { timeout: 120_000 }, () => {
       expect(l.lots.map((x) => x.lot)).toEqual(["demo-1", "demo-2"]);
       expect(l.lots.every((x) => x.expiresOn > today)).toBe(true);
     }
-    expect((await http(gw.base, "GET", "/v1/inventory/harbour/stock")).json).toHaveLength(1);
+    expect((await http(gw.base, "GET", "/v1/inventory/harbour/stock")).json.items).toHaveLength(1);
     // A second start changes nothing.
     const again = captureLogger("supervisor");
     await seedStock(cfg, children, again.log);

@@ -46,7 +46,12 @@ describe("REST appointments", () => {
   it("lists clinics with their time zones", async () => {
     const r = await http(gw.base, "GET", "/v1/clinics");
     expect(r.status).toBe(200);
-    expect(r.json).toContainEqual({ id: fx.clinicId, code: fx.code, name: "Test Clinic", timeZone: "UTC" });
+    expect(r.json.items).toContainEqual({
+      id: fx.clinicId,
+      code: fx.code,
+      name: "Test Clinic",
+      timeZone: "UTC",
+    });
   });
 
   it("50 concurrent bookings of one slot: exactly one 201 and 49 × 409 slot-taken", async () => {

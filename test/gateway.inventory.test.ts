@@ -100,14 +100,17 @@ describe("REST inventory", { timeout: 120_000 }, () => {
     const stale = await http(base, "GET", `${stock("harbour", "amox")}?consistency=stale`);
     expect(stale.status).toBe(200);
     const list = await http(base, "GET", "/v1/inventory/harbour/stock");
-    expect(list.json).toEqual([
-      {
-        medicationCode: "amox",
-        quantity: 8,
-        reorderLevel: 0,
-        lots: [{ lot: "B", quantity: 8, expiresOn: "2032-01-01" }],
-      },
-    ]);
+    expect(list.json).toEqual({
+      items: [
+        {
+          medicationCode: "amox",
+          quantity: 8,
+          reorderLevel: 0,
+          lots: [{ lot: "B", quantity: 8, expiresOn: "2032-01-01" }],
+        },
+      ],
+      nextCursor: null,
+    });
   });
 
   it("the same Idempotency-Key deducts once; too much is 409 insufficient-stock", async () => {

@@ -60,18 +60,21 @@ describe("supervisor (npm start)", { timeout: 120_000 }, () => {
     expect(token).toBeDefined();
     const headers = { authorization: `Bearer ${token}` };
     expect((await fetch(`${gateway}/v1/clinics`)).status).toBe(401);
-    const clinics = (await (await fetch(`${gateway}/v1/clinics`, { headers })).json()) as {
-      id: string;
-      timeZone: string;
-    }[];
+    const clinics = (
+      (await (await fetch(`${gateway}/v1/clinics`, { headers })).json()) as {
+        items: { id: string; timeZone: string }[];
+      }
+    ).items;
     expect(clinics.map((c) => c.timeZone).sort()).toEqual([
       "America/New_York",
       "Asia/Tokyo",
       "Europe/Berlin",
     ]);
-    const practitioners = (await (
-      await fetch(`${gateway}/v1/clinics/${clinics[0]!.id}/practitioners`, { headers })
-    ).json()) as unknown[];
+    const practitioners = (
+      (await (await fetch(`${gateway}/v1/clinics/${clinics[0]!.id}/practitioners`, { headers })).json()) as {
+        items: unknown[];
+      }
+    ).items;
     expect(practitioners).toHaveLength(2);
     // Output of each child is prefixed with its name.
     await w.waitFor(/^\[appointment-2\] \{/);

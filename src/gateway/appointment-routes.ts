@@ -1,13 +1,19 @@
 // Owns the appointment side of the REST surface: clinics, practitioners and slots (the directory
 // and its cache tiers), and booking, reading and cancelling appointments. Mounted by the gateway as
 // one peer among the route modules (app.ts composePeers); every answer comes from the appointment
-// service over gRPC.
+// service over gRPC. The clinic and practitioner lists are paged here, at the gateway, over the
+// service's whole answer: a clinic group's clinics and a clinic's staff are tens, read in one call,
+// and keyset cursors by name then id (pagination.ts heldPageOf) walk them once each whatever is
+// added meanwhile.
 import { randomUUID } from "node:crypto";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { CacheTier } from "../gen/medisync/v1/appointment.ts";
 import type { AppointmentClient } from "../shared/appointment-client.ts";
+import { positionKeyOf } from "../shared/keyset-page.ts";
 import { counter } from "../shared/metrics.ts";
+import { appointmentLimits } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
+import { heldCursorOf, heldPageOf, type PageLimits, pageQuery, pageSchema } from "./pagination.ts";
 import { mount } from "./route.ts";
 import {
   Appointment,
@@ -44,6 +50,17 @@ const tierName: Record<CacheTier, string> = {
   [CacheTier.UNRECOGNIZED]: "db",
 };
 
+/** The directory lists' pages: the limits of the appointment service's own lists. */
+export const directoryPageLimits: PageLimits = {
+  limitMax: appointmentLimits.pageLimitMax,
+  limitDefault: appointmentLimits.pageLimitDefault,
+  cursorMax: appointmentLimits.cursorMax,
+};
+const DirectoryQuery = pageQuery(directoryPageLimits);
+const ClinicPage = pageSchema(Clinic, "ClinicPage");
+const PractitionerPage = pageSchema(Practitioner, "PractitionerPage");
+const byName = (x: { name: string; id: string }) => ({ key: positionKeyOf(x.name), id: x.id });
+
 export function addAppointmentRoutes(app: OpenAPIHono<GatewayEnv>, deps: AppointmentRouteDeps): void {
   const { appointments } = deps;
   mount(
@@ -51,15 +68,24 @@ export function addAppointmentRoutes(app: OpenAPIHono<GatewayEnv>, deps: Appoint
     createRoute({
       method: "get",
       path: "/v1/clinics",
-      summary: "List clinics",
-      responses: { 200: json(z.array(Clinic), "Clinics with their IANA time zones") },
+      summary: "List clinics, by name then id",
+      request: { query: DirectoryQuery },
+      responses: {
+        200: json(ClinicPage, "Clinics with their IANA time zones; nextCursor is null on the last page"),
+        400: problemDoc("Invalid limit or cursor"),
+      },
     }),
     async (c) => {
+      const { limit, cursor } = c.req.valid("query");
+      const after = heldCursorOf(cursor, directoryPageLimits);
       const { clinics } = await appointments.listClinics(c.get("requestId"));
-      return c.json(
-        clinics.map((k) => ({ id: k.id, code: k.code, name: k.name, timeZone: k.timeZone })),
-        200,
-      );
+      const view = (k: (typeof clinics)[number]) => ({
+        id: k.id,
+        code: k.code,
+        name: k.name,
+        timeZone: k.timeZone,
+      });
+      return c.json(heldPageOf(clinics, byName, view, limit, after), 200);
     },
   );
 
@@ -68,21 +94,21 @@ export function addAppointmentRoutes(app: OpenAPIHono<GatewayEnv>, deps: Appoint
     createRoute({
       method: "get",
       path: "/v1/clinics/{clinicId}/practitioners",
-      summary: "List a clinic's practitioners",
-      request: { params: ClinicParams },
+      summary: "List a clinic's practitioners, by name then id",
+      request: { params: ClinicParams, query: DirectoryQuery },
       responses: {
-        200: json(z.array(Practitioner), "Practitioners"),
-        400: problemDoc("Invalid clinic id"),
+        200: json(PractitionerPage, "Practitioners; nextCursor is null on the last page"),
+        400: problemDoc("Invalid clinic id, limit or cursor"),
         404: problemDoc("No such clinic"),
       },
     }),
     async (c) => {
       const { clinicId } = c.req.valid("param");
+      const { limit, cursor } = c.req.valid("query");
+      const after = heldCursorOf(cursor, directoryPageLimits);
       const { practitioners } = await appointments.listPractitioners(clinicId, c.get("requestId"));
-      return c.json(
-        practitioners.map((p) => ({ id: p.id, clinicId: p.clinicId, name: p.name })),
-        200,
-      );
+      const view = (p: (typeof practitioners)[number]) => ({ id: p.id, clinicId: p.clinicId, name: p.name });
+      return c.json(heldPageOf(practitioners, byName, view, limit, after), 200);
     },
   );
 

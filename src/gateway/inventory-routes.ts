@@ -9,6 +9,7 @@ import type { InventoryClient, WriteResult as WriteAnswer, WriteMethod } from ".
 import { inventoryLimits, isTimeZone } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
 import type { ClinicDirectory, NamedClinic } from "./clinics.ts";
+import { type PageLimits, pageOf, pageQuery, pageSchema, pageTokenOf } from "./pagination.ts";
 import { mount } from "./route.ts";
 import { calendarDate, IdempotencyHeaders, json, jsonBody, problemDoc } from "./schemas.ts";
 
@@ -87,6 +88,14 @@ const TransferBody = z
     path: ["toClinicId"],
   })
   .openapi("TransferRequest");
+/** A clinic's stock, paged by the inventory (ListStock, keyset by medication code). */
+export const stockPageLimits: PageLimits = {
+  limitMax: inventoryLimits.pageLimitMax,
+  limitDefault: inventoryLimits.pageLimitDefault,
+  cursorMax: inventoryLimits.cursorMax,
+};
+const StockListQuery = pageQuery(stockPageLimits);
+const StockPage = pageSchema(StockLine, "StockLinePage");
 const StockQuery = z.strictObject({
   consistency: z
     .enum(["linearizable", "stale"])
@@ -315,20 +324,24 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, deps: Inventory
     createRoute({
       method: "get",
       path: "/v1/inventory/{clinicId}/stock",
-      summary: "A clinic's stock, every medication (linearizable)",
-      request: { params: ClinicParam },
+      summary: "A clinic's stock lines by medication code, a page at a time (each page linearizable)",
+      request: { params: ClinicParam, query: StockListQuery },
       responses: {
-        200: json(z.array(StockLine), "Stock lines"),
-        400: problemDoc("Invalid input"),
+        200: json(StockPage, "Stock lines; nextCursor is null on the last page"),
+        400: problemDoc("Invalid clinicId, limit or cursor"),
         404: problemDoc("clinic-not-found: clinicId is no clinic's code"),
         503: problemDoc("No leader, or the clinic list could not be read"),
       },
     }),
     async (c) => {
       const params = c.req.valid("param");
+      const { limit, cursor } = c.req.valid("query");
       await requireClinic(params, c.get("requestId"));
-      const { items } = await inventory.listStock(params.clinicId, c.get("requestId"));
-      return c.json(items.map(line), 200);
+      const r = await inventory.listStock(params.clinicId, c.get("requestId"), {
+        pageSize: limit,
+        pageToken: pageTokenOf(cursor, stockPageLimits),
+      });
+      return c.json(pageOf(r.items, line, r.nextPageToken), 200);
     },
   );
 

@@ -1,7 +1,7 @@
 // The page rule every list shares: limit's range and default, a cursor's shape, the answer's shape.
 import { describe, expect, it } from "vitest";
 import { AppError } from "../shared/errors.ts";
-import { cursorOf, pageOf, pageQuery, pageTokenOf } from "./pagination.ts";
+import { cursorOf, heldCursorOf, heldPageOf, pageOf, pageQuery, pageTokenOf } from "./pagination.ts";
 
 const limits = { limitMax: 100, limitDefault: 20, cursorMax: 16 };
 const Query = pageQuery(limits);
@@ -51,5 +51,43 @@ describe("cursors and pages", () => {
     expect(pageOf([1, 2], (n) => n * 10, "tok")).toEqual({ items: [10, 20], nextCursor: "tok" });
     expect(pageOf([], (n: number) => n, "")).toEqual({ items: [], nextCursor: null });
     expect(cursorOf("")).toBeNull();
+  });
+});
+
+describe("a list the gateway holds whole", () => {
+  const held = [
+    { id: "", key: "c" },
+    { id: "", key: "a" },
+    { id: "", key: "b" },
+  ];
+  const big = { limitMax: 100, limitDefault: 20, cursorMax: 512 };
+
+  it("pages by key position, the cursor a service's kind of token", () => {
+    const first = heldPageOf(
+      held,
+      (x) => x,
+      (x) => x.key,
+      2,
+      heldCursorOf(undefined, big),
+    );
+    expect(first.items).toEqual(["a", "b"]);
+    expect(first.nextCursor).not.toBeNull();
+    expect(
+      heldPageOf(
+        held,
+        (x) => x,
+        (x) => x.key,
+        2,
+        heldCursorOf(first.nextCursor!, big),
+      ),
+    ).toEqual({
+      items: ["c"],
+      nextCursor: null,
+    });
+  });
+
+  it("refuses a cursor that is not a key position, naming cursor", () => {
+    for (const cursor of ["a b", "bm90LW91cnM"])
+      expect(() => heldCursorOf(cursor, big)).toThrow(expect.objectContaining({ field: "cursor" }));
   });
 });

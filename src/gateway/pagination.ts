@@ -4,9 +4,11 @@
 // service's tokens are already base64url of JSON (a keyset position), opaque to the client and
 // meaningful only to the service that made them. The gateway checks a cursor's shape, so garbage
 // costs no call; the service checks its meaning and refuses a token it did not give out, naming
-// `cursor` too. `nextCursor` is null on the last page.
+// `cursor` too. `nextCursor` is null on the last page. A list the gateway reads whole from a service
+// that does not page it (heldPageOf) is paged here, with the services' own key positions.
 import { z } from "@hono/zod-openapi";
 import { AppError } from "../shared/errors.ts";
+import { decodeKeyPosition, type KeyPosition, pageOfHeld } from "../shared/keyset-page.ts";
 
 /** One list's page limits: the largest page, the page when no limit is asked, the longest cursor. */
 export interface PageLimits {
@@ -87,4 +89,27 @@ export function pageOf<M, V>(
   nextPageToken: string,
 ): { items: V[]; nextCursor: string | null } {
   return { items: messages.map(view), nextCursor: cursorOf(nextPageToken) };
+}
+
+/**
+ * Where a page of a list the gateway holds whole (heldPageOf) starts: checked before the list is
+ * read, so a cursor that is not one of these costs no call; refused naming `cursor`.
+ */
+export const heldCursorOf = (cursor: string | undefined, limits: PageLimits): KeyPosition | undefined =>
+  decodeKeyPosition(pageTokenOf(cursor, limits), limits);
+
+/**
+ * One page of a list the gateway holds whole (small by nature, read in one call): the `limit` items
+ * after `after` in the order of each item's key position (src/shared/keyset-page.ts); the next
+ * cursor is a key position, as a service's would be.
+ */
+export function heldPageOf<T, V>(
+  all: readonly T[],
+  positionOf: (item: T) => KeyPosition,
+  view: (item: T) => V,
+  limit: number,
+  after: KeyPosition | undefined,
+): { items: V[]; nextCursor: string | null } {
+  const { page, nextPageToken } = pageOfHeld(all, positionOf, after, limit);
+  return pageOf(page, view, nextPageToken);
 }

@@ -17,6 +17,7 @@ import {
 } from "../gen/medisync/v1/inventory.ts";
 import { AppError } from "../shared/errors.ts";
 import { type CallContext, unary } from "../shared/grpc.ts";
+import { decodeKeyPosition, pageLimit, pageOfHeld } from "../shared/keyset-page.ts";
 import { counter } from "../shared/metrics.ts";
 import {
   calendarDateRule,
@@ -324,10 +325,21 @@ export function createInventoryHandlers(
     }),
     listStock: unary(log, "ListStock", async (req) => {
       const clinicId = code(req.clinicId, "clinicId");
-      const r = await read(req.consistency, (sm) =>
-        sm.items(clinicId).map(([m, item]) => toItem(clinicId, m, item)),
-      );
-      return { items: r.value, index: r.index };
+      const size = pageLimit(req.pageSize, inventoryLimits);
+      const after = decodeKeyPosition(req.pageToken, inventoryLimits);
+      // Keyset by medication code (unique in a clinic): a page starts strictly after the last code
+      // of the one before, so lines added or emptied between pages neither repeat nor shift the walk.
+      // The lines are copied inside the read: the state's items change with the next entry applied.
+      const r = await read(req.consistency, (sm) => {
+        const { page, nextPageToken } = pageOfHeld(
+          sm.items(clinicId),
+          ([m]) => ({ key: m, id: "" }),
+          after,
+          size,
+        );
+        return { items: page.map(([m, item]) => toItem(clinicId, m, item)), nextPageToken };
+      });
+      return { ...r.value, index: r.index };
     }),
     status: unary(log, "Status", async () => replica.status()),
   };

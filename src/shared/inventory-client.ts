@@ -220,15 +220,22 @@ export class InventoryClient {
     );
   }
 
-  listStock(clinicId: string, requestId?: string): Promise<{ items: StockItem[]; index: number }> {
-    return this.onLeader((c, d) =>
-      callUnary(
-        c.listStock.bind(c),
-        { clinicId, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE },
-        d,
-        requestId,
-      ),
-    );
+  /**
+   * One page of a clinic's stock lines, in medication-code order (linearizable); without `page`,
+   * the first page of the service's default size.
+   */
+  listStock(
+    clinicId: string,
+    requestId?: string,
+    page: { pageSize?: number; pageToken?: string } = {},
+  ): Promise<{ items: StockItem[]; index: number; nextPageToken: string }> {
+    const msg = {
+      clinicId,
+      consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE,
+      pageSize: page.pageSize ?? 0,
+      pageToken: page.pageToken ?? "",
+    };
+    return this.onLeader((c, d) => callUnary(c.listStock.bind(c), msg, d, requestId));
   }
 
   /** Every replica's own view, asked in parallel with a short deadline; silent ones are unhealthy. */

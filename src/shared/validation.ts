@@ -85,6 +85,11 @@ export const inventoryLimits = {
    * a snapshot could not be written and every replica would stop at the same index.
    */
   idempotencyIdsCeiling: Math.floor((0.8 * snapshotBytesMax) / idempotencyIdBytesMax),
+  /** Stock lines per page of a clinic's stock (ListStock), as every list's. */
+  pageLimitMax: 100,
+  pageLimitDefault: 20,
+  /** Characters of an opaque page cursor. */
+  cursorMax: 512,
 } as const;
 
 /** Cluster membership (inventory admin): replica ids and addresses. */

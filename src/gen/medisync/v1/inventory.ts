@@ -180,14 +180,22 @@ export interface GetStockResponse {
   index: number;
 }
 
+/** A clinic's stock lines in medication-code order, a page at a time. */
 export interface ListStockRequest {
   clinicId: string;
   consistency: ReadConsistency;
+  /** 0: the default page size; otherwise 1 to the maximum (inventoryLimits in src/shared/validation.ts). */
+  pageSize: number;
+  /** Empty: the first page; otherwise the next_page_token of the page before. */
+  pageToken: string;
 }
 
 export interface ListStockResponse {
   items: StockItem[];
+  /** Applied index the page reflects (each page is its own read). */
   index: number;
+  /** Empty on the last page. */
+  nextPageToken: string;
 }
 
 export interface StatusRequest {
@@ -2015,7 +2023,7 @@ export const GetStockResponse: MessageFns<GetStockResponse> = {
 };
 
 function createBaseListStockRequest(): ListStockRequest {
-  return { clinicId: "", consistency: 0 };
+  return { clinicId: "", consistency: 0, pageSize: 0, pageToken: "" };
 }
 
 export const ListStockRequest: MessageFns<ListStockRequest> = {
@@ -2025,6 +2033,12 @@ export const ListStockRequest: MessageFns<ListStockRequest> = {
     }
     if (message.consistency !== 0) {
       writer.uint32(16).int32(message.consistency);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
     }
     return writer;
   },
@@ -2058,6 +2072,22 @@ export const ListStockRequest: MessageFns<ListStockRequest> = {
             message.consistency = reader.int32() as any;
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2078,6 +2108,16 @@ export const ListStockRequest: MessageFns<ListStockRequest> = {
         ? globalThis.String(object.clinic_id)
         : "",
       consistency: isSet(object.consistency) ? readConsistencyFromJSON(object.consistency) : 0,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
     };
   },
 
@@ -2089,6 +2129,12 @@ export const ListStockRequest: MessageFns<ListStockRequest> = {
     if (message.consistency !== 0) {
       obj.consistency = readConsistencyToJSON(message.consistency);
     }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
     return obj;
   },
 
@@ -2099,12 +2145,14 @@ export const ListStockRequest: MessageFns<ListStockRequest> = {
     const message = createBaseListStockRequest();
     message.clinicId = object.clinicId ?? "";
     message.consistency = object.consistency ?? 0;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
 
 function createBaseListStockResponse(): ListStockResponse {
-  return { items: [], index: 0 };
+  return { items: [], index: 0, nextPageToken: "" };
 }
 
 export const ListStockResponse: MessageFns<ListStockResponse> = {
@@ -2114,6 +2162,9 @@ export const ListStockResponse: MessageFns<ListStockResponse> = {
     }
     if (message.index !== 0) {
       writer.uint32(16).int64(message.index);
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(26).string(message.nextPageToken);
     }
     return writer;
   },
@@ -2147,6 +2198,14 @@ export const ListStockResponse: MessageFns<ListStockResponse> = {
             message.index = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2163,6 +2222,11 @@ export const ListStockResponse: MessageFns<ListStockResponse> = {
     return {
       items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => StockItem.fromJSON(e)) : [],
       index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -2174,6 +2238,9 @@ export const ListStockResponse: MessageFns<ListStockResponse> = {
     if (message.index !== 0) {
       obj.index = Math.round(message.index);
     }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
     return obj;
   },
 
@@ -2184,6 +2251,7 @@ export const ListStockResponse: MessageFns<ListStockResponse> = {
     const message = createBaseListStockResponse();
     message.items = object.items?.map((e) => StockItem.fromPartial(e)) || [];
     message.index = object.index ?? 0;
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
