@@ -4,6 +4,7 @@
 // "error"), never exceptions; a 401/403 is an outcome that names the role and the route refused.
 import http from "node:http";
 import https from "node:https";
+import { appointmentLimits } from "../shared/validation.ts";
 import type { Answer, Backend, ClinicInfo, SlotInfo } from "./backend.ts";
 import type { Credential, Identity, Patient } from "./identity.ts";
 import { kindOfStatus, type Outcome } from "./stats.ts";
@@ -41,6 +42,8 @@ const probeTimeoutMs = 2_000;
 /** How long the inventory probe keeps asking through 5xx (a leader being elected). */
 const inventoryProbeMs = 10_000;
 const probePauseMs = 200;
+/** Items per page when the client reads a whole list: the gateway's maximum (docs/pagination.md). */
+const listPageMax = appointmentLimits.pageLimitMax;
 
 export class RestBackend implements Backend {
   readonly describe: string;
@@ -154,7 +157,8 @@ export class RestBackend implements Backend {
     for (;;) {
       r = await this.request({
         method: "GET",
-        path: `/v1/inventory/${encodeURIComponent(clinicCode)}/stock`,
+        // One line is proof enough: the read is linearizable however many it returns.
+        path: `/v1/inventory/${encodeURIComponent(clinicCode)}/stock?limit=1`,
         route,
         as: await this.identity.stock(),
         timeoutMs: probeTimeoutMs,
@@ -172,17 +176,30 @@ export class RestBackend implements Backend {
     }
   }
 
+  /**
+   * Every item of a paged list ({items, nextCursor}, docs/pagination.md), the largest pages the
+   * gateway gives, following nextCursor to the last; the first outcome that is not ok ends it.
+   */
+  private async listAll<T>(path: string, route: string, as: Credential | undefined): Promise<Answer<T[]>> {
+    const all: T[] = [];
+    let cursor: string | null = null;
+    for (;;) {
+      const q = new URLSearchParams({ limit: String(listPageMax), ...(cursor ? { cursor } : {}) });
+      const r = await this.request({ method: "GET", path: `${path}?${q}`, route, as });
+      const page = r.body as { items?: unknown; nextCursor?: unknown } | undefined;
+      if (r.outcome.kind !== "ok" || !Array.isArray(page?.items)) return { outcome: r.outcome };
+      all.push(...(page.items as T[]));
+      cursor = typeof page.nextCursor === "string" ? page.nextCursor : null;
+      if (cursor === null) return { outcome: r.outcome, value: all };
+    }
+  }
+
   async listClinics(): Promise<Answer<ClinicInfo[]>> {
-    const r = await this.request({
-      method: "GET",
-      path: "/v1/clinics",
-      route: "GET /v1/clinics",
-      as: await this.identity.setup(),
-    });
-    if (r.outcome.kind !== "ok" || !Array.isArray(r.body)) return { outcome: r.outcome };
+    const r = await this.listAll<ClinicInfo>("/v1/clinics", "GET /v1/clinics", await this.identity.setup());
+    if (!r.value) return { outcome: r.outcome };
     return {
       outcome: r.outcome,
-      value: (r.body as ClinicInfo[]).map((c) => ({ id: c.id, code: c.code, timeZone: c.timeZone })),
+      value: r.value.map((c) => ({ id: c.id, code: c.code, timeZone: c.timeZone })),
     };
   }
 
