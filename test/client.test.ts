@@ -1,8 +1,8 @@
 // `medisync client` as a real process against a real stack (gateway and two appointment instances
-// in this process, three inventory replicas as processes, real PostgreSQL and Redis): every
-// scenario runs through the authenticated gateway with the tokens the client mints (the test
-// process's key: runCli points AUTH_JWKS_FILE at it), and the counts it reports match what the
-// system recorded. Each simulated patient stays under the gateway's per-patient limit unless told
+// in this process, three inventory replicas and the medication service as processes, real
+// PostgreSQL and Redis): every scenario runs through the authenticated gateway with the tokens the
+// client mints (the test process's key: runCli points AUTH_JWKS_FILE at it), and the counts it
+// reports match what the system recorded: appointments, cancels, prescriptions and stock. Each simulated patient stays under the gateway's per-patient limit unless told
 // otherwise, and then the 429s are counted as such. A given token (--token) is used for everything.
 // Also its refusals: a gateway that is not up, tokens the gateway does not trust (401), a role
 // without the grant (403), and bad flags end in one line and exit code 2.
@@ -10,16 +10,17 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type pg from "pg";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ScenarioSummary } from "../src/client/stats.ts";
 import { tokenFor } from "./support/auth.ts";
 import { clinicsWithCodes, datesFrom, makeClinic } from "./support/fixtures.ts";
 import { http, startGateway, type TestGateway } from "./support/gateway.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
-import { freePortRange, runCli } from "./support/process.ts";
+import { freePortRange, runCli, type Watched } from "./support/process.ts";
 import {
   type Instance,
+  PG_BASE,
   resetState,
   startInstance,
   stopInstance,
@@ -35,6 +36,12 @@ let gw: TestGateway;
 let strict: TestGateway;
 const strictPerMinute = 10;
 let pool: pg.Pool;
+let medication: Watched;
+let medicationDb: pg.Pool;
+let medicationAddr: string;
+/** The codes of the clinics with slots (where bookings, so prescriptions, happen) and their medicine. */
+let bookingClinics: string[];
+const rx = "rx-client";
 let tmp: string;
 let cfg: ReturnType<typeof testConfig>;
 // Eight days of slots, each run booking on days of its own so its counts can be checked exactly:
@@ -55,6 +62,27 @@ beforeAll(async () => {
   cfg = { ...cfg, INVENTORY_PEERS: cluster.peers };
   a = await startInstance(cfg, undefined, "client-a");
   b = await startInstance(cfg, undefined, "client-b");
+  // The medication service as a process of its own, with a database of its own made afresh.
+  const medicationUrl = `${cfg.DATABASE_URL}_medication`;
+  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS "${new URL(medicationUrl).pathname.slice(1)}" WITH (FORCE)`);
+  await admin.end();
+  const medPort = await freePortRange(2);
+  medicationAddr = `127.0.0.1:${medPort}`;
+  medication = runCli(["medication"], {
+    MEDICATION_DATABASE_URL: medicationUrl,
+    MEDICATION_GRPC_PORT: String(medPort),
+    MEDICATION_OPS_PORT: String(medPort + 1),
+    APPOINTMENT_ADDRS: [a, b].map((i) => `127.0.0.1:${i.service.grpcPort}`).join(","),
+    INVENTORY_PEERS: cluster.peers.map((p) => `${p.id}=${p.address}`).join(","),
+    REDIS_URL: cfg.REDIS_URL,
+    REDIS_KEY_PREFIX: cluster.prefix,
+    LOG_LEVEL: "info",
+  });
+  await medication.waitFor(/medication service listening/, 60_000);
+  medicationDb = new pg.Pool({ connectionString: medicationUrl, max: 2 });
+  cfg = { ...cfg, MEDICATION_ADDRS: [medicationAddr] };
   gw = await startGateway(cfg, [a, b]);
   // Its gRPC deadline is long: on a loaded machine a 504 would leave a booking's fate unknown and
   // the counts of the rate-limit runs inexact.
@@ -63,8 +91,25 @@ beforeAll(async () => {
     [a, b],
   );
   pool = testPool(cfg);
-  // Two clinics, 24 slots a day each: enough free slots that booking is never starved.
-  for (let i = 0; i < 2; i++) await makeClinic(pool, dates, 24);
+  // Two clinics, 24 slots a day each: enough free slots that booking is never starved; each with
+  // a medicine in stock to prescribe (a lot that never expires, plenty for every run).
+  bookingClinics = [];
+  for (let i = 0; i < 2; i++) bookingClinics.push((await makeClinic(pool, dates, 24)).code);
+  const inventory = cluster.client(20_000);
+  try {
+    for (const code of bookingClinics) {
+      await inventory.write("restock", {
+        requestId: `seed-${code}`,
+        clinicId: code,
+        medicationCode: rx,
+        quantity: 100_000,
+        lot: "L1",
+        expiresOn: "",
+      });
+    }
+  } finally {
+    inventory.close();
+  }
   // Slots long past: free, but no patient can book them.
   await makeClinic(pool, [pastDay], 4);
   tmp = mkdtempSync(path.join(os.tmpdir(), "medisync-client-"));
@@ -74,6 +119,11 @@ afterAll(async () => {
   await gw?.close();
   await strict?.close();
   await pool?.end();
+  await medicationDb?.end();
+  if (medication) {
+    medication.proc.kill("SIGTERM");
+    await medication.exited;
+  }
   if (a) await stopInstance(a);
   if (b) await stopInstance(b);
   await cluster?.stop();
@@ -86,11 +136,12 @@ interface Summary {
   scenarios: Record<string, ScenarioSummary>;
   total: ScenarioSummary;
   inventory: { stockDelta: Record<string, number> };
+  appointments: { prescribed: number };
   auth: { tokens: string; patients?: number; requestsPerPatient?: number };
 }
 
-const allScenarios = ["browse", "book", "cancel", "restock", "transfer", "deduct"];
-const mix = "browse=30,book=25,cancel=10,restock=15,transfer=10,deduct=10";
+const allScenarios = ["browse", "book", "cancel", "prescribe", "restock", "transfer", "deduct"];
+const mix = "browse=30,book=25,cancel=10,prescribe=10,restock=15,transfer=10,deduct=10";
 
 async function runClient(
   args: string[],
@@ -118,6 +169,57 @@ async function appointmentsOn(
   return r.rows[0] as { all: number; cancelled: number; patients: number; patientIds: string[] };
 }
 
+/**
+ * The prescriptions written for appointments on the given dates (the medication service's own
+ * records): how many, how many dispensed, for how many appointments, how many units, and how many
+ * of those appointments were cancelled afterwards.
+ */
+async function prescriptionsOn(days: string[]): Promise<{
+  all: number;
+  completed: number;
+  appointments: number;
+  quantity: number;
+  clinics: string[];
+  ofCancelledAppointments: number;
+}> {
+  const appts = await pool.query<{ id: string; status: string }>(
+    `SELECT a.id::text AS id, a.status FROM appointments a JOIN slots s ON s.id = a.slot_id
+      WHERE s.local_date = ANY($1::date[])`,
+    [days],
+  );
+  const cancelled = new Set(appts.rows.filter((r) => r.status === "cancelled").map((r) => r.id));
+  const rows = (
+    await medicationDb.query<{
+      appointment: string;
+      status: string;
+      dispense: string;
+      quantity: number;
+      clinic: string;
+    }>(
+      `SELECT p.appointment_id::text AS appointment, p.status, d.status AS dispense,
+              p.quantity::int AS quantity, p.clinic
+         FROM prescriptions p JOIN dispenses d ON d.prescription_id = p.id
+        WHERE p.appointment_id = ANY($1::uuid[])`,
+      [appts.rows.map((r) => r.id)],
+    )
+  ).rows;
+  return {
+    all: rows.length,
+    completed: rows.filter((r) => r.status === "completed" && r.dispense === "completed").length,
+    appointments: new Set(rows.map((r) => r.appointment)).size,
+    quantity: rows.reduce((n, r) => n + r.quantity, 0),
+    clinics: [...new Set(rows.map((r) => r.clinic))].sort(),
+    ofCancelledAppointments: rows.filter((r) => cancelled.has(r.appointment)).length,
+  };
+}
+
+/** The prescribable medicine's stock at each booking clinic, read before a run. */
+async function rxStock(): Promise<Map<string, number>> {
+  const m = new Map<string, number>();
+  for (const c of bookingClinics) m.set(c, await stockOf(c, rx));
+  return m;
+}
+
 async function stockOf(clinic: string, medication: string): Promise<number> {
   const r = await http(gw.base, "GET", `/v1/inventory/${clinic}/stock/${medication}`);
   expect(r.status, JSON.stringify(r.json)).toBe(200);
@@ -141,7 +243,13 @@ const unexpected = (t: ScenarioSummary) =>
   Object.keys(t.statuses).filter((k) => !/^2\d\d$/.test(k) && k !== "409 SLOT_TAKEN");
 
 /** What every run must show, whatever the protocol: each scenario ran, and the books balance. */
-async function checkAgainstSystem(s: Summary, days: string[], clinics: string[], meds: string[]) {
+async function checkAgainstSystem(
+  s: Summary,
+  days: string[],
+  clinics: string[],
+  meds: string[],
+  rxBefore: Map<string, number>,
+) {
   for (const name of allScenarios) {
     const sc = s.scenarios[name];
     expect(sc, name).toBeDefined();
@@ -176,6 +284,26 @@ async function checkAgainstSystem(s: Summary, days: string[], clinics: string[],
     for (const m of meds)
       expect(await stockOf(c, m), `${c}/${m}`).toBe(s.inventory.stockDelta[`${c}/${m}`] ?? 0);
   }
+  // Prescribing: only for appointments this run booked (none unknown, none not booked), one each,
+  // every one dispensed, none of those appointments cancelled after; the medicine's stock at each
+  // booking clinic went down by exactly the units the acknowledged prescriptions name.
+  const rxStats = JSON.stringify(s.scenarios.prescribe!.statuses);
+  expect(s.scenarios.prescribe!.ok, rxStats).toBeGreaterThan(0);
+  expect(s.scenarios.prescribe!["4xx"], rxStats).toBe(0);
+  expect(s.appointments.prescribed).toBe(s.scenarios.prescribe!.ok);
+  const rxs = await prescriptionsOn(days);
+  expect(rxs.all).toBe(s.scenarios.prescribe!.ok);
+  expect(rxs.completed).toBe(rxs.all);
+  expect(rxs.appointments).toBe(rxs.all);
+  expect(rxs.ofCancelledAppointments).toBe(0);
+  expect(bookingClinics).toEqual(expect.arrayContaining(rxs.clinics));
+  let dispensed = 0;
+  for (const c of bookingClinics) {
+    const delta = s.inventory.stockDelta[`${c}/${rx}`] ?? 0;
+    expect(await stockOf(c, rx), `${c}/${rx}`).toBe(rxBefore.get(c)! + delta);
+    dispensed -= delta;
+  }
+  expect(dispensed).toBe(rxs.quantity);
 }
 
 describe("medisync client", { timeout: 180_000 }, () => {
@@ -185,6 +313,7 @@ describe("medisync client", { timeout: 180_000 }, () => {
     await clinicsWithCodes(pool, clinics);
     const meds = [`med-${tag}`];
     const out = path.join(tmp, "rest.json");
+    const rxBefore = await rxStock();
     const r = await runClient([
       "--target",
       gw.base,
@@ -212,7 +341,7 @@ describe("medisync client", { timeout: 180_000 }, () => {
     expect(r.code, r.lines.join("\n")).toBe(0);
     const s = JSON.parse(readFileSync(out, "utf8")) as Summary;
     expect(s.protocol).toBe("rest");
-    await checkAgainstSystem(s, dates.slice(0, 2), clinics, meds);
+    await checkAgainstSystem(s, dates.slice(0, 2), clinics, meds, rxBefore);
 
     // stdout is not a terminal here: no progress bar, just the table, one row per scenario and a total.
     const text = r.lines.join("\n");
@@ -259,12 +388,15 @@ describe("medisync client", { timeout: 180_000 }, () => {
     const clinics = [`cl-${tag}-a`, `cl-${tag}-b`];
     await clinicsWithCodes(pool, clinics);
     const meds = [`med-${tag}`];
+    const rxBefore = await rxStock();
     const r = await runClient([
       "--grpc",
       "--appointment-addrs",
       [a, b].map((i) => `127.0.0.1:${i.service.grpcPort}`).join(","),
       "--inventory-peers",
       cluster.peers.map((p) => `${p.id}=${p.address}`).join(","),
+      "--medication-addrs",
+      medicationAddr,
       "--mix",
       mix,
       "--vus",
@@ -287,7 +419,7 @@ describe("medisync client", { timeout: 180_000 }, () => {
     const s = JSON.parse(r.lines.join("\n")) as Summary;
     expect(s.protocol).toBe("grpc");
     expect(s.load.dropped).toBe(0);
-    await checkAgainstSystem(s, dates.slice(2), clinics, meds);
+    await checkAgainstSystem(s, dates.slice(2, 4), clinics, meds, rxBefore);
   });
 
   it("never tries to book a slot that has already started: with only past slots found, booking is skipped", async () => {

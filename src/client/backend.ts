@@ -17,6 +17,30 @@ export interface SlotInfo {
   start: string;
 }
 
+/** A stock line as the scenarios need it: the units that can still be handed out. */
+export interface StockInfo {
+  medicationCode: string;
+  /** Units in lots that have not expired (a deduct takes no expired lot). */
+  usable: number;
+}
+
+/** Structured dosage (FHIR Dosage), as the prescription routes take it. */
+export interface Dosage {
+  amount: number;
+  unit: string;
+  timesPerDay: number;
+  days: number;
+}
+
+/** What a prescription names: the appointment, and the clinic (its code) whose stock it comes from. */
+export interface PrescriptionOrder {
+  appointmentId: string;
+  clinicCode: string;
+  medicationCode: string;
+  quantity: number;
+  dosage: Dosage;
+}
+
 /** One request's outcome, and what it returned when it succeeded. */
 export interface Answer<T> {
   outcome: Outcome;
@@ -30,11 +54,17 @@ export interface Backend {
   probeAppointments(): Promise<void>;
   /** Same for the inventory side, reading the stock of `clinicCode`. */
   probeInventory(clinicCode: string): Promise<void>;
+  /** Same for the medication service (the prescribe scenario). */
+  probeMedication(): Promise<void>;
   listClinics(): Promise<Answer<ClinicInfo[]>>;
+  /** A clinic's stock lines (read as the prescriber of that clinic), before the run. */
+  listStock(clinicCode: string): Promise<Answer<StockInfo[]>>;
   /** The scenarios of a patient carry the patient they act for (over REST: their token). */
   listSlots(clinicId: string, date: string, by: Patient): Promise<Answer<SlotInfo[]>>;
   book(slotId: string, by: Patient, idempotencyKey: string): Promise<Answer<{ id: string }>>;
   cancel(appointmentId: string, by: Patient): Promise<Answer<void>>;
+  /** As a clinician of the order's clinic; the medication service deducts the stock. */
+  prescribe(order: PrescriptionOrder, idempotencyKey: string): Promise<Answer<{ id: string }>>;
   restock(clinicId: string, medicationCode: string, quantity: number, key: string): Promise<Answer<void>>;
   deduct(clinicId: string, medicationCode: string, quantity: number, key: string): Promise<Answer<void>>;
   transfer(
@@ -45,4 +75,19 @@ export interface Backend {
     key: string,
   ): Promise<Answer<void>>;
   close(): Promise<void>;
+}
+
+/**
+ * The units of a stock line that are surely usable now: a lot is usable through its expiry date in
+ * the clinic's zone, which is never later than tomorrow in UTC, so a lot expiring after today (UTC)
+ * counts and one expiring sooner does not. A lot with no expiry always counts; a line without lots
+ * is its quantity.
+ */
+export function usableUnits(
+  line: { quantity: number; lots: readonly { quantity: number; expiresOn?: string | null }[] },
+  now = Date.now(),
+): number {
+  if (line.lots.length === 0) return line.quantity;
+  const todayUtc = new Date(now).toISOString().slice(0, 10);
+  return line.lots.reduce((n, l) => (!l.expiresOn || l.expiresOn > todayUtc ? n + l.quantity : n), 0);
 }

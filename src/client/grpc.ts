@@ -1,15 +1,25 @@
-// Owns the gRPC backend (--grpc): straight to the appointment instances (round robin) and to the
-// inventory leader. A follower answers NOT_LEADER naming the leader; the client follows the name,
+// Owns the gRPC backend (--grpc): straight to the appointment and medication instances (round
+// robin) and to the inventory leader. A follower answers NOT_LEADER naming the leader; the client follows the name,
 // or walks the replicas when none is named, with the same request id on every try, so a write is
 // applied at most once whatever the retries. Outcomes are classed as the gateway would answer them
 // (the error code's HTTP status); a call that got no answer from a server is a network error.
+import { randomUUID } from "node:crypto";
 import { type ClientUnaryCall, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { AppointmentServiceClient, SlotStatus } from "../gen/medisync/v1/appointment.ts";
-import { InventoryServiceClient } from "../gen/medisync/v1/inventory.ts";
+import { InventoryServiceClient, ReadConsistency } from "../gen/medisync/v1/inventory.ts";
+import { MedicationServiceClient } from "../gen/medisync/v1/medication.ts";
 import { errorCodes, fromGrpcError } from "../shared/errors.ts";
 import { clientChannelOptions } from "../shared/grpc.ts";
 import { type ClientSecurity, plaintextClients } from "../shared/tls.ts";
-import type { Answer, Backend, ClinicInfo, SlotInfo } from "./backend.ts";
+import {
+  type Answer,
+  type Backend,
+  type ClinicInfo,
+  type PrescriptionOrder,
+  type SlotInfo,
+  type StockInfo,
+  usableUnits,
+} from "./backend.ts";
 import type { Patient } from "./identity.ts";
 import { kindOfStatus, type Outcome } from "./stats.ts";
 import { TargetDownError } from "./usage-error.ts";
@@ -55,13 +65,16 @@ function outcomeOf(err: ServiceError): Outcome & { leaderId?: string } {
 export interface GrpcTargets {
   appointmentAddrs: string[];
   inventoryPeers: { id: string; address: string }[];
+  medicationAddrs: string[];
 }
 
 export class GrpcBackend implements Backend {
   readonly describe: string;
   private readonly appointments: AppointmentServiceClient[];
   private readonly inventory = new Map<string, InventoryServiceClient>();
+  private readonly medications: MedicationServiceClient[];
   private rr = 0;
+  private rrMedication = 0;
   private leaderId: string | undefined;
   private walk = 0;
 
@@ -71,10 +84,14 @@ export class GrpcBackend implements Backend {
     /** The services refuse a client without a certificate of their CA (TLS_* in the environment). */
     security: ClientSecurity = plaintextClients,
   ) {
-    this.describe = `appointment ${t.appointmentAddrs.join(",")}; inventory ${t.inventoryPeers.map((p) => p.address).join(",")}`;
+    this.describe = `appointment ${t.appointmentAddrs.join(",")}; inventory ${t.inventoryPeers.map((p) => p.address).join(",")}; medication ${t.medicationAddrs.join(",")}`;
     const ch = security.channel({ service: "appointment" });
     this.appointments = t.appointmentAddrs.map(
       (a) => new AppointmentServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
+    );
+    const med = security.channel({ service: "medication" });
+    this.medications = t.medicationAddrs.map(
+      (a) => new MedicationServiceClient(a, med.credentials, { ...clientChannelOptions, ...med.options }),
     );
     for (const p of t.inventoryPeers) {
       const inv = security.channel({ service: "inventory", id: p.id });
@@ -110,6 +127,24 @@ export class GrpcBackend implements Backend {
       throw new TargetDownError(
         `no inventory replica answers at ${this.t.inventoryPeers.map((p) => p.address).join(", ")}: start them (npm start) or pass --inventory-peers`,
       );
+    }
+  }
+
+  private medication(): MedicationServiceClient {
+    const c = this.medications[this.rrMedication % this.medications.length]!;
+    this.rrMedication = (this.rrMedication + 1) % this.medications.length;
+    return c;
+  }
+
+  /** Every medication instance answers: a prescription that does not exist is an answer too. */
+  async probeMedication(): Promise<void> {
+    for (const [i, c] of this.medications.entries()) {
+      const r = await call(c.getPrescription.bind(c), { id: randomUUID() }, probeDeadlineMs);
+      if (r.outcome.kind === "error") {
+        throw new TargetDownError(
+          `the medication service at ${this.t.medicationAddrs[i]} does not answer (${r.outcome.code}): start it (npm start) or pass --medication-addrs`,
+        );
+      }
     }
   }
 
@@ -149,14 +184,44 @@ export class GrpcBackend implements Backend {
     return { outcome: (await call(c.cancel.bind(c), { appointmentId }, this.timeoutMs)).outcome };
   }
 
+  /** A clinic's stock, every page, each read on the leader (linearizable). */
+  async listStock(clinicCode: string): Promise<Answer<StockInfo[]>> {
+    const lines: StockInfo[] = [];
+    let pageToken = "";
+    for (;;) {
+      const r = await this.onLeader((c) => c.listStock.bind(c), {
+        clinicId: clinicCode,
+        consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE,
+        pageSize: 0,
+        pageToken,
+      });
+      if (!r.value) return { outcome: r.outcome };
+      for (const i of r.value.items) lines.push({ medicationCode: i.medicationCode, usable: usableUnits(i) });
+      pageToken = r.value.nextPageToken;
+      if (!pageToken) return { outcome: r.outcome, value: lines };
+    }
+  }
+
+  async prescribe(order: PrescriptionOrder, idempotencyKey: string): Promise<Answer<{ id: string }>> {
+    const c = this.medication();
+    const { appointmentId, medicationCode, quantity, dosage } = order;
+    const r = await call(
+      c.issuePrescription.bind(c),
+      { appointmentId, medicationCode, quantity, dosage, idempotencyKey },
+      this.timeoutMs,
+    );
+    const id = r.value?.prescription?.id;
+    return id ? { outcome: { kind: "ok", status: 201 }, value: { id } } : { outcome: r.outcome };
+  }
+
   /**
-   * A write on the leader: the known one, else the replicas in turn; NOT_LEADER with a name goes
+   * A call on the leader: the known one, else the replicas in turn; NOT_LEADER with a name goes
    * there next. Gives up with the last answer when the request's timeout is spent.
    */
-  private async onLeader<Req>(
-    pick: (c: InventoryServiceClient) => Unary<Req, unknown>,
+  private async onLeader<Req, Res>(
+    pick: (c: InventoryServiceClient) => Unary<Req, Res>,
     req: Req,
-  ): Promise<Answer<void>> {
+  ): Promise<Answer<Res>> {
     const deadline = Date.now() + this.timeoutMs;
     const ids = [...this.inventory.keys()];
     let last: Outcome = { kind: "error", status: 0, code: "timeout" };
@@ -174,12 +239,20 @@ export class GrpcBackend implements Backend {
         continue;
       }
       this.leaderId = id;
-      return { outcome: o.kind === "ok" ? { kind: "ok", status: 200 } : o };
+      return o.kind === "ok" ? { outcome: { kind: "ok", status: 200 }, value: r.value } : { outcome: o };
     }
   }
 
+  /** A write on the leader: its outcome only. */
+  private async write<Req, Res>(
+    pick: (c: InventoryServiceClient) => Unary<Req, Res>,
+    req: Req,
+  ): Promise<Answer<void>> {
+    return { outcome: (await this.onLeader(pick, req)).outcome };
+  }
+
   restock(clinicId: string, medicationCode: string, quantity: number, key: string): Promise<Answer<void>> {
-    return this.onLeader((c) => c.restock.bind(c), {
+    return this.write((c) => c.restock.bind(c), {
       requestId: key,
       clinicId,
       medicationCode,
@@ -190,7 +263,7 @@ export class GrpcBackend implements Backend {
   }
 
   deduct(clinicId: string, medicationCode: string, quantity: number, key: string): Promise<Answer<void>> {
-    return this.onLeader((c) => c.deduct.bind(c), { requestId: key, clinicId, medicationCode, quantity });
+    return this.write((c) => c.deduct.bind(c), { requestId: key, clinicId, medicationCode, quantity });
   }
 
   transfer(
@@ -200,7 +273,7 @@ export class GrpcBackend implements Backend {
     quantity: number,
     key: string,
   ): Promise<Answer<void>> {
-    return this.onLeader((c) => c.transfer.bind(c), {
+    return this.write((c) => c.transfer.bind(c), {
       requestId: key,
       fromClinicId,
       toClinicId,
@@ -212,5 +285,6 @@ export class GrpcBackend implements Backend {
   async close(): Promise<void> {
     for (const c of this.appointments) c.close();
     for (const c of this.inventory.values()) c.close();
+    for (const c of this.medications) c.close();
   }
 }

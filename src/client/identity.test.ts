@@ -59,6 +59,18 @@ describe("minted identity", () => {
     expect(await verifier.verify((await id.setup()).authorization)).toMatchObject({ role: "admin" });
   });
 
+  it("prescribes as a clinician of the appointment's clinic only: one token per clinic, scoped to it", async () => {
+    const id = minted(10);
+    const harbour = await id.clinician("harbour");
+    expect(await verifier.verify(harbour.authorization)).toMatchObject({
+      role: "clinician",
+      clinics: ["harbour"],
+    });
+    expect(await id.clinician("harbour")).toBe(harbour);
+    const hillside = await verifier.verify((await id.clinician("hillside")).authorization);
+    expect(hillside.clinics).toEqual(["hillside"]);
+  });
+
   it("moves on to a new patient before one exceeds its budget, so no patient can meet the 429", async () => {
     const id = minted(5);
     const seen: string[] = [];
@@ -106,6 +118,13 @@ describe("given identity", () => {
     expect(() => pharmacist.checkMix(["restock", "deduct", "transfer"])).not.toThrow();
     expect(() => pharmacist.checkMix(["book"])).toThrow(
       /a pharmacist token may not book \(POST \/v1\/appointments is for patient, clinician, admin\)/,
+    );
+    // Prescribing is a clinician's act: not a patient's, not even an admin's.
+    const clinician = new GivenIdentity(await given("clinician", ["harbour"]), "--token");
+    expect(() => clinician.checkMix(["browse", "book", "prescribe", "cancel"])).not.toThrow();
+    const admin = new GivenIdentity(await given("admin"), "--token");
+    expect(() => admin.checkMix(["book", "prescribe"])).toThrow(
+      "--token: an admin token may not prescribe (POST /v1/prescriptions is for clinician)",
     );
   });
 

@@ -1,7 +1,8 @@
 // Owns who the client is at the gateway: the bearer tokens its REST requests carry. By default it
 // mints development tokens with npm start's signing key (the one the gateway's AUTH_JWKS_FILE sits
-// beside): a patient token per simulated patient, a pharmacist's for the stock clinics, an admin's
-// for the setup reads the policy keeps to admins. With --token (or MEDISYNC_TOKEN) a real identity
+// beside): a patient token per simulated patient, a pharmacist's for the stock clinics, a
+// clinician's per clinic for prescribing there, an admin's for the setup reads the policy keeps to
+// admins. With --token (or MEDISYNC_TOKEN) a real identity
 // provider's token is used for everything its role may do. Over gRPC (mTLS, no JWT) nobody is.
 import { randomUUID } from "node:crypto";
 import { decodeJwt, type JWK } from "jose";
@@ -35,6 +36,8 @@ export interface Identity {
   patient(requests: number): Promise<Patient>;
   /** Who writes and reads stock at the inventory clinics. */
   stock(): Promise<Credential>;
+  /** Who prescribes at the clinic with code `clinicCode` (and reads its stock before the run). */
+  clinician(clinicCode: string): Promise<Credential>;
   /** Who reads the directory and the cluster before the run. */
   setup(): Promise<Credential>;
   /** How many patients the run acted as. */
@@ -48,6 +51,7 @@ export const scenarioRoutes: Record<string, string> = {
   browse: "GET /v1/clinics/{clinicId}/slots",
   book: "POST /v1/appointments",
   cancel: "POST /v1/appointments/{id}/cancel",
+  prescribe: "POST /v1/prescriptions",
   restock: "POST /v1/inventory/{clinicId}/stock/{medicationCode}/restock",
   deduct: "POST /v1/inventory/{clinicId}/stock/{medicationCode}/deduct",
   transfer: "POST /v1/inventory/transfers",
@@ -83,6 +87,7 @@ export class MintedIdentity implements Identity {
   private current: { patient: Promise<Patient>; used: number } | undefined;
   private stockToken: Promise<Credential> | undefined;
   private adminToken: Promise<Credential> | undefined;
+  private readonly clinicianTokens = new Map<string, Promise<Credential>>();
   private readonly sessionId = randomUUID().slice(0, 8);
 
   constructor(private readonly o: MintedOptions) {}
@@ -115,6 +120,16 @@ export class MintedIdentity implements Identity {
   stock(): Promise<Credential> {
     this.stockToken ??= this.mint("pharmacist", `client-pharmacist-${this.sessionId}`, this.o.stockClinics);
     return this.stockToken;
+  }
+
+  /** One clinician per clinic, scoped to that clinic only: the policy's compartment, nothing wider. */
+  clinician(clinicCode: string): Promise<Credential> {
+    let t = this.clinicianTokens.get(clinicCode);
+    if (!t) {
+      t = this.mint("clinician", `client-clinician-${this.sessionId}-${clinicCode}`, [clinicCode]);
+      this.clinicianTokens.set(clinicCode, t);
+    }
+    return t;
   }
 
   setup(): Promise<Credential> {
@@ -169,6 +184,10 @@ export class GivenIdentity implements Identity {
     return this.credential;
   }
 
+  async clinician(): Promise<Credential> {
+    return this.credential;
+  }
+
   async setup(): Promise<Credential> {
     return this.credential;
   }
@@ -181,7 +200,7 @@ export class GivenIdentity implements Identity {
       if (!granted.includes(this.role)) {
         throw new UsageError(
           "--token",
-          `a ${this.role} token may not ${s} (${route} is for ${granted.join(", ")}): leave ${s} out of --mix or pass another token`,
+          `${this.role === "admin" ? "an" : "a"} ${this.role} token may not ${s} (${route} is for ${granted.join(", ")}): leave ${s} out of --mix or pass another token`,
         );
       }
     }

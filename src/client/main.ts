@@ -1,5 +1,5 @@
-// Owns `medisync client`: parse the flags, check the system answers, learn its clinics and the
-// free slots of the days browsed, run the load, and print the table (or JSON). Bad flags, a
+// Owns `medisync client`: parse the flags, check the system answers, learn its clinics, the free
+// slots of the days browsed and (to prescribe) those clinics' stock, run the load, and print the table (or JSON). Bad flags, a
 // target that is not up and a gateway that refuses the client's tokens (401/403, before or during
 // the run) end in one line on stderr and exit code 2.
 import { randomUUID } from "node:crypto";
@@ -21,8 +21,11 @@ import { type ScenarioContext, Scenarios } from "./scenarios.ts";
 import { formatTable, Recorder } from "./stats.ts";
 import { AuthRefusedError, TargetDownError, UsageError, usageExitCode } from "./usage-error.ts";
 
-const appointmentScenarios: ScenarioName[] = ["browse", "book", "cancel"];
+const appointmentScenarios: ScenarioName[] = ["browse", "book", "cancel", "prescribe"];
 const inventoryScenarios: ScenarioName[] = ["restock", "transfer", "deduct"];
+/** How long a clinic's stock list is asked for through 5xx (an election), and the pause between. */
+const stockListRetryMs = 10_000;
+const stockListPauseMs = 200;
 /** The days browsed once before the run, so booking has free slots from the first second. */
 const warmupDaysMax = 200;
 
@@ -58,12 +61,21 @@ function backendOf(o: ClientOptions, identity: Identity | undefined): Backend {
     // A `client` certificate from TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE (npm start makes
     // data/certs/client.*); without them plaintext, which only loopback services accept.
     const security = loadTransportSecurity(
-      { ...loadConfig(), INVENTORY_PEERS: o.inventoryPeers, APPOINTMENT_ADDRS: o.appointmentAddrs },
+      {
+        ...loadConfig(),
+        INVENTORY_PEERS: o.inventoryPeers,
+        APPOINTMENT_ADDRS: o.appointmentAddrs,
+        MEDICATION_ADDRS: o.medicationAddrs,
+      },
       createLogger({ service: "client", level: "silent" }),
       { service: "client" },
     );
     return new GrpcBackend(
-      { appointmentAddrs: o.appointmentAddrs, inventoryPeers: o.inventoryPeers },
+      {
+        appointmentAddrs: o.appointmentAddrs,
+        inventoryPeers: o.inventoryPeers,
+        medicationAddrs: o.medicationAddrs,
+      },
       o.timeoutMs,
       security,
     );
@@ -79,6 +91,7 @@ async function prepare(
 ): Promise<ScenarioContext> {
   const uses = (names: ScenarioName[]) => names.some((n) => (o.mix[n] ?? 0) > 0);
   const days: ScenarioContext["days"] = [];
+  const clinicStock: ScenarioContext["clinicStock"] = new Map();
   if (uses(appointmentScenarios)) {
     await backend.probeAppointments();
     const clinics = await backend.listClinics();
@@ -99,12 +112,41 @@ async function prepare(
         `the token is scoped to clinics ${scope!.join(", ")}, none of which the gateway lists`,
       );
     }
-    for (const c of mine) for (const date of datesFrom(o.from, o.days)) days.push({ clinicId: c.id, date });
+    for (const c of mine) {
+      for (const date of datesFrom(o.from, o.days)) days.push({ clinicId: c.id, clinicCode: c.code, date });
+    }
+    if (uses(["prescribe"])) {
+      await backend.probeMedication();
+      // What each clinic has to prescribe from: its own stock list, read once (its clinician's read).
+      // A clinic the gateway does not know yet (404: added since its last read of the directory)
+      // has nothing to prescribe from: its prescriptions are skipped.
+      for (const c of mine) {
+        // Asked again through 5xx and no answer for a while: an election under way.
+        const deadline = Date.now() + stockListRetryMs;
+        let r = await backend.listStock(c.code);
+        while ((r.outcome.kind === "5xx" || r.outcome.kind === "error") && Date.now() < deadline) {
+          await new Promise((res) => setTimeout(res, stockListPauseMs));
+          r = await backend.listStock(c.code);
+        }
+        if (r.outcome.refusal) throw new AuthRefusedError(r.outcome.refusal);
+        if (r.outcome.status === 404 && r.outcome.code === "CLINIC_NOT_FOUND") continue;
+        if (!r.value) {
+          throw new TargetDownError(
+            `${backend.describe} did not list clinic ${c.code}'s stock (${r.outcome.code ?? r.outcome.status}): start the inventory replicas, or leave prescribe out of the mix`,
+          );
+        }
+        clinicStock.set(
+          c.code,
+          new Map(r.value.filter((l) => l.usable > 0).map((l) => [l.medicationCode, l.usable])),
+        );
+      }
+    }
   }
   if (uses(inventoryScenarios)) await backend.probeInventory(o.inventoryClinics[0]!);
   return {
     backend,
     days,
+    clinicStock,
     inventory: { clinics: o.inventoryClinics, medications: o.medications },
     // Over gRPC no token: each booking for a new patient id, as before tokens.
     patient: identity ? (n) => identity.patient(n) : async () => ({ id: randomUUID() }),
@@ -196,7 +238,11 @@ export async function runClient(argv: string[]): Promise<number> {
       scenarios: perScenario,
       total,
       inventory: { stockDelta: Object.fromEntries(scenarios.stockDelta) },
-      appointments: { bookedNotCancelled: scenarios.booked.size, freeSlotsKnown: scenarios.freeSlots.size },
+      appointments: {
+        bookedNotCancelled: scenarios.booked.size + scenarios.prescribed,
+        prescribed: scenarios.prescribed,
+        freeSlotsKnown: scenarios.freeSlots.size,
+      },
       auth: identity
         ? {
             tokens: identity.describe,

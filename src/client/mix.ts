@@ -2,7 +2,15 @@
 // weighted draw that picks the next request's scenario.
 import { UsageError } from "./usage-error.ts";
 
-export const scenarioNames = ["browse", "book", "cancel", "restock", "transfer", "deduct"] as const;
+export const scenarioNames = [
+  "browse",
+  "book",
+  "cancel",
+  "prescribe",
+  "restock",
+  "transfer",
+  "deduct",
+] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
 export const isScenarioName = (s: string): s is ScenarioName =>
@@ -11,7 +19,15 @@ export const isScenarioName = (s: string): s is ScenarioName =>
 /** Weight per scenario; only positive weights are kept. */
 export type Mix = Partial<Record<ScenarioName, number>>;
 
-export const defaultMix: Mix = { browse: 60, book: 15, cancel: 5, restock: 8, transfer: 4, deduct: 8 };
+export const defaultMix: Mix = {
+  browse: 55,
+  book: 15,
+  cancel: 5,
+  prescribe: 5,
+  restock: 8,
+  transfer: 4,
+  deduct: 8,
+};
 
 const weightMax = 1_000_000;
 

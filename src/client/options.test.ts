@@ -23,7 +23,7 @@ describe("mix", () => {
   });
 
   it("refuses unknown names, bad weights, repeats and an all-zero mix, naming the problem", () => {
-    expect(refusal(() => parseMix("browse=70,prescribe=5"))).toMatch(/--mix: unknown scenario "prescribe"/);
+    expect(refusal(() => parseMix("browse=70,teleport=5"))).toMatch(/--mix: unknown scenario "teleport"/);
     expect(refusal(() => parseMix("browse=-1"))).toMatch(/--mix: "browse=-1" is not name=weight/);
     expect(refusal(() => parseMix("browse"))).toMatch(/not name=weight/);
     expect(refusal(() => parseMix("browse=1,browse=2"))).toMatch(/browse is given twice/);

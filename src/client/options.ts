@@ -15,6 +15,7 @@ export interface ClientOptions {
   target: URL;
   appointmentAddrs: string[];
   inventoryPeers: { id: string; address: string }[];
+  medicationAddrs: string[];
   mix: Mix;
   load: LoadModel;
   timeoutMs: number;
@@ -47,8 +48,11 @@ Drives MediSync with a clinic's traffic and prints latency per scenario.
   --grpc                    straight to the services over gRPC instead of REST
   --appointment-addrs LIST  appointment gRPC host:port list (default: APPOINTMENT_ADDRS)
   --inventory-peers LIST    inventory replicas as id=host:port list (default: INVENTORY_PEERS)
-  --mix LIST                scenario weights, e.g. browse=70,book=20,cancel=10
-                            scenarios: browse book cancel restock transfer deduct
+  --medication-addrs LIST   medication gRPC host:port list (default: MEDICATION_ADDRS)
+  --mix LIST                scenario weights, e.g. browse=70,book=20,cancel=10,prescribe=5
+                            scenarios: browse book cancel prescribe restock transfer deduct
+                            (prescribe: for an appointment the run booked, a medication its
+                            clinic's stock list shows, as a clinician of that clinic)
   --scenario FILE           JSON: {"mix":{"browse":70,...},"rate":50,"stages":"10s:50,20s:100",
                             "vus":4,"duration":"30s"}; flags override it
   --rate N                  open model: N arrivals per second (default 10)
@@ -61,7 +65,8 @@ Drives MediSync with a clinic's traffic and prints latency per scenario.
   --token JWT               REST: send this token (a real identity provider's) on every request
                             (default: MEDISYNC_TOKEN; unset, the client mints development tokens
                             with npm start's key beside AUTH_JWKS_FILE: one per simulated patient,
-                            a pharmacist's for the stock scenarios, an admin's for setup)
+                            a pharmacist's for the stock scenarios, a clinician's per clinic for
+                            prescribing, an admin's for setup)
   --requests-per-patient N  REST, minted tokens: requests each simulated patient makes before a
                             new one takes over (default half of RATE_LIMIT_PATIENT_PER_MINUTE, so
                             no patient meets the gateway's 429; above that limit, patients do)
@@ -177,6 +182,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         grpc: b,
         "appointment-addrs": s,
         "inventory-peers": s,
+        "medication-addrs": s,
         mix: s,
         scenario: s,
         rate: s,
@@ -274,6 +280,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       })
     : service().INVENTORY_PEERS;
 
+  const medicationAddrs = str("medication-addrs")
+    ? list(str("medication-addrs")!, "--medication-addrs", /^[^\s:,]+:\d{1,5}$/, "host:port")
+    : service().MEDICATION_ADDRS;
+
   let auth: ClientAuth;
   const token = str("token");
   if (token !== undefined) auth = { kind: "given", token, flag: "--token" };
@@ -312,6 +322,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     target,
     appointmentAddrs,
     inventoryPeers,
+    medicationAddrs,
     mix,
     load,
     timeoutMs:

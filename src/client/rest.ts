@@ -2,10 +2,19 @@
 // over keep-alive connections with a bounded pool, each request with its own timeout and the bearer
 // token of whoever the policy lets make it (identity.ts). Network failures are outcomes (kind
 // "error"), never exceptions; a 401/403 is an outcome that names the role and the route refused.
+import { randomUUID } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import { appointmentLimits } from "../shared/validation.ts";
-import type { Answer, Backend, ClinicInfo, SlotInfo } from "./backend.ts";
+import {
+  type Answer,
+  type Backend,
+  type ClinicInfo,
+  type PrescriptionOrder,
+  type SlotInfo,
+  type StockInfo,
+  usableUnits,
+} from "./backend.ts";
 import type { Credential, Identity, Patient } from "./identity.ts";
 import { kindOfStatus, type Outcome } from "./stats.ts";
 import { AuthRefusedError, TargetDownError } from "./usage-error.ts";
@@ -305,4 +314,72 @@ export class RestBackend implements Backend {
   async close(): Promise<void> {
     this.agent.destroy();
   }
+
+  /**
+   * The medication service answers through the gateway: a prescription that does not exist is its
+   * 404 (the gateway looks it up there), anything else but a refusal means it is not reachable.
+   */
+  async probeMedication(): Promise<void> {
+    const route = "GET /v1/prescriptions/{id}";
+    const r = await this.request({
+      method: "GET",
+      path: `/v1/prescriptions/${randomUUID()}`,
+      route,
+      as: await this.identity.setup(),
+      timeoutMs: probeTimeoutMs,
+    });
+    if (r.outcome.refusal) throw new AuthRefusedError(r.outcome.refusal);
+    if (r.outcome.status !== 404 || r.outcome.code !== "PRESCRIPTION_NOT_FOUND") {
+      throw new TargetDownError(
+        `the gateway at ${this.target.origin} could not reach the medication service (${route}: ${r.outcome.code ?? r.outcome.status}): start it (npm start) or leave prescribe out of the mix`,
+      );
+    }
+  }
+
+  /** A clinic's stock lines as its clinician reads them: every page (a bare array, or {items, nextCursor}). */
+  async listStock(clinicCode: string): Promise<Answer<StockInfo[]>> {
+    const as = await this.identity.clinician(clinicCode);
+    const lines: StockInfo[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const q = cursor ? `?${new URLSearchParams({ cursor })}` : "";
+      const r = await this.request({
+        method: "GET",
+        path: `/v1/inventory/${encodeURIComponent(clinicCode)}/stock${q}`,
+        route: "GET /v1/inventory/{clinicId}/stock",
+        as,
+      });
+      const body = r.body as
+        | StockLineBody[]
+        | { items?: StockLineBody[]; nextCursor?: string | null }
+        | undefined;
+      const items = Array.isArray(body) ? body : body?.items;
+      if (r.outcome.kind !== "ok" || !Array.isArray(items)) return { outcome: r.outcome };
+      for (const l of items) lines.push({ medicationCode: l.medicationCode, usable: usableUnits(l) });
+      cursor = Array.isArray(body) ? undefined : (body?.nextCursor ?? undefined);
+      if (!cursor) return { outcome: r.outcome, value: lines };
+    }
+  }
+
+  async prescribe(order: PrescriptionOrder, idempotencyKey: string): Promise<Answer<{ id: string }>> {
+    const { appointmentId, medicationCode, quantity, dosage } = order;
+    const r = await this.request({
+      method: "POST",
+      path: "/v1/prescriptions",
+      route: "POST /v1/prescriptions",
+      as: await this.identity.clinician(order.clinicCode),
+      body: { appointmentId, medicationCode, quantity, dosage },
+      headers: { "Idempotency-Key": idempotencyKey },
+    });
+    const id = (r.body as { id?: unknown } | undefined)?.id;
+    if (r.outcome.kind !== "ok" || typeof id !== "string") return { outcome: r.outcome };
+    return { outcome: r.outcome, value: { id } };
+  }
+}
+
+/** A stock line as the gateway answers it. */
+interface StockLineBody {
+  medicationCode: string;
+  quantity: number;
+  lots: { quantity: number; expiresOn: string | null }[];
 }
