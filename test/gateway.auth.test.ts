@@ -169,6 +169,7 @@ const calls: Record<string, (v: Variant) => Call> = {
   "GET /v1/audit": (v) => ({ method: "GET", path: `/v1/audit?patientId=${v === "own" ? P : Q}` }),
   "GET /v1/cluster": () => ({ method: "GET", path: "/v1/cluster" }),
   "GET /v1/cluster/members": () => ({ method: "GET", path: "/v1/cluster/members" }),
+  "GET /v1/cluster/services": () => ({ method: "GET", path: "/v1/cluster/services" }),
   // Membership writes that change nothing even when admitted: a learner that is no replica is
   // added and then removed; promoting it is refused (behind); leadership to nobody is refused.
   "POST /v1/cluster/members": () => ({

@@ -8,6 +8,7 @@ import { portOf, startOpsServer } from "../shared/metrics.ts";
 import { startOutboxRelay } from "../shared/outbox-relay.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis, createSubscriber } from "../shared/redis.ts";
+import { registerInstance } from "../shared/service-registry.ts";
 import { callerPolicies, loadTransportSecurity } from "../shared/tls.ts";
 import { migrate } from "./migrate.ts";
 import { startPruner } from "./pruner.ts";
@@ -112,6 +113,8 @@ export async function startAppointmentService(
   });
   const opsPort = portOf(ops, cfg.APPOINTMENT_OPS_PORT);
   log.info({ grpcPort, opsPort }, "appointment service listening");
+  // DISCOVERY=redis: callers find this instance in the registry once it can serve.
+  const registration = registerInstance(cfg, { redis, log, service: "appointment", grpcPort });
 
   return {
     grpcPort,
@@ -119,6 +122,8 @@ export async function startAppointmentService(
     cache,
     async close() {
       closing = true;
+      // Out of the registry first: callers stop picking this instance while its calls drain.
+      await registration?.stop();
       // In-flight calls get until the drain deadline; then the server is closed hard.
       await shutdownGrpc(server, cfg.SHUTDOWN_DRAIN_MS);
       await new Promise<void>((resolve) => ops.close(() => resolve()));

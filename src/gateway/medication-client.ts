@@ -1,37 +1,51 @@
-// Owns the gateway's side of the medication contract: one gRPC client per instance, calls spread
+// Owns the gateway's side of the medication contract: one gRPC client per instance (the instances
+// may change at run time: setAddresses, fed by src/shared/service-registry.ts), calls spread
 // round-robin, retried on another instance when a call may not have been served. Issue is retried
 // freely (it carries its idempotency key); cancel like the appointment's (a retry that finds it
 // cancelled after a lost reply answers the prescription).
 import { type Dosage, MedicationServiceClient, type Prescription } from "../gen/medisync/v1/medication.ts";
+import { ClientPool } from "../shared/client-pool.ts";
 import { AppError } from "../shared/errors.ts";
 import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
 import { defaultRetryPolicy, type RetryPolicy, withRetries } from "../shared/retry.ts";
 import { type ClientSecurity, plaintextClients } from "../shared/tls.ts";
 
 export class MedicationClient {
-  private readonly clients: MedicationServiceClient[];
-  private next = 0;
-  private readonly retry: RetryPolicy;
+  private readonly pool: ClientPool<MedicationServiceClient>;
+  private readonly overallDeadlineMs: number;
 
-  /** security: the process's transport security (src/shared/tls.ts); plaintext (loopback) when omitted. */
+  /**
+   * addrs: the instances to start with (none when the service registry is to tell); security: the
+   * process's transport security (src/shared/tls.ts); plaintext (loopback) when omitted.
+   */
   constructor(private readonly opts: { addrs: string[]; deadlineMs: number; security?: ClientSecurity }) {
-    if (opts.addrs.length === 0) throw new Error("MedicationClient needs at least one address");
     const ch = (opts.security ?? plaintextClients).channel({ service: "medication" });
-    this.clients = opts.addrs.map(
-      (a) => new MedicationServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
-    );
     // An issue waits for inventory (leader discovery up to its own 5 s): room for that, once.
-    this.retry = {
-      ...defaultRetryPolicy,
-      attemptsMax: Math.max(defaultRetryPolicy.attemptsMax, opts.addrs.length + 1),
-      overallDeadlineMs: Math.max(defaultRetryPolicy.overallDeadlineMs, opts.deadlineMs * 2),
-    };
+    this.overallDeadlineMs = Math.max(defaultRetryPolicy.overallDeadlineMs, opts.deadlineMs * 2);
+    this.pool = new ClientPool(
+      "medication",
+      (a) => new MedicationServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
+      opts.addrs,
+      this.overallDeadlineMs,
+    );
+  }
+
+  /** The instances to call from now on: new ones get a client, removed ones are closed. */
+  setAddresses(addrs: readonly string[]): { added: string[]; removed: string[] } {
+    return this.pool.setAddresses(addrs);
   }
 
   private call<T>(fn: (c: MedicationServiceClient, deadlineMs: number, attempt: number) => Promise<T>) {
-    return withRetries(this.retry, ({ n, remainingMs }) => {
-      const c = this.clients[this.next % this.clients.length]!;
-      this.next = (this.next + 1) % this.clients.length;
+    const retry: RetryPolicy = {
+      ...defaultRetryPolicy,
+      attemptsMax: Math.max(defaultRetryPolicy.attemptsMax, this.pool.size + 1),
+      overallDeadlineMs: this.overallDeadlineMs,
+    };
+    // Each try goes to an instance not tried yet (while one is left).
+    const tried = new Set<MedicationServiceClient>();
+    return withRetries(retry, ({ n, remainingMs }) => {
+      const c = this.pool.pick(tried);
+      tried.add(c);
       return fn(c, Math.min(this.opts.deadlineMs, remainingMs), n);
     });
   }
@@ -74,7 +88,7 @@ export class MedicationClient {
   }
 
   close(): void {
-    for (const c of this.clients) c.close();
+    this.pool.close();
   }
 }
 

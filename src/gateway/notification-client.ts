@@ -1,40 +1,52 @@
-// Owns the gateway's side of the notification contract: one gRPC client per instance, calls spread
+// Owns the gateway's side of the notification contract: one gRPC client per instance (the instances
+// may change at run time: setAddresses, fed by src/shared/service-registry.ts), calls spread
 // round-robin, retried on another instance when a call may not have been served. Reads and
 // redeliver and setting a contact (the same address again) are safe to repeat; CreateWebhook is not retried, since a retry after a lost reply
 // would register the webhook twice (the caller sees the failure and lists the webhooks).
 import { NotificationServiceClient } from "../gen/medisync/v1/notification.ts";
+import { ClientPool } from "../shared/client-pool.ts";
 import { callUnary, clientChannelOptions } from "../shared/grpc.ts";
 import { defaultRetryPolicy, type RetryPolicy, withRetries } from "../shared/retry.ts";
 import { type ClientSecurity, plaintextClients } from "../shared/tls.ts";
 
 export class NotificationClient {
-  private readonly clients: NotificationServiceClient[];
-  private next = 0;
-  private readonly retry: RetryPolicy;
+  private readonly pool: ClientPool<NotificationServiceClient>;
 
-  /** security: the process's transport security (src/shared/tls.ts); plaintext (loopback) when omitted. */
+  /**
+   * addrs: the instances to start with (none when the service registry is to tell); security: the
+   * process's transport security (src/shared/tls.ts); plaintext (loopback) when omitted.
+   */
   constructor(private readonly opts: { addrs: string[]; deadlineMs: number; security?: ClientSecurity }) {
-    if (opts.addrs.length === 0) throw new Error("NotificationClient needs at least one address");
     const ch = (opts.security ?? plaintextClients).channel({ service: "notification" });
-    this.clients = opts.addrs.map(
+    this.pool = new ClientPool(
+      "notification",
       (a) => new NotificationServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
+      opts.addrs,
+      defaultRetryPolicy.overallDeadlineMs,
     );
-    this.retry = {
-      ...defaultRetryPolicy,
-      attemptsMax: Math.max(defaultRetryPolicy.attemptsMax, opts.addrs.length + 1),
-    };
+  }
+
+  /** The instances to call from now on: new ones get a client, removed ones are closed. */
+  setAddresses(addrs: readonly string[]): { added: string[]; removed: string[] } {
+    return this.pool.setAddresses(addrs);
   }
 
   private pick(): NotificationServiceClient {
-    const c = this.clients[this.next % this.clients.length]!;
-    this.next = (this.next + 1) % this.clients.length;
-    return c;
+    return this.pool.pick();
   }
 
   private call<T>(fn: (c: NotificationServiceClient, deadlineMs: number) => Promise<T>) {
-    return withRetries(this.retry, ({ remainingMs }) =>
-      fn(this.pick(), Math.min(this.opts.deadlineMs, remainingMs)),
-    );
+    const retry: RetryPolicy = {
+      ...defaultRetryPolicy,
+      attemptsMax: Math.max(defaultRetryPolicy.attemptsMax, this.pool.size + 1),
+    };
+    // Each try goes to an instance not tried yet (while one is left).
+    const tried = new Set<NotificationServiceClient>();
+    return withRetries(retry, ({ remainingMs }) => {
+      const c = this.pool.pick(tried);
+      tried.add(c);
+      return fn(c, Math.min(this.opts.deadlineMs, remainingMs));
+    });
   }
 
   listPatientNotifications(patientId: string, limit: number, cursor: string, requestId: string) {
@@ -69,6 +81,6 @@ export class NotificationClient {
   }
 
   close(): void {
-    for (const c of this.clients) c.close();
+    this.pool.close();
   }
 }

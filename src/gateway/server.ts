@@ -10,6 +10,7 @@ import type { Config } from "../shared/config.ts";
 import { InventoryClient } from "../shared/inventory-client.ts";
 import { registry } from "../shared/metrics.ts";
 import { createRedis } from "../shared/redis.ts";
+import { discover, startingAddresses } from "../shared/service-registry.ts";
 import { loadTransportSecurity } from "../shared/tls.ts";
 import { composePeers, createApp } from "./app.ts";
 import { addAppointmentRoutes } from "./appointment-routes.ts";
@@ -50,17 +51,17 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
   // The gateway's certificate for every gRPC call (mTLS); plaintext only with everything on loopback.
   const security = loadTransportSecurity(cfg, log, { service: "gateway" });
   const appointments = new AppointmentClient({
-    addrs: cfg.APPOINTMENT_ADDRS,
+    addrs: startingAddresses(cfg, "appointment"),
     deadlineMs: cfg.GRPC_DEADLINE_MS,
     security,
   });
   const medication = new MedicationClient({
-    addrs: cfg.MEDICATION_ADDRS,
+    addrs: startingAddresses(cfg, "medication"),
     deadlineMs: cfg.GRPC_DEADLINE_MS,
     security,
   });
   const notifications = new NotificationClient({
-    addrs: cfg.NOTIFICATION_ADDRS,
+    addrs: startingAddresses(cfg, "notification"),
     deadlineMs: cfg.GRPC_DEADLINE_MS,
     security,
   });
@@ -69,6 +70,12 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS,
     log,
     name: "leader-hint",
+  });
+  // DISCOVERY=redis: the three clients follow the service registry (src/shared/service-registry.ts).
+  const discovery = discover(cfg, {
+    redis,
+    log,
+    targets: { appointment: appointments, medication, notification: notifications },
   });
   const inventory = new InventoryClient({
     peers: cfg.INVENTORY_PEERS,
@@ -142,7 +149,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
         },
       }),
     (a) => addInventoryRoutes(a, { inventory, clinics }),
-    (a) => addClusterRoutes(a, inventory),
+    (a) => addClusterRoutes(a, inventory, () => discovery.view()),
     (a) => addPrescriptionRoutes(a, medication),
     (a) => addNotificationRoutes(a, notifications),
     (a) => addAuditRoutes(a, audit),
@@ -219,6 +226,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
     }
     // Only now: a request in flight still needed its gRPC client to finish.
     clinics.stop();
+    discovery.stop();
     appointments.close();
     medication.close();
     notifications.close();

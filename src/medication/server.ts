@@ -12,6 +12,7 @@ import { portOf, startOpsServer } from "../shared/metrics.ts";
 import { startOutboxRelay } from "../shared/outbox-relay.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
+import { discover, registerInstance, startingAddresses } from "../shared/service-registry.ts";
 import { StreamConsumer, streamConsumerMetrics } from "../shared/stream-consumer.ts";
 import { callerPolicies, loadTransportSecurity } from "../shared/tls.ts";
 import { appointmentEventHandler, medicationGroup } from "./appointment-events.ts";
@@ -56,10 +57,12 @@ export async function startMedicationService(cfg: Config, log: Logger): Promise<
     name: "medication",
   });
   const appointments = new AppointmentClient({
-    addrs: cfg.APPOINTMENT_ADDRS,
+    addrs: startingAddresses(cfg, "appointment"),
     deadlineMs: cfg.GRPC_DEADLINE_MS,
     security,
   });
+  // DISCOVERY=redis: the appointment instances come from the service registry.
+  const discovery = discover(cfg, { redis, log, targets: { appointment: appointments } });
   const inventory = new InventoryClient({
     peers: cfg.INVENTORY_PEERS,
     deadlineMs: cfg.GRPC_DEADLINE_MS,
@@ -124,6 +127,7 @@ export async function startMedicationService(cfg: Config, log: Logger): Promise<
   });
   const opsPort = portOf(ops, cfg.MEDICATION_OPS_PORT);
   log.info({ grpcPort, opsPort }, "medication service listening");
+  const registration = registerInstance(cfg, { redis, log, service: "medication", grpcPort });
 
   return {
     grpcPort,
@@ -131,12 +135,15 @@ export async function startMedicationService(cfg: Config, log: Logger): Promise<
     recover: () => recovery.round(),
     async close() {
       closing = true;
+      // Out of the registry first: callers stop picking this instance while its calls drain.
+      await registration?.stop();
       // In-flight calls get until the drain deadline; then the server is closed hard.
       await shutdownGrpc(server, cfg.SHUTDOWN_DRAIN_MS);
       await new Promise<void>((resolve) => ops.close(() => resolve()));
       await events.stop();
       await recovery.stop();
       await relay.stop();
+      discovery.stop();
       appointments.close();
       inventory.close();
       redis.disconnect();

@@ -9,6 +9,7 @@ import { bindGrpc, serverOptions } from "../shared/grpc.ts";
 import { startOpsServer } from "../shared/metrics.ts";
 import { createPool, ensureDatabase } from "../shared/pg.ts";
 import { createRedis } from "../shared/redis.ts";
+import { registerInstance } from "../shared/service-registry.ts";
 import { StreamConsumer, streamConsumerMetrics } from "../shared/stream-consumer.ts";
 import { callerPolicies, loadTransportSecurity } from "../shared/tls.ts";
 import { ContactCipher } from "./contacts.ts";
@@ -115,6 +116,7 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
   const address = ops.address();
   const opsPort = typeof address === "object" && address ? address.port : cfg.NOTIFICATION_OPS_PORT;
   log.info({ grpcPort, opsPort, consumer, email: email !== undefined }, "notification service listening");
+  const registration = registerInstance(cfg, { redis, log, service: "notification", grpcPort });
 
   return {
     grpcPort,
@@ -122,6 +124,8 @@ export async function startNotificationService(cfg: Config, log: Logger): Promis
     consumer,
     async close() {
       closing = true;
+      // Out of the registry first: callers stop picking this instance while its calls drain.
+      await registration?.stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.forceShutdown(), cfg.SHUTDOWN_DRAIN_MS);
         server.tryShutdown(() => {

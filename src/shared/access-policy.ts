@@ -200,6 +200,7 @@ export const policy: Record<string, RouteRule> = {
   // Cluster operations and the audit trail itself: admins only.
   "GET /v1/cluster": { grants: { admin: "any" }, subject: none },
   "GET /v1/cluster/members": { grants: { admin: "any" }, subject: none },
+  "GET /v1/cluster/services": { grants: { admin: "any" }, subject: none },
   "POST /v1/cluster/members": {
     grants: { admin: "any" },
     subject: none,

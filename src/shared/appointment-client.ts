@@ -1,7 +1,8 @@
 // Owns the client side of the appointment contract (the gateway's, the medication service's): one
 // gRPC client per instance, calls spread round-robin, and retries on another instance when a call
 // may not have been served. Writes are retried only where a retry cannot do something twice (Book
-// always carries an idempotency key).
+// always carries an idempotency key). The instances may change at run time (setAddresses, fed by
+// the service registry, src/shared/service-registry.ts).
 import {
   type Appointment,
   AppointmentServiceClient,
@@ -9,12 +10,14 @@ import {
   type ListPatientAppointmentsResponse,
   type ListSlotsResponse,
 } from "../gen/medisync/v1/appointment.ts";
+import { ClientPool } from "./client-pool.ts";
 import { AppError } from "./errors.ts";
 import { callUnary, clientChannelOptions } from "./grpc.ts";
 import { defaultRetryPolicy, type RetryPolicy, withRetries } from "./retry.ts";
 import { type ClientSecurity, plaintextClients } from "./tls.ts";
 
 export interface AppointmentClientOptions {
+  /** The instances to start with; none when the service registry is to tell (setAddresses). */
   addrs: string[];
   /** Deadline of one try; the retry policy's overall deadline bounds all tries together. */
   deadlineMs: number;
@@ -24,36 +27,56 @@ export interface AppointmentClientOptions {
 }
 
 export class AppointmentClient {
-  private readonly clients: AppointmentServiceClient[];
-  private next = 0;
-  private readonly retry: RetryPolicy;
+  private readonly pool: ClientPool<AppointmentServiceClient>;
+  private readonly overallDeadlineMs: number;
 
   constructor(private readonly opts: AppointmentClientOptions) {
-    if (opts.addrs.length === 0) throw new Error("AppointmentClient needs at least one address");
     const ch = (opts.security ?? plaintextClients).channel({ service: "appointment" });
-    this.clients = opts.addrs.map(
+    this.overallDeadlineMs =
+      opts.retry?.overallDeadlineMs ?? Math.max(defaultRetryPolicy.overallDeadlineMs, opts.deadlineMs * 2);
+    // A removed instance's client stays open while calls begun on it may still run.
+    this.pool = new ClientPool(
+      "appointment",
       (a) => new AppointmentServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
+      opts.addrs,
+      this.overallDeadlineMs,
     );
-    this.retry = opts.retry ?? {
-      ...defaultRetryPolicy,
-      attemptsMax: Math.max(defaultRetryPolicy.attemptsMax, opts.addrs.length + 1),
-      overallDeadlineMs: Math.max(defaultRetryPolicy.overallDeadlineMs, opts.deadlineMs * 2),
-    };
+  }
+
+  /** Every instance may be tried once, and one more: the instance count may change at run time. */
+  private policy(): RetryPolicy {
+    return (
+      this.opts.retry ?? {
+        ...defaultRetryPolicy,
+        attemptsMax: Math.max(defaultRetryPolicy.attemptsMax, this.pool.size + 1),
+        overallDeadlineMs: this.overallDeadlineMs,
+      }
+    );
+  }
+
+  /** The instances to call from now on: new ones get a client, removed ones are closed. */
+  setAddresses(addrs: readonly string[]): { added: string[]; removed: string[] } {
+    return this.pool.setAddresses(addrs);
+  }
+
+  addresses(): string[] {
+    return this.pool.addresses();
   }
 
   private pick(): AppointmentServiceClient {
-    const c = this.clients[this.next % this.clients.length]!;
-    this.next = (this.next + 1) % this.clients.length;
-    return c;
+    return this.pool.pick();
   }
 
-  /** Each try goes to the next instance, so one dead instance costs a retry, not an error. */
+  /** Each try goes to an instance not tried yet, so one dead instance costs a retry, not an error. */
   private call<T>(
     fn: (c: AppointmentServiceClient, deadlineMs: number, attempt: number) => Promise<T>,
   ): Promise<T> {
-    return withRetries(this.retry, ({ n, remainingMs }) =>
-      fn(this.pick(), Math.min(this.opts.deadlineMs, remainingMs), n),
-    );
+    const tried = new Set<AppointmentServiceClient>();
+    return withRetries(this.policy(), ({ n, remainingMs }) => {
+      const c = this.pool.pick(tried);
+      tried.add(c);
+      return fn(c, Math.min(this.opts.deadlineMs, remainingMs), n);
+    });
   }
 
   listClinics(requestId?: string) {
@@ -153,7 +176,7 @@ export class AppointmentClient {
   }
 
   close(): void {
-    for (const c of this.clients) c.close();
+    this.pool.close();
   }
 }
 

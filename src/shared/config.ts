@@ -87,6 +87,21 @@ export const envSpec = {
     schema: z.string().min(1).max(64).optional(),
     doc: "name of this process in logs and metrics",
   },
+  DISCOVERY: {
+    schema: z.enum(["static", "redis"]).default("static"),
+    doc: "how callers find appointment, medication and notification instances: static (APPOINTMENT_ADDRS, MEDICATION_ADDRS, NOTIFICATION_ADDRS; what Kubernetes Services and Fly's .internal names serve) or redis (each instance registers its address in Redis with REGISTRY_TTL_MS and refreshes it; the gateway and medication follow the registry and ignore those lists). Set it for every process alike",
+  },
+  REGISTRY_TTL_MS: {
+    schema: positiveInt.min(300).max(60_000).default(3_000),
+    doc: "DISCOVERY=redis: an instance's registry entry lives this long unless refreshed (every third of it); a dead instance drops out of the callers' lists within it plus a third",
+  },
+  ADVERTISE_HOST: {
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9.:-]{1,253}$/, "a host name or IP address")
+      .optional(),
+    doc: "DISCOVERY=redis: the host other processes reach this instance's gRPC port at, as registered (with the port it bound); unset: HOST, or the machine's hostname when HOST is 0.0.0.0 or ::",
+  },
   TLS_CA_FILE: {
     schema: z.string().min(1).optional(),
     doc: "PEM file of the CA whose certificates the gRPC servers and clients accept (mutual TLS); unset with TLS_CERT_FILE and TLS_KEY_FILE: plaintext gRPC, allowed only on loopback (npm start makes a CA and a certificate per process in data/certs/)",
@@ -103,7 +118,7 @@ export const envSpec = {
   APPOINTMENT_OPS_PORT: { schema: port.default(9401), doc: "appointment /healthz /readyz /metrics port" },
   APPOINTMENT_ADDRS: {
     schema: hostPortList.default(["127.0.0.1:50051", "127.0.0.1:50052"]),
-    doc: "comma-separated appointment gRPC addresses the gateway balances over",
+    doc: "comma-separated appointment gRPC addresses the gateway balances over (DISCOVERY=static)",
   },
   GRPC_DEADLINE_MS: { schema: positiveInt.max(60_000).default(2_000), doc: "deadline of every gRPC call" },
   HTTP_BODY_BYTES_MAX: {
@@ -202,7 +217,7 @@ export const envSpec = {
   NOTIFICATION_GRPC_PORT: { schema: port.default(50081), doc: "notification gRPC port" },
   NOTIFICATION_ADDRS: {
     schema: hostPortList.default(["127.0.0.1:50081"]),
-    doc: "comma-separated notification gRPC addresses the gateway balances over",
+    doc: "comma-separated notification gRPC addresses the gateway balances over (DISCOVERY=static)",
   },
   NOTIFICATION_WEBHOOK_ATTEMPTS_MAX: {
     schema: positiveInt.max(50).default(8),
@@ -253,7 +268,7 @@ export const envSpec = {
   MEDICATION_OPS_PORT: { schema: port.default(9431), doc: "medication /healthz /readyz /metrics port" },
   MEDICATION_ADDRS: {
     schema: hostPortList.default(["127.0.0.1:50071"]),
-    doc: "comma-separated medication gRPC addresses the gateway balances over",
+    doc: "comma-separated medication gRPC addresses the gateway balances over (DISCOVERY=static)",
   },
   MEDICATION_INSTANCES: {
     schema: positiveInt.max(8).default(1),
