@@ -264,6 +264,16 @@ const request = fc.oneof(
       .tuple(segment, segment, segment)
       .map(([c, d, p]) => `/v1/clinics/${c}/slots?date=${d}&practitionerId=${p}`),
   }),
+  fc.record({
+    method: fc.constant("GET"),
+    path: fc.tuple(segment, segment).map(([l, c]) => `/v1/clinics?limit=${l}&cursor=${c}`),
+  }),
+  fc.record({
+    method: fc.constant("GET"),
+    path: fc
+      .tuple(segment, segment, segment)
+      .map(([id, l, c]) => `/v1/clinics/${id}/practitioners?limit=${l}&cursor=${c}`),
+  }),
   fc.record({ method: fc.constantFrom("GET", "POST"), path: segment.map((id) => `/v1/appointments/${id}`) }),
   fc.record({ method: fc.constant("POST"), path: segment.map((id) => `/v1/appointments/${id}/cancel`) }),
   fc.record({ method: fc.constant("POST"), path: fc.constant("/v1/prescriptions"), body: rawBody }),
