@@ -83,16 +83,11 @@ beforeAll(async () => {
   await medication.waitFor(/medication service listening/, 60_000);
   medicationDb = new pg.Pool({ connectionString: medicationUrl, max: 2 });
   cfg = { ...cfg, MEDICATION_ADDRS: [medicationAddr] };
-  gw = await startGateway(cfg, [a, b]);
-  // Its gRPC deadline is long: on a loaded machine a 504 would leave a booking's fate unknown and
-  // the counts of the rate-limit runs inexact.
-  strict = await startGateway(
-    { ...cfg, RATE_LIMIT_PATIENT_PER_MINUTE: strictPerMinute, GRPC_DEADLINE_MS: 10_000 },
-    [a, b],
-  );
   pool = testPool(cfg);
-  // Two clinics, 24 slots a day each: enough free slots that booking is never starved; each with
-  // a medicine in stock to prescribe (a lot that never expires, plenty for every run).
+  // The clinics before the gateways, so their clinic directories hold the codes from the first
+  // request (a code made later is 404 until a directory reads the list again). Two clinics, 24
+  // slots a day each: enough free slots that booking is never starved; each with a medicine in
+  // stock to prescribe (a lot that never expires, plenty for every run).
   bookingClinics = [];
   for (let i = 0; i < 2; i++) bookingClinics.push((await makeClinic(pool, dates, 24)).code);
   const inventory = cluster.client(20_000);
@@ -112,6 +107,13 @@ beforeAll(async () => {
   }
   // Slots long past: free, but no patient can book them.
   await makeClinic(pool, [pastDay], 4);
+  gw = await startGateway(cfg, [a, b]);
+  // Its gRPC deadline is long: on a loaded machine a 504 would leave a booking's fate unknown and
+  // the counts of the rate-limit runs inexact.
+  strict = await startGateway(
+    { ...cfg, RATE_LIMIT_PATIENT_PER_MINUTE: strictPerMinute, GRPC_DEADLINE_MS: 10_000 },
+    [a, b],
+  );
   tmp = mkdtempSync(path.join(os.tmpdir(), "medisync-client-"));
 }, 180_000);
 
