@@ -48,6 +48,12 @@ function refusalOf(status: number, route: string, as: Credential | undefined, bo
 }
 
 const probeTimeoutMs = 2_000;
+/**
+ * An idle keep-alive socket is closed by the client after this, before a server with Node's default
+ * keep-alive timeout (5 s, the gateway's) closes it: a request sent on a socket the server is
+ * closing that moment ends in ECONNRESET, counted as an error though the system never saw it.
+ */
+const idleSocketMs = 4_000;
 /** How long the inventory probe keeps asking through 5xx (a leader being elected). */
 const inventoryProbeMs = 10_000;
 const probePauseMs = 200;
@@ -68,7 +74,8 @@ export class RestBackend implements Backend {
     this.describe = `gateway ${target.origin}`;
     this.lib = target.protocol === "https:" ? https : http;
     const Agent = target.protocol === "https:" ? https.Agent : http.Agent;
-    this.agent = new Agent({ keepAlive: true, maxSockets: connectionsMax });
+    // The agent's timeout covers idle sockets only: each request sets its own (timeoutMs).
+    this.agent = new Agent({ keepAlive: true, maxSockets: connectionsMax, timeout: idleSocketMs });
   }
 
   private request(c: Call): Promise<Raw> {
@@ -336,29 +343,18 @@ export class RestBackend implements Backend {
     }
   }
 
-  /** A clinic's stock lines as its clinician reads them: every page (a bare array, or {items, nextCursor}). */
+  /** A clinic's stock lines as its clinician reads them, every page. */
   async listStock(clinicCode: string): Promise<Answer<StockInfo[]>> {
-    const as = await this.identity.clinician(clinicCode);
-    const lines: StockInfo[] = [];
-    let cursor: string | undefined;
-    for (;;) {
-      const q = cursor ? `?${new URLSearchParams({ cursor })}` : "";
-      const r = await this.request({
-        method: "GET",
-        path: `/v1/inventory/${encodeURIComponent(clinicCode)}/stock${q}`,
-        route: "GET /v1/inventory/{clinicId}/stock",
-        as,
-      });
-      const body = r.body as
-        | StockLineBody[]
-        | { items?: StockLineBody[]; nextCursor?: string | null }
-        | undefined;
-      const items = Array.isArray(body) ? body : body?.items;
-      if (r.outcome.kind !== "ok" || !Array.isArray(items)) return { outcome: r.outcome };
-      for (const l of items) lines.push({ medicationCode: l.medicationCode, usable: usableUnits(l) });
-      cursor = Array.isArray(body) ? undefined : (body?.nextCursor ?? undefined);
-      if (!cursor) return { outcome: r.outcome, value: lines };
-    }
+    const r = await this.listAll<StockLineBody>(
+      `/v1/inventory/${encodeURIComponent(clinicCode)}/stock`,
+      "GET /v1/inventory/{clinicId}/stock",
+      await this.identity.clinician(clinicCode),
+    );
+    if (!r.value) return { outcome: r.outcome };
+    return {
+      outcome: r.outcome,
+      value: r.value.map((l) => ({ medicationCode: l.medicationCode, usable: usableUnits(l) })),
+    };
   }
 
   async prescribe(order: PrescriptionOrder, idempotencyKey: string): Promise<Answer<{ id: string }>> {
