@@ -90,6 +90,16 @@ describe("load flags", () => {
   });
 });
 
+describe("stock defaults", () => {
+  it("name medications npm start's demo stocks, so a default run meets stock that is there", async () => {
+    // A test may look across modules; the client itself may not import the CLI.
+    const { demoMedications } = await import("../cli/seed-stock.ts");
+    const o = parseOptions([]);
+    if (o === "help") throw new Error("no options");
+    expect([...demoMedications]).toEqual(expect.arrayContaining(o.medications));
+  });
+});
+
 describe("token flags", () => {
   it("mints by default with the key beside AUTH_JWKS_FILE; --token or MEDISYNC_TOKEN gives one", () => {
     const env = { AUTH_JWKS_FILE: "/keys/auth/jwks.json", AUTH_ISSUER: "iss-x", AUTH_AUDIENCE: "aud-x" };

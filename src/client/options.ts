@@ -73,7 +73,8 @@ Drives MediSync with a clinic's traffic and prints latency per scenario.
   --from DATE               first day browsed, YYYY-MM-DD (default tomorrow, UTC)
   --days N                  days browsed from --from (default 7)
   --inventory-clinics LIST  clinic codes for stock writes (default harbour,riverside)
-  --medications LIST        medication codes (default amoxicillin-500,ibuprofen-400)
+  --medications LIST        medication codes for stock writes (default amoxicillin-500mg,
+                            ibuprofen-200mg: two of npm start's demo stock)
   --json                    print the summary as JSON instead of the table
   --out FILE                also write the JSON summary to FILE
   --help
@@ -336,7 +337,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       : ["harbour", "riverside"],
     medications: str("medications")
       ? list(str("medications")!, "--medications", codePattern, "a medication code")
-      : ["amoxicillin-500", "ibuprofen-400"],
+      : // Two of the demo stock's codes (src/cli/seed-stock.ts), so a run against npm start deducts
+        // and transfers what is there rather than meeting 409 insufficient-stock.
+        ["amoxicillin-500mg", "ibuprofen-200mg"],
     json: values.json === true,
     out: str("out"),
     auth,
