@@ -167,19 +167,39 @@ interface Pending {
   reject: (err: AppError) => void;
 }
 
-// unnest zips the arrays into rows: one statement text whatever the batch size, prepared once per
-// connection, and 12 parameters instead of 12 per row.
+// One JSON array of rows, unpacked by PostgreSQL: one statement text whatever the batch size,
+// prepared once per connection, and one parameter that V8's JSON.stringify writes natively (twelve
+// arrays cost pg's per-element escaping in JavaScript: most of the audit's CPU in the gateway).
 const insertSql = `
   INSERT INTO audit_events (occurred_at, actor_sub, actor_role, action, resource_type, resource_id,
                             patient_id, clinic, outcome, request_id, source, route)
-  SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::char(1)[], $5::text[], $6::text[],
-                       $7::uuid[], $8::text[], $9::smallint[], $10::text[], $11::text[], $12::text[])`;
+  SELECT r.occurred_at, r.actor_sub, r.actor_role, r.action, r.resource_type, r.resource_id,
+         r.patient_id, r.clinic, r.outcome, r.request_id, r.source, r.route
+  FROM jsonb_to_recordset($1::jsonb) AS r(occurred_at timestamptz, actor_sub text, actor_role text,
+    action char(1), resource_type text, resource_id text, patient_id uuid, clinic text, outcome smallint,
+    request_id text, source text, route text)`;
 
 const selectColumns = `id::text AS id,
   to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS recorded,
   to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred,
   actor_sub, actor_role, action, resource_type, resource_id, patient_id::text AS patient_id, clinic,
   outcome, request_id, source, route`;
+
+/** A row as the INSERT's JSON carries it: the columns' names. */
+interface DbInsertRow {
+  occurred_at: string;
+  actor_sub: string | null;
+  actor_role: Role | null;
+  action: AuditAction;
+  resource_type: AuditResourceType;
+  resource_id: string | null;
+  patient_id: string | null;
+  clinic: string | null;
+  outcome: number;
+  request_id: string | null;
+  source: string | null;
+  route: string | null;
+}
 
 interface DbRow {
   id: string;
@@ -371,27 +391,30 @@ export class AuditLog {
   }
 
   private async insert(batch: Pending[]): Promise<void> {
-    const cols: unknown[][] = Array.from({ length: 12 }, () => new Array(batch.length));
+    const rows = new Array<DbInsertRow>(batch.length);
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i]!.row;
-      cols[0]![i] = r.occurredAt;
-      cols[1]![i] = r.actorSub;
-      cols[2]![i] = r.actorRole;
-      cols[3]![i] = r.action;
-      cols[4]![i] = r.resourceType;
-      cols[5]![i] = r.resourceId;
-      cols[6]![i] = r.patientId;
-      cols[7]![i] = r.clinic;
-      cols[8]![i] = r.outcome;
-      cols[9]![i] = r.requestId;
-      cols[10]![i] = r.source;
-      cols[11]![i] = r.route;
+      rows[i] = {
+        occurred_at: r.occurredAt,
+        actor_sub: r.actorSub,
+        actor_role: r.actorRole,
+        action: r.action,
+        resource_type: r.resourceType,
+        resource_id: r.resourceId,
+        patient_id: r.patientId,
+        clinic: r.clinic,
+        outcome: r.outcome,
+        request_id: r.requestId,
+        source: r.source,
+        route: r.route,
+      };
     }
+    const json = JSON.stringify(rows);
     this.counts.inserts++;
     batchRows.observe(batch.length);
     const end = insertSeconds.startTimer();
     try {
-      await withClient(this.pool, (c) => c.query({ name: "audit-insert", text: insertSql, values: cols }));
+      await withClient(this.pool, (c) => c.query({ name: "audit-insert", text: insertSql, values: [json] }));
       end();
       batchesTotal.inc({ result: "ok" });
       if (this.failing) {
