@@ -132,7 +132,7 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
       const { day, tier } = await cache.read(clinicId, date, ctx);
       if (tier === "lru" && !practitionerId) return lruAnswer(clinicId, date, day, slotToProto);
       const slots = practitionerId ? day.slots.filter((s) => s.practitionerId === practitionerId) : day.slots;
-      return { clinicId, date, slots: slots.map(slotToProto), tier: tierToProto[tier] };
+      return { clinicId, date, slots: slots.map(slotToProto), tier: tierToProto[tier], version: day.version };
     }),
 
     book: handler(log, "Book", async (req, ctx) => {

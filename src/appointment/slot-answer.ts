@@ -33,6 +33,7 @@ export function lruAnswer(
     date,
     slots: day.slots.map(toProto),
     tier: CacheTier.CACHE_TIER_LRU,
+    version: day.version,
   };
   const encoded = Object.assign(answer, {
     [encodedBytes]: Buffer.from(ListSlotsResponse.encode(answer).finish()),

@@ -20,6 +20,7 @@ import type { Redis } from "ioredis";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import { counter, gauge } from "../shared/metrics.ts";
+import { servableSlotVersion, slotDataKey, slotSetKey, slotVersionKey } from "../shared/slot-version.ts";
 import type { DaySlots, SlotSetChange } from "./repo.ts";
 
 export type Tier = "lru" | "redis" | "db";
@@ -229,7 +230,7 @@ export class SlotCache {
     date: string,
     caller: Caller = this.self,
   ): Promise<{ day: DaySlots; tier: Tier }> {
-    const key = `${clinicId}:${date}`;
+    const key = slotSetKey(clinicId, date);
     const vKey = this.versionKey(key);
     let raw: string | null;
     try {
@@ -238,14 +239,15 @@ export class SlotCache {
       this.redisFailed("get_version");
       return this.fromDb(clinicId, date, key, "none", caller);
     }
-    if (raw === null || raw.startsWith("p:")) {
+    const current = servableSlotVersion(raw);
+    if (current === undefined) {
       this.count("lru", "miss");
       this.count("redis", "miss");
       // Lost or expired: no entry anywhere may be trusted until PostgreSQL says what is current.
-      // A claim: another reader is re-establishing it; answer from PostgreSQL, fill nothing.
+      // A claim (or a value that is no version): answer from PostgreSQL and fill nothing; a
+      // writer's bump drops a key that is neither, so it is re-established like a lost one.
       return this.fromDb(clinicId, date, key, raw === null ? "establish" : "none", caller);
     }
-    const current = Number(raw);
     this.opCaller = caller;
     const hit = this.lru.get(key);
     if (hit && hit.version === current) {
@@ -281,7 +283,7 @@ export class SlotCache {
   async invalidate(changes: SlotSetChange[], caller: Caller = this.self): Promise<boolean> {
     let all = true;
     for (const ch of changes) {
-      const key = `${ch.clinicId}:${ch.date}`;
+      const key = slotSetKey(ch.clinicId, ch.date);
       this.lru.delete(key);
       let done = false;
       for (let attempt = 1; attempt <= invalidateAttemptsMax && !done; attempt++) {
@@ -421,10 +423,10 @@ export class SlotCache {
   }
 
   private versionKey(key: string) {
-    return `${this.o.keyPrefix}slots:v:${key}`;
+    return slotVersionKey(this.o.keyPrefix, key);
   }
 
   private dataKey(key: string) {
-    return `${this.o.keyPrefix}slots:d:${key}`;
+    return slotDataKey(this.o.keyPrefix, key);
   }
 }

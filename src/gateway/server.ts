@@ -29,6 +29,7 @@ import { OpsState } from "./ops-state.ts";
 import { addPatientRoutes } from "./patient-routes.ts";
 import { addPrescriptionRoutes } from "./prescription-routes.ts";
 import { createRateLimits, rateLimitsFromConfig } from "./rate-limit.ts";
+import { SlotTier } from "./slot-tier.ts";
 import { createWriteLane } from "./write-lane.ts";
 
 export interface Gateway {
@@ -123,6 +124,12 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
   // Every write and every read of patient data leaves a row before its answer leaves (audit.ts).
   const audit = await openAuditLog(cfg, log);
   const pipeline = { guard, limits, audit };
+  const slotTier = new SlotTier({
+    redis,
+    keyPrefix: cfg.REDIS_KEY_PREFIX,
+    entriesMax: cfg.GATEWAY_SLOT_CACHE_MAX_ENTRIES,
+    ttlMs: cfg.GATEWAY_SLOT_CACHE_TTL_MS,
+  });
   const ready = async () => {
     if (draining) return false;
     await appointments.listClinics();
@@ -138,7 +145,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
   // The route modules, as peers: each owns its routes and their documents; the app owns the
   // middleware, the pipeline and the problems.
   composePeers(app, pipeline, [
-    (a) => addAppointmentRoutes(a, { appointments }),
+    (a) => addAppointmentRoutes(a, { appointments, slotTier }),
     (a) =>
       addPatientRoutes(a, {
         appointments,

@@ -168,6 +168,14 @@ export const envSpec = {
   },
   SLOT_CACHE_MAX_ENTRIES: { schema: positiveInt.max(10_000_000).default(10_000), doc: "in-process LRU size" },
   SLOT_CACHE_LRU_TTL_MS: { schema: positiveInt.default(60_000), doc: "in-process LRU entry lifetime" },
+  GATEWAY_SLOT_CACHE_MAX_ENTRIES: {
+    schema: z.coerce.number().int().nonnegative().max(10_000_000).default(10_000),
+    doc: "slot answers the gateway keeps in its own LRU, each served only while its Redis version is current (0: off, every read asks the appointment service)",
+  },
+  GATEWAY_SLOT_CACHE_TTL_MS: {
+    schema: positiveInt.default(60_000),
+    doc: "longest a gateway slot answer is kept (its version is checked on every hit regardless)",
+  },
   SLOT_CACHE_REDIS_TTL_SECONDS: { schema: positiveInt.default(300), doc: "Redis slot entry lifetime" },
   SLOT_CACHE_VERSION_TTL_SECONDS: {
     schema: positiveInt.default(86_400),

@@ -227,6 +227,11 @@ export interface ListSlotsResponse {
   date: string;
   slots: Slot[];
   tier: CacheTier;
+  /**
+   * The version of the (clinic, date) slot set these slots are exactly: a cache in front of the
+   * service (the gateway's) may serve them again only while the Redis version key still says it.
+   */
+  version: number;
 }
 
 export interface BookRequest {
@@ -1490,7 +1495,7 @@ export const ListSlotsRequest: MessageFns<ListSlotsRequest> = {
 };
 
 function createBaseListSlotsResponse(): ListSlotsResponse {
-  return { clinicId: "", date: "", slots: [], tier: 0 };
+  return { clinicId: "", date: "", slots: [], tier: 0, version: 0 };
 }
 
 export const ListSlotsResponse: MessageFns<ListSlotsResponse> = {
@@ -1506,6 +1511,9 @@ export const ListSlotsResponse: MessageFns<ListSlotsResponse> = {
     }
     if (message.tier !== 0) {
       writer.uint32(32).int32(message.tier);
+    }
+    if (message.version !== 0) {
+      writer.uint32(40).uint64(message.version);
     }
     return writer;
   },
@@ -1555,6 +1563,14 @@ export const ListSlotsResponse: MessageFns<ListSlotsResponse> = {
             message.tier = reader.int32() as any;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1577,6 +1593,7 @@ export const ListSlotsResponse: MessageFns<ListSlotsResponse> = {
       date: isSet(object.date) ? globalThis.String(object.date) : "",
       slots: globalThis.Array.isArray(object?.slots) ? object.slots.map((e: any) => Slot.fromJSON(e)) : [],
       tier: isSet(object.tier) ? cacheTierFromJSON(object.tier) : 0,
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
     };
   },
 
@@ -1594,6 +1611,9 @@ export const ListSlotsResponse: MessageFns<ListSlotsResponse> = {
     if (message.tier !== 0) {
       obj.tier = cacheTierToJSON(message.tier);
     }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
     return obj;
   },
 
@@ -1606,6 +1626,7 @@ export const ListSlotsResponse: MessageFns<ListSlotsResponse> = {
     message.date = object.date ?? "";
     message.slots = object.slots?.map((e) => Slot.fromPartial(e)) || [];
     message.tier = object.tier ?? 0;
+    message.version = object.version ?? 0;
     return message;
   },
 };
@@ -2692,6 +2713,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
