@@ -6,7 +6,7 @@ import { compile, type TopLevelSpec } from "vega-lite";
 import type { EvictionsResult, FailoverSystem, RecoveryTrial, SlotRow, SlotSpectrum } from "./results.ts";
 
 const schema = "https://vega.github.io/schema/vega-lite/v6.json";
-const tierOrder = ["lru", "redis", "db"];
+const tierOrder = ["gateway", "lru", "redis", "db"];
 
 export async function render(spec: TopLevelSpec): Promise<string> {
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });

@@ -57,10 +57,26 @@ function acceptance(e: Evaluation): Check[] {
         measured: `${fmt(lru1.p50, 3)} ms`,
         met: lru1.p50 <= 1,
       });
+    const gw1 = slotRow(s, "gateway", 1);
+    if (gw1)
+      out.push({
+        what: "gateway-tier hit, 1 connection, p50",
+        target: "≤ 1 ms",
+        measured: `${fmt(gw1.p50, 3)} ms`,
+        met: gw1.p50 <= 1,
+      });
     for (const c of [...new Set(s.rows.map((r) => r.connections))]) {
       const lru = slotRow(s, "lru", c);
       const redis = slotRow(s, "redis", c);
       const db = slotRow(s, "db", c);
+      const gw = slotRow(s, "gateway", c);
+      if (gw && db)
+        out.push({
+          what: `gateway-tier hit / database req/s through the gateway, ${c} connection(s)`,
+          target: "≥ 5×",
+          measured: `${fmt(gw.rps / db.rps, 2)}×`,
+          met: gw.rps / db.rps >= 5,
+        });
       if (lru && db)
         out.push({
           what: `LRU / database req/s through the gateway, ${c} connection(s)`,
@@ -156,7 +172,8 @@ last answered) recording into an HdrHistogram, over kept-alive HTTP/1.1 to the g
 token per connection, or over gRPC straight to the appointment service (no gateway). It shares the two
 cores with the system, so its own cost is in every number.
 
-- **lru**: an LRU big enough for every key; each read still checks the key's version in Redis (one round trip).
+- **gateway**: the gateway's own slot tier (src/gateway/slot-tier.ts) answers: one Redis GET of the key's version, no gRPC call; the service's LRU behind it is big enough for every key.
+- **lru**: the gateway's tier off; an LRU big enough for every key; each read still checks the key's version in Redis (one round trip).
 - **redis**: an LRU of one entry, so each read misses it and is answered from Redis.
 - **db**: an LRU of one entry and Redis unreachable (a refused port), so each read queries PostgreSQL.
 

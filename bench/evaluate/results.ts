@@ -10,7 +10,8 @@ export interface RunInfo {
   machine: string;
 }
 
-export type Tier = "lru" | "redis" | "db";
+/** "gateway": the gateway's own slot tier (src/gateway/slot-tier.ts); the rest are the service's. */
+export type Tier = "gateway" | "lru" | "redis" | "db";
 /** How a slot query was sent and measured. */
 export type SlotPath = "gateway (HTTP)" | "straight gRPC";
 

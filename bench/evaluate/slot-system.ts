@@ -59,12 +59,23 @@ export interface SlotSystem {
   grpcAddress: string;
   gatewayUrl: string;
   metricsUrl: string;
+  /** The gateway's ops port /metrics (its slot tier's counters). */
+  gatewayMetricsUrl: string;
   close(): Promise<void>;
 }
 
 /** Starts an appointment service (with `env` on top) and a gateway in front of it. */
-export async function startSlotSystem(name: string, env: Record<string, string>): Promise<SlotSystem> {
-  const [grpcPort, opsPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+export async function startSlotSystem(
+  name: string,
+  env: Record<string, string>,
+  gatewayEnv: Record<string, string> = {},
+): Promise<SlotSystem> {
+  const [grpcPort, opsPort, httpPort, gatewayOpsPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const prefix = `bench-evaluate-${name}:`;
   const appointment = startService("appointment", {
     DATABASE_URL: databaseUrl,
@@ -79,6 +90,10 @@ export async function startSlotSystem(name: string, env: Record<string, string>)
     PORT: String(httpPort),
     APPOINTMENT_ADDRS: `127.0.0.1:${grpcPort}`,
     REDIS_KEY_PREFIX: prefix,
+    GATEWAY_OPS_PORT: String(gatewayOpsPort),
+    // The service's tiers are measured with the gateway's own off unless the caller turns it on.
+    GATEWAY_SLOT_CACHE_MAX_ENTRIES: "0",
+    ...gatewayEnv,
   });
   const close = async () => {
     await stop(gateway);
@@ -99,6 +114,7 @@ export async function startSlotSystem(name: string, env: Record<string, string>)
     grpcAddress: `127.0.0.1:${grpcPort}`,
     gatewayUrl: `http://127.0.0.1:${httpPort}`,
     metricsUrl: `http://127.0.0.1:${opsPort}/metrics`,
+    gatewayMetricsUrl: `http://127.0.0.1:${gatewayOpsPort}/metrics`,
     close,
   };
 }
@@ -125,6 +141,13 @@ export async function cacheCounters(metricsUrl: string): Promise<CacheCounters> 
     evictions[m[1]!] = (evictions[m[1]!] ?? 0) + Number(m[2]);
   }
   return { lookups, evictions };
+}
+
+/** Hits of the gateway's own slot tier, from the gateway's /metrics. */
+export async function gatewayTierHits(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
+  const m = /medisync_gateway_slot_tier_total\{[^}]*result="hit"[^}]*\} (\d+)/.exec(text);
+  return m ? Number(m[1]) : 0;
 }
 
 export const sumOf = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0);

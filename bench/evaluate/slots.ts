@@ -13,13 +13,14 @@ import { staffAuthorizations } from "../support/auth.ts";
 import { round } from "./histogram.ts";
 import { closedLoop } from "./load.ts";
 import type { RunInfo, SlotPath, SlotRow, SlotSpectrum, SlotsResult, Tier } from "./results.ts";
-import { cacheCounters, type SlotData, startSlotSystem, sumOf } from "./slot-system.ts";
+import { cacheCounters, gatewayTierHits, type SlotData, startSlotSystem, sumOf } from "./slot-system.ts";
 
 export const connectionsList = [1, 32];
 /** Slot reads are open to every role; a staff token per connection (budgets are per token). */
 const reader = { role: "admin", sub: "bench-evaluate" } as const;
 
 const tierEnv: Record<Tier, Record<string, string>> = {
+  gateway: { SLOT_CACHE_MAX_ENTRIES: "10000", REDIS_URL: "redis://127.0.0.1:6379" },
   lru: { SLOT_CACHE_MAX_ENTRIES: "10000", REDIS_URL: "redis://127.0.0.1:6379" },
   redis: { SLOT_CACHE_MAX_ENTRIES: "1", REDIS_URL: "redis://127.0.0.1:6379" },
   // Port 1 refuses at once: the database path, with Redis failing fast as in an outage.
@@ -54,8 +55,12 @@ export async function measureSlots(
   const spectra: SlotSpectrum[] = [];
   const paths = data.dates.map((d) => `/v1/clinics/${data.clinicId}/slots?date=${d}`);
   const tokens = await staffAuthorizations(reader, Math.max(...connectionsList));
-  for (const tier of ["lru", "redis", "db"] as const) {
-    const sys = await startSlotSystem(tier, tierEnv[tier]);
+  for (const tier of ["gateway", "lru", "redis", "db"] as const) {
+    const sys = await startSlotSystem(
+      tier,
+      tierEnv[tier],
+      tier === "gateway" ? { GATEWAY_SLOT_CACHE_MAX_ENTRIES: "10000" } : {},
+    );
     const base = new URL(sys.gatewayUrl);
     const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(...connectionsList) });
     const grpc = new AppointmentServiceClient(sys.grpcAddress, credentials.createInsecure());
@@ -72,24 +77,33 @@ export async function measureSlots(
         );
       const ops: Record<string, (w: number, i: number) => Promise<void>> = {
         "gateway (HTTP)": (w, i) => get(agent, base, paths[i % paths.length]!, tokens[w % tokens.length]!),
-        "straight gRPC": async (_w, i) => {
+      };
+      // Straight over gRPC there is no gateway: its tier has nothing to add to the lru row.
+      if (tier !== "gateway")
+        ops["straight gRPC"] = async (_w, i) => {
           await callUnary(
             grpc.listSlots.bind(grpc),
             { clinicId: data.clinicId, date: data.dates[i % data.dates.length]!, practitionerId: "" },
             5_000,
           );
-        },
-      };
+        };
       for (const connections of connectionsList) {
         for (const [path, op] of Object.entries(ops) as [
           SlotPath,
           (w: number, i: number) => Promise<void>,
         ][]) {
           const before = await cacheCounters(sys.metricsUrl);
+          const gatewayBefore = await gatewayTierHits(sys.gatewayMetricsUrl);
           const r = await closedLoop(connections, durationS, op);
           const after = await cacheCounters(sys.metricsUrl);
+          const gatewayAfter = await gatewayTierHits(sys.gatewayMetricsUrl);
           const d = (k: string) => (after.lookups[k] ?? 0) - (before.lookups[k] ?? 0);
-          const served = { lru: d("lru:hit"), redis: d("redis:hit"), db: d("db:hit") };
+          const served = {
+            gateway: gatewayAfter - gatewayBefore,
+            lru: d("lru:hit"),
+            redis: d("redis:hit"),
+            db: d("db:hit"),
+          };
           const total = sumOf(served);
           const row: SlotRow = {
             tier,
@@ -100,7 +114,7 @@ export async function measureSlots(
             p99: round(r.latency.ms(99), 3),
             requests: r.latency.count,
             errors: r.errors,
-            servedBy: `lru ${pct(served.lru, total)} / redis ${pct(served.redis, total)} / db ${pct(served.db, total)}`,
+            servedBy: `gateway ${pct(served.gateway, total)} / lru ${pct(served.lru, total)} / redis ${pct(served.redis, total)} / db ${pct(served.db, total)}`,
           };
           rows.push(row);
           spectra.push({ tier, path, connections, points: r.latency.spectrum() });

@@ -107,6 +107,9 @@ async function runMode(mode: Mode, clinicId: string, dates: string[]): Promise<R
     PORT: String(httpPort),
     APPOINTMENT_ADDRS: `127.0.0.1:${grpcPort}`,
     REDIS_KEY_PREFIX: prefix,
+    // The appointment service's tiers are what this bench measures (npm run evaluate has the
+    // gateway's own tier beside them).
+    GATEWAY_SLOT_CACHE_MAX_ENTRIES: "0",
   });
   const auth = await authHeader(reader);
   const rows: Row[] = [];
