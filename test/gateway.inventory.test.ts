@@ -312,6 +312,14 @@ describe("REST inventory", { timeout: 120_000 }, () => {
     expect(replicas.every((x) => x.healthy)).toBe(true);
     expect(replicas.filter((x) => x.role === "leader").map((x) => x.id)).toEqual([r.json.leaderId]);
     expect(new Set(replicas.map((x) => x.stateHash)).size).toBe(1);
+    // Beside the replicas, the stateless services the gateway routes to (static addresses here).
+    const services = r.json.services as unknown as {
+      service: string;
+      source: string;
+      instances: unknown[];
+    }[];
+    expect(services.map((x) => x.service).sort()).toEqual(["appointment", "medication", "notification"]);
+    expect(services.every((x) => x.source === "static" && x.instances.length > 0)).toBe(true);
   });
 
   it("the direct write lane answers exactly as the Hono routes do, for good and bad writes alike", async () => {

@@ -1,8 +1,8 @@
 // Owns the cluster's admin REST routes: the inventory cluster's (list the members, add a learner,
 // promote it, remove a replica, hand leadership over; each one InventoryAdminService call on the
 // leader, committed through the Raft log) and the instances of the stateless services the gateway
-// routes to (/v1/cluster/services: the service registry's, or the static addresses). No authentication exists yet (docs/operations.md): expose the
-// gateway's /v1/cluster/* to operators only.
+// routes to (/v1/cluster/services: the service registry's, or the static addresses; /v1/cluster
+// carries the same list beside the replicas). Every route here is admin-only (src/shared/access-policy.ts).
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Membership } from "../gen/medisync/v1/inventory.ts";
 import { callUnary } from "../shared/grpc.ts";
@@ -12,6 +12,7 @@ import { clusterLimits } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
 import { mount } from "./route.ts";
 import { json, jsonBody, problemDoc } from "./schemas.ts";
+import { ServiceList, servicesAnswer } from "./services-view.ts";
 
 const { memberIdMax, memberIdPattern, addressMax } = clusterLimits;
 const memberId = (name: string) =>
@@ -53,33 +54,7 @@ const LeaderMoved = z
   .object({ leaderId: z.string(), term: z.number().int(), elapsedMs: z.number().int() })
   .openapi("LeaderTransferResult");
 
-const Services = z
-  .object({
-    services: z.array(
-      z.object({
-        service: z.enum(["appointment", "medication", "notification"]),
-        source: z.enum(["redis", "static"]).openapi({
-          description: "redis: the service registry (DISCOVERY=redis); static: the configured addresses",
-        }),
-        readAt: z.string().nullable().openapi({ description: "When the registry last answered" }),
-        stale: z.boolean().openapi({
-          description: "The last read failed (or found none): these are the instances last read",
-        }),
-        instances: z.array(
-          z.object({
-            id: z.string().nullable(),
-            address: z.string(),
-            startedAt: z.string().nullable(),
-            ageMs: z.number().int().nullable().openapi({ description: "Since the instance started" }),
-            expiresInMs: z.number().int().nullable().openapi({
-              description: "Until its registry entry expires unless the instance refreshes it",
-            }),
-          }),
-        ),
-      }),
-    ),
-  })
-  .openapi("ClusterServices");
+const Services = z.object({ services: ServiceList }).openapi("ClusterServices");
 
 const view = (m: Membership | undefined) => ({
   leaderId: m?.leaderId || null,
@@ -119,17 +94,7 @@ export function addClusterRoutes(
         "The appointment, medication and notification instances the gateway routes to, as the service registry lists them (admin)",
       responses: { 200: json(Services, "Instances per service") },
     }),
-    (c) => {
-      const now = Date.now();
-      const out = services().map((s) => ({
-        ...s,
-        instances: s.instances.map((i) => ({
-          ...i,
-          ageMs: i.startedAt ? Math.max(0, now - Date.parse(i.startedAt)) : null,
-        })),
-      }));
-      return c.json({ services: out }, 200);
-    },
+    (c) => c.json({ services: servicesAnswer(services()) }, 200),
   );
 
   /** One membership change on the leader, each try bounded by adminCallDeadlineMs; its new view. */

@@ -6,12 +6,14 @@ import { randomUUID } from "node:crypto";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { StockItem as StockItemMsg } from "../gen/medisync/v1/inventory.ts";
 import type { InventoryClient, WriteResult as WriteAnswer, WriteMethod } from "../shared/inventory-client.ts";
+import type { ServiceView } from "../shared/service-registry.ts";
 import { inventoryLimits, isTimeZone } from "../shared/validation.ts";
 import type { GatewayEnv } from "./app.ts";
 import type { ClinicDirectory, NamedClinic } from "./clinics.ts";
 import { type PageLimits, pageOf, pageQuery, pageSchema, pageTokenOf } from "./pagination.ts";
 import { mount } from "./route.ts";
 import { calendarDate, IdempotencyHeaders, json, jsonBody, problemDoc } from "./schemas.ts";
+import { ServiceList, servicesAnswer } from "./services-view.ts";
 
 const { codeMax, codePattern, quantityMax } = inventoryLimits;
 const code = (name: string) =>
@@ -123,6 +125,7 @@ const Cluster = z
       }),
     ),
   })
+  .extend({ services: ServiceList })
   .openapi("Cluster");
 
 const writeResponses = {
@@ -186,6 +189,8 @@ function clinicsNamed(input: Record<string, unknown>): NamedClinic[] {
 export interface InventoryDeps {
   inventory: InventoryClient;
   clinics: ClinicDirectory;
+  /** The stateless services' instances (the registry's view), listed by /v1/cluster beside the replicas. */
+  services?: () => ServiceView[];
 }
 
 /**
@@ -415,7 +420,8 @@ export function addInventoryRoutes(app: OpenAPIHono<GatewayEnv>, deps: Inventory
         healthy: v.status !== undefined,
         ...(v.status ? { stateHash: v.status.stateHash, identity: v.status.identity } : {}),
       }));
-      return c.json({ leaderId, term, replicas }, 200);
+      const services = servicesAnswer(deps.services?.() ?? []);
+      return c.json({ leaderId, term, replicas, services }, 200);
     },
   );
 }

@@ -155,7 +155,7 @@ export async function runGateway(cfg: Config, log: Logger): Promise<Gateway> {
           return grant === "clinic" ? { clinicIds: [], clinicCodes: [...principal.clinics] } : undefined;
         },
       }),
-    (a) => addInventoryRoutes(a, { inventory, clinics }),
+    (a) => addInventoryRoutes(a, { inventory, clinics, services: () => discovery.view() }),
     (a) => addClusterRoutes(a, inventory, () => discovery.view()),
     (a) => addPrescriptionRoutes(a, medication),
     (a) => addNotificationRoutes(a, notifications),
