@@ -20,7 +20,7 @@ interface Endpoint {
   node: RaftNode;
 }
 
-export class SimNetwork {
+export class SimNodeNetwork {
   private readonly endpoints = new Map<string, Endpoint>();
   /** Directed links that carry nothing: "from>to". */
   private readonly cut = new Set<string>();

@@ -10,7 +10,7 @@ import { MemorySnapshots } from "../../storage/memory-snapshots.ts";
 import { deriveSeed, mulberry32, Rng } from "../prng.ts";
 import { NodeChecker } from "./checker.ts";
 import { encodeCommand, KvFsm } from "./kv-fsm.ts";
-import { SimNetwork } from "./network.ts";
+import { SimNodeNetwork } from "./network.ts";
 import type { NodeSimParams } from "./params.ts";
 import { Life, VirtualTime } from "./virtual-time.ts";
 
@@ -51,7 +51,7 @@ export class NodeSimCluster {
   readonly time = new VirtualTime();
   readonly checker = new NodeChecker();
   private readonly rng: Rng;
-  private readonly net: SimNetwork;
+  private readonly net: SimNodeNetwork;
   private readonly slots = new Map<string, Slot>();
   private readonly harness = new Life("harness");
   private readonly trace: string[] = [];
@@ -66,7 +66,7 @@ export class NodeSimCluster {
     private readonly bugs: NodeSimBugs = {},
   ) {
     this.rng = new Rng(deriveSeed(p.seed, "driver"));
-    this.net = new SimNetwork(this.time, new Rng(deriveSeed(p.seed, "net")), {
+    this.net = new SimNodeNetwork(this.time, new Rng(deriveSeed(p.seed, "net")), {
       delayMsMin: p.delayMsMin,
       delayMsMax: p.delayMsMax,
       dropRate: p.dropRate,
