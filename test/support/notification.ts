@@ -220,6 +220,8 @@ export class SmtpSink {
   /** Every DATA seen, refused ones too (event ids). */
   readonly attempts: string[] = [];
   answer: (eventId: string, seenBefore: number) => number = () => 250;
+  /** Connections that ended in an error (a sender SIGKILLed mid-conversation resets its socket). */
+  connectionErrors = 0;
   private server: SMTPServer | undefined;
   port = 0;
 
@@ -251,6 +253,11 @@ export class SmtpSink {
           callback(null);
         });
       },
+    });
+    // smtp-server emits a connection's socket errors on the server: without a listener, the reset
+    // of a sender the test SIGKILLed is an uncaught exception of the whole test process.
+    this.server.on("error", () => {
+      this.connectionErrors++;
     });
     await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
     this.port = (this.server.server.address() as AddressInfo).port;
