@@ -25,6 +25,24 @@ function entryPoint(): string[] {
     : ["--import", "tsx", "src/cli/main.ts"];
 }
 
+/**
+ * Every child runCli started and that has not exited yet. When this process exits — normally, or of
+ * an uncaught error such as the EPIPE a benchmark gets when its output pipe closes — they are
+ * SIGKILLed with it, so no replica or gateway outlives its test with init as its parent, holding
+ * ports. (A SIGKILL of this process itself runs no handler; nothing in Node can cover that.)
+ */
+const live = new Set<ChildProcess>();
+let reaperInstalled = false;
+function reapOnExit(proc: ChildProcess): void {
+  live.add(proc);
+  proc.once("exit", () => live.delete(proc));
+  if (reaperInstalled) return;
+  reaperInstalled = true;
+  process.once("exit", () => {
+    for (const p of live) p.kill("SIGKILL");
+  });
+}
+
 export function runCli(args: string[], env: Record<string, string>, nodeArgs: string[] = []): Watched {
   const proc = spawn(process.execPath, [...nodeArgs, ...entryPoint(), ...args], {
     // Every gateway a test starts trusts this test process's signing key (support/auth.ts).
@@ -32,6 +50,7 @@ export function runCli(args: string[], env: Record<string, string>, nodeArgs: st
     env: { ...process.env, AUTH_JWKS_FILE: testKeys().jwksFile, GATEWAY_OPS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  reapOnExit(proc);
   const lines: string[] = [];
   const waiters: { pattern: RegExp; resolve: (l: string) => void }[] = [];
   const onLine = (l: string) => {
