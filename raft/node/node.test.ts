@@ -145,10 +145,15 @@ async function proposeSomewhere(hx: Harness, data: Uint8Array): Promise<void> {
   }
 }
 
-async function until(cond: () => boolean, what: string) {
-  const deadline = Date.now() + 10_000;
+/**
+ * Polls `cond` for up to 30 s (a 2-core CI machine running the simulator suites beside these tests
+ * once took more than 10 s for a learner to catch up on 20 entries); `detail` says, on a timeout,
+ * what the nodes looked like, so that a real liveness failure can be told from a slow machine.
+ */
+async function until(cond: () => boolean, what: string, detail?: () => string) {
+  const deadline = Date.now() + 30_000;
   while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}${detail ? `\n${detail()}` : ""}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -399,7 +404,17 @@ describe("RaftNode", () => {
     await leader.proposeConfChange({ type: "removeNode", nodeId: victim });
     await restartEmpty();
     await leader.proposeConfChange({ type: "addLearner", nodeId: victim });
-    await until(() => hx.applied.get(victim)!.length === 20, "the learner caught up");
+    await until(
+      () => hx.applied.get(victim)!.length === 20,
+      "the learner caught up",
+      () =>
+        [...hx.nodes.entries()]
+          .map(
+            ([id, n]) =>
+              `${id}: identity=${n.identityState} applied=${hx.applied.get(id)?.length} status=${JSON.stringify(n.status())} stats=${JSON.stringify(n.stats)}`,
+          )
+          .join("\n"),
+    );
     for (;;) {
       const err = await leader.proposeConfChange({ type: "promoteLearner", nodeId: victim }).then(
         () => undefined,
