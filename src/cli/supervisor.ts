@@ -132,6 +132,8 @@ export async function checkDependencies(cfg: Config): Promise<string[]> {
     statement_timeout: dependencyCheckTimeoutMs,
     query_timeout: dependencyCheckTimeoutMs,
   });
+  // A server that goes away between the two calls fails the check, not the process.
+  client.on("error", () => undefined);
   try {
     await client.connect();
     await client.query("SELECT 1");

@@ -1,4 +1,5 @@
 // PostgreSQL plumbing against servers that misbehave: nothing waits forever.
+import { spawn } from "node:child_process";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ensureDatabase } from "./pg.ts";
@@ -30,4 +31,29 @@ describe("ensureDatabase", () => {
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(sockets.length).toBeGreaterThan(0);
   });
+});
+
+describe("createPool", () => {
+  // Seen in CI: an appointment process died of this during test/pg-outage.test.ts. The pool hands a
+  // client to a waiting withClient while parsing the client's ReadyForQuery; withClient attaches its
+  // listener one promise turn later, and a 57P01 parsed from the same chunk had nobody to hear it.
+  it("a server's goodbye in the same chunk as the answer that frees the client fails the waiter, not the process", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/pg-error-gap.ts"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr!.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+    expect(code, err).toBe(0);
+    const outcome = JSON.parse(/outcome (.*)/.exec(out)?.[1] ?? "null");
+    // The query whose answer was complete gets it; the waiter gets a dead client and says so.
+    expect(outcome.first).toBe(42);
+    expect(outcome.second).toMatch(/^rejected: /);
+  }, 30_000);
 });

@@ -61,9 +61,9 @@ export interface PoolOptions {
 }
 
 /**
- * A pool with bounded size and timeouts on every query. It has an error listener from birth: an idle
- * client whose server goes away emits `error` on the pool, and without a listener that is an
- * uncaught exception.
+ * A pool with bounded size and timeouts on every query. It and each of its clients have an error
+ * listener from birth: an idle client whose server goes away emits `error` on the pool, a client in
+ * any other state emits it on itself, and without a listener either is an uncaught exception.
  */
 export function createPool(url: string, max: number, opts: PoolOptions = {}): pg.Pool {
   const statementTimeoutMs = opts.statementTimeoutMs ?? statementTimeoutMsDefault;
@@ -76,15 +76,20 @@ export function createPool(url: string, max: number, opts: PoolOptions = {}): pg
     idle_in_transaction_session_timeout: idleInTransactionTimeoutMs,
   });
   pool.on("error", (err) => opts.onIdleError?.(err));
+  // Every client hears its own errors from birth to end. pg-pool takes its idle listener off when
+  // it hands a client out, and withClient's own listener goes on one promise turn later: a 57P01
+  // parsed from the same chunk as the ReadyForQuery that freed the client falls in between, and an
+  // 'error' with no listener kills the process. Swallowing it here loses nothing: the error marks
+  // the client unqueryable, the next query on it rejects, and release() discards it.
+  pool.on("connect", (client) => client.on("error", () => undefined));
   return pool;
 }
 
 /**
- * Runs `fn` with a checked-out client. pg-pool removes its own error listener while a client is
- * checked out, and a client whose connection dies emits `error` even when a query was running (the
- * query is rejected too): without a listener of ours that `error` reaches uncaughtException and the
- * process exits. A client that failed this way is released with the error, so the pool discards it
- * instead of handing a dead connection to the next caller.
+ * Runs `fn` with a checked-out client. A client whose connection dies while checked out emits
+ * `error` (createPool's listener keeps that from killing the process); this one records it, and a
+ * client that failed this way is released with the error, so the pool discards it instead of
+ * handing a dead connection to the next caller.
  */
 export async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
