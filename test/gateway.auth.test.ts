@@ -413,20 +413,28 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
       connectionString: testConfig("gateway_auth").AUDIT_DATABASE_URL,
       max: 1,
     });
-    const rowsOf = async (requestId: string) =>
-      (
-        await audit.query<{
-          actor_role: string;
-          action: string;
-          resource_type: string;
-          patient_id: string | null;
-          outcome: number;
-          clinic: string | null;
-        }>(
-          "SELECT actor_role, action, resource_type, patient_id, outcome, clinic FROM audit_events WHERE request_id = $1",
-          [requestId],
-        )
-      ).rows;
+    const rowsOf = async (requestId: string) => {
+      // The row is written before the answer; its outcome row just after (audit.ts): a read straight
+      // from the database, unlike GET /v1/audit, may come between the two, so it waits for the outcome.
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const rows = (
+          await audit.query<{
+            actor_role: string;
+            action: string;
+            resource_type: string;
+            patient_id: string | null;
+            outcome: number | null;
+            clinic: string | null;
+          }>(
+            "SELECT actor_role, action, resource_type, patient_id, outcome, clinic FROM audit_trail WHERE request_id = $1",
+            [requestId],
+          )
+        ).rows;
+        if (rows.every((r) => r.outcome !== null) || Date.now() > deadline) return rows;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
     const id = () => `audit-${randomUUID()}`;
     const asP = await as({ role: "patient", sub: P });
     try {
@@ -537,6 +545,56 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
       ).toBe(403);
       expect((await rowsOf(refused)).map((r) => [r.actor_role, r.outcome])).toEqual([["patient", 403]]);
     } finally {
+      await audit.end();
+    }
+  }, 60_000);
+
+  it("an admitted request's audit row is written while its act runs, and its outcome once it is done", async () => {
+    const audit = new (await import("pg")).default.Pool({
+      connectionString: testConfig("gateway_auth").AUDIT_DATABASE_URL,
+      max: 1,
+    });
+    const rowOf = async (requestId: string) =>
+      (
+        await audit.query<{ outcome: number | null; resource_id: string | null }>(
+          "SELECT outcome, resource_id FROM audit_events WHERE request_id = $1",
+          [requestId],
+        )
+      ).rows;
+    // The booking's INSERT waits behind this lock: its act cannot finish until the test lets it.
+    const blocker = await pool.connect();
+    const requestId = `ahead-${randomUUID()}`;
+    let answered = false;
+    try {
+      await blocker.query("BEGIN");
+      await blocker.query("LOCK TABLE appointments IN EXCLUSIVE MODE");
+      const booking = call(
+        { method: "POST", path: "/v1/appointments", body: { slotId: slotsA.shift() } },
+        { ...(await as({ role: "patient", sub: P })), "x-request-id": requestId },
+      ).finally(() => {
+        answered = true;
+      });
+      const deadline = Date.now() + 10_000;
+      let rows = await rowOf(requestId);
+      while (rows.length === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+        rows = await rowOf(requestId);
+      }
+      // In the trail while the act is still held: who tried what is known before how it ended.
+      expect(rows).toEqual([{ outcome: null, resource_id: null }]);
+      expect(answered).toBe(false);
+      await blocker.query("COMMIT");
+      const b = await booking;
+      expect(b.status).toBe(201);
+      // GET /v1/audit waits for what its gateway queued: the outcome and the id the create made.
+      const page = await call({ method: "GET", path: `/v1/audit?patientId=${P}&limit=5` }, await as(admin));
+      const item = (page.json.items as { requestId: string; outcome: number; entity: { id: string } }[]).find(
+        (i) => i.requestId === requestId,
+      );
+      expect(item).toMatchObject({ outcome: 201, entity: { id: b.json.id } });
+    } finally {
+      await blocker.query("ROLLBACK").catch(() => undefined);
+      blocker.release();
       await audit.end();
     }
   }, 60_000);

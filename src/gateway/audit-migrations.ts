@@ -1,6 +1,7 @@
 // Owns the audit database's schema (medisync_audit, the gateway's own) as versioned migrations and
-// runs them under the audit's advisory lock key: one append-only table of FHIR AuditEvent-shaped
-// rows, which the database itself refuses to update, delete or truncate.
+// runs them under the audit's advisory lock key: append-only tables of FHIR AuditEvent-shaped rows
+// and of the outcomes appended to them, which the database itself refuses to update, delete or
+// truncate, and the view (audit_trail) that joins the two.
 import type pg from "pg";
 import type { Logger } from "pino";
 import { type Migration, runMigrations } from "../shared/migrate.ts";
@@ -46,6 +47,47 @@ export const auditMigrations: Migration[] = [
         FOR EACH ROW EXECUTE FUNCTION audit_events_refuse_change();
       CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
         FOR EACH STATEMENT EXECUTE FUNCTION audit_events_refuse_change();
+    `,
+  },
+  {
+    version: 2,
+    name: "audit rows written ahead of the act, outcomes appended after",
+    sql: `
+      -- A request the gateway admitted is recorded while its act runs (audit.ts begin()), before
+      -- its outcome is known: such a row names its event, and the outcome arrives in audit_outcomes.
+      -- A refused request is recorded whole, as before. Existing rows keep their outcomes.
+      ALTER TABLE audit_events ALTER COLUMN outcome DROP NOT NULL;
+      ALTER TABLE audit_events ADD COLUMN event uuid;
+      ALTER TABLE audit_events ADD CONSTRAINT audit_events_outcome_or_event
+        CHECK (outcome IS NOT NULL OR event IS NOT NULL);
+
+      CREATE TABLE audit_outcomes (
+        event uuid PRIMARY KEY,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        -- The HTTP status the request was answered with.
+        outcome smallint NOT NULL CHECK (outcome BETWEEN 100 AND 599),
+        -- What a create made (its id is known only after the act).
+        resource_id text
+      );
+
+      CREATE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+          USING ERRCODE = 'insufficient_privilege';
+      END;
+      $$;
+      CREATE TRIGGER audit_outcomes_no_update_delete BEFORE UPDATE OR DELETE ON audit_outcomes
+        FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+      CREATE TRIGGER audit_outcomes_no_truncate BEFORE TRUNCATE ON audit_outcomes
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+
+      -- The trail as readers see it: one row per event, its outcome wherever it was written. An
+      -- outcome that never arrived (the gateway stopped between the act and its outcome row) is NULL.
+      CREATE VIEW audit_trail AS
+        SELECT e.id, e.recorded_at, e.occurred_at, e.actor_sub, e.actor_role, e.action, e.resource_type,
+               COALESCE(o.resource_id, e.resource_id) AS resource_id, e.patient_id, e.clinic,
+               COALESCE(e.outcome, o.outcome) AS outcome, e.request_id, e.source, e.route
+          FROM audit_events e LEFT JOIN audit_outcomes o ON o.event = e.event;
     `,
   },
 ];

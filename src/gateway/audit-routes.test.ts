@@ -84,11 +84,18 @@ const get = (query: string, token = "admin") =>
 
 describe("GET /v1/audit", () => {
   it("answers a page of AuditEvents newest first, and its cursor leads to the rest", async () => {
-    // Run first: no read of the trail has been recorded yet.
-    const res = await get("?limit=3");
+    // Run first: no read of the trail has been recorded yet but this one, whose row is written
+    // before it reads (ahead of the act, as every admitted request's), its outcome still to come.
+    const res = await get("?limit=4");
     expect(res.status).toBe(200);
     const body = (await res.json()) as { items: Record<string, unknown>[]; nextCursor: string | null };
-    expect(body.items.map((i) => i.requestId)).toEqual(["req-4", "req-3", "req-2"]);
+    expect(body.items.map((i) => i.requestId)).toEqual(["route-1", "req-4", "req-3", "req-2"]);
+    expect(body.items[0]).toMatchObject({
+      outcome: null,
+      route: "GET /v1/audit",
+      entity: { type: "AuditEvent" },
+    });
+    body.items.shift();
     expect(body.items[1]).toMatchObject({
       action: "R",
       outcome: 200,
@@ -101,7 +108,7 @@ describe("GET /v1/audit", () => {
     expect(typeof body.items[1]!.recorded).toBe("string");
     expect(typeof body.nextCursor).toBe("string");
 
-    const next = await get(`?limit=3&cursor=${body.nextCursor}`);
+    const next = await get(`?limit=4&cursor=${body.nextCursor}`);
     expect(next.status).toBe(200);
     const rest = (await next.json()) as { items: Record<string, unknown>[]; nextCursor: string | null };
     // The cursor is below every row of the first page: the read recorded since is newer, not here.

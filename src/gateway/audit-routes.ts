@@ -33,11 +33,15 @@ const AuditEvent = z
     recorded: z
       .string()
       .openapi({ format: "date-time", description: "when the row was written (database clock)" }),
-    occurred: z
-      .string()
-      .openapi({ format: "date-time", description: "when the gateway answered the request (its clock)" }),
+    occurred: z.string().openapi({
+      format: "date-time",
+      description: "when the gateway admitted (or refused) the request (its clock)",
+    }),
     action: z.enum(auditActions).openapi({ description: "C create, R read, U update, D delete, E execute" }),
-    outcome: z.number().int().openapi({ description: "the HTTP status the request was answered with" }),
+    outcome: z.number().int().nullable().openapi({
+      description:
+        "the HTTP status the request was answered with; null: not known yet (the request is still being answered, as this read of the trail is) or never recorded (the gateway stopped between the act and its outcome)",
+    }),
     agent: z.object({
       who: z.string().nullable().openapi({ description: "the token's subject; null: unauthenticated" }),
       role: z.enum(roles).nullable(),
@@ -64,7 +68,7 @@ export function auditEventView(r: AuditRecord): z.infer<typeof AuditEvent> {
     recorded: r.recorded,
     occurred: r.occurred,
     action: r.action,
-    outcome: r.outcome,
+    outcome: r.outcome ?? null,
     agent: { who: r.actor?.sub ?? null, role: r.actor?.role ?? null },
     entity: {
       type: r.resourceType,

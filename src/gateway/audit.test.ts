@@ -335,6 +335,99 @@ describe("AuditLog", () => {
   });
 });
 
+describe("AuditLog rows written ahead of the act", () => {
+  it("begin() writes the row while the act runs; finish() appends the outcome and what a create made", async () => {
+    const a = auditLog();
+    const requestId = `ahead-${randomUUID()}`;
+    const patientId = randomUUID();
+    const { resourceId: _none, outcome: _o, ...attemptEntry } = entry({ requestId, patientId });
+    const attempt = a.begin(attemptEntry);
+    await attempt.written;
+    // Written, outcome pending: what a gateway that died here would leave behind.
+    const pending = (await a.list({ patientId, limit: 5 })).items;
+    expect(pending).toHaveLength(1);
+    expect(pending[0]).toMatchObject({ requestId, outcome: undefined, resourceId: undefined, action: "C" });
+    const created = randomUUID();
+    attempt.finish(201, created);
+    // list() waits for the outcome row this log queued before it.
+    const done = (await a.list({ patientId, limit: 5 })).items;
+    expect(done).toHaveLength(1);
+    expect(done[0]).toMatchObject({ id: pending[0]!.id, requestId, outcome: 201, resourceId: created });
+    expect(a.stats()).toMatchObject({ rowsWritten: 1, outcomesWritten: 1 });
+  });
+
+  it("finish() called before the row is written still lands after it; a row that failed gets no outcome", async () => {
+    const a = auditLog({ writeTimeoutMs: 300 });
+    const patientId = randomUUID();
+    const release = await blockInserts();
+    let failed: string | AppError;
+    try {
+      const { outcome: _o, ...e } = entry({ patientId });
+      const attempt = a.begin(e);
+      attempt.finish(201);
+      failed = await attempt.written.then(
+        () => "written",
+        (err: unknown) => err as AppError,
+      );
+    } finally {
+      await release();
+    }
+    expect(failed).toBeInstanceOf(AppError);
+    expect((failed as AppError).code).toBe("UNAVAILABLE");
+    // The INSERT may commit after its deadline (the trail may hold a row its caller was told
+    // failed); its outcome is never written, so it reads back as unknown.
+    const { outcome: _o, ...e2 } = entry({ patientId });
+    const second = a.begin(e2);
+    second.finish(200);
+    await second.written;
+    const items = (await a.list({ patientId, limit: 5 })).items;
+    expect(items.map((i) => i.outcome).sort()).toEqual(items.length === 2 ? [200, undefined] : [200]);
+    const outcomes = await pool.query(
+      "SELECT count(*)::int AS n FROM audit_outcomes o JOIN audit_events e USING (event) WHERE e.patient_id = $1",
+      [patientId],
+    );
+    expect(outcomes.rows[0].n).toBe(1);
+  });
+
+  it("events and outcomes recorded together share one INSERT", async () => {
+    const a = auditLog();
+    const prefix = `mixed-${randomUUID()}-`;
+    const { outcome: _o, ...e } = entry({ requestId: `${prefix}0` });
+    const first = a.begin(e);
+    await first.written;
+    const before = a.stats().inserts;
+    first.finish(200);
+    await Promise.all(
+      Array.from({ length: 5 }, (_, i) => a.record(entry({ requestId: `${prefix}${i + 1}` }))),
+    );
+    // The outcome (queued once `written` settled) and the five rows went in one batch at most two.
+    expect(a.stats().inserts - before).toBeLessThanOrEqual(2);
+    const r = await pool.query(
+      "SELECT count(*)::int AS n FROM audit_trail WHERE request_id LIKE $1 AND outcome IS NOT NULL",
+      [`${prefix}%`],
+    );
+    await a.list({ limit: 1 });
+    const after = await pool.query(
+      "SELECT count(*)::int AS n FROM audit_trail WHERE request_id LIKE $1 AND outcome IS NOT NULL",
+      [`${prefix}%`],
+    );
+    expect(r.rows[0].n).toBeGreaterThanOrEqual(5);
+    expect(after.rows[0].n).toBe(6);
+  });
+
+  it("the outcomes table is append-only too", async () => {
+    const a = auditLog();
+    const { outcome: _o, ...e } = entry();
+    const attempt = a.begin(e);
+    attempt.finish(201);
+    await attempt.written;
+    await a.list({ limit: 1 });
+    for (const sql of ["UPDATE audit_outcomes SET outcome = 500", "DELETE FROM audit_outcomes"])
+      await expect(pool.query(sql)).rejects.toMatchObject({ code: "42501" });
+    await expect(pool.query("TRUNCATE audit_outcomes")).rejects.toMatchObject({ code: "42501" });
+  });
+});
+
 describe("AuditLog with asynchronous commit", () => {
   it("sets synchronous_commit off on every session of its pool, and rows are still written", async () => {
     const p = createPool(cfg.AUDIT_DATABASE_URL, 2);

@@ -2,9 +2,16 @@
 // AuditEvent's who, role, action, what, outcome, when, request id, source) in the gateway's own
 // PostgreSQL database, and the pages GET /v1/audit reads them back in.
 //
-// Writes are group-committed: record() queues a row and resolves once it is committed; while one
-// INSERT is in flight, rows that arrive wait and go together into the next one (up to batchRowsMax),
-// so the hot paths pay one INSERT per batch, not per request, and an idle log sends at once (no timer).
+// A request the gateway admitted is written ahead: begin() queues its row (outcome pending) while the
+// act runs, the answer waits for that row, and finish() appends the outcome to audit_outcomes
+// without the answer waiting for it. So the audit's round trip overlaps the act instead of following
+// it, and a gateway that dies mid-request leaves an attempt whose outcome is unknown, never an act
+// with no row at all. A refused request, which does nothing, is recorded whole by record().
+//
+// Writes are group-committed: rows queue and resolve once committed; while one INSERT is in flight,
+// rows that arrive wait and go together into the next one (up to batchRowsMax; events and outcomes
+// in one statement), so the hot paths pay one INSERT per batch, not per request, and an idle log
+// sends at once (no timer). list() first waits for what this gateway queued before it.
 // Every row has a deadline (writeTimeoutMs from record()): PostgreSQL down or hung, record() rejects
 // UNAVAILABLE within it, and a full queue (queueRowsMax) rejects OVERLOADED at once. Either way the
 // caller decides what to answer. A rejected row is not known to be written; it may still be (the
@@ -13,6 +20,7 @@
 //
 // Only ids go in: an id, source or route that is not id-shaped is stored as NULL, so no name or free
 // text a client sent can land in the trail (or a log line) through it.
+import { randomUUID } from "node:crypto";
 import { isIP } from "node:net";
 import type pg from "pg";
 import type { Logger } from "pino";
@@ -60,13 +68,27 @@ export interface AuditEntry {
   route: string;
 }
 
+/** An admitted request, recorded before its act: everything but the outcome. */
+export type AuditAttemptEntry = Omit<AuditEntry, "outcome">;
+
+/** A row written ahead of its act (AuditLog.begin). */
+export interface AuditAttempt {
+  /** Settles as record()'s promise does; the answer waits for it. */
+  readonly written: Promise<void>;
+  /**
+   * Appends the outcome (and what a create made) once the row is written; never waited for, never
+   * rejects. A row whose outcome is lost reads back with outcome undefined.
+   */
+  finish(outcome: number, resourceId?: string): void;
+}
+
 /** One row read back. */
 export interface AuditRecord {
   /** The row's id (a decimal bigint): the order rows were written in. */
   id: string;
   /** When PostgreSQL wrote the row (RFC 3339, UTC, microseconds). */
   recorded: string;
-  /** When the gateway answered the request (RFC 3339, UTC, milliseconds). */
+  /** When the gateway admitted (or refused) the request (RFC 3339, UTC, milliseconds). */
   occurred: string;
   actor: { sub: string; role: Role } | undefined;
   action: AuditAction;
@@ -74,7 +96,8 @@ export interface AuditRecord {
   resourceId: string | undefined;
   patientId: string | undefined;
   clinic: string | undefined;
-  outcome: number;
+  /** Undefined: the row was written ahead of its act and its outcome never arrived. */
+  outcome: number | undefined;
   requestId: string | undefined;
   source: string | undefined;
   route: string | undefined;
@@ -112,7 +135,10 @@ export interface AuditLogOptions {
 export interface AuditStats {
   /** INSERT statements sent (each one batch). */
   inserts: number;
+  /** Event rows (record() and begin()). */
   rowsWritten: number;
+  /** Outcome rows (finish()); failed and overloaded ones count in rowsFailed and rowsOverloaded. */
+  outcomesWritten: number;
   rowsFailed: number;
   rowsOverloaded: number;
   /** Rows waiting now (not counting the batch in flight). */
@@ -153,31 +179,51 @@ interface Row {
   resourceId: string | null;
   patientId: string | null;
   clinic: string | null;
-  outcome: number;
+  /** Null: written ahead, the outcome follows in an outcome row naming `event`. */
+  outcome: number | null;
+  event: string | null;
   requestId: string | null;
   source: string | null;
   route: string | null;
 }
 
+interface OutcomeRow {
+  event: string;
+  outcome: number;
+  resourceId: string | null;
+}
+
 interface Pending {
-  row: Row;
+  /** Exactly one of the two. */
+  row?: Row;
+  outcomeRow?: OutcomeRow;
   deadline: number;
   settled: boolean;
   resolve: () => void;
   reject: (err: AppError) => void;
+  /** list() calls waiting for this row (the newest queued when they came) to settle. */
+  waiters?: (() => void)[];
 }
 
 // One JSON array of rows, unpacked by PostgreSQL: one statement text whatever the batch size,
 // prepared once per connection, and one parameter that V8's JSON.stringify writes natively (twelve
 // arrays cost pg's per-element escaping in JavaScript: most of the audit's CPU in the gateway).
+// Events and outcomes in one statement: one round trip and one commit per batch, whichever it holds.
 const insertSql = `
-  INSERT INTO audit_events (occurred_at, actor_sub, actor_role, action, resource_type, resource_id,
-                            patient_id, clinic, outcome, request_id, source, route)
-  SELECT r.occurred_at, r.actor_sub, r.actor_role, r.action, r.resource_type, r.resource_id,
-         r.patient_id, r.clinic, r.outcome, r.request_id, r.source, r.route
-  FROM jsonb_to_recordset($1::jsonb) AS r(occurred_at timestamptz, actor_sub text, actor_role text,
-    action char(1), resource_type text, resource_id text, patient_id uuid, clinic text, outcome smallint,
-    request_id text, source text, route text)`;
+  WITH e AS (
+    INSERT INTO audit_events (occurred_at, actor_sub, actor_role, action, resource_type, resource_id,
+                              patient_id, clinic, outcome, event, request_id, source, route)
+    SELECT r.occurred_at, r.actor_sub, r.actor_role, r.action, r.resource_type, r.resource_id,
+           r.patient_id, r.clinic, r.outcome, r.event, r.request_id, r.source, r.route
+    FROM jsonb_to_recordset($1::jsonb) AS r(occurred_at timestamptz, actor_sub text, actor_role text,
+      action char(1), resource_type text, resource_id text, patient_id uuid, clinic text, outcome smallint,
+      event uuid, request_id text, source text, route text)
+  ), o AS (
+    INSERT INTO audit_outcomes (event, outcome, resource_id)
+    SELECT r.event, r.outcome, r.resource_id
+    FROM jsonb_to_recordset($2::jsonb) AS r(event uuid, outcome smallint, resource_id text)
+  )
+  SELECT 1`;
 
 const selectColumns = `id::text AS id,
   to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS recorded,
@@ -195,10 +241,17 @@ interface DbInsertRow {
   resource_id: string | null;
   patient_id: string | null;
   clinic: string | null;
-  outcome: number;
+  outcome: number | null;
+  event: string | null;
   request_id: string | null;
   source: string | null;
   route: string | null;
+}
+
+interface DbOutcomeRow {
+  event: string;
+  outcome: number;
+  resource_id: string | null;
 }
 
 interface DbRow {
@@ -212,7 +265,7 @@ interface DbRow {
   resource_id: string | null;
   patient_id: string | null;
   clinic: string | null;
-  outcome: number;
+  outcome: number | null;
   request_id: string | null;
   source: string | null;
   route: string | null;
@@ -249,7 +302,13 @@ export class AuditLog {
   private closed = false;
   /** Whether the last INSERT failed: failures are logged when they start and when they end, not per batch. */
   private failing = false;
-  private readonly counts = { inserts: 0, rowsWritten: 0, rowsFailed: 0, rowsOverloaded: 0 };
+  private readonly counts = {
+    inserts: 0,
+    rowsWritten: 0,
+    outcomesWritten: 0,
+    rowsFailed: 0,
+    rowsOverloaded: 0,
+  };
 
   constructor(o: AuditLogOptions) {
     if (!Number.isInteger(o.batchRowsMax) || o.batchRowsMax < 1) throw new Error("batchRowsMax must be ≥ 1");
@@ -269,13 +328,58 @@ export class AuditLog {
    * closed), INTERNAL for an action, resource type or outcome outside their lists (a bug in the caller).
    */
   record(entry: AuditEntry): Promise<void> {
-    if (this.closed) return Promise.reject(new AppError("UNAVAILABLE", "audit log is closed"));
     let row: Row;
     try {
-      row = this.rowOf(entry);
+      row = this.rowOf(entry, entry.outcome);
     } catch (err) {
       return Promise.reject(err);
     }
+    return this.enqueue({ row });
+  }
+
+  /**
+   * Writes an admitted request's row ahead of its act; `written` settles as record()'s promise does,
+   * and finish() appends the outcome once it is written. Throws INTERNAL as record() rejects.
+   */
+  begin(entry: AuditAttemptEntry): AuditAttempt {
+    const row = this.rowOf(entry, null);
+    const event = randomUUID();
+    row.event = event;
+    let state: "pending" | "written" | "failed" = "pending";
+    const written = this.enqueue({ row });
+    written.then(
+      () => {
+        state = "written";
+      },
+      () => {
+        state = "failed";
+      },
+    );
+    const append = (outcomeRow: OutcomeRow) =>
+      this.enqueue({ outcomeRow }).catch(() => {
+        // Counted (rowsFailed, rowsOverloaded) and logged by the writer; the row reads back with
+        // its outcome unknown.
+      });
+    return {
+      written,
+      finish: (outcome, resourceId) => {
+        if (!Number.isInteger(outcome) || outcome < 100 || outcome > 599)
+          throw new AppError("INTERNAL", "audit outcome is not an HTTP status");
+        const outcomeRow = { event, outcome, resourceId: idOrNull(resourceId) };
+        // After the row, never without it: an outcome row names an event that is in the trail.
+        // Queued at once when the row is in, so a list() right after sees it.
+        if (state === "written") append(outcomeRow);
+        else if (state === "pending")
+          written.then(
+            () => append(outcomeRow),
+            () => undefined,
+          );
+      },
+    };
+  }
+
+  private enqueue(what: { row?: Row; outcomeRow?: OutcomeRow }): Promise<void> {
+    if (this.closed) return Promise.reject(new AppError("UNAVAILABLE", "audit log is closed"));
     if (this.queue.length >= this.queueRowsMax) {
       this.counts.rowsOverloaded++;
       rowsTotal.inc({ result: "overloaded" });
@@ -286,13 +390,32 @@ export class AuditLog {
       );
     }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ row, deadline: this.now() + this.writeTimeoutMs, settled: false, resolve, reject });
+      this.queue.push({
+        ...what,
+        deadline: this.now() + this.writeTimeoutMs,
+        settled: false,
+        resolve,
+        reject,
+      });
       this.armDeadline();
       // On a microtask, not a timer: rows recorded in the same turn share the first INSERT, and an
       // idle log does not wait.
       if (this.writing === undefined) {
         this.writing = Promise.resolve().then(() => this.drain());
       }
+    });
+  }
+
+  /**
+   * Resolves once every row queued before the call has settled (written or failed): a reader on
+   * this gateway sees the outcomes of requests it was already answered. Never rejects.
+   */
+  private settledSoFar(): Promise<void> {
+    const newest = this.queue[this.queue.length - 1] ?? this.inFlight.findLast((p) => !p.settled);
+    if (newest === undefined || newest.settled) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      newest.waiters ??= [];
+      newest.waiters.push(resolve);
     });
   }
 
@@ -321,8 +444,9 @@ export class AuditLog {
     values.push(limit + 1);
     // By id: the order rows were written in, and a total order (recorded_at is shared by a batch).
     // Qualified: a bare "id" in ORDER BY would be the text column of the select list.
-    const sql = `SELECT ${selectColumns} FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-      ORDER BY audit_events.id DESC LIMIT $${values.length}`;
+    const sql = `SELECT ${selectColumns} FROM audit_trail ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY audit_trail.id DESC LIMIT $${values.length}`;
+    await this.settledSoFar();
     let rows: DbRow[];
     try {
       rows = (await withClient(this.pool, (c) => c.query<DbRow>(sql, values))).rows;
@@ -350,12 +474,12 @@ export class AuditLog {
     if (this.ownsPool) await this.pool.end();
   }
 
-  private rowOf(e: AuditEntry): Row {
+  private rowOf(e: AuditAttemptEntry, outcome: number | null): Row {
     if (!(auditActions as readonly string[]).includes(e.action))
       throw new AppError("INTERNAL", "audit entry: action is not one of C, R, U, D, E");
     if (!(auditResourceTypes as readonly string[]).includes(e.resourceType))
       throw new AppError("INTERNAL", "audit entry: resourceType is not in auditResourceTypes");
-    if (!Number.isInteger(e.outcome) || e.outcome < 100 || e.outcome > 599)
+    if (outcome !== null && (!Number.isInteger(outcome) || outcome < 100 || outcome > 599))
       throw new AppError("INTERNAL", "audit entry: outcome is not an HTTP status");
     const actor = e.actor;
     const known = actor !== undefined && isRole(actor.role) && subPattern.test(actor.sub);
@@ -369,7 +493,8 @@ export class AuditLog {
       resourceId: idOrNull(e.resourceId),
       patientId: e.patientId !== undefined && isUuid(e.patientId) ? e.patientId.toLowerCase() : null,
       clinic: idOrNull(e.clinic),
-      outcome: e.outcome,
+      outcome,
+      event: null,
       requestId: idOrNull(e.requestId),
       source: e.source.length <= sourceMax && isIP(e.source) !== 0 ? e.source : null,
       route: routePattern.test(e.route) ? e.route : null,
@@ -391,10 +516,16 @@ export class AuditLog {
   }
 
   private async insert(batch: Pending[]): Promise<void> {
-    const rows = new Array<DbInsertRow>(batch.length);
-    for (let i = 0; i < batch.length; i++) {
-      const r = batch[i]!.row;
-      rows[i] = {
+    const rows: DbInsertRow[] = [];
+    const outcomes: DbOutcomeRow[] = [];
+    for (const p of batch) {
+      const r = p.row;
+      if (r === undefined) {
+        const o = p.outcomeRow!;
+        outcomes.push({ event: o.event, outcome: o.outcome, resource_id: o.resourceId });
+        continue;
+      }
+      rows.push({
         occurred_at: r.occurredAt,
         actor_sub: r.actorSub,
         actor_role: r.actorRole,
@@ -404,32 +535,33 @@ export class AuditLog {
         patient_id: r.patientId,
         clinic: r.clinic,
         outcome: r.outcome,
+        event: r.event,
         request_id: r.requestId,
         source: r.source,
         route: r.route,
-      };
+      });
     }
-    const json = JSON.stringify(rows);
+    const values = [JSON.stringify(rows), JSON.stringify(outcomes)];
     this.counts.inserts++;
     batchRows.observe(batch.length);
     const end = insertSeconds.startTimer();
     try {
-      await withClient(this.pool, (c) => c.query({ name: "audit-insert", text: insertSql, values: [json] }));
+      await withClient(this.pool, (c) => c.query({ name: "audit-insert", text: insertSql, values }));
       end();
       batchesTotal.inc({ result: "ok" });
       if (this.failing) {
         this.failing = false;
         this.log.info({ rows: batch.length }, "audit writes succeed again");
       }
-      let written = 0;
       for (const p of batch) {
-        written++;
         if (p.settled) continue;
         p.settled = true;
         p.resolve();
+        wake(p);
       }
-      this.counts.rowsWritten += written;
-      rowsTotal.inc({ result: "written" }, written);
+      this.counts.rowsWritten += rows.length;
+      this.counts.outcomesWritten += outcomes.length;
+      rowsTotal.inc({ result: "written" }, batch.length);
     } catch (err) {
       end();
       batchesTotal.inc({ result: "failed" });
@@ -453,6 +585,7 @@ export class AuditLog {
       p.settled = true;
       n++;
       p.reject(err);
+      wake(p);
     }
     this.counts.rowsFailed += n;
     if (n > 0) rowsTotal.inc({ result: "failed" }, n);
@@ -495,6 +628,12 @@ export class AuditLog {
   }
 }
 
+function wake(p: Pending): void {
+  if (p.waiters === undefined) return;
+  for (const w of p.waiters) w();
+  p.waiters = undefined;
+}
+
 function recordOf(r: DbRow): AuditRecord {
   return {
     id: r.id,
@@ -507,7 +646,7 @@ function recordOf(r: DbRow): AuditRecord {
     resourceId: r.resource_id ?? undefined,
     patientId: r.patient_id ?? undefined,
     clinic: r.clinic ?? undefined,
-    outcome: r.outcome,
+    outcome: r.outcome ?? undefined,
     requestId: r.request_id ?? undefined,
     source: r.source ?? undefined,
     route: r.route ?? undefined,

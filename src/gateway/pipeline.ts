@@ -1,18 +1,19 @@
 // Owns the order in which the gateway lets a request in and records it, for every route on either
 // path (a Hono route through route.ts's mount, or the direct write lane): the token (401), the rate
-// limit (429), the role's grant (403), the input (400), the compartment (403), then — after the
-// act — the audit row. Each step has one owner (auth/guard.ts, rate-limit.ts, route.ts's checks, audit.ts); this
+// limit (429), the role's grant (403), the input (400), the compartment (403), then the audit row:
+// a refusal's after it, an admitted request's beside its act (beginAudit), the answer waiting for it. Each step has one owner (auth/guard.ts, rate-limit.ts, route.ts's checks, audit.ts); this
 // module only strings them together, so the two paths cannot disagree on the order.
 
 import { AppError, type Problem } from "../shared/errors.ts";
 import type { Principal, Role } from "../shared/principal.ts";
-import type { AuditEntry } from "./audit.ts";
+import type { AuditAttempt, AuditAttemptEntry, AuditEntry } from "./audit.ts";
 import type { Admission, Guard } from "./auth/guard.ts";
 import { addressKey, type RateLimits, rateLimitedError } from "./rate-limit.ts";
 import { checkInput, type InputCheck, type InputSource } from "./route.ts";
 
 export interface AuditSink {
   record(entry: AuditEntry): Promise<void>;
+  begin(entry: AuditAttemptEntry): AuditAttempt;
 }
 
 export interface Pipeline {
@@ -107,35 +108,56 @@ function asAppError(err: unknown): AppError {
   throw err;
 }
 
-/**
- * Records an audited route's outcome, refused or done: who, what, on whom, with which status.
- * Resolves once the row is written; a failure to write is the caller's to answer.
- */
-export function recordAudit(
-  p: Pipeline,
-  key: string,
-  a: {
-    principal: Principal | undefined;
-    admission?: Admission;
-    resourceId?: string;
-    status: number;
-    requestId: string;
-    source: string;
-  },
-): Promise<void> | undefined {
+/** What an audit row says of a request besides the route's rule. */
+interface AuditFacts {
+  principal: Principal | undefined;
+  admission?: Admission;
+  resourceId?: string;
+  requestId: string;
+  source: string;
+}
+
+function entryOf(p: Pipeline, key: string, a: AuditFacts): AuditAttemptEntry | undefined {
   const rule = p.guard.rule(key);
   if (!rule.audit || !p.audit) return undefined;
   const facts = a.admission?.facts;
-  return p.audit.record({
+  return {
     actor: a.principal,
     action: rule.audit.action,
     resourceType: rule.audit.resourceType,
     resourceId: a.resourceId,
     patientId: facts?.patientId,
     clinic: facts?.clinics[0],
-    outcome: a.status,
     requestId: a.requestId,
     source: a.source,
     route: key,
-  });
+  };
+}
+
+/**
+ * An admitted request's row, queued now so that it is written while the act runs. The caller acts,
+ * calls `finish(status, createdId)`, and awaits `written` before answering (a failure to write is
+ * its to answer). Undefined for a route that is not audited.
+ */
+export function beginAudit(p: Pipeline, key: string, a: AuditFacts): AuditAttempt | undefined {
+  const entry = entryOf(p, key, a);
+  if (!entry) return undefined;
+  const attempt = p.audit!.begin(entry);
+  // Answered by the caller after the act; until then a rejection must not count as unhandled.
+  attempt.written.catch(() => undefined);
+  return attempt;
+}
+
+/**
+ * Records a refused request whole: who, what, on whom, with which status. Resolves once the row
+ * is written; a failure to write is the caller's to answer.
+ */
+export function recordAudit(
+  p: Pipeline,
+  key: string,
+  a: AuditFacts & { status: number },
+): Promise<void> | undefined {
+  const entry = entryOf(p, key, a);
+  if (!entry) return undefined;
+  return p.audit!.record({ ...entry, outcome: a.status });
 }

@@ -13,7 +13,7 @@ import { routeKey, ruleOf } from "../shared/access-policy.ts";
 import { AppError, type Problem } from "../shared/errors.ts";
 import type { GatewayEnv } from "./app.ts";
 import { isJsonMediaType } from "./body.ts";
-import { admit, type Pipeline, recordAudit } from "./pipeline.ts";
+import { admit, beginAudit, type Pipeline, recordAudit } from "./pipeline.ts";
 import { problemResponse, validationError } from "./problems.ts";
 
 type Target = "query" | "param" | "header" | "json";
@@ -113,7 +113,7 @@ export function addressOf(c: Context): string {
 
 /**
  * Registers `route` in the OpenAPI document and mounts `handler` behind the pipeline: token, rate
- * limit, input check, grant (pipeline.ts), then the handler, then the audit row. A route without a
+ * limit, input check, grant (pipeline.ts), then the handler beside its audit row. A route without a
  * rule in access-policy.ts (src/shared) throws here, when the app is built: nothing is ever mounted unguarded.
  */
 export function mount<R extends RouteConfig>(
@@ -163,15 +163,20 @@ export function mount<R extends RouteConfig>(
     for (const [target, data] of Object.entries(r.valid))
       c.req.addValidatedData(target as Target, data as object);
     c.set("admission", r.admission);
-    await next();
-    await recordAudit(pipeline, key, {
+    // Written while the handler runs; no answer leaves before it is (a failure to write throws
+    // here, after the act, and is answered as the problem it is).
+    const attempt = beginAudit(pipeline, key, {
       principal: r.admission.principal,
       admission: r.admission,
-      resourceId: resourceIdOf(),
-      status: c.res.status,
+      resourceId: c.req.param("id"),
       requestId,
       source,
     });
+    await next();
+    if (attempt) {
+      attempt.finish(c.res.status, c.get("resourceId"));
+      await attempt.written;
+    }
   };
   const path = route.path.replaceAll(/\/{(.+?)}/g, "/:$1");
   app.on([route.method.toUpperCase()], [path], guarded, handler as unknown as MiddlewareHandler<GatewayEnv>);

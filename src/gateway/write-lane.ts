@@ -14,6 +14,7 @@ import { routeKey, ruleOf } from "../shared/access-policy.ts";
 import { REQUEST_ID_HEADER, sanitizeRequestId } from "../shared/context.ts";
 import { AppError, type Problem } from "../shared/errors.ts";
 import { recordRequest } from "./access.ts";
+import type { AuditAttempt } from "./audit.ts";
 import { takeBody } from "./body.ts";
 import {
   type InventoryDeps,
@@ -24,7 +25,7 @@ import {
   writeHeaders,
   writeSpecs,
 } from "./inventory-routes.ts";
-import { admit, type Pipeline, recordAudit } from "./pipeline.ts";
+import { admit, beginAudit, type Pipeline, recordAudit } from "./pipeline.ts";
 import { failureOf, problemAnswer } from "./problems.ts";
 import { checksOf } from "./route.ts";
 
@@ -111,12 +112,16 @@ async function serve(
   /** Set by the pipeline: the rate limit's headers, on every answer once the token was read. */
   let extraHeaders: Record<string, string> = {};
   let principal: Parameters<typeof recordAudit>[2]["principal"];
-  let admission: Parameters<typeof recordAudit>[2]["admission"];
+  /** The admitted write's audit row, written while the write runs (pipeline.ts beginAudit). */
+  let attempt: AuditAttempt | undefined;
   const send = async (status: number, headers: Record<string, string>, body: string) => {
     // No answer leaves before its audit row is written (pipeline.ts); a failed write of it turns
     // the answer into a 503 the caller retries with the same Idempotency-Key.
     try {
-      await recordAudit(o.pipeline, route.key, { principal, admission, status, requestId, source });
+      if (attempt) {
+        attempt.finish(status);
+        await attempt.written;
+      } else await recordAudit(o.pipeline, route.key, { principal, status, requestId, source });
     } catch (err) {
       const a = problemAnswer(failureOf(err, o.log, requestId), path, requestId);
       status = a.status;
@@ -181,7 +186,12 @@ async function serve(
       return await problem(input.err, input.extra);
     }
     principal = input.admission.principal;
-    admission = input.admission;
+    attempt = beginAudit(o.pipeline, route.key, {
+      principal,
+      admission: input.admission,
+      requestId,
+      source,
+    });
     const headers = (input.valid.header ?? {}) as { "Idempotency-Key"?: string };
     const params = (input.valid.param ?? {}) as Record<string, string>;
     // 3. Its clinics checked, then the write, on the leader, with the gateway's retry policy.
