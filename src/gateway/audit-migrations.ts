@@ -58,8 +58,10 @@ export const auditMigrations: Migration[] = [
       -- A refused request is recorded whole, as before. Existing rows keep their outcomes.
       ALTER TABLE audit_events ALTER COLUMN outcome DROP NOT NULL;
       ALTER TABLE audit_events ADD COLUMN event uuid;
+      -- NOT VALID: every existing row has its outcome, and validating would scan the whole trail
+      -- under an exclusive lock while older gateways wait to write.
       ALTER TABLE audit_events ADD CONSTRAINT audit_events_outcome_or_event
-        CHECK (outcome IS NOT NULL OR event IS NOT NULL);
+        CHECK (outcome IS NOT NULL OR event IS NOT NULL) NOT VALID;
 
       CREATE TABLE audit_outcomes (
         event uuid PRIMARY KEY,

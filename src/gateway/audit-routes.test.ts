@@ -49,14 +49,12 @@ beforeAll(async () => {
     await next();
   });
   const noLookups = () => Promise.reject(new Error("GET /v1/audit names no record"));
-  usePipeline(app, {
-    guard: new Guard({
-      tokens,
-      clinicCodeOf: () => undefined,
-      lookups: { appointment: noLookups, prescription: noLookups },
-    }),
-    audit,
+  guard = new Guard({
+    tokens,
+    clinicCodeOf: () => undefined,
+    lookups: { appointment: noLookups, prescription: noLookups },
   });
+  usePipeline(app, { guard, audit });
   addAuditRoutes(app, audit);
   app.onError((err, c) => problemResponse(c, failureOf(err, log, undefined)));
   for (let i = 0; i < 5; i++) {
@@ -74,6 +72,8 @@ beforeAll(async () => {
     });
   }
 });
+
+let guard: Guard;
 
 afterAll(async () => {
   await audit?.close();
@@ -162,6 +162,29 @@ describe("GET /v1/audit", () => {
       [401, null],
       [403, "patient"],
     ]);
+  });
+
+  it("an act whose row cannot even be queued is not done: a closed log answers 503 before the handler runs", async () => {
+    const closed = await openAuditLog(cfg, log);
+    await closed.close();
+    let reads = 0;
+    const read = closed.list.bind(closed);
+    closed.list = (q) => {
+      reads++;
+      return read(q);
+    };
+    const app2 = new OpenAPIHono<GatewayEnv>();
+    app2.use(async (c, next) => {
+      c.set("requestId", "closed-1");
+      await next();
+    });
+    usePipeline(app2, { guard, audit: closed });
+    addAuditRoutes(app2, closed);
+    app2.onError((err, c) => problemResponse(c, failureOf(err, log, undefined)));
+    const res = await app2.request("/v1/audit", { headers: { authorization: "Bearer admin" } });
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { detail: string }).detail).toContain("closed");
+    expect(reads).toBe(0);
   });
 
   it("is in the OpenAPI document with its query parameters", () => {

@@ -415,6 +415,35 @@ describe("AuditLog rows written ahead of the act", () => {
     expect(after.rows[0].n).toBe(6);
   });
 
+  it("a full queue refuses begin() at once, before any act; outcomes are never refused; finish() counts once", async () => {
+    const a = auditLog({ batchRowsMax: 1_000, queueRowsMax: 3 });
+    const patientId = randomUUID();
+    const { outcome: _o, ...e } = entry({ patientId });
+    const done = a.begin(e);
+    await done.written;
+    const release = await blockInserts();
+    const held: Promise<void>[] = [];
+    try {
+      held.push(a.record(entry({ patientId })));
+      await untilInsertWaits();
+      for (let i = 0; i < 3; i++) held.push(a.record(entry({ patientId })));
+      const refused = a.begin(e);
+      expect(refused.refused).toMatchObject({ code: "OVERLOADED" });
+      await expect(refused.written).rejects.toMatchObject({ code: "OVERLOADED" });
+      // The queue is full of events, yet the outcome of an act already done still goes in line.
+      done.finish(201);
+      done.finish(500);
+      expect(a.stats().queuedRows).toBe(4);
+    } finally {
+      await release();
+    }
+    await Promise.all(held);
+    const items = (await a.list({ patientId, limit: 10 })).items;
+    expect(items).toHaveLength(5);
+    expect(items.filter((i) => i.id === items[items.length - 1]!.id)[0]?.outcome).toBe(201);
+    expect(a.stats()).toMatchObject({ outcomesWritten: 1, rowsOverloaded: 1 });
+  });
+
   it("the outcomes table is append-only too", async () => {
     const a = auditLog();
     const { outcome: _o, ...e } = entry();

@@ -77,9 +77,15 @@ export interface AuditAttempt {
   readonly written: Promise<void>;
   /**
    * Appends the outcome (and what a create made) once the row is written; never waited for, never
-   * rejects. A row whose outcome is lost reads back with outcome undefined.
+   * throws, once per attempt (later calls are ignored). A row whose outcome is lost reads back with
+   * outcome undefined.
    */
   finish(outcome: number, resourceId?: string): void;
+  /**
+   * Set when the log refused the row at once (closed, or its queue full): the caller answers with it
+   * before acting, so no act runs that could not be recorded.
+   */
+  readonly refused?: AppError;
 }
 
 /** One row read back. */
@@ -137,8 +143,9 @@ export interface AuditStats {
   inserts: number;
   /** Event rows (record() and begin()). */
   rowsWritten: number;
-  /** Outcome rows (finish()); failed and overloaded ones count in rowsFailed and rowsOverloaded. */
+  /** Outcome rows (finish()). They are never refused as overloaded (see enqueue). */
   outcomesWritten: number;
+  outcomesFailed: number;
   rowsFailed: number;
   rowsOverloaded: number;
   /** Rows waiting now (not counting the batch in flight). */
@@ -146,6 +153,11 @@ export interface AuditStats {
 }
 
 const rowsTotal = counter("medisync_audit_rows_total", "Audit rows by what became of them", ["result"]);
+const outcomesTotal = counter(
+  "medisync_audit_outcomes_total",
+  "Audit outcome rows (appended after the act) by what became of them",
+  ["result"],
+);
 const batchesTotal = counter("medisync_audit_batches_total", "Audit INSERTs (one per batch) by result", [
   "result",
 ]);
@@ -222,6 +234,9 @@ const insertSql = `
     INSERT INTO audit_outcomes (event, outcome, resource_id)
     SELECT r.event, r.outcome, r.resource_id
     FROM jsonb_to_recordset($2::jsonb) AS r(event uuid, outcome smallint, resource_id text)
+    -- One event's outcome twice (finish() allows one, so only a bug) must not fail the other
+    -- requests' rows in the batch; the first outcome stands.
+    ON CONFLICT (event) DO NOTHING
   )
   SELECT 1`;
 
@@ -306,6 +321,7 @@ export class AuditLog {
     inserts: 0,
     rowsWritten: 0,
     outcomesWritten: 0,
+    outcomesFailed: 0,
     rowsFailed: 0,
     rowsOverloaded: 0,
   };
@@ -339,20 +355,27 @@ export class AuditLog {
 
   /**
    * Writes an admitted request's row ahead of its act; `written` settles as record()'s promise does,
-   * and finish() appends the outcome once it is written. Throws INTERNAL as record() rejects.
+   * and finish() appends the outcome once it is written. Throws INTERNAL as record() rejects; a
+   * full queue or a closed log is `refused` at once, before the caller acts.
    */
   begin(entry: AuditAttemptEntry): AuditAttempt {
     const row = this.rowOf(entry, null);
+    const refused = this.refusal();
+    if (refused) {
+      const written = Promise.reject(refused);
+      written.catch(() => undefined);
+      return { written, refused, finish: () => undefined };
+    }
     const event = randomUUID();
     row.event = event;
-    let state: "pending" | "written" | "failed" = "pending";
+    let state: "pending" | "written" | "failed" | "finished" = "pending";
     const written = this.enqueue({ row });
     written.then(
       () => {
-        state = "written";
+        if (state === "pending") state = "written";
       },
       () => {
-        state = "failed";
+        if (state === "pending") state = "failed";
       },
     );
     const append = (outcomeRow: OutcomeRow) =>
@@ -363,13 +386,19 @@ export class AuditLog {
     return {
       written,
       finish: (outcome, resourceId) => {
-        if (!Number.isInteger(outcome) || outcome < 100 || outcome > 599)
-          throw new AppError("INTERNAL", "audit outcome is not an HTTP status");
+        if (state === "finished" || state === "failed") return;
+        const was = state;
+        state = "finished";
+        if (!Number.isInteger(outcome) || outcome < 100 || outcome > 599) {
+          // A bug in the caller; the answer is not held up for it, the row keeps its outcome unknown.
+          this.log.error({ outcome: String(outcome).slice(0, 16) }, "audit outcome is not an HTTP status");
+          return;
+        }
         const outcomeRow = { event, outcome, resourceId: idOrNull(resourceId) };
         // After the row, never without it: an outcome row names an event that is in the trail.
         // Queued at once when the row is in, so a list() right after sees it.
-        if (state === "written") append(outcomeRow);
-        else if (state === "pending")
+        if (was === "written") append(outcomeRow);
+        else
           written.then(
             () => append(outcomeRow),
             () => undefined,
@@ -378,16 +407,29 @@ export class AuditLog {
     };
   }
 
-  private enqueue(what: { row?: Row; outcomeRow?: OutcomeRow }): Promise<void> {
-    if (this.closed) return Promise.reject(new AppError("UNAVAILABLE", "audit log is closed"));
+  /** Why an event row would be refused now (closed, queue full); undefined: it would be queued. */
+  private refusal(): AppError | undefined {
+    if (this.closed) return new AppError("UNAVAILABLE", "audit log is closed");
     if (this.queue.length >= this.queueRowsMax) {
       this.counts.rowsOverloaded++;
       rowsTotal.inc({ result: "overloaded" });
-      return Promise.reject(
-        new AppError("OVERLOADED", "too many audit rows waiting to be written", undefined, {
-          "retry-after": "1",
-        }),
-      );
+      return new AppError("OVERLOADED", "too many audit rows waiting to be written", undefined, {
+        "retry-after": "1",
+      });
+    }
+    return undefined;
+  }
+
+  /**
+   * Queues a row. Event rows are refused when the queue is full; outcome rows are not: each belongs
+   * to an event row that was written, so they come no faster than events are written and expire
+   * at their deadline like any row, and refusing one would lose the outcome of an act already answered.
+   */
+  private enqueue(what: { row?: Row; outcomeRow?: OutcomeRow }): Promise<void> {
+    if (this.closed) return Promise.reject(new AppError("UNAVAILABLE", "audit log is closed"));
+    if (what.row) {
+      const refused = this.refusal();
+      if (refused) return Promise.reject(refused);
     }
     return new Promise<void>((resolve, reject) => {
       this.queue.push({
@@ -561,7 +603,8 @@ export class AuditLog {
       }
       this.counts.rowsWritten += rows.length;
       this.counts.outcomesWritten += outcomes.length;
-      rowsTotal.inc({ result: "written" }, batch.length);
+      rowsTotal.inc({ result: "written" }, rows.length);
+      outcomesTotal.inc({ result: "written" }, outcomes.length);
     } catch (err) {
       end();
       batchesTotal.inc({ result: "failed" });
@@ -579,16 +622,20 @@ export class AuditLog {
   }
 
   private fail(entries: Pending[], err: AppError): void {
-    let n = 0;
+    let events = 0;
+    let outcomes = 0;
     for (const p of entries) {
       if (p.settled) continue;
       p.settled = true;
-      n++;
+      if (p.row) events++;
+      else outcomes++;
       p.reject(err);
       wake(p);
     }
-    this.counts.rowsFailed += n;
-    if (n > 0) rowsTotal.inc({ result: "failed" }, n);
+    this.counts.rowsFailed += events;
+    this.counts.outcomesFailed += outcomes;
+    if (events > 0) rowsTotal.inc({ result: "failed" }, events);
+    if (outcomes > 0) outcomesTotal.inc({ result: "failed" }, outcomes);
   }
 
   /**

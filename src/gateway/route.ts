@@ -172,6 +172,9 @@ export function mount<R extends RouteConfig>(
       requestId,
       source,
     });
+    // Refused at once (the log closed or its queue full): answered before the act, which could
+    // not be recorded.
+    if (attempt?.refused) throw attempt.refused;
     await next();
     if (attempt) {
       attempt.finish(c.res.status, c.get("resourceId"));
