@@ -426,8 +426,9 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
             patient_id: string | null;
             outcome: number | null;
             clinic: string | null;
+            resource_id: string | null;
           }>(
-            "SELECT actor_role, action, resource_type, patient_id, outcome, clinic FROM audit_trail WHERE request_id = $1",
+            "SELECT actor_role, action, resource_type, patient_id, outcome, clinic, resource_id FROM audit_trail WHERE request_id = $1",
             [requestId],
           )
         ).rows;
@@ -451,6 +452,7 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
           resource_type: "Appointment",
           patient_id: P,
           outcome: 201,
+          resource_id: b.json.id,
           clinic: null,
         },
       ]);
@@ -470,6 +472,7 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
           resource_type: "Appointment",
           patient_id: P,
           outcome: 200,
+          resource_id: b.json.id,
           clinic: A,
         },
       ]);
@@ -491,6 +494,7 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
           resource_type: "MedicationRequest",
           patient_id: P,
           outcome: 201,
+          resource_id: pr.json.id,
           clinic: A,
         },
       ]);
@@ -510,6 +514,7 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
           resource_type: "Appointment",
           patient_id: P,
           outcome: 200,
+          resource_id: b.json.id,
           clinic: A,
         },
       ]);
@@ -529,6 +534,7 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
             resource_type: "InventoryItem",
             patient_id: null,
             outcome: 200,
+            resource_id: "amoxicillin",
             clinic: A,
           },
         ]);
@@ -543,7 +549,9 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
           )
         ).status,
       ).toBe(403);
-      expect((await rowsOf(refused)).map((r) => [r.actor_role, r.outcome])).toEqual([["patient", 403]]);
+      expect((await rowsOf(refused)).map((r) => [r.actor_role, r.outcome, r.resource_id])).toEqual([
+        ["patient", 403, appointmentQ],
+      ]);
     } finally {
       await audit.end();
     }

@@ -118,7 +118,7 @@ export function addClusterRoutes(
     createRoute({
       method: "get",
       path: "/v1/cluster/members",
-      summary: "The inventory cluster's members as the leader knows them (admin; no auth yet)",
+      summary: "The inventory cluster's members as the leader knows them (admin)",
       responses: { 200: json(Members, "Voters and learners"), 503: problemDoc("No leader answered in time") },
     }),
     async (c) => {
@@ -133,13 +133,14 @@ export function addClusterRoutes(
     createRoute({
       method: "post",
       path: "/v1/cluster/members",
-      summary:
-        "Add a replica as a learner (it catches up without voting; promote it next) (admin; no auth yet)",
+      summary: "Add a replica as a learner (it catches up without voting; promote it next) (admin)",
       request: { body: jsonBody(AddMemberBody) },
       responses: { ...changeResponses, 201: json(Members, "Added as a learner") },
     }),
     async (c) => {
-      return c.json(await change("addLearner", c.req.valid("json"), c.get("requestId")), 201);
+      const body = c.req.valid("json");
+      c.set("resourceId", body.id);
+      return c.json(await change("addLearner", body, c.get("requestId")), 201);
     },
   );
 
@@ -148,7 +149,7 @@ export function addClusterRoutes(
     createRoute({
       method: "post",
       path: "/v1/cluster/members/{id}/promote",
-      summary: "Make a caught-up learner a voter (admin; no auth yet)",
+      summary: "Make a caught-up learner a voter (admin)",
       request: { params: MemberParam },
       responses: changeResponses,
     }),
@@ -162,7 +163,7 @@ export function addClusterRoutes(
     createRoute({
       method: "delete",
       path: "/v1/cluster/members/{id}",
-      summary: "Remove a replica from the cluster (never the last voter nor the leader) (admin; no auth yet)",
+      summary: "Remove a replica from the cluster (never the last voter nor the leader) (admin)",
       request: { params: MemberParam },
       responses: changeResponses,
     }),
@@ -176,7 +177,7 @@ export function addClusterRoutes(
     createRoute({
       method: "post",
       path: "/v1/cluster/leader",
-      summary: "Hand leadership to another voter, answered once it leads (admin; no auth yet)",
+      summary: "Hand leadership to another voter, answered once it leads (admin)",
       request: { body: jsonBody(TransferBody) },
       responses: {
         200: json(LeaderMoved, "The new leader"),

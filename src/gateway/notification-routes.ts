@@ -267,12 +267,12 @@ export function addNotificationRoutes(app: OpenAPIHono<GatewayEnv>, notification
       },
     }),
     async (c) => {
-      // Admin only (the auth issue): the role check goes here.
       const body = c.req.valid("json");
       const res = await notifications.createWebhook(
         { url: body.url, events: body.events, clinicId: body.clinicId ?? "" },
         c.get("requestId"),
       );
+      c.set("resourceId", res.webhook!.id);
       return c.json({ ...webhookView(res.webhook!), secret: res.secret }, 201);
     },
   );
@@ -290,7 +290,6 @@ export function addNotificationRoutes(app: OpenAPIHono<GatewayEnv>, notification
       },
     }),
     async (c) => {
-      // Admin only (the auth issue): the role check goes here.
       const { limit, cursor } = c.req.valid("query");
       const res = await notifications.listWebhooks(
         limit,
@@ -315,7 +314,6 @@ export function addNotificationRoutes(app: OpenAPIHono<GatewayEnv>, notification
       },
     }),
     async (c) => {
-      // Admin only (the auth issue): the role check goes here.
       const { limit, cursor } = c.req.valid("query");
       const res = await notifications.listDeliveries(
         c.req.valid("param").id,
@@ -341,7 +339,6 @@ export function addNotificationRoutes(app: OpenAPIHono<GatewayEnv>, notification
       },
     }),
     async (c) => {
-      // Admin only (the auth issue): the role check goes here.
       const { id, deliveryId } = c.req.valid("param");
       const res = await notifications.redeliver(id, deliveryId, c.get("requestId"));
       return c.json(deliveryView(res.delivery!), 200);

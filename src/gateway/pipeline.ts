@@ -112,7 +112,9 @@ function asAppError(err: unknown): AppError {
 interface AuditFacts {
   principal: Principal | undefined;
   admission?: Admission;
+  /** What a create made; otherwise the rule's idParam (default `id`) of `params` names the resource. */
   resourceId?: string;
+  params?: Record<string, string | undefined>;
   requestId: string;
   source: string;
 }
@@ -125,7 +127,7 @@ function entryOf(p: Pipeline, key: string, a: AuditFacts): AuditAttemptEntry | u
     actor: a.principal,
     action: rule.audit.action,
     resourceType: rule.audit.resourceType,
-    resourceId: a.resourceId,
+    resourceId: a.resourceId ?? a.params?.[rule.audit.idParam ?? "id"],
     patientId: facts?.patientId,
     clinic: facts?.clinics[0],
     requestId: a.requestId,

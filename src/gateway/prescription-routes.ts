@@ -158,6 +158,7 @@ export function addPrescriptionRoutes(app: OpenAPIHono<GatewayEnv>, medication: 
       c.header("Idempotency-Key", key);
       c.set("idempotencyKey", key);
       const { prescription, replayed } = await medication.issue(body, key, c.get("requestId"));
+      c.set("resourceId", prescription.id);
       if (replayed) c.header("Idempotent-Replayed", "true");
       return c.json(view(prescription), 201);
     },

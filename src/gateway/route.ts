@@ -148,12 +148,12 @@ export function mount<R extends RouteConfig>(
       requestId,
     );
     for (const [name, value] of Object.entries(r.headers)) c.header(name, value);
-    const resourceIdOf = () => c.get("resourceId") ?? c.req.param("id");
     if (!r.ok) {
       const refused = problemResponse(c, r.err, r.extra);
       await recordAudit(pipeline, key, {
         principal: r.principal,
-        resourceId: resourceIdOf(),
+        resourceId: c.get("resourceId"),
+        params: c.req.param(),
         status: refused.status,
         requestId,
         source,
@@ -168,7 +168,7 @@ export function mount<R extends RouteConfig>(
     const attempt = beginAudit(pipeline, key, {
       principal: r.admission.principal,
       admission: r.admission,
-      resourceId: c.req.param("id"),
+      params: c.req.param(),
       requestId,
       source,
     });

@@ -189,6 +189,7 @@ async function serve(
     attempt = beginAudit(o.pipeline, route.key, {
       principal,
       admission: input.admission,
+      params: input.valid.param as Record<string, string> | undefined,
       requestId,
       source,
     });

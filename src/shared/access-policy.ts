@@ -64,7 +64,11 @@ export interface RouteRule {
    */
   clinicScopeAt?: "service";
   /** Recorded in the audit trail (every write, every read of patient data); absent: not recorded. */
-  audit?: { action: AuditAction; resourceType: AuditResourceType };
+  /**
+   * The route's audit row: its action, the resource type, and the path parameter that names the
+   * resource (`id` unless said; a create names what it made itself, c.set("resourceId")).
+   */
+  audit?: { action: AuditAction; resourceType: AuditResourceType; idParam?: string };
 }
 
 const none = { from: "none" } as const;
@@ -142,22 +146,22 @@ export const policy: Record<string, RouteRule> = {
   "POST /v1/inventory/{clinicId}/stock/{medicationCode}/restock": {
     grants: staff({ pharmacist: "clinic", admin: "any" }),
     subject: { from: "path-clinic-code", param: "clinicId" },
-    audit: { action: "U", resourceType: "InventoryItem" },
+    audit: { action: "U", resourceType: "InventoryItem", idParam: "medicationCode" },
   },
   "POST /v1/inventory/{clinicId}/stock/{medicationCode}/deduct": {
     grants: staff({ pharmacist: "clinic", admin: "any" }),
     subject: { from: "path-clinic-code", param: "clinicId" },
-    audit: { action: "U", resourceType: "InventoryItem" },
+    audit: { action: "U", resourceType: "InventoryItem", idParam: "medicationCode" },
   },
   "POST /v1/inventory/{clinicId}/stock/{medicationCode}/reorder-level": {
     grants: { admin: "any" },
     subject: { from: "path-clinic-code", param: "clinicId" },
-    audit: { action: "U", resourceType: "InventoryItem" },
+    audit: { action: "U", resourceType: "InventoryItem", idParam: "medicationCode" },
   },
   "POST /v1/inventory/{clinicId}/time-zone": {
     grants: { admin: "any" },
     subject: { from: "path-clinic-code", param: "clinicId" },
-    audit: { action: "U", resourceType: "Organization" },
+    audit: { action: "U", resourceType: "Organization", idParam: "clinicId" },
   },
   "POST /v1/inventory/transfers": {
     grants: staff({ pharmacist: "clinic", admin: "any" }),
