@@ -1,7 +1,9 @@
 // Owns the real-node simulator's invariants, checked as the run goes: election safety (one leader
 // per term), state-machine safety (the same command at an index on every replica, and the same
 // state at a snapshot's index), monotonic commit within a process life, linearizable reads (a
-// ReadIndex answer covers every write acknowledged before the read began), durability (every
+// ReadIndex answer covers every write acknowledged before the read began, and the value read there
+// is one committed at its index, no older than any write to its key acknowledged before the read
+// began), durability (every
 // acknowledged write is the command at its index), and that no replica stopped on a broken
 // invariant of its own. The first violation wins; the run stops there.
 
@@ -24,6 +26,8 @@ export class NodeChecker {
   private ackedTop = { index: 0, atMs: -1 };
   /** Highest index a finished read answered: a read that starts later must not answer lower. */
   private readTop = 0;
+  /** Per register, the highest index of an acknowledged write to it. */
+  private readonly ackedByKey = new Map<string, number>();
   reads = 0;
   leaderChanges = 0;
 
@@ -63,6 +67,35 @@ export class NodeChecker {
       );
     }
     if (a.index > this.ackedTop.index) this.ackedTop = { index: a.index, atMs: a.endMs };
+    const k = (JSON.parse(a.text) as { k: string }).k;
+    if (a.index > (this.ackedByKey.get(k) ?? 0)) this.ackedByKey.set(k, a.index);
+  }
+
+  /** Call when a read of register `k` begins: the write it must see, or a later one. */
+  keyFloor(k: string): number {
+    return this.ackedByKey.get(k) ?? 0;
+  }
+
+  /**
+   * A read of `k` at a replica that answered ReadIndex: its value must be the one the committed
+   * command at its index wrote, and no older than `floor` (an acknowledged write to `k` before the
+   * read began). Catches what the index check cannot: a replica whose state lags its applied index.
+   */
+  onReadValue(node: string, k: string, floor: number, got: { v: string; index: number } | undefined): void {
+    const at = got?.index ?? 0;
+    if (at < floor) {
+      this.fail(
+        `stale read by value: ${node} answered ${k} as written at ${at}, but the write at ${floor} was acknowledged before the read began`,
+      );
+      return;
+    }
+    if (got === undefined) return;
+    const entry = this.applied.get(got.index);
+    const cmd = entry ? (JSON.parse(entry.text) as { k: string; v: string }) : undefined;
+    if (cmd?.k !== k || cmd.v !== got.v)
+      this.fail(
+        `read by value: ${node} answered ${k}=${got.v} as written at ${got.index}, where ${entry?.text ?? "nothing"} was applied`,
+      );
   }
 
   /** Call when a read begins: the index it must cover (every acknowledged write, every finished read). */

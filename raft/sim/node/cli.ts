@@ -14,6 +14,7 @@ const bugNames = [
   "readBeforeTermCommit",
   "commitBeyondDurable",
   "compactBeforeSnapshotSaved",
+  "fsmReadsLag",
 ] as const;
 
 interface WorkerSummary {

@@ -26,10 +26,16 @@ export class KvFsm implements StateMachine {
   private st: KvState = { kv: {}, done: {} };
   applied = 0;
 
+  /** The view a lagging state machine (a mutant) reads from: refreshed every 7th apply only. */
+  private lagging: KvState["kv"] | undefined;
+
   constructor(
     private readonly id: string,
     private readonly checker: NodeChecker,
-  ) {}
+    readsLag = false,
+  ) {
+    if (readsLag) this.lagging = {};
+  }
 
   apply(index: number, data: Uint8Array): unknown {
     const text = dec.decode(data);
@@ -63,6 +69,10 @@ export class KvFsm implements StateMachine {
 
   /** The register's value and the index that wrote it. */
   read(k: string): { v: string; index: number } | undefined {
+    if (this.lagging !== undefined) {
+      if (this.applied % 7 === 0) this.lagging = { ...this.st.kv };
+      return this.lagging[k];
+    }
     return this.st.kv[k];
   }
 

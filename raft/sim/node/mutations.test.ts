@@ -43,6 +43,11 @@ describe(`node-level broken variants are caught within ${seedsMax} seeds`, { tim
     expect(f?.violation).toMatch(/compacted|snapshot|stopped on its own invariant/);
   });
 
+  it("the state machine answers reads from a view that lags what it applied", async () => {
+    const f = await firstCaught({ fsmReadsLag: true });
+    expect(f?.violation).toMatch(/stale read by value/);
+  });
+
   it("the correct node passes the durability profile's seeds", async () => {
     const c = await runNodeCampaign(1, 100, { ackCrashFocus: true });
     expect(c.failures.map((f) => `${f.seed}: ${f.violation}`)).toEqual([]);

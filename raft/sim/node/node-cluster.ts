@@ -14,7 +14,10 @@ import { SimNodeNetwork } from "./network.ts";
 import type { NodeSimParams } from "./params.ts";
 import { Life, VirtualTime } from "./virtual-time.ts";
 
-export interface NodeSimBugs extends NodeTestOnlyBugs, LevelLogBugs {}
+export interface NodeSimBugs extends NodeTestOnlyBugs, LevelLogBugs {
+  /** The replicated state machine answers reads from a view that lags what it applied. */
+  fsmReadsLag?: boolean;
+}
 
 export interface NodeSimResult {
   seed: number;
@@ -100,7 +103,7 @@ export class NodeSimCluster {
   private start(s: Slot): void {
     const life = new Life(`${s.id}#${++s.lifeCount}`);
     const clock = this.time.scheduler(life, mulberry32(deriveSeed(this.p.seed, life.name)));
-    const fsm = new KvFsm(s.id, this.checker);
+    const fsm = new KvFsm(s.id, this.checker, this.bugs.fsmReadsLag);
     const say = (level: string) => (obj: object, msg: string) =>
       this.log(`${life.name} ${level} ${msg} ${JSON.stringify(obj).slice(0, 200)}`);
     const bugs = this.bugs;
@@ -177,6 +180,7 @@ export class NodeSimCluster {
   private async client(name: string): Promise<void> {
     const rng = new Rng(deriveSeed(this.p.seed, `client-${name}`));
     let seq = 0;
+    let reads = 0;
     let hint = "";
     const target = (): Slot | undefined => {
       const live = this.live();
@@ -189,12 +193,17 @@ export class NodeSimCluster {
         const s = target();
         if (!s) continue;
         const floor = this.checker.readFloor();
+        // The register read, in turn (not from the client's rng: the seeds' schedules stay as they were).
+        const key = `k${(reads++ % 4) + 1}`;
+        const keyFloor = this.checker.keyFloor(key);
         const node = s.node!;
+        const fsm = s.fsm!;
         // Checked whenever it answers, however late: a stale answer is most likely a slow one
         // (a deposed leader's). The client only stops waiting.
         const answered = node.readIndex().then(
           (index) => {
             this.checker.onRead(s.id, floor, index, node.applied);
+            this.checker.onReadValue(s.id, key, keyFloor, fsm.read(key));
             this.checker.readDone(index);
             return index;
           },
