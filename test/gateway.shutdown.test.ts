@@ -46,6 +46,48 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, boundMs:
   }
 }
 
+async function startGatewayProcess(): Promise<{ gateway: Watched; port: number }> {
+  const port = await freePortRange(1);
+  const gateway = runCli(["gateway"], {
+    PORT: String(port),
+    APPOINTMENT_ADDRS: `127.0.0.1:${appointment.service.grpcPort}`,
+    INVENTORY_PEERS: "inv-1=127.0.0.1:1",
+    REDIS_URL: cfg.REDIS_URL,
+    REDIS_KEY_PREFIX: cfg.REDIS_KEY_PREFIX,
+    AUDIT_DATABASE_URL: cfg.AUDIT_DATABASE_URL,
+    // The held booking must outlive neither its gRPC deadline nor the drain deadline.
+    GRPC_DEADLINE_MS: "30000",
+    SHUTDOWN_UNREADY_MS: "1500",
+    SHUTDOWN_DRAIN_MS: "20000",
+    LOG_LEVEL: "info",
+  });
+  await gateway.waitFor(/gateway listening/, 60_000);
+  return { gateway, port };
+}
+
+/** Holds the booking of `key`: its idempotency key claimed in a transaction left open. */
+async function holdBooking(key: string, patientId: string): Promise<void> {
+  await holder.query("BEGIN");
+  await holder.query("INSERT INTO booking_idempotency (key, request_hash) VALUES ($1, $2)", [
+    key,
+    `${slotId}|${patientId}`,
+  ]);
+}
+
+function untilBookingWaits(): Promise<true> {
+  return until(
+    "the booking waiting on the held lock",
+    async () => {
+      const r = await observer.query(
+        `SELECT 1 FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO booking_idempotency%'`,
+      );
+      return r.rowCount ? true : undefined;
+    },
+    20_000,
+  );
+}
+
 beforeAll(async () => {
   await resetState(cfg);
   appointment = await startInstance(cfg, undefined, "shutdown-a");
@@ -56,20 +98,7 @@ beforeAll(async () => {
   } finally {
     await pool.end();
   }
-  port = await freePortRange(1);
-  gateway = runCli(["gateway"], {
-    PORT: String(port),
-    APPOINTMENT_ADDRS: `127.0.0.1:${appointment.service.grpcPort}`,
-    INVENTORY_PEERS: "inv-1=127.0.0.1:1",
-    REDIS_URL: cfg.REDIS_URL,
-    REDIS_KEY_PREFIX: cfg.REDIS_KEY_PREFIX,
-    // The held booking must outlive neither its gRPC deadline nor the drain deadline.
-    GRPC_DEADLINE_MS: "30000",
-    SHUTDOWN_UNREADY_MS: "1500",
-    SHUTDOWN_DRAIN_MS: "20000",
-    LOG_LEVEL: "info",
-  });
-  await gateway.waitFor(/gateway listening/, 60_000);
+  ({ gateway, port } = await startGatewayProcess());
   holder = new pg.Client({ connectionString: cfg.DATABASE_URL });
   await holder.connect();
   observer = new pg.Client({ connectionString: cfg.DATABASE_URL });
@@ -94,27 +123,13 @@ describe("gateway shutdown", { timeout: 120_000 }, () => {
     const patientId = randomUUID();
     // Hold the booking: claim its idempotency key in a transaction left open, so the service's own
     // INSERT of that key waits on our row lock until we roll back.
-    await holder.query("BEGIN");
-    await holder.query("INSERT INTO booking_idempotency (key, request_hash) VALUES ($1, $2)", [
-      key,
-      `${slotId}|${patientId}`,
-    ]);
+    await holdBooking(key, patientId);
     const inFlight = fetch(`http://127.0.0.1:${port}/v1/appointments`, {
       method: "POST",
       headers: { "content-type": "application/json", "idempotency-key": key, ...(await as(admin)) },
       body: JSON.stringify({ slotId, patientId }),
     }).then(async (r) => ({ status: r.status, json: (await r.json()) as Record<string, unknown> }));
-    await until(
-      "the booking waiting on the held lock",
-      async () => {
-        const r = await observer.query(
-          `SELECT 1 FROM pg_stat_activity
-            WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO booking_idempotency%'`,
-        );
-        return r.rowCount ? true : undefined;
-      },
-      20_000,
-    );
+    await untilBookingWaits();
 
     gateway.proc.kill("SIGTERM");
     await until(
@@ -143,5 +158,51 @@ describe("gateway shutdown", { timeout: 120_000 }, () => {
     const exit = await gateway.exited;
     expect(exit).toEqual({ code: 0, signal: null });
     expect(gateway.lines.some((l) => /"msg":"shutting down"/.test(l))).toBe(true);
+  });
+
+  it("SIGKILL mid-booking: the trail holds who attempted what, its outcome unknown", async () => {
+    const killed = await startGatewayProcess();
+    gateway = killed.gateway;
+    const audit = new pg.Client({ connectionString: cfg.AUDIT_DATABASE_URL });
+    await audit.connect();
+    try {
+      const key = `killed-${randomUUID()}`;
+      const patientId = randomUUID();
+      const requestId = `killed-${randomUUID()}`;
+      await holdBooking(key, patientId);
+      const attempt = fetch(`http://127.0.0.1:${killed.port}/v1/appointments`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "idempotency-key": key,
+          "x-request-id": requestId,
+          ...(await as(admin)),
+        },
+        body: JSON.stringify({ slotId, patientId }),
+      }).catch((err: Error) => err);
+      await untilBookingWaits();
+      // Written while the act waits; a gateway that answered only after the act had no row yet.
+      await until(
+        "the attempt's audit row",
+        async () => {
+          const r = await audit.query("SELECT 1 FROM audit_events WHERE request_id = $1", [requestId]);
+          return r.rowCount ? true : undefined;
+        },
+        10_000,
+      );
+      gateway.proc.kill("SIGKILL");
+      await gateway.exited;
+      expect(await attempt).toBeInstanceOf(Error);
+      await holder.query("ROLLBACK");
+      const trail = await audit.query(
+        "SELECT action, resource_type, outcome, route FROM audit_trail WHERE request_id = $1",
+        [requestId],
+      );
+      expect(trail.rows).toEqual([
+        { action: "C", resource_type: "Appointment", outcome: null, route: "POST /v1/appointments" },
+      ]);
+    } finally {
+      await audit.end();
+    }
   });
 });
