@@ -23,6 +23,7 @@ interface WorkerSummary {
   reads: number;
   crashes: number;
   lostBatches: number;
+  leaderFirstReadyCrashes: number;
   failures: string[];
 }
 
@@ -86,7 +87,15 @@ async function replay(a: Args, seed: number): Promise<number> {
 async function worker(a: Args): Promise<void> {
   const w = a.worker!;
   const n = a.seeds ?? 0;
-  const out: WorkerSummary = { seeds: 0, acked: 0, reads: 0, crashes: 0, lostBatches: 0, failures: [] };
+  const out: WorkerSummary = {
+    seeds: 0,
+    acked: 0,
+    reads: 0,
+    crashes: 0,
+    lostBatches: 0,
+    leaderFirstReadyCrashes: 0,
+    failures: [],
+  };
   for (let k = w.index; k < n; k += w.count) {
     const seed = a.from + k;
     const c = await runNodeCampaign(seed, 1, { ...a.overrides, bugs: a.bugs });
@@ -95,6 +104,7 @@ async function worker(a: Args): Promise<void> {
     out.reads += c.reads;
     out.crashes += c.crashes;
     out.lostBatches += c.lostBatches;
+    out.leaderFirstReadyCrashes += c.leaderFirstReadyCrashes;
     for (const f of c.failures) {
       const line = `seed ${seed}: ${f.violation}\n      replay: ${nodeReplayCommand(seed, a.overrides, a.bugs)}`;
       out.failures.push(line);
@@ -111,7 +121,7 @@ async function soak(a: Args, argv: string[]): Promise<number> {
   console.log(`node soak: seeds ${a.from}..${a.from + n - 1}, ${a.workers} worker(s)`);
   const self = fileURLToPath(import.meta.url);
   const parts = await runWorkers<WorkerSummary>(self, argv, a.workers);
-  const sum = (k: "seeds" | "acked" | "reads" | "crashes" | "lostBatches") =>
+  const sum = (k: "seeds" | "acked" | "reads" | "crashes" | "lostBatches" | "leaderFirstReadyCrashes") =>
     parts.reduce((s, p) => s + p[k], 0);
   const failures = parts.flatMap((p) => p.failures);
   const wall = (Date.now() - t0) / 1000;
@@ -120,7 +130,7 @@ async function soak(a: Args, argv: string[]): Promise<number> {
       "summary (real-node driver):",
       `  seeds:        ${sum("seeds")} (${a.from}..${a.from + n - 1}), ${(sum("seeds") / wall).toFixed(1)} seeds/s`,
       `  acknowledged: ${sum("acked")} writes, ${sum("reads")} ReadIndex reads checked`,
-      `  crashes:      ${sum("crashes")} (${sum("lostBatches")} unsynced batches lost)`,
+      `  crashes:      ${sum("crashes")} (${sum("lostBatches")} unsynced batches lost, ${sum("leaderFirstReadyCrashes")} of a leader in its first Ready)`,
       `  duration:     ${wall.toFixed(1)} s wall, ${a.workers} worker(s)`,
       `  violations:   ${failures.length}`,
       ...failures.slice(0, 20).map((f) => `    ${f}`),

@@ -29,6 +29,12 @@ export interface NodeSimResult {
   reads: number;
   crashes: number;
   lostBatches: number;
+  /**
+   * Crashes of a leader still in its first Ready of the term: elected, its term's first entry
+   * not yet written (the node announces leadership only after that write). Recorded so that the
+   * seeds are known to reach the case a leader's undurable self-acknowledgement would break.
+   */
+  leaderFirstReadyCrashes: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
   leaderChanges: number;
@@ -46,6 +52,8 @@ interface Slot {
   started: boolean;
   lifeCount: number;
   lastCommit: number;
+  /** The last term this life announced itself leader in (onLeaderChange, after a Ready's write). */
+  announcedTerm: number;
 }
 
 const traceLinesMax = 60;
@@ -62,6 +70,7 @@ export class NodeSimCluster {
   private healed = false;
   private acked = 0;
   private snapshotsTaken = 0;
+  private leaderFirstReadyCrashes = 0;
   private snapshotsInstalled = 0;
 
   constructor(
@@ -87,6 +96,7 @@ export class NodeSimCluster {
         started: false,
         lifeCount: 0,
         lastCommit: 0,
+        announcedTerm: 0,
       });
     }
   }
@@ -125,7 +135,9 @@ export class NodeSimCluster {
       snapshotCatchUpEntries: this.p.snapshotCatchUpEntries,
       proposalTimeoutMs: 1_000,
       onLeaderChange: (_leader, term, isSelf) => {
-        if (isSelf) this.checker.onLeader(s.id, term);
+        if (!isSelf) return;
+        this.checker.onLeader(s.id, term);
+        if (s.life === life) s.announcedTerm = term;
       },
       onFatal: (err) => this.checker.fail(`${s.id} stopped on its own invariant: ${errText(err)}`),
       testOnlyBugs: bugs,
@@ -135,6 +147,7 @@ export class NodeSimCluster {
     s.fsm = fsm;
     s.started = false;
     s.lastCommit = 0;
+    s.announcedTerm = 0;
     this.net.attach(s.id, life, node);
     this.log(`${life.name} start`);
     node.start().then(
@@ -152,6 +165,12 @@ export class NodeSimCluster {
     const n = s.node!;
     this.snapshotsTaken += n.stats.snapshotsTaken;
     this.snapshotsInstalled += n.stats.snapshotsInstalled;
+    // A node still starting has no core yet, and cannot lead.
+    const st = s.started ? n.status() : undefined;
+    if (!this.clientsStop && st?.role === "leader" && s.announcedTerm !== st.term) {
+      this.leaderFirstReadyCrashes++;
+      this.log(`${s.life.name} crash as leader of term ${st.term} within its first Ready`);
+    }
     s.life.dead = true;
     this.log(`${s.life.name} crash (unsynced batches: lost some)`);
     this.net.detach(s.id);
@@ -364,6 +383,7 @@ export class NodeSimCluster {
       reads: this.checker.reads,
       crashes: disks.reduce((n, d) => n + d.crashes, 0),
       lostBatches: disks.reduce((n, d) => n + d.lostBatches, 0),
+      leaderFirstReadyCrashes: this.leaderFirstReadyCrashes,
       snapshotsTaken: this.snapshotsTaken,
       snapshotsInstalled: this.snapshotsInstalled,
       leaderChanges: this.checker.leaderChanges,

@@ -6,7 +6,15 @@ import { nodeReplayCommand, runNodeCampaign } from "./run.ts";
 export function nodeSimSuite(nodes: 3 | 5, from: number, seeds: number, chunk = 50): void {
   describe(`real-node simulator, ${nodes} nodes, seeds ${from}..${from + seeds - 1}`, () => {
     const t0 = performance.now();
-    const total = { acked: 0, reads: 0, crashes: 0, lostBatches: 0, snapshotsInstalled: 0, events: 0 };
+    const total = {
+      acked: 0,
+      reads: 0,
+      crashes: 0,
+      lostBatches: 0,
+      leaderFirstReadyCrashes: 0,
+      snapshotsInstalled: 0,
+      events: 0,
+    };
     afterAll(() => {
       const s = ((performance.now() - t0) / 1000).toFixed(1);
       console.log(`[node sim ${nodes} nodes] ${seeds} seeds, ${JSON.stringify(total)}, ${s} s wall`);
@@ -28,5 +36,8 @@ export function nodeSimSuite(nodes: 3 | 5, from: number, seeds: number, chunk = 
         expect(c.acked).toBeGreaterThan(0);
       });
     }
+    it("the seeds reached a leader crashing within its first Ready (recorded, not just possible)", () => {
+      expect(total.leaderFirstReadyCrashes).toBeGreaterThan(0);
+    });
   });
 }

@@ -18,6 +18,7 @@ export interface NodeCampaign {
   reads: number;
   crashes: number;
   lostBatches: number;
+  leaderFirstReadyCrashes: number;
   snapshotsInstalled: number;
   events: number;
   wallMs: number;
@@ -36,6 +37,7 @@ export async function runNodeCampaign(
     reads: 0,
     crashes: 0,
     lostBatches: 0,
+    leaderFirstReadyCrashes: 0,
     snapshotsInstalled: 0,
     events: 0,
     wallMs: 0,
@@ -47,6 +49,7 @@ export async function runNodeCampaign(
     c.reads += r.reads;
     c.crashes += r.crashes;
     c.lostBatches += r.lostBatches;
+    c.leaderFirstReadyCrashes += r.leaderFirstReadyCrashes;
     c.snapshotsInstalled += r.snapshotsInstalled;
     c.events += r.events;
     if (!r.ok) {
