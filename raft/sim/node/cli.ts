@@ -15,6 +15,7 @@ const bugNames = [
   "commitBeyondDurable",
   "compactBeforeSnapshotSaved",
   "fsmReadsLag",
+  "fsmDedupIgnoresPayload",
 ] as const;
 
 interface WorkerSummary {
@@ -24,6 +25,8 @@ interface WorkerSummary {
   crashes: number;
   lostBatches: number;
   leaderFirstReadyCrashes: number;
+  clientRestarts: number;
+  reuseRefusals: number;
   failures: string[];
 }
 
@@ -56,6 +59,7 @@ function parse(argv: string[]): Args {
       if (n !== 3 && n !== 5) throw new Error("--nodes is 3 or 5");
       a.overrides.nodes = n;
     } else if (k === "--ack-crash") a.overrides.ackCrashFocus = true;
+    else if (k === "--client-restarts") a.overrides.clientRestarts = true;
     else if (k === "--no-faults") a.overrides.faults = false;
     else if (k === "--mutants") a.mutants = true;
     else if (k === "--bug") {
@@ -94,6 +98,8 @@ async function worker(a: Args): Promise<void> {
     crashes: 0,
     lostBatches: 0,
     leaderFirstReadyCrashes: 0,
+    clientRestarts: 0,
+    reuseRefusals: 0,
     failures: [],
   };
   for (let k = w.index; k < n; k += w.count) {
@@ -105,6 +111,8 @@ async function worker(a: Args): Promise<void> {
     out.crashes += c.crashes;
     out.lostBatches += c.lostBatches;
     out.leaderFirstReadyCrashes += c.leaderFirstReadyCrashes;
+    out.clientRestarts += c.clientRestarts;
+    out.reuseRefusals += c.reuseRefusals;
     for (const f of c.failures) {
       const line = `seed ${seed}: ${f.violation}\n      replay: ${nodeReplayCommand(seed, a.overrides, a.bugs)}`;
       out.failures.push(line);
@@ -121,8 +129,17 @@ async function soak(a: Args, argv: string[]): Promise<number> {
   console.log(`node soak: seeds ${a.from}..${a.from + n - 1}, ${a.workers} worker(s)`);
   const self = fileURLToPath(import.meta.url);
   const parts = await runWorkers<WorkerSummary>(self, argv, a.workers);
-  const sum = (k: "seeds" | "acked" | "reads" | "crashes" | "lostBatches" | "leaderFirstReadyCrashes") =>
-    parts.reduce((s, p) => s + p[k], 0);
+  const sum = (
+    k:
+      | "seeds"
+      | "acked"
+      | "reads"
+      | "crashes"
+      | "lostBatches"
+      | "leaderFirstReadyCrashes"
+      | "clientRestarts"
+      | "reuseRefusals",
+  ) => parts.reduce((s, p) => s + p[k], 0);
   const failures = parts.flatMap((p) => p.failures);
   const wall = (Date.now() - t0) / 1000;
   console.log(
@@ -131,6 +148,11 @@ async function soak(a: Args, argv: string[]): Promise<number> {
       `  seeds:        ${sum("seeds")} (${a.from}..${a.from + n - 1}), ${(sum("seeds") / wall).toFixed(1)} seeds/s`,
       `  acknowledged: ${sum("acked")} writes, ${sum("reads")} ReadIndex reads checked`,
       `  crashes:      ${sum("crashes")} (${sum("lostBatches")} unsynced batches lost, ${sum("leaderFirstReadyCrashes")} of a leader in its first Ready)`,
+      ...(a.overrides.clientRestarts
+        ? [
+            `  restarts:     ${sum("clientRestarts")} clients restarted mid-write, ${sum("reuseRefusals")} reused seqs refused`,
+          ]
+        : []),
       `  duration:     ${wall.toFixed(1)} s wall, ${a.workers} worker(s)`,
       `  violations:   ${failures.length}`,
       ...failures.slice(0, 20).map((f) => `    ${f}`),
@@ -142,7 +164,14 @@ async function soak(a: Args, argv: string[]): Promise<number> {
 async function mutants(): Promise<number> {
   let missed = 0;
   for (const b of bugNames) {
-    const c = await runNodeCampaign(1, 300, { ackCrashFocus: true, bugs: { [b]: true }, stopAtFirst: true });
+    // A reused seq needs clients that restart to reuse one.
+    const clientRestarts = b === "fsmDedupIgnoresPayload";
+    const c = await runNodeCampaign(1, 300, {
+      ackCrashFocus: true,
+      clientRestarts,
+      bugs: { [b]: true },
+      stopAtFirst: true,
+    });
     const f = c.failures[0];
     if (!f) missed++;
     console.log(`| ${b} | ${f ? f.seed : "not caught in 300"} | ${f?.violation?.split(":")[0] ?? ""} |`);
@@ -160,7 +189,7 @@ export async function nodeCli(argv: string[]): Promise<number> {
   if (a.seed !== undefined) return replay(a, a.seed);
   if (a.seeds !== undefined) return soak(a, argv);
   console.log(
-    "usage: npm run sim -- --driver node (--seed N | --seeds N [--from F] [--workers W] | --mutants) [--nodes 3|5] [--ack-crash] [--bug NAME]",
+    "usage: npm run sim -- --driver node (--seed N | --seeds N [--from F] [--workers W] | --mutants) [--nodes 3|5] [--ack-crash] [--client-restarts] [--no-faults] [--bug NAME]",
   );
   return 2;
 }

@@ -1,6 +1,7 @@
 // Owns the state machine the real-node simulator replicates: registers written by clients, each
 // command applied once per (client, seq) — a retry of an acknowledged write is answered with the
-// index of its first application. Every apply, snapshot and restore is reported to the checker,
+// index of its first application, and another command under a (client, seq) already used (a
+// client that restarted and reused it) is refused, never answered with the first one's result. Every apply, snapshot and restore is reported to the checker,
 // which compares them across replicas at equal indexes.
 import type { StateMachine } from "../../node/node.ts";
 import type { NodeChecker } from "./checker.ts";
@@ -14,8 +15,13 @@ export interface KvCommand {
 
 interface KvState {
   kv: Record<string, { v: string; index: number }>;
-  done: Record<string, { s: number; index: number }>;
+  /** Per client, its last seq applied, where, and what the command wrote (k=v, to tell a retry). */
+  done: Record<string, { s: number; index: number; w?: string }>;
 }
+
+/** What apply answers for a command older than its client's last (-1), or one reusing its seq (-2). */
+export const staleSeq = -1;
+export const reusedSeq = -2;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -33,6 +39,13 @@ export class KvFsm implements StateMachine {
     private readonly id: string,
     private readonly checker: NodeChecker,
     readsLag = false,
+    /**
+     * Record what each (client, seq) wrote, to refuse another command under it. Only runs whose
+     * clients restart need it (otherwise each (client, seq) has one command), and leaving it out
+     * keeps every other seed's state, and so its schedule, as it was. Off with restarts on: the
+     * mutant that answers a reused seq with the first command's result.
+     */
+    private readonly tellsReuse = false,
   ) {
     if (readsLag) this.lagging = {};
   }
@@ -43,8 +56,12 @@ export class KvFsm implements StateMachine {
     this.applied = index;
     const c = JSON.parse(text) as KvCommand;
     const prev = this.st.done[c.c];
-    if (prev && prev.s >= c.s) return prev.s === c.s ? prev.index : -1;
-    this.st.done[c.c] = { s: c.s, index };
+    const w = `${c.k}=${c.v}`;
+    if (prev && prev.s >= c.s) {
+      if (prev.s > c.s) return staleSeq;
+      return !this.tellsReuse || prev.w === w ? prev.index : reusedSeq;
+    }
+    this.st.done[c.c] = this.tellsReuse ? { s: c.s, index, w } : { s: c.s, index };
     this.st.kv[c.k] = { v: c.v, index };
     return index;
   }

@@ -8,8 +8,8 @@ import { runNodeCampaign } from "./run.ts";
 
 const seedsMax = 300;
 
-async function firstCaught(bugs: NodeSimBugs) {
-  const c = await runNodeCampaign(1, seedsMax, { ackCrashFocus: true, bugs, stopAtFirst: true });
+async function firstCaught(bugs: NodeSimBugs, o: { clientRestarts?: boolean } = {}) {
+  const c = await runNodeCampaign(1, seedsMax, { ackCrashFocus: true, bugs, stopAtFirst: true, ...o });
   const f = c.failures[0];
   console.log(`[node mutation ${Object.keys(bugs)[0]}] caught at seed ${f?.seed}: ${f?.violation}`);
   return f;
@@ -46,6 +46,11 @@ describe(`node-level broken variants are caught within ${seedsMax} seeds`, { tim
   it("the state machine answers reads from a view that lags what it applied", async () => {
     const f = await firstCaught({ fsmReadsLag: true });
     expect(f?.violation).toMatch(/stale read by value/);
+  });
+
+  it("with clients restarting mid-write, a reused (client, seq) answered with the first command's result", async () => {
+    const f = await firstCaught({ fsmDedupIgnoresPayload: true }, { clientRestarts: true });
+    expect(f?.violation).toMatch(/acknowledged .* but .* was applied there/);
   });
 
   it("the correct node passes the durability profile's seeds", async () => {

@@ -9,7 +9,7 @@ import { MemoryDisk } from "../../storage/memory-kv.ts";
 import { MemorySnapshots } from "../../storage/memory-snapshots.ts";
 import { deriveSeed, mulberry32, Rng } from "../prng.ts";
 import { NodeChecker } from "./checker.ts";
-import { encodeCommand, KvFsm } from "./kv-fsm.ts";
+import { encodeCommand, KvFsm, reusedSeq, staleSeq } from "./kv-fsm.ts";
 import { SimNodeNetwork } from "./network.ts";
 import type { NodeSimParams } from "./params.ts";
 import { Life, VirtualTime } from "./virtual-time.ts";
@@ -17,6 +17,8 @@ import { Life, VirtualTime } from "./virtual-time.ts";
 export interface NodeSimBugs extends NodeTestOnlyBugs, LevelLogBugs {
   /** The replicated state machine answers reads from a view that lags what it applied. */
   fsmReadsLag?: boolean;
+  /** With clients restarting: a reused (client, seq) is answered with the first command's result. */
+  fsmDedupIgnoresPayload?: boolean;
 }
 
 export interface NodeSimResult {
@@ -35,6 +37,9 @@ export interface NodeSimResult {
    * seeds are known to reach the case a leader's undurable self-acknowledgement would break.
    */
   leaderFirstReadyCrashes: number;
+  /** Clients that restarted mid-write, and the writes refused for reusing a seq. */
+  clientRestarts: number;
+  reuseRefusals: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
   leaderChanges: number;
@@ -71,6 +76,8 @@ export class NodeSimCluster {
   private acked = 0;
   private snapshotsTaken = 0;
   private leaderFirstReadyCrashes = 0;
+  private clientRestarts = 0;
+  private reuseRefusals = 0;
   private snapshotsInstalled = 0;
 
   constructor(
@@ -113,7 +120,12 @@ export class NodeSimCluster {
   private start(s: Slot): void {
     const life = new Life(`${s.id}#${++s.lifeCount}`);
     const clock = this.time.scheduler(life, mulberry32(deriveSeed(this.p.seed, life.name)));
-    const fsm = new KvFsm(s.id, this.checker, this.bugs.fsmReadsLag);
+    const fsm = new KvFsm(
+      s.id,
+      this.checker,
+      this.bugs.fsmReadsLag,
+      this.p.clientRestartRate > 0 && !this.bugs.fsmDedupIgnoresPayload,
+    );
     const say = (level: string) => (obj: object, msg: string) =>
       this.log(`${life.name} ${level} ${msg} ${JSON.stringify(obj).slice(0, 200)}`);
     const bugs = this.bugs;
@@ -198,7 +210,13 @@ export class NodeSimCluster {
   /** One client: writes (retried with the same seq until acknowledged) and ReadIndex reads. */
   private async client(name: string): Promise<void> {
     const rng = new Rng(deriveSeed(this.p.seed, `client-${name}`));
+    // Restarts draw from a stream of their own: the client's own draws, and so every seed's
+    // schedule, are the same with them on or off until a restart happens.
+    const restarts = new Rng(deriveSeed(this.p.seed, `client-${name}-restarts`));
     let seq = 0;
+    /** What a restarted client remembers: the last seq it saw acknowledged. */
+    let lastAcked = 0;
+    let lives = 0;
     let reads = 0;
     let hint = "";
     const target = (): Slot | undefined => {
@@ -232,10 +250,13 @@ export class NodeSimCluster {
         continue;
       }
       seq++;
-      const cmd = { c: name, s: seq, k: `k${rng.int(1, 4)}`, v: `${name}.${seq}` };
-      const data = encodeCommand(cmd);
-      const text = new TextDecoder().decode(data);
-      const startMs = this.time.now;
+      const k = `k${rng.int(1, 4)}`;
+      // A restarted client's commands differ from what it sent under the same seq in a life before.
+      const value = () => (lives === 0 ? `${name}.${seq}` : `${name}.${seq}~${lives}`);
+      let cmd = { c: name, s: seq, k, v: value() };
+      let data = encodeCommand(cmd);
+      let text = new TextDecoder().decode(data);
+      let startMs = this.time.now;
       while (!this.clientsStop) {
         const s = target();
         if (!s) {
@@ -248,8 +269,27 @@ export class NodeSimCluster {
         );
         if (typeof r === "number" && r > 0) {
           this.acked++;
+          lastAcked = seq;
           this.checker.onAck({ client: name, seq, index: r, text, startMs, endMs: this.time.now });
           if (!this.healed && rng.chance(this.p.crashOnAckRate) && s.life) this.crashOnAck(s);
+          break;
+        }
+        if (r === reusedSeq || r === staleSeq) {
+          // Refused: this seq (or a later one) went to a command of a life before. Take the next.
+          this.reuseRefusals++;
+          seq++;
+          cmd = { c: name, s: seq, k, v: value() };
+          data = encodeCommand(cmd);
+          text = new TextDecoder().decode(data);
+          startMs = this.time.now;
+          continue;
+        }
+        if (this.p.clientRestartRate > 0 && restarts.chance(this.p.clientRestartRate)) {
+          // Restart: the write in flight is forgotten (it may still commit) and its seq reused.
+          this.clientRestarts++;
+          lives++;
+          this.log(`client ${name} restarts; reuses seq ${lastAcked + 1}`);
+          seq = lastAcked;
           break;
         }
         if (r instanceof NodeError && r.leaderId) hint = r.leaderId;
@@ -384,6 +424,8 @@ export class NodeSimCluster {
       crashes: disks.reduce((n, d) => n + d.crashes, 0),
       lostBatches: disks.reduce((n, d) => n + d.lostBatches, 0),
       leaderFirstReadyCrashes: this.leaderFirstReadyCrashes,
+      clientRestarts: this.clientRestarts,
+      reuseRefusals: this.reuseRefusals,
       snapshotsTaken: this.snapshotsTaken,
       snapshotsInstalled: this.snapshotsInstalled,
       leaderChanges: this.checker.leaderChanges,

@@ -3,8 +3,15 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { nodeReplayCommand, runNodeCampaign } from "./run.ts";
 
-export function nodeSimSuite(nodes: 3 | 5, from: number, seeds: number, chunk = 50): void {
-  describe(`real-node simulator, ${nodes} nodes, seeds ${from}..${from + seeds - 1}`, () => {
+export function nodeSimSuite(
+  nodes: 3 | 5,
+  from: number,
+  seeds: number,
+  chunk = 50,
+  o: { clientRestarts?: boolean } = {},
+): void {
+  const what = o.clientRestarts ? ", clients restarting mid-write" : "";
+  describe(`real-node simulator, ${nodes} nodes${what}, seeds ${from}..${from + seeds - 1}`, () => {
     const t0 = performance.now();
     const total = {
       acked: 0,
@@ -12,6 +19,8 @@ export function nodeSimSuite(nodes: 3 | 5, from: number, seeds: number, chunk = 
       crashes: 0,
       lostBatches: 0,
       leaderFirstReadyCrashes: 0,
+      clientRestarts: 0,
+      reuseRefusals: 0,
       snapshotsInstalled: 0,
       events: 0,
     };
@@ -22,12 +31,12 @@ export function nodeSimSuite(nodes: 3 | 5, from: number, seeds: number, chunk = 
     for (let start = from; start < from + seeds; start += chunk) {
       const n = Math.min(chunk, from + seeds - start);
       it(`seeds ${start}..${start + n - 1}: every invariant holds, and the healed cluster converges`, async () => {
-        const c = await runNodeCampaign(start, n, { nodes });
+        const c = await runNodeCampaign(start, n, { nodes, ...o });
         for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += c[k];
         const report = c.failures
           .map(
             (f) =>
-              `seed ${f.seed}: ${f.violation}\n  replay: ${nodeReplayCommand(f.seed, { nodes })}\n  ${f.trace.slice(-15).join("\n  ")}`,
+              `seed ${f.seed}: ${f.violation}\n  replay: ${nodeReplayCommand(f.seed, { nodes, ...o })}\n  ${f.trace.slice(-15).join("\n  ")}`,
           )
           .join("\n\n");
         expect(c.failures.length, report).toBe(0);
@@ -39,5 +48,10 @@ export function nodeSimSuite(nodes: 3 | 5, from: number, seeds: number, chunk = 
     it("the seeds reached a leader crashing within its first Ready (recorded, not just possible)", () => {
       expect(total.leaderFirstReadyCrashes).toBeGreaterThan(0);
     });
+    if (o.clientRestarts)
+      it("clients restarted and reused seqs, and the state machine refused the reuses", () => {
+        expect(total.clientRestarts).toBeGreaterThan(0);
+        expect(total.reuseRefusals).toBeGreaterThan(0);
+      });
   });
 }

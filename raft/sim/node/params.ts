@@ -32,6 +32,12 @@ export interface NodeSimParams {
    * replica is cut off for a while: the moment a write counted before it was durable is lost.
    */
   crashOnAckRate: number;
+  /**
+   * Chance, after each failed attempt of a write, that its client restarts: it forgets the write in
+   * flight and reuses its seq for its next command (it had saved only its last acknowledged seq).
+   * 0 unless asked for (--client-restarts): the seeds' schedules stay as they were.
+   */
+  clientRestartRate: number;
   /** Virtual ms of faults, then of clients on a healed cluster, then at most this to converge. */
   faultMs: number;
   clientsAfterHealMs: number;
@@ -49,6 +55,8 @@ export interface NodeSimOverrides {
    * write, many clients writing and reading (where the node's shortcuts around fsync would show).
    */
   ackCrashFocus?: boolean;
+  /** Clients restart mid-write and reuse the seq of the write they forgot (clientRestartRate). */
+  clientRestarts?: boolean;
 }
 
 export function nodeParamsForSeed(seed: number, o: NodeSimOverrides = {}): NodeSimParams {
@@ -90,6 +98,7 @@ export function nodeParamsForSeed(seed: number, o: NodeSimOverrides = {}): NodeS
     clientOpEveryMs: focus ? 2 : r.pick([2, 10, 30]),
     readRate: focus ? 0.4 : r.pick([0, 0.2, 0.5]),
     crashOnAckRate: o.faults === false ? 0 : focus ? 0.15 : 0,
+    clientRestartRate: o.clientRestarts ? 0.2 : 0,
     faultMs: o.faultMs ?? 3_000,
     clientsAfterHealMs: 300,
     convergeMsMax: 10_000,

@@ -19,6 +19,8 @@ export interface NodeCampaign {
   crashes: number;
   lostBatches: number;
   leaderFirstReadyCrashes: number;
+  clientRestarts: number;
+  reuseRefusals: number;
   snapshotsInstalled: number;
   events: number;
   wallMs: number;
@@ -38,6 +40,8 @@ export async function runNodeCampaign(
     crashes: 0,
     lostBatches: 0,
     leaderFirstReadyCrashes: 0,
+    clientRestarts: 0,
+    reuseRefusals: 0,
     snapshotsInstalled: 0,
     events: 0,
     wallMs: 0,
@@ -50,6 +54,8 @@ export async function runNodeCampaign(
     c.crashes += r.crashes;
     c.lostBatches += r.lostBatches;
     c.leaderFirstReadyCrashes += r.leaderFirstReadyCrashes;
+    c.clientRestarts += r.clientRestarts;
+    c.reuseRefusals += r.reuseRefusals;
     c.snapshotsInstalled += r.snapshotsInstalled;
     c.events += r.events;
     if (!r.ok) {
@@ -66,5 +72,11 @@ export function nodeReplayCommand(seed: number, o: NodeSimOverrides = {}, bugs: 
     .filter(([, on]) => on === true)
     .map(([k]) => ` --bug ${k}`)
     .join("");
-  return `npm run sim -- --driver node --seed ${seed}${o.nodes ? ` --nodes ${o.nodes}` : ""}${b}`;
+  const flags = [
+    o.nodes ? ` --nodes ${o.nodes}` : "",
+    o.ackCrashFocus ? " --ack-crash" : "",
+    o.clientRestarts ? " --client-restarts" : "",
+    o.faults === false ? " --no-faults" : "",
+  ].join("");
+  return `npm run sim -- --driver node --seed ${seed}${flags}${b}`;
 }
