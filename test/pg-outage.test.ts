@@ -11,7 +11,7 @@ import { clinicsWithCodes, datesFrom, makeClinic } from "./support/fixtures.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
 import { type OwnPostgres, startOwnPostgres } from "./support/own-postgres.ts";
 import { freePortRange, runCli, type Watched } from "./support/process.ts";
-import { REDIS_URL, testName } from "./support/services.ts";
+import { PG_BASE, REDIS_URL, testName } from "./support/services.ts";
 
 const name = "pg_outage";
 /** Long enough for several snapshot rounds and many requests to land inside it. */
@@ -115,6 +115,9 @@ beforeAll(async () => {
   }
   gateway = runCli(["gateway"], {
     ...common,
+    // The audit trail on the PostgreSQL that stays up: every stock write waits for its audit row, so
+    // with the trail on the server that goes down they would answer 503 too (docs/operations.md).
+    AUDIT_DATABASE_URL: `${PG_BASE}/${dbName}_audit`,
     PORT: String(ports + 4),
     APPOINTMENT_ADDRS: `127.0.0.1:${ports},127.0.0.1:${ports + 1}`,
     INVENTORY_PEERS: cluster.peers.map((p) => `${p.id}=${p.address}`).join(","),

@@ -18,6 +18,7 @@ export interface Watched {
  * naming helper that costs a hot path real time).
  */
 import { testKeys } from "./auth.ts";
+import { PG_BASE } from "./services.ts";
 
 function entryPoint(): string[] {
   return process.env.MEDISYNC_COMPILED === "1"
@@ -45,9 +46,16 @@ function reapOnExit(proc: ChildProcess): void {
 
 export function runCli(args: string[], env: Record<string, string>, nodeArgs: string[] = []): Watched {
   const proc = spawn(process.execPath, [...nodeArgs, ...entryPoint(), ...args], {
-    // Every gateway a test starts trusts this test process's signing key (support/auth.ts).
-    // and takes an ephemeral ops port unless the test names one.
-    env: { ...process.env, AUTH_JWKS_FILE: testKeys().jwksFile, GATEWAY_OPS_PORT: "0", ...env },
+    // Every gateway a test starts trusts this test process's signing key (support/auth.ts),
+    // takes an ephemeral ops port, and keeps its audit trail in a test database (not the
+    // developer's medisync_audit), unless the test names them.
+    env: {
+      AUDIT_DATABASE_URL: `${PG_BASE}/medisync_test_cli_audit`,
+      ...process.env,
+      AUTH_JWKS_FILE: testKeys().jwksFile,
+      GATEWAY_OPS_PORT: "0",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   reapOnExit(proc);
