@@ -177,6 +177,9 @@ export class RaftNode {
       storage: this.storage,
       electionTicks: this.o.electionTicks,
       heartbeatTicks: this.o.heartbeatTicks,
+      ...(this.o.snapshotChunkBytesMax !== undefined
+        ? { snapshotChunkBytesMax: this.o.snapshotChunkBytesMax }
+        : {}),
       random: this.o.random ?? (() => this.clock.random()),
       preVote: true,
       checkQuorum: true,

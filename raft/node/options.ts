@@ -56,6 +56,8 @@ export interface RaftNodeOptions {
   snapshotCatchUpEntries?: number;
   /** ...and at most this many bytes of them. */
   snapshotCatchUpBytes?: number;
+  /** A snapshot is streamed to a follower in chunks of at most this many bytes (the core's default: 1 MiB). */
+  snapshotChunkBytesMax?: number;
   /**
    * While snapshots cannot be saved (PostgreSQL down) the log cannot be compacted and grows in
    * memory: past this many bytes of entries applied since the last snapshot, proposals are refused

@@ -27,6 +27,9 @@ interface WorkerSummary {
   leaderFirstReadyCrashes: number;
   clientRestarts: number;
   reuseRefusals: number;
+  snapChunksSent: number;
+  snapChunksNeeded: number;
+  snapshotsInstalled: number;
   failures: string[];
 }
 
@@ -60,6 +63,7 @@ function parse(argv: string[]): Args {
       a.overrides.nodes = n;
     } else if (k === "--ack-crash") a.overrides.ackCrashFocus = true;
     else if (k === "--client-restarts") a.overrides.clientRestarts = true;
+    else if (k === "--bandwidth") a.overrides.bandwidth = true;
     else if (k === "--no-faults") a.overrides.faults = false;
     else if (k === "--mutants") a.mutants = true;
     else if (k === "--bug") {
@@ -100,6 +104,9 @@ async function worker(a: Args): Promise<void> {
     leaderFirstReadyCrashes: 0,
     clientRestarts: 0,
     reuseRefusals: 0,
+    snapChunksSent: 0,
+    snapChunksNeeded: 0,
+    snapshotsInstalled: 0,
     failures: [],
   };
   for (let k = w.index; k < n; k += w.count) {
@@ -113,6 +120,9 @@ async function worker(a: Args): Promise<void> {
     out.leaderFirstReadyCrashes += c.leaderFirstReadyCrashes;
     out.clientRestarts += c.clientRestarts;
     out.reuseRefusals += c.reuseRefusals;
+    out.snapChunksSent += c.snapChunksSent;
+    out.snapChunksNeeded += c.snapChunksNeeded;
+    out.snapshotsInstalled += c.snapshotsInstalled;
     for (const f of c.failures) {
       const line = `seed ${seed}: ${f.violation}\n      replay: ${nodeReplayCommand(seed, a.overrides, a.bugs)}`;
       out.failures.push(line);
@@ -138,7 +148,10 @@ async function soak(a: Args, argv: string[]): Promise<number> {
       | "lostBatches"
       | "leaderFirstReadyCrashes"
       | "clientRestarts"
-      | "reuseRefusals",
+      | "reuseRefusals"
+      | "snapChunksSent"
+      | "snapChunksNeeded"
+      | "snapshotsInstalled",
   ) => parts.reduce((s, p) => s + p[k], 0);
   const failures = parts.flatMap((p) => p.failures);
   const wall = (Date.now() - t0) / 1000;
@@ -151,6 +164,11 @@ async function soak(a: Args, argv: string[]): Promise<number> {
       ...(a.overrides.clientRestarts
         ? [
             `  restarts:     ${sum("clientRestarts")} clients restarted mid-write, ${sum("reuseRefusals")} reused seqs refused`,
+          ]
+        : []),
+      ...(a.overrides.bandwidth
+        ? [
+            `  snapshots:    ${sum("snapshotsInstalled")} installed, ${sum("snapChunksNeeded")} chunks needed, ${sum("snapChunksSent")} chunk messages sent`,
           ]
         : []),
       `  duration:     ${wall.toFixed(1)} s wall, ${a.workers} worker(s)`,
@@ -189,7 +207,7 @@ export async function nodeCli(argv: string[]): Promise<number> {
   if (a.seed !== undefined) return replay(a, a.seed);
   if (a.seeds !== undefined) return soak(a, argv);
   console.log(
-    "usage: npm run sim -- --driver node (--seed N | --seeds N [--from F] [--workers W] | --mutants) [--nodes 3|5] [--ack-crash] [--client-restarts] [--no-faults] [--bug NAME]",
+    "usage: npm run sim -- --driver node (--seed N | --seeds N [--from F] [--workers W] | --mutants) [--nodes 3|5] [--ack-crash] [--client-restarts] [--bandwidth] [--no-faults] [--bug NAME]",
   );
   return 2;
 }

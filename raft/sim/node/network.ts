@@ -2,7 +2,10 @@
 // as one batch with the sender's envelope (as GrpcTransport does), every message through the wire
 // codec; each batch is delayed, dropped, duplicated or cut by a partition, on directed links. A
 // batch to a process that is down makes the sender's transport report the peer unreachable
-// (connection refused), which is what starts the node's early pre-vote.
+// (connection refused), which is what starts the node's early pre-vote. With a bandwidth (a profile
+// of its own), each directed link sends one batch at a time and a batch takes its bytes' time on
+// the wire, so a snapshot costs what its size costs; the network counts the chunk messages leaders
+// send against the chunks each transfer needed.
 import type { RaftNode, Transport } from "../../node/node.ts";
 import { decodeMessage, encodeMessage } from "../../transport/codec.ts";
 import type { Rng } from "../prng.ts";
@@ -13,7 +16,14 @@ export interface NetworkParams {
   delayMsMax: number;
   dropRate: number;
   duplicateRate: number;
+  /** Bytes a link carries per virtual ms; 0: unlimited (every batch costs only its delay). */
+  bandwidthBytesPerMs: number;
+  /** The nodes' snapshotChunkBytesMax, to number the chunks (undefined: the core's default). */
+  snapshotChunkBytesMax: number | undefined;
 }
+
+/** What a batch's envelope adds to its messages on the wire (ids, incarnations, framing). */
+const envelopeBytes = 64;
 
 interface Endpoint {
   life: Life;
@@ -27,6 +37,13 @@ export class SimNodeNetwork {
   private readonly refusedAt = new Map<string, number>();
   params: NetworkParams;
   batches = 0;
+  /** Snapshot chunk messages sent by leaders, and the chunks their transfers needed. */
+  snapChunksSent = 0;
+  snapChunksNeeded = 0;
+  /** Transfer (leader, receiver's life, term, snapshot) → furthest chunk sent. */
+  private readonly transfers = new Map<string, number>();
+  /** Directed link → when its wire is free again (bandwidth profile). */
+  private readonly busyUntil = new Map<string, number>();
   /** Batches on the wire, by sender (a crash loses those still in its own buffers). */
   private readonly inFlight = new Set<{ from: string; to: string; lost: boolean }>();
 
@@ -98,7 +115,10 @@ export class SimNodeNetwork {
       return q;
     };
     return {
-      send: (to, message) => void queue(to).messages.push(encodeMessage(message)),
+      send: (to, message) => {
+        if (message.type === "snap") this.countChunk(id, to, message);
+        queue(to).messages.push(encodeMessage(message));
+      },
       hello: (to, ask) => {
         const q = queue(to);
         q.ask = q.ask === true || ask;
@@ -128,8 +148,19 @@ export class SimNodeNetwork {
     }
     if (this.isCut(from, to) || this.rng.chance(p.dropRate)) return;
     const copies = this.rng.chance(p.duplicateRate) ? 2 : 1;
+    // The batch's time on the wire, behind what the link is still sending (no rng: a seed without
+    // a bandwidth draws exactly what it drew before).
+    let wireMs = 0;
+    if (p.bandwidthBytesPerMs > 0) {
+      const link = `${from}>${to}`;
+      const bytes = messages.reduce((n, m) => n + m.byteLength, envelopeBytes);
+      const start = Math.max(this.time.now, this.busyUntil.get(link) ?? 0);
+      const done = start + bytes / p.bandwidthBytesPerMs;
+      this.busyUntil.set(link, done);
+      wireMs = done - this.time.now;
+    }
     for (let c = 0; c < copies; c++) {
-      const delay = p.delayMsMin + this.rng.next() * (p.delayMsMax - p.delayMsMin);
+      const delay = wireMs + p.delayMsMin + this.rng.next() * (p.delayMsMax - p.delayMsMin);
       const target = this.endpoints.get(to)!;
       const wire = { from, to, lost: false };
       this.inFlight.add(wire);
@@ -145,5 +176,25 @@ export class SimNodeNetwork {
         );
       });
     }
+  }
+
+  /**
+   * A transfer is one leader's term, one snapshot and one life of the receiver (a restarted
+   * receiver lost what it had received); it needed the chunks up to the furthest one sent.
+   */
+  private countChunk(
+    from: string,
+    to: string,
+    m: { term: number; offset?: number; snapshot?: { index: number } },
+  ): void {
+    this.snapChunksSent++;
+    const life = this.endpoints.get(to)?.life.name ?? "down";
+    const key = `${from}>${life}@${m.term}/${m.snapshot?.index ?? 0}`;
+    const chunkBytes = this.params.snapshotChunkBytesMax ?? 1024 * 1024;
+    const chunk = Math.floor((m.offset ?? 0) / chunkBytes) + 1;
+    const before = this.transfers.get(key) ?? 0;
+    if (chunk <= before) return;
+    this.transfers.set(key, chunk);
+    this.snapChunksNeeded += chunk - before;
   }
 }

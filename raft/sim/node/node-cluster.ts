@@ -40,6 +40,9 @@ export interface NodeSimResult {
   /** Clients that restarted mid-write, and the writes refused for reusing a seq. */
   clientRestarts: number;
   reuseRefusals: number;
+  /** Snapshot chunk messages leaders sent, and the chunks their transfers needed (network.ts). */
+  snapChunksSent: number;
+  snapChunksNeeded: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
   leaderChanges: number;
@@ -90,6 +93,8 @@ export class NodeSimCluster {
       delayMsMax: p.delayMsMax,
       dropRate: p.dropRate,
       duplicateRate: p.duplicateRate,
+      bandwidthBytesPerMs: p.bandwidthBytesPerMs,
+      snapshotChunkBytesMax: p.snapshotChunkBytesMax,
     });
     for (let i = 1; i <= p.nodes; i++) {
       const id = `n${i}`;
@@ -145,6 +150,9 @@ export class NodeSimCluster {
       heartbeatTicks: this.p.heartbeatTicks,
       snapshotEveryEntries: this.p.snapshotEveryEntries,
       snapshotCatchUpEntries: this.p.snapshotCatchUpEntries,
+      ...(this.p.snapshotChunkBytesMax !== undefined
+        ? { snapshotChunkBytesMax: this.p.snapshotChunkBytesMax }
+        : {}),
       proposalTimeoutMs: 1_000,
       onLeaderChange: (_leader, term, isSelf) => {
         if (!isSelf) return;
@@ -426,6 +434,8 @@ export class NodeSimCluster {
       leaderFirstReadyCrashes: this.leaderFirstReadyCrashes,
       clientRestarts: this.clientRestarts,
       reuseRefusals: this.reuseRefusals,
+      snapChunksSent: this.net.snapChunksSent,
+      snapChunksNeeded: this.net.snapChunksNeeded,
       snapshotsTaken: this.snapshotsTaken,
       snapshotsInstalled: this.snapshotsInstalled,
       leaderChanges: this.checker.leaderChanges,

@@ -8,9 +8,11 @@ export function nodeSimSuite(
   from: number,
   seeds: number,
   chunk = 50,
-  o: { clientRestarts?: boolean } = {},
+  o: { clientRestarts?: boolean; bandwidth?: boolean } = {},
 ): void {
-  const what = o.clientRestarts ? ", clients restarting mid-write" : "";
+  const what =
+    (o.clientRestarts ? ", clients restarting mid-write" : "") +
+    (o.bandwidth ? ", links with a bandwidth and snapshots in small chunks" : "");
   describe(`real-node simulator, ${nodes} nodes${what}, seeds ${from}..${from + seeds - 1}`, () => {
     const t0 = performance.now();
     const total = {
@@ -21,6 +23,8 @@ export function nodeSimSuite(
       leaderFirstReadyCrashes: 0,
       clientRestarts: 0,
       reuseRefusals: 0,
+      snapChunksSent: 0,
+      snapChunksNeeded: 0,
       snapshotsInstalled: 0,
       events: 0,
     };
@@ -48,6 +52,12 @@ export function nodeSimSuite(
     it("the seeds reached a leader crashing within its first Ready (recorded, not just possible)", () => {
       expect(total.leaderFirstReadyCrashes).toBeGreaterThan(0);
     });
+    if (o.bandwidth)
+      it("snapshot transfers cost at most 2 chunk messages per chunk they needed", () => {
+        expect(total.snapshotsInstalled).toBeGreaterThan(0);
+        expect(total.snapChunksNeeded).toBeGreaterThan(5 * total.snapshotsInstalled);
+        expect(total.snapChunksSent).toBeLessThanOrEqual(2 * total.snapChunksNeeded);
+      });
     if (o.clientRestarts)
       it("clients restarted and reused seqs, and the state machine refused the reuses", () => {
         expect(total.clientRestarts).toBeGreaterThan(0);

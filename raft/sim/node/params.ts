@@ -38,6 +38,13 @@ export interface NodeSimParams {
    * 0 unless asked for (--client-restarts): the seeds' schedules stay as they were.
    */
   clientRestartRate: number;
+  /**
+   * Bytes per virtual ms a link carries (0: unlimited) and the snapshot chunk size: the bandwidth
+   * profile (--bandwidth), where a snapshot costs its size and chunks are small enough that a
+   * transfer takes many. Off unless asked for: the seeds' schedules stay as they were.
+   */
+  bandwidthBytesPerMs: number;
+  snapshotChunkBytesMax: number | undefined;
   /** Virtual ms of faults, then of clients on a healed cluster, then at most this to converge. */
   faultMs: number;
   clientsAfterHealMs: number;
@@ -57,6 +64,8 @@ export interface NodeSimOverrides {
   ackCrashFocus?: boolean;
   /** Clients restart mid-write and reuse the seq of the write they forgot (clientRestartRate). */
   clientRestarts?: boolean;
+  /** Links with a bandwidth, snapshots in small chunks (bandwidthBytesPerMs). */
+  bandwidth?: boolean;
 }
 
 export function nodeParamsForSeed(seed: number, o: NodeSimOverrides = {}): NodeSimParams {
@@ -88,8 +97,10 @@ export function nodeParamsForSeed(seed: number, o: NodeSimOverrides = {}): NodeS
       stallRate: r.pick([0, 0.1]),
       stallMs: 500,
     },
-    snapshotEveryEntries: r.pick([20, 50, 200]),
-    snapshotCatchUpEntries: r.pick([0, 5, 50]),
+    // Drawn for every seed (the draws stay in order); the bandwidth profile then snapshots often
+    // and keeps no catch-up entries, so a follower behind gets a snapshot of many chunks.
+    snapshotEveryEntries: unless(o.bandwidth, 20, r.pick([20, 50, 200])),
+    snapshotCatchUpEntries: unless(o.bandwidth, 0, r.pick([0, 5, 50])),
     faults: o.faults === false ? [] : faults,
     faultEveryMs: r.pick([200, 400, 800]),
     downMsMax: r.pick([5, 50, 300]),
@@ -99,10 +110,19 @@ export function nodeParamsForSeed(seed: number, o: NodeSimOverrides = {}): NodeS
     readRate: focus ? 0.4 : r.pick([0, 0.2, 0.5]),
     crashOnAckRate: o.faults === false ? 0 : focus ? 0.15 : 0,
     clientRestartRate: o.clientRestarts ? 0.2 : 0,
+    // 50 bytes/ms: a heartbeat batch ~2 ms on the wire, a 64-byte chunk ~3 ms, a snapshot of the
+    // registers (~0.5 KB) 8–10 chunks and tens of ms; appends of many entries longer.
+    bandwidthBytesPerMs: o.bandwidth ? 50 : 0,
+    snapshotChunkBytesMax: o.bandwidth ? 64 : undefined,
     faultMs: o.faultMs ?? 3_000,
     clientsAfterHealMs: 300,
     convergeMsMax: 10_000,
   };
+}
+
+/** `drawn`, unless `profile` sets `value` (the draw is made either way, so later draws stay as they were). */
+function unless(profile: boolean | undefined, value: number, drawn: number): number {
+  return profile ? value : drawn;
 }
 
 export function describeNodeParams(p: NodeSimParams): string {

@@ -21,6 +21,8 @@ export interface NodeCampaign {
   leaderFirstReadyCrashes: number;
   clientRestarts: number;
   reuseRefusals: number;
+  snapChunksSent: number;
+  snapChunksNeeded: number;
   snapshotsInstalled: number;
   events: number;
   wallMs: number;
@@ -42,6 +44,8 @@ export async function runNodeCampaign(
     leaderFirstReadyCrashes: 0,
     clientRestarts: 0,
     reuseRefusals: 0,
+    snapChunksSent: 0,
+    snapChunksNeeded: 0,
     snapshotsInstalled: 0,
     events: 0,
     wallMs: 0,
@@ -56,6 +60,8 @@ export async function runNodeCampaign(
     c.leaderFirstReadyCrashes += r.leaderFirstReadyCrashes;
     c.clientRestarts += r.clientRestarts;
     c.reuseRefusals += r.reuseRefusals;
+    c.snapChunksSent += r.snapChunksSent;
+    c.snapChunksNeeded += r.snapChunksNeeded;
     c.snapshotsInstalled += r.snapshotsInstalled;
     c.events += r.events;
     if (!r.ok) {
@@ -76,6 +82,7 @@ export function nodeReplayCommand(seed: number, o: NodeSimOverrides = {}, bugs: 
     o.nodes ? ` --nodes ${o.nodes}` : "",
     o.ackCrashFocus ? " --ack-crash" : "",
     o.clientRestarts ? " --client-restarts" : "",
+    o.bandwidth ? " --bandwidth" : "",
     o.faults === false ? " --no-faults" : "",
   ].join("");
   return `npm run sim -- --driver node --seed ${seed}${flags}${b}`;
