@@ -28,6 +28,8 @@ export class NodeChecker {
   private readTop = 0;
   /** Per register, the highest index of an acknowledged write to it. */
   private readonly ackedByKey = new Map<string, number>();
+  /** Per register, the highest write index a finished read of it returned. */
+  private readonly readByKey = new Map<string, number>();
   reads = 0;
   leaderChanges = 0;
 
@@ -71,9 +73,12 @@ export class NodeChecker {
     if (a.index > (this.ackedByKey.get(k) ?? 0)) this.ackedByKey.set(k, a.index);
   }
 
-  /** Call when a read of register `k` begins: the write it must see, or a later one. */
+  /**
+   * Call when a read of register `k` begins: the write it must see, or a later one — every write
+   * to `k` acknowledged before, and every one a read of `k` that finished before returned.
+   */
   keyFloor(k: string): number {
-    return this.ackedByKey.get(k) ?? 0;
+    return Math.max(this.ackedByKey.get(k) ?? 0, this.readByKey.get(k) ?? 0);
   }
 
   /**
@@ -85,10 +90,11 @@ export class NodeChecker {
     const at = got?.index ?? 0;
     if (at < floor) {
       this.fail(
-        `stale read by value: ${node} answered ${k} as written at ${at}, but the write at ${floor} was acknowledged before the read began`,
+        `stale read by value: ${node} answered ${k} as written at ${at}, but the write at ${floor} was acknowledged or read before the read began`,
       );
       return;
     }
+    if (at > (this.readByKey.get(k) ?? 0)) this.readByKey.set(k, at);
     if (got === undefined) return;
     const entry = this.applied.get(got.index);
     const cmd = entry ? (JSON.parse(entry.text) as { k: string; v: string }) : undefined;

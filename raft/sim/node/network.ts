@@ -68,6 +68,8 @@ export class SimNodeNetwork {
   /** `id` crashed: each batch it sent that is still on the wire was in its buffers or not, at random. */
   senderCrashed(id: string): void {
     for (const b of this.inFlight) if (b.from === id && this.rng.chance(0.5)) b.lost = true;
+    // Its send queues die with it: a new life does not wait behind them (no rng drawn).
+    for (const link of this.busyUntil.keys()) if (link.startsWith(`${id}>`)) this.busyUntil.delete(link);
   }
 
   /** Cuts every link between the two groups, both ways. */
@@ -180,7 +182,9 @@ export class SimNodeNetwork {
 
   /**
    * A transfer is one leader's term, one snapshot and one life of the receiver (a restarted
-   * receiver lost what it had received); it needed the chunks up to the furthest one sent.
+   * receiver lost what it had received); it needed the chunks up to the furthest one sent to a
+   * receiver that was up. A chunk sent to a receiver that is down counts as sent and needed by
+   * nobody: resending into a dead peer is the cost the bound is there to show.
    */
   private countChunk(
     from: string,
@@ -188,8 +192,9 @@ export class SimNodeNetwork {
     m: { term: number; offset?: number; snapshot?: { index: number } },
   ): void {
     this.snapChunksSent++;
-    const life = this.endpoints.get(to)?.life.name ?? "down";
-    const key = `${from}>${life}@${m.term}/${m.snapshot?.index ?? 0}`;
+    const life = this.endpoints.get(to)?.life.name;
+    if (life === undefined) return;
+    const key = `${from}>${to}#${life}@${m.term}/${m.snapshot?.index ?? 0}`;
     const chunkBytes = this.params.snapshotChunkBytesMax ?? 1024 * 1024;
     const chunk = Math.floor((m.offset ?? 0) / chunkBytes) + 1;
     const before = this.transfers.get(key) ?? 0;
