@@ -2,6 +2,6 @@
 export { assert, RaftInvariantError } from "./assert.ts";
 export { RaftLog } from "./log.ts";
 export { Progress } from "./progress.ts";
-export { type RaftConfig, RaftCore, type TestOnlyBugs } from "./raft.ts";
+export { type RaftConfig, RaftCore, snapshotChunkBytesMaxDefault, type TestOnlyBugs } from "./raft.ts";
 export { MemoryStorage, type RaftStorage } from "./storage.ts";
 export * from "./types.ts";

@@ -111,6 +111,9 @@ interface SnapshotReceive {
   total: number;
 }
 
+/** A snapshot chunk's size when the config names none. */
+export const snapshotChunkBytesMaxDefault = 1024 * 1024;
+
 export class RaftCore {
   readonly id: string;
   private term = 0;
@@ -171,7 +174,7 @@ export class RaftCore {
     this.entriesPerMessageMax = c.entriesPerMessageMax ?? 256;
     this.bytesPerMessageMax = c.bytesPerMessageMax ?? 1024 * 1024;
     this.inflightMessagesMax = c.inflightMessagesMax ?? 64;
-    this.snapshotChunkBytesMax = c.snapshotChunkBytesMax ?? 1024 * 1024;
+    this.snapshotChunkBytesMax = c.snapshotChunkBytesMax ?? snapshotChunkBytesMaxDefault;
     this.snapshotRetransmitTicks = c.snapshotRetransmitTicks ?? 2 * c.heartbeatTicks;
     assert(this.snapshotRetransmitTicks >= 1, "snapshotRetransmitTicks must be ≥ 1");
     this.committedEntriesPerReadyMax = c.committedEntriesPerReadyMax ?? 4096;

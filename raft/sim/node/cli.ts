@@ -6,7 +6,14 @@ import { fileURLToPath } from "node:url";
 import { runWorkers } from "../workers.ts";
 import type { NodeSimBugs } from "./node-cluster.ts";
 import { describeNodeParams, type NodeSimOverrides, nodeParamsForSeed } from "./params.ts";
-import { nodeReplayCommand, runNodeCampaign, runNodeSeed } from "./run.ts";
+import {
+  addCounts,
+  emptyCounts,
+  type NodeCounts,
+  nodeReplayCommand,
+  runNodeCampaign,
+  runNodeSeed,
+} from "./run.ts";
 
 const bugNames = [
   "leaderCountsUndurable",
@@ -18,18 +25,7 @@ const bugNames = [
   "fsmDedupIgnoresPayload",
 ] as const;
 
-interface WorkerSummary {
-  seeds: number;
-  acked: number;
-  reads: number;
-  crashes: number;
-  lostBatches: number;
-  leaderFirstReadyCrashes: number;
-  clientRestarts: number;
-  reuseRefusals: number;
-  snapChunksSent: number;
-  snapChunksNeeded: number;
-  snapshotsInstalled: number;
+interface WorkerSummary extends NodeCounts {
   failures: string[];
 }
 
@@ -95,34 +91,11 @@ async function replay(a: Args, seed: number): Promise<number> {
 async function worker(a: Args): Promise<void> {
   const w = a.worker!;
   const n = a.seeds ?? 0;
-  const out: WorkerSummary = {
-    seeds: 0,
-    acked: 0,
-    reads: 0,
-    crashes: 0,
-    lostBatches: 0,
-    leaderFirstReadyCrashes: 0,
-    clientRestarts: 0,
-    reuseRefusals: 0,
-    snapChunksSent: 0,
-    snapChunksNeeded: 0,
-    snapshotsInstalled: 0,
-    failures: [],
-  };
+  const out: WorkerSummary = { ...emptyCounts(), failures: [] };
   for (let k = w.index; k < n; k += w.count) {
     const seed = a.from + k;
     const c = await runNodeCampaign(seed, 1, { ...a.overrides, bugs: a.bugs });
-    out.seeds++;
-    out.acked += c.acked;
-    out.reads += c.reads;
-    out.crashes += c.crashes;
-    out.lostBatches += c.lostBatches;
-    out.leaderFirstReadyCrashes += c.leaderFirstReadyCrashes;
-    out.clientRestarts += c.clientRestarts;
-    out.reuseRefusals += c.reuseRefusals;
-    out.snapChunksSent += c.snapChunksSent;
-    out.snapChunksNeeded += c.snapChunksNeeded;
-    out.snapshotsInstalled += c.snapshotsInstalled;
+    addCounts(out, c);
     for (const f of c.failures) {
       const line = `seed ${seed}: ${f.violation}\n      replay: ${nodeReplayCommand(seed, a.overrides, a.bugs)}`;
       out.failures.push(line);
@@ -139,20 +112,9 @@ async function soak(a: Args, argv: string[]): Promise<number> {
   console.log(`node soak: seeds ${a.from}..${a.from + n - 1}, ${a.workers} worker(s)`);
   const self = fileURLToPath(import.meta.url);
   const parts = await runWorkers<WorkerSummary>(self, argv, a.workers);
-  const sum = (
-    k:
-      | "seeds"
-      | "acked"
-      | "reads"
-      | "crashes"
-      | "lostBatches"
-      | "leaderFirstReadyCrashes"
-      | "clientRestarts"
-      | "reuseRefusals"
-      | "snapChunksSent"
-      | "snapChunksNeeded"
-      | "snapshotsInstalled",
-  ) => parts.reduce((s, p) => s + p[k], 0);
+  const total = emptyCounts();
+  for (const p of parts) addCounts(total, p);
+  const sum = (k: keyof NodeCounts) => total[k];
   const failures = parts.flatMap((p) => p.failures);
   const wall = (Date.now() - t0) / 1000;
   console.log(

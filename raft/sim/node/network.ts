@@ -6,6 +6,7 @@
 // of its own), each directed link sends one batch at a time and a batch takes its bytes' time on
 // the wire, so a snapshot costs what its size costs; the network counts the chunk messages leaders
 // send against the chunks each transfer needed.
+import { snapshotChunkBytesMaxDefault } from "../../core/index.ts";
 import type { RaftNode, Transport } from "../../node/node.ts";
 import { decodeMessage, encodeMessage } from "../../transport/codec.ts";
 import type { Rng } from "../prng.ts";
@@ -195,7 +196,7 @@ export class SimNodeNetwork {
     const life = this.endpoints.get(to)?.life.name;
     if (life === undefined) return;
     const key = `${from}>${to}#${life}@${m.term}/${m.snapshot?.index ?? 0}`;
-    const chunkBytes = this.params.snapshotChunkBytesMax ?? 1024 * 1024;
+    const chunkBytes = this.params.snapshotChunkBytesMax ?? snapshotChunkBytesMaxDefault;
     const chunk = Math.floor((m.offset ?? 0) / chunkBytes) + 1;
     const before = this.transfers.get(key) ?? 0;
     if (chunk <= before) return;

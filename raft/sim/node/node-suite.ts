@@ -1,7 +1,7 @@
 // Owns the shared body of the real-node simulator's test files: a range of seeds in chunks, each
 // failure reported with its violation, the replicas' last log lines and the command that replays it.
 import { afterAll, describe, expect, it } from "vitest";
-import { nodeReplayCommand, runNodeCampaign } from "./run.ts";
+import { addCounts, emptyCounts, nodeReplayCommand, runNodeCampaign } from "./run.ts";
 
 export function nodeSimSuite(
   nodes: 3 | 5,
@@ -15,19 +15,7 @@ export function nodeSimSuite(
     (o.bandwidth ? ", links with a bandwidth and snapshots in small chunks" : "");
   describe(`real-node simulator, ${nodes} nodes${what}, seeds ${from}..${from + seeds - 1}`, () => {
     const t0 = performance.now();
-    const total = {
-      acked: 0,
-      reads: 0,
-      crashes: 0,
-      lostBatches: 0,
-      leaderFirstReadyCrashes: 0,
-      clientRestarts: 0,
-      reuseRefusals: 0,
-      snapChunksSent: 0,
-      snapChunksNeeded: 0,
-      snapshotsInstalled: 0,
-      events: 0,
-    };
+    const total = emptyCounts();
     afterAll(() => {
       const s = ((performance.now() - t0) / 1000).toFixed(1);
       console.log(`[node sim ${nodes} nodes] ${seeds} seeds, ${JSON.stringify(total)}, ${s} s wall`);
@@ -36,7 +24,7 @@ export function nodeSimSuite(
       const n = Math.min(chunk, from + seeds - start);
       it(`seeds ${start}..${start + n - 1}: every invariant holds, and the healed cluster converges`, async () => {
         const c = await runNodeCampaign(start, n, { nodes, ...o });
-        for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += c[k];
+        addCounts(total, c);
         const report = c.failures
           .map(
             (f) =>

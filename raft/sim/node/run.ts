@@ -11,20 +11,35 @@ export async function runNodeSeed(
   return new NodeSimCluster(nodeParamsForSeed(seed, o), bugs).run();
 }
 
-export interface NodeCampaign {
-  seeds: number;
+/** What seeds add up to: the campaign's, a soak worker's and a test suite's totals, in one list. */
+const countNames = [
+  "seeds",
+  "acked",
+  "reads",
+  "crashes",
+  "lostBatches",
+  "leaderFirstReadyCrashes",
+  "clientRestarts",
+  "reuseRefusals",
+  "snapChunksSent",
+  "snapChunksNeeded",
+  "snapshotsInstalled",
+  "events",
+] as const;
+
+export type NodeCounts = Record<(typeof countNames)[number], number>;
+
+export function emptyCounts(): NodeCounts {
+  return Object.fromEntries(countNames.map((k) => [k, 0])) as NodeCounts;
+}
+
+/** Adds `from`'s counts into `into` (a seed's result counts as one seed). */
+export function addCounts(into: NodeCounts, from: Partial<NodeCounts>): void {
+  for (const k of countNames) into[k] += from[k] ?? (k === "seeds" ? 1 : 0);
+}
+
+export interface NodeCampaign extends NodeCounts {
   failures: NodeSimResult[];
-  acked: number;
-  reads: number;
-  crashes: number;
-  lostBatches: number;
-  leaderFirstReadyCrashes: number;
-  clientRestarts: number;
-  reuseRefusals: number;
-  snapChunksSent: number;
-  snapChunksNeeded: number;
-  snapshotsInstalled: number;
-  events: number;
   wallMs: number;
 }
 
@@ -34,36 +49,10 @@ export async function runNodeCampaign(
   o: NodeSimOverrides & { bugs?: NodeSimBugs; stopAtFirst?: boolean } = {},
 ): Promise<NodeCampaign> {
   const t0 = performance.now();
-  const c: NodeCampaign = {
-    seeds: 0,
-    failures: [],
-    acked: 0,
-    reads: 0,
-    crashes: 0,
-    lostBatches: 0,
-    leaderFirstReadyCrashes: 0,
-    clientRestarts: 0,
-    reuseRefusals: 0,
-    snapChunksSent: 0,
-    snapChunksNeeded: 0,
-    snapshotsInstalled: 0,
-    events: 0,
-    wallMs: 0,
-  };
+  const c: NodeCampaign = { ...emptyCounts(), failures: [], wallMs: 0 };
   for (let seed = from; seed < from + seeds; seed++) {
     const r = await runNodeSeed(seed, o, o.bugs);
-    c.seeds++;
-    c.acked += r.acked;
-    c.reads += r.reads;
-    c.crashes += r.crashes;
-    c.lostBatches += r.lostBatches;
-    c.leaderFirstReadyCrashes += r.leaderFirstReadyCrashes;
-    c.clientRestarts += r.clientRestarts;
-    c.reuseRefusals += r.reuseRefusals;
-    c.snapChunksSent += r.snapChunksSent;
-    c.snapChunksNeeded += r.snapChunksNeeded;
-    c.snapshotsInstalled += r.snapshotsInstalled;
-    c.events += r.events;
+    addCounts(c, r);
     if (!r.ok) {
       c.failures.push(r);
       if (o.stopAtFirst) break;
