@@ -72,12 +72,20 @@ export const auditMigrations: Migration[] = [
         resource_id text
       );
 
+      -- One refusal for both tables (it names the table): audit_events' triggers move to it.
       CREATE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
           USING ERRCODE = 'insufficient_privilege';
       END;
       $$;
+      DROP TRIGGER audit_events_no_update_delete ON audit_events;
+      DROP TRIGGER audit_events_no_truncate ON audit_events;
+      DROP FUNCTION audit_events_refuse_change();
+      CREATE TRIGGER audit_events_no_update_delete BEFORE UPDATE OR DELETE ON audit_events
+        FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+      CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
       CREATE TRIGGER audit_outcomes_no_update_delete BEFORE UPDATE OR DELETE ON audit_outcomes
         FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
       CREATE TRIGGER audit_outcomes_no_truncate BEFORE TRUNCATE ON audit_outcomes
