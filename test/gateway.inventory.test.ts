@@ -2,9 +2,11 @@
 // appointment instance (which says what the clinics are): writes carry the Idempotency-Key as
 // request id, errors are problems, and no leader means 503 + Retry-After.
 import { randomUUID } from "node:crypto";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { insertClinic } from "../src/appointment/repo.ts";
 import { localDate } from "../src/inventory/state-machine.ts";
+import type { Config } from "../src/shared/config.ts";
 import { admin, tokenFor } from "./support/auth.ts";
 import { http, startGateway, type TestGateway } from "./support/gateway.ts";
 import { InventoryCluster } from "./support/inventory-cluster.ts";
@@ -16,11 +18,13 @@ import {
   testConfig,
   testPool,
 } from "./support/services.ts";
+import { until } from "./support/stock-load.ts";
 
 let cluster: InventoryCluster;
 let appointment: Instance;
 let gw: TestGateway;
 let base: string;
+let gwCfg: Config;
 
 /** Every clinic code the tests below write to: the inventory routes take only clinics' codes. */
 const clinicCodes = [
@@ -35,6 +39,7 @@ const clinicCodes = [
   "sea",
   "lane",
   "lane2",
+  "tight",
 ];
 
 beforeAll(async () => {
@@ -53,6 +58,7 @@ beforeAll(async () => {
   } finally {
     await pool.end();
   }
+  gwCfg = cfg;
   gw = await startGateway(cfg, [appointment]);
   base = gw.base;
 }, 120_000);
@@ -420,6 +426,46 @@ describe("REST inventory", { timeout: 120_000 }, () => {
         expect(laneReplayed, c.path).toBeNull();
         expect(honoReplayed, c.path).toBeNull();
       }
+    }
+  });
+
+  it("a stock write whose audit row cannot even be queued is not done: 503 problem, stock unchanged", async () => {
+    const item = stock("tight", "para");
+    expect(
+      (await http(base, "POST", `${item}/restock`, { quantity: 10, lot: "T", expiresOn: "2035-01-01" }))
+        .status,
+    ).toBe(200);
+    // One row in flight and one waiting fill this gateway's audit queue.
+    const tight = await startGateway({ ...gwCfg, AUDIT_QUEUE_ROWS_MAX: 1, AUDIT_WRITE_TIMEOUT_MS: 30_000 }, [
+      appointment,
+    ]);
+    const lock = new pg.Client({ connectionString: gwCfg.AUDIT_DATABASE_URL });
+    await lock.connect();
+    const quantity = async () => (await http(base, "GET", item)).json.quantity as number;
+    try {
+      await lock.query("BEGIN");
+      await lock.query("LOCK TABLE audit_events IN SHARE MODE");
+      const deduct = (key: string) =>
+        http(tight.base, "POST", `${item}/deduct`, { quantity: 1 }, { "Idempotency-Key": key });
+      // Each row is written beside its act: the acts are done while their rows wait on the lock.
+      const first = deduct(`tight-1-${randomUUID()}`);
+      await until(async () => (await quantity()) === 9, "the first deduct done, its row held");
+      const second = deduct(`tight-2-${randomUUID()}`);
+      await until(async () => (await quantity()) === 8, "the second deduct done, its row queued");
+      const refused = await deduct(`tight-3-${randomUUID()}`);
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get("content-type")).toContain("application/problem+json");
+      expect(refused.json.code).toBe("OVERLOADED");
+      await lock.query("COMMIT");
+      const firstAnswer = await first;
+      expect(firstAnswer.status, JSON.stringify(firstAnswer.json)).toBe(200);
+      expect((await second).status).toBe(200);
+      // The refused one never reached the cluster.
+      expect(await quantity()).toBe(8);
+    } finally {
+      await lock.query("ROLLBACK").catch(() => undefined);
+      await lock.end();
+      await tight.close();
     }
   });
 

@@ -1,7 +1,8 @@
 // Owns the order in which the gateway lets a request in and records it, for every route on either
 // path (a Hono route through route.ts's mount, or the direct write lane): the token (401), the rate
 // limit (429), the role's grant (403), the input (400), the compartment (403), then the audit row:
-// a refusal's after it, an admitted request's beside its act (beginAudit), the answer waiting for it. Each step has one owner (auth/guard.ts, rate-limit.ts, route.ts's checks, audit.ts); this
+// a refusal's after it, an admitted request's beside its act (beginAudit), the answer waiting for
+// it. Each step has one owner (auth/guard.ts, rate-limit.ts, route.ts's checks, audit.ts); this
 // module only strings them together, so the two paths cannot disagree on the order.
 
 import { AppError, type Problem } from "../shared/errors.ts";

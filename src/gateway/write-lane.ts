@@ -193,12 +193,9 @@ async function serve(
       requestId,
       source,
     });
-    if (attempt?.refused) {
-      // Not acted on: the row could not even be queued. Its refusal is the answer (a 503).
-      const refused = attempt.refused;
-      attempt = undefined;
-      return await problem(refused);
-    }
+    // Not acted on: the row could not even be queued. Its refusal is the answer (a 503), and no
+    // second row is tried for it (send() finds the attempt's `written` rejected with it).
+    if (attempt?.refused) return await problem(attempt.refused);
     const headers = (input.valid.header ?? {}) as { "Idempotency-Key"?: string };
     const params = (input.valid.param ?? {}) as Record<string, string>;
     // 3. Its clinics checked, then the write, on the leader, with the gateway's retry policy.
