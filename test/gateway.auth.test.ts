@@ -16,6 +16,7 @@ import { datesFrom, makeClinic } from "./support/fixtures.ts";
 import { http } from "./support/gateway.ts";
 import { type MedicationStack, medicationStack } from "./support/medication-stack.ts";
 import { testConfig, testPool } from "./support/services.ts";
+import { until } from "./support/until.ts";
 
 let s: MedicationStack;
 let pool: pg.Pool;
@@ -416,25 +417,37 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
     const rowsOf = async (requestId: string) => {
       // The row is written before the answer; its outcome row just after (audit.ts): a read straight
       // from the database, unlike GET /v1/audit, may come between the two, so it waits for the outcome.
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const rows = (
-          await audit.query<{
-            actor_role: string;
-            action: string;
-            resource_type: string;
-            patient_id: string | null;
-            outcome: number | null;
-            clinic: string | null;
-            resource_id: string | null;
-          }>(
-            "SELECT actor_role, action, resource_type, patient_id, outcome, clinic, resource_id FROM audit_trail WHERE request_id = $1",
-            [requestId],
-          )
-        ).rows;
-        if (rows.every((r) => r.outcome !== null) || Date.now() > deadline) return rows;
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      let rows: {
+        actor_role: string;
+        action: string;
+        resource_type: string;
+        patient_id: string | null;
+        outcome: number | null;
+        clinic: string | null;
+        resource_id: string | null;
+      }[] = [];
+      await until(
+        async () => {
+          rows = (
+            await audit.query<{
+              actor_role: string;
+              action: string;
+              resource_type: string;
+              patient_id: string | null;
+              outcome: number | null;
+              clinic: string | null;
+              resource_id: string | null;
+            }>(
+              "SELECT actor_role, action, resource_type, patient_id, outcome, clinic, resource_id FROM audit_trail WHERE request_id = $1",
+              [requestId],
+            )
+          ).rows;
+          return rows.every((r) => r.outcome !== null);
+        },
+        `the outcome of ${requestId}`,
+        10_000,
+      );
+      return rows;
     };
     const id = () => `audit-${randomUUID()}`;
     const asP = await as({ role: "patient", sub: P });
@@ -582,12 +595,15 @@ describe("who may do what (docs/security.md, generated from policy.ts)", () => {
       ).finally(() => {
         answered = true;
       });
-      const deadline = Date.now() + 10_000;
-      let rows = await rowOf(requestId);
-      while (rows.length === 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 10));
-        rows = await rowOf(requestId);
-      }
+      let rows: Awaited<ReturnType<typeof rowOf>> = [];
+      await until(
+        async () => {
+          rows = await rowOf(requestId);
+          return rows.length > 0;
+        },
+        "the attempt's row",
+        10_000,
+      );
       // In the trail while the act is still held: who tried what is known before how it ended.
       expect(rows).toEqual([{ outcome: null, resource_id: null }]);
       expect(answered).toBe(false);

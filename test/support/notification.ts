@@ -74,13 +74,7 @@ export async function burst(
   return events;
 }
 
-export async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+export { until } from "./until.ts";
 
 export async function countOf(pool: pg.Pool, sql: string, params: readonly unknown[] = []): Promise<number> {
   return (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sql}`, [...params])).rows[0]!.n;

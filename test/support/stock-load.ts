@@ -64,15 +64,4 @@ export async function quantityOn(c: InventoryCluster, id: string): Promise<numbe
   return r.item?.quantity ?? 0;
 }
 
-/** Polls until `cond` holds, failing with `what` after `timeoutMs`. */
-export async function until(
-  cond: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export { until } from "./until.ts";
