@@ -232,9 +232,15 @@ export class SlotCache {
   ): Promise<{ day: DaySlots; tier: Tier }> {
     const key = slotSetKey(clinicId, date);
     const vKey = this.versionKey(key);
+    // No entry in the LRU: the version and the Redis entry in one MGET (one round trip, and
+    // atomic, so the pair is as Redis held it at one moment). An entry: the version alone, the
+    // small answer an LRU hit needs; the Redis entry is asked for only if the LRU's is stale.
+    const inLru = this.lru.has(key);
     let raw: string | null;
+    let data: string | null | undefined;
     try {
-      raw = await this.o.redis.get(vKey);
+      if (inLru) raw = await this.o.redis.get(vKey);
+      else [raw = null, data = null] = await this.o.redis.mget(vKey, this.dataKey(key));
     } catch {
       this.redisFailed("get_version");
       return this.fromDb(clinicId, date, key, "none", caller);
@@ -256,7 +262,7 @@ export class SlotCache {
     }
     this.count("lru", "miss");
     try {
-      const data = await this.o.redis.get(this.dataKey(key));
+      data ??= await this.o.redis.get(this.dataKey(key));
       if (data !== null) {
         const day = JSON.parse(data) as DaySlots;
         if (day.version === current) {

@@ -1,0 +1,96 @@
+// What one slot read costs Redis, per tier: an LRU hit one command (the version), a Redis-tier hit
+// one command too (version and entry together), so the Redis tier is not a round trip slower than
+// it must be. Counted by the server itself (INFO commandstats) on a Redis of the test's own, which
+// no other client uses.
+import type { Redis } from "ioredis";
+import { Redis as RedisClient } from "ioredis";
+import type pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CacheTier } from "../src/gen/medisync/v1/appointment.ts";
+import { callUnary } from "../src/shared/grpc.ts";
+import { type ClinicFixture, makeClinic } from "./support/fixtures.ts";
+import { type OwnRedis, startOwnRedis } from "./support/own-redis.ts";
+import {
+  type Instance,
+  resetState,
+  startInstance,
+  stopInstance,
+  testConfig,
+  testPool,
+} from "./support/services.ts";
+
+let own: OwnRedis;
+let admin: Redis;
+let pool: pg.Pool;
+let fx: ClinicFixture;
+let one: Instance;
+const dates = ["2031-10-01", "2031-10-02"];
+
+beforeAll(async () => {
+  own = await startOwnRedis();
+  // An LRU of one entry: reading the other date evicts it, so the next read is the Redis tier's.
+  const cfg = {
+    ...testConfig("cacherounds", { SLOT_CACHE_MAX_ENTRIES: "1" }),
+    REDIS_URL: own.url,
+  };
+  await resetState(cfg);
+  one = await startInstance(cfg, undefined, "rounds", { pubsub: false });
+  pool = testPool(cfg);
+  fx = await makeClinic(pool, dates, 4);
+  admin = new RedisClient(own.url);
+});
+afterAll(async () => {
+  admin?.disconnect();
+  await pool?.end();
+  if (one) await stopInstance(one);
+  await own?.stop();
+});
+
+const list = (date: string) =>
+  callUnary(
+    one.client.listSlots.bind(one.client),
+    { clinicId: fx.clinicId, date, practitionerId: "" },
+    5_000,
+  );
+
+/** Commands the server ran since the last reset, by name, the admin's own INFO and CONFIG left out. */
+async function commandsSinceReset(): Promise<Record<string, number>> {
+  const info = await admin.info("commandstats");
+  const calls: Record<string, number> = {};
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    // Redis 7 names subcommands "config|resetstat".
+    if (/^(info|config)(\||$)/.test(m[1]!)) continue;
+    calls[m[1]!] = Number(m[2]);
+  }
+  return calls;
+}
+
+async function commandsOf(read: () => Promise<unknown>): Promise<Record<string, number>> {
+  await admin.config("RESETSTAT");
+  await read();
+  return commandsSinceReset();
+}
+
+describe("Redis commands per slot read", () => {
+  it("a Redis-tier hit and an LRU hit each cost Redis one command", async () => {
+    const [d1, d2] = dates as [string, string];
+    // Fill Redis for both dates (each read establishes the version key, then fills), then leave
+    // d2 in the LRU and d1 only in Redis.
+    for (let n = 0; n < 3; n++) {
+      await list(d1);
+      await list(d2);
+    }
+    let tier: CacheTier | undefined;
+    const redisHit = await commandsOf(async () => {
+      tier = (await list(d1)).tier;
+    });
+    expect(tier).toBe(CacheTier.CACHE_TIER_REDIS);
+    expect(redisHit, JSON.stringify(redisHit)).toEqual({ mget: 1 });
+
+    const lruHit = await commandsOf(async () => {
+      tier = (await list(d1)).tier;
+    });
+    expect(tier).toBe(CacheTier.CACHE_TIER_LRU);
+    expect(lruHit, JSON.stringify(lruHit)).toEqual({ get: 1 });
+  });
+});
