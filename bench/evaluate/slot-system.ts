@@ -102,6 +102,9 @@ export async function startSlotSystem(
   try {
     await waitForOk(`http://127.0.0.1:${opsPort}/readyz`, 60_000);
     await waitForOk(`http://127.0.0.1:${httpPort}/healthz`, 60_000);
+    // Ready, not just up: a gateway that has not yet reached the appointment service answers
+    // its first slot reads 503 (one such run of the db tier died in its warm-up).
+    await waitForOk(`http://127.0.0.1:${gatewayOpsPort}/readyz`, 60_000);
   } catch (err) {
     await close();
     throw new Error(
