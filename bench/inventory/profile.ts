@@ -38,6 +38,16 @@ function cpuMs(pid: number): number {
   return ((f[11]! + f[12]! + f[13]! + f[14]!) * 1000) / ticksPerS;
 }
 
+/** The kernel's share of cpuMs (stime + cstime), in ms. */
+function systemMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat
+    .slice(stat.lastIndexOf(")") + 2)
+    .split(" ")
+    .map(Number);
+  return ((f[12]! + f[14]!) * 1000) / ticksPerS;
+}
+
 /** CPU ms of every process named `comm` (PostgreSQL's backends and workers, redis-server). */
 function cpuMsOfAll(comm: string): number {
   let total = 0;
@@ -109,6 +119,7 @@ async function main() {
     const servers = ["postgres", "redis-server"];
     const serversBefore = new Map(servers.map((s) => [s, cpuMsOfAll(s)]));
     const before = new Map([...pids].map(([k, pid]) => [k, cpuMs(pid)]));
+    const systemBefore = new Map([...pids].map(([k, pid]) => [k, systemMs(pid)]));
     const t0 = performance.now();
     loadFromUs = Number(process.hrtime.bigint() / 1000n);
     const result = await runLoad(
@@ -132,19 +143,24 @@ async function main() {
     }
     loadToUs = Number(process.hrtime.bigint() / 1000n);
     const n = result.ok + result.errors;
-    const row = (k: string, used: number) => [
+    const row = (k: string, used: number, system?: number) => [
       k,
       `${((100 * used) / wallMs).toFixed(0)}%`,
       `${((1000 * used) / n).toFixed(1)} µs`,
+      system === undefined || used === 0 ? "" : `${((100 * system) / used).toFixed(0)}%`,
     ];
     const rows = [
-      ...[...pids].map(([k, pid]) => row(k, cpuMs(pid) - before.get(k)!)),
+      ...[...pids].map(([k, pid]) =>
+        row(k, cpuMs(pid) - before.get(k)!, systemMs(pid) - systemBefore.get(k)!),
+      ),
       ...servers.map((s) => row(`${s} (all processes)`, cpuMsOfAll(s) - serversBefore.get(s)!)),
     ];
     console.log(
       `${clients} clients (${result.tool}): ${result.rps.toFixed(0)} deducts/s, p50 ${result.p50} ms, p99 ${result.p99} ms, ${result.errors} errors\n`,
     );
-    console.log(markdownTable(["process", "CPU (of one core)", "CPU per deduct"], rows));
+    console.log(
+      markdownTable(["process", "CPU (of one core)", "CPU per deduct", "of it in the kernel"], rows),
+    );
     // The Raft loop's own counters: rounds, entries per round, time persisting.
     for (const id of c.ids) {
       const port = c.envOf(id).INVENTORY_OPS_PORT;

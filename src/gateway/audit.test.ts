@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PG_BASE, testName } from "../../test/support/services.ts";
+import { until } from "../../test/support/until.ts";
 import { loadConfig } from "../shared/config.ts";
 import { AppError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
@@ -442,6 +443,47 @@ describe("AuditLog rows written ahead of the act", () => {
     expect(items).toHaveLength(5);
     expect(items.filter((i) => i.id === items[items.length - 1]!.id)[0]?.outcome).toBe(201);
     expect(a.stats()).toMatchObject({ outcomesWritten: 1, rowsOverloaded: 1 });
+  });
+
+  it("an outcome rides with the next request's INSERT: a request costs one INSERT, not two", async () => {
+    const a = auditLog({ outcomeLingerMs: 4_000 });
+    const patientId = randomUUID();
+    const { outcome: _o, ...e } = entry({ patientId });
+    const first = a.begin(e);
+    await first.written;
+    expect(a.stats().inserts).toBe(1);
+    first.finish(201);
+    // Turns of the event loop, not a wait for time: an outcome alone starts no INSERT.
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(a.stats()).toMatchObject({ inserts: 1, outcomesWritten: 0, queuedRows: 1 });
+    const second = a.begin({ ...e, requestId: randomUUID() });
+    await second.written;
+    expect(a.stats()).toMatchObject({ inserts: 2, rowsWritten: 2, outcomesWritten: 1 });
+    // The one left waiting goes when a reader asks, and the reader sees it.
+    second.finish(200);
+    const items = (await a.list({ patientId, limit: 5 })).items;
+    expect(items.map((i) => i.outcome)).toEqual([200, 201]);
+    expect(a.stats()).toMatchObject({ inserts: 3, outcomesWritten: 2 });
+  });
+
+  it("an outcome with no request after it is written within outcomeLingerMs, and by close()", async () => {
+    const lingering = auditLog({ outcomeLingerMs: 50 });
+    const { outcome: _o, ...e } = entry();
+    const one = lingering.begin(e);
+    await one.written;
+    one.finish(200);
+    await until(() => lingering.stats().outcomesWritten === 1, "the lingering outcome written");
+
+    const closing = auditLog({ outcomeLingerMs: 4_000 });
+    const two = closing.begin({ ...e, requestId: randomUUID() });
+    await two.written;
+    two.finish(204);
+    await closing.close();
+    expect(closing.stats()).toMatchObject({ outcomesWritten: 1, queuedRows: 0 });
+  });
+
+  it("refuses an outcomeLingerMs that is not below writeTimeoutMs", () => {
+    expect(() => auditLog({ outcomeLingerMs: 5_000, writeTimeoutMs: 5_000 })).toThrow(/outcomeLingerMs/);
   });
 
   it("the outcomes table is append-only too", async () => {

@@ -10,8 +10,10 @@
 //
 // Writes are group-committed: rows queue and resolve once committed; while one INSERT is in flight,
 // rows that arrive wait and go together into the next one (up to batchRowsMax; events and outcomes
-// in one statement), so the hot paths pay one INSERT per batch, not per request, and an idle log
-// sends at once (no timer). list() first waits for what this gateway queued before it.
+// in one statement), so the hot paths pay one INSERT per batch, not per request, and an event row
+// on an idle log is sent at once (no timer). An outcome alone starts no INSERT: it waits for the
+// next event row's, or outcomeLingerMs, so at low load a request costs one INSERT and one commit,
+// not two. list() and close() first write what this gateway queued before them.
 // Every row has a deadline (writeTimeoutMs from record()): PostgreSQL down or hung, record() rejects
 // UNAVAILABLE within it, and a full queue (queueRowsMax) rejects OVERLOADED at once. Either way the
 // caller decides what to answer. A rejected row is not known to be written; it may still be (the
@@ -133,6 +135,11 @@ export interface AuditLogOptions {
   writeTimeoutMs: number;
   /** close() ends the pool too (openAuditLog's). */
   ownsPool?: boolean;
+  /**
+   * How long an outcome row with no event row queued beside it waits for one before it is sent
+   * alone (default outcomeLingerMsDefault); below writeTimeoutMs.
+   */
+  outcomeLingerMs?: number;
   /** The gateway's clock (occurred_at); Date.now unless a test says otherwise. */
   now?: () => number;
 }
@@ -302,6 +309,12 @@ export function decodeAuditCursor(cursor: string): string {
   throw new AppError("VALIDATION", "cursor is not one this service gave out", "cursor");
 }
 
+/**
+ * An outcome rides with the next request's row for up to this long. A gateway killed in that window
+ * leaves those requests' outcomes unknown, as it would any outcome it had not yet sent.
+ */
+export const outcomeLingerMsDefault = 100;
+
 export class AuditLog {
   private readonly pool: pg.Pool;
   private readonly log: Logger;
@@ -314,6 +327,10 @@ export class AuditLog {
   private inFlight: Pending[] = [];
   private writing: Promise<void> | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
+  private readonly outcomeLingerMs: number;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  /** Set by flush(): the writer sends outcome rows too, not only batches with an event row. */
+  private flushAll = false;
   private closed = false;
   /** Whether the last INSERT failed: failures are logged when they start and when they end, not per batch. */
   private failing = false;
@@ -336,6 +353,9 @@ export class AuditLog {
     this.writeTimeoutMs = o.writeTimeoutMs;
     this.ownsPool = o.ownsPool ?? false;
     this.now = o.now ?? Date.now;
+    this.outcomeLingerMs = o.outcomeLingerMs ?? outcomeLingerMsDefault;
+    if (!(this.outcomeLingerMs >= 0 && this.outcomeLingerMs < o.writeTimeoutMs))
+      throw new Error("outcomeLingerMs must be ≥ 0 and below writeTimeoutMs");
   }
 
   /**
@@ -440,12 +460,34 @@ export class AuditLog {
         reject,
       });
       this.armDeadline();
-      // On a microtask, not a timer: rows recorded in the same turn share the first INSERT, and an
-      // idle log does not wait.
+      // An event row on a microtask, not a timer: rows recorded in the same turn share the first
+      // INSERT, and an idle log does not wait. An outcome alone waits for the next event row.
       if (this.writing === undefined) {
-        this.writing = Promise.resolve().then(() => this.drain());
+        if (what.row) this.startDrain();
+        else this.armLinger();
       }
     });
+  }
+
+  private startDrain(): void {
+    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    this.writing = Promise.resolve().then(() => this.drain());
+  }
+
+  private armLinger(): void {
+    if (this.lingerTimer !== undefined) return;
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = undefined;
+      this.flush();
+    }, this.outcomeLingerMs);
+    this.lingerTimer.unref();
+  }
+
+  /** Sends what is queued now, outcome rows alone included. */
+  private flush(): void {
+    this.flushAll = true;
+    if (this.writing === undefined && this.queue.length > 0) this.startDrain();
   }
 
   /**
@@ -453,6 +495,7 @@ export class AuditLog {
    * this gateway sees the outcomes of requests it was already answered. Never rejects.
    */
   private settledSoFar(): Promise<void> {
+    this.flush();
     const newest = this.queue[this.queue.length - 1] ?? this.inFlight.findLast((p) => !p.settled);
     if (newest === undefined || newest.settled) return Promise.resolve();
     return new Promise<void>((resolve) => {
@@ -510,9 +553,12 @@ export class AuditLog {
   /** Writes what is queued (each row within its deadline), then ends the pool if it is ours. */
   async close(): Promise<void> {
     this.closed = true;
+    this.flush();
     while (this.writing) await this.writing;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = undefined;
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     if (this.ownsPool) await this.pool.end();
   }
 
@@ -543,10 +589,13 @@ export class AuditLog {
     };
   }
 
-  /** One INSERT at a time; whatever queued meanwhile goes into the next. */
+  /**
+   * One INSERT at a time; whatever queued meanwhile goes into the next, as long as an event row is
+   * among it (or a flush asked for everything). Outcomes left alone wait for the linger timer.
+   */
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
+      while (this.queue.length > 0 && (this.flushAll || this.queue.some((p) => p.row !== undefined))) {
         const batch = this.queue.splice(0, this.batchRowsMax);
         this.inFlight = batch;
         await this.insert(batch);
@@ -554,6 +603,9 @@ export class AuditLog {
       }
     } finally {
       this.writing = undefined;
+      if (this.queue.length === 0) this.flushAll = false;
+      else if (this.flushAll) this.startDrain();
+      else this.armLinger();
     }
   }
 
