@@ -2,6 +2,7 @@
 // one command too (version and entry together), so the Redis tier is not a round trip slower than
 // it must be. Counted by the server itself (INFO commandstats) on a Redis of the test's own, which
 // no other client uses.
+import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { Redis as RedisClient } from "ioredis";
 import type pg from "pg";
@@ -92,5 +93,24 @@ describe("Redis commands per slot read", () => {
     });
     expect(tier).toBe(CacheTier.CACHE_TIER_LRU);
     expect(lruHit, JSON.stringify(lruHit)).toEqual({ get: 1 });
+  });
+
+  it("a read that finds the version but no entry (a booking dropped it) asks Redis once before PostgreSQL", async () => {
+    const d = dates[1]!;
+    await list(d);
+    const slot = fx.days.get(d)![0]!;
+    await callUnary(
+      one.client.book.bind(one.client),
+      { slotId: slot.id, patientId: randomUUID(), idempotencyKey: "" },
+      5_000,
+    );
+    let tier: CacheTier | undefined;
+    const miss = await commandsOf(async () => {
+      tier = (await list(d)).tier;
+    });
+    expect(tier).toBe(CacheTier.CACHE_TIER_DB);
+    // One MGET, then the fill's script (its own GET of the version and SET of the entry count as
+    // commands too); no second read of the entry MGET already found missing.
+    expect(miss, JSON.stringify(miss)).toEqual({ mget: 1, eval: 1, get: 1, set: 1 });
   });
 });

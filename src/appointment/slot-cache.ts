@@ -262,7 +262,8 @@ export class SlotCache {
     }
     this.count("lru", "miss");
     try {
-      data ??= await this.o.redis.get(this.dataKey(key));
+      // Undefined: not asked yet (the LRU had an entry); null: MGET found no entry, PostgreSQL next.
+      if (data === undefined) data = await this.o.redis.get(this.dataKey(key));
       if (data !== null) {
         const day = JSON.parse(data) as DaySlots;
         if (day.version === current) {
