@@ -459,11 +459,63 @@ describe("AuditLog rows written ahead of the act", () => {
     const second = a.begin({ ...e, requestId: randomUUID() });
     await second.written;
     expect(a.stats()).toMatchObject({ inserts: 2, rowsWritten: 2, outcomesWritten: 1 });
-    // The one left waiting goes when a reader asks, and the reader sees it.
+    // The one left waiting goes when a reader asks (at once, not after the linger), and the
+    // reader sees it.
     second.finish(200);
-    const items = (await a.list({ patientId, limit: 5 })).items;
+    const listing = a.list({ patientId, limit: 5 });
+    await new Promise((r) => setImmediate(r));
+    expect(a.stats().inserts).toBe(3);
+    const items = (await listing).items;
     expect(items.map((i) => i.outcome)).toEqual([200, 201]);
     expect(a.stats()).toMatchObject({ inserts: 3, outcomesWritten: 2 });
+  });
+
+  it("an outcome that waited behind a slow INSERT is sent when it ends, its linger counted from its queueing", async () => {
+    // The gateway's clock, moved by hand: the held INSERT "takes" 4 s of it.
+    let clock = Date.now();
+    const a = auditLog({ writeTimeoutMs: 5_000, outcomeLingerMs: 4_000, now: () => clock });
+    const { outcome: _o, ...e } = entry();
+    const first = a.begin(e);
+    await first.written;
+    const release = await blockInserts();
+    let second: ReturnType<AuditLog["begin"]>;
+    try {
+      second = a.begin({ ...e, requestId: randomUUID() });
+      await untilInsertWaits();
+      first.finish(200);
+      clock += 4_000;
+    } finally {
+      await release();
+    }
+    await second.written;
+    // Lingering another 4 s from here would take it past its deadline (5 s from its queueing).
+    await until(() => a.stats().outcomesWritten === 1, "the outcome sent once the INSERT ahead ended", 2_000);
+  });
+
+  it("a read of the trail on an idle log leaves nothing behind that sends a later outcome alone", async () => {
+    const a = auditLog({ outcomeLingerMs: 4_000 });
+    const { outcome: _o, ...e } = entry();
+    const first = a.begin(e);
+    await first.written;
+    // Idle: the writer has finished with that row's INSERT.
+    await new Promise((r) => setImmediate(r));
+    await a.list({ limit: 1 });
+    const release = await blockInserts();
+    let second: ReturnType<AuditLog["begin"]>;
+    try {
+      second = a.begin({ ...e, requestId: randomUUID() });
+      await untilInsertWaits();
+      first.finish(200);
+    } finally {
+      await release();
+    }
+    await second.written;
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(a.stats()).toMatchObject({ inserts: 2, outcomesWritten: 0, queuedRows: 1 });
+  });
+
+  it("a short write timeout keeps a linger below it by default", () => {
+    expect(() => auditLog({ writeTimeoutMs: 50 })).not.toThrow();
   });
 
   it("an outcome with no request after it is written within outcomeLingerMs, and by close()", async () => {

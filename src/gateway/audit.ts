@@ -353,7 +353,9 @@ export class AuditLog {
     this.writeTimeoutMs = o.writeTimeoutMs;
     this.ownsPool = o.ownsPool ?? false;
     this.now = o.now ?? Date.now;
-    this.outcomeLingerMs = o.outcomeLingerMs ?? outcomeLingerMsDefault;
+    // Half the write timeout at most by default, so a short AUDIT_WRITE_TIMEOUT_MS stays valid.
+    this.outcomeLingerMs =
+      o.outcomeLingerMs ?? Math.min(outcomeLingerMsDefault, Math.floor(o.writeTimeoutMs / 2));
     if (!(this.outcomeLingerMs >= 0 && this.outcomeLingerMs < o.writeTimeoutMs))
       throw new Error("outcomeLingerMs must be ≥ 0 and below writeTimeoutMs");
   }
@@ -475,19 +477,31 @@ export class AuditLog {
     this.writing = Promise.resolve().then(() => this.drain());
   }
 
+  /**
+   * Sends the waiting outcomes once the oldest has waited outcomeLingerMs, counted from when it was
+   * queued (it may have waited behind a slow INSERT already), so it goes well within its deadline.
+   */
   private armLinger(): void {
     if (this.lingerTimer !== undefined) return;
-    this.lingerTimer = setTimeout(() => {
-      this.lingerTimer = undefined;
-      this.flush();
-    }, this.outcomeLingerMs);
+    const oldest = this.queue[0];
+    if (oldest === undefined) return;
+    const queuedAt = oldest.deadline - this.writeTimeoutMs;
+    this.lingerTimer = setTimeout(
+      () => {
+        this.lingerTimer = undefined;
+        this.flush();
+      },
+      Math.max(0, queuedAt + this.outcomeLingerMs - this.now()),
+    );
     this.lingerTimer.unref();
   }
 
   /** Sends what is queued now, outcome rows alone included. */
   private flush(): void {
+    // Nothing queued: nothing to send, and no flag left set to send a later outcome alone.
+    if (this.queue.length === 0) return;
     this.flushAll = true;
-    if (this.writing === undefined && this.queue.length > 0) this.startDrain();
+    if (this.writing === undefined) this.startDrain();
   }
 
   /**
