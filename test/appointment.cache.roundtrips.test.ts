@@ -1,7 +1,7 @@
 // What one slot read costs Redis, per tier: an LRU hit one command (the version), a Redis-tier hit
 // one command too (version and entry together), so the Redis tier is not a round trip slower than
-// it must be. Counted by the server itself (INFO commandstats) on a Redis of the test's own, which
-// no other client uses.
+// it must be. Counted by the server itself (its MONITOR feed, the commands on slot keys) on a Redis
+// of the test's own.
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { Redis as RedisClient } from "ioredis";
@@ -54,22 +54,34 @@ const list = (date: string) =>
     5_000,
   );
 
-/** Commands the server ran since the last reset, by name, the admin's own INFO and CONFIG left out. */
-async function commandsSinceReset(): Promise<Record<string, number>> {
-  const info = await admin.info("commandstats");
-  const calls: Record<string, number> = {};
-  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-    // Redis 7 names subcommands "config|resetstat".
-    if (/^(info|config)(\||$)/.test(m[1]!)) continue;
-    calls[m[1]!] = Number(m[2]);
-  }
-  return calls;
-}
-
+/**
+ * The commands that touched a slot key while `read` ran, by name, as the server's MONITOR feed
+ * shows them (a script's own commands included). Only slot keys: the service's other loops (the
+ * outbox relay) talk to the same Redis at any time.
+ */
 async function commandsOf(read: () => Promise<unknown>): Promise<Record<string, number>> {
-  await admin.config("RESETSTAT");
-  await read();
-  return commandsSinceReset();
+  const monitor = await admin.monitor();
+  const seen: Record<string, number> = {};
+  const marker = `slots:end-${randomUUID()}`;
+  let ended: () => void = () => undefined;
+  const end = new Promise<void>((resolve) => {
+    ended = resolve;
+  });
+  monitor.on("monitor", (_time: string, args: string[]) => {
+    if (args.includes(marker)) return ended();
+    if (!args.some((a) => a.includes("slots:"))) return;
+    const name = args[0]!.toLowerCase();
+    seen[name] = (seen[name] ?? 0) + 1;
+  });
+  try {
+    await read();
+    // The feed is in the order the server ran commands: once this one is seen, the read's are in.
+    await admin.echo(marker);
+    await end;
+  } finally {
+    monitor.disconnect();
+  }
+  return seen;
 }
 
 describe("Redis commands per slot read", () => {
