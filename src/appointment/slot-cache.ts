@@ -242,7 +242,7 @@ export class SlotCache {
       if (inLru) raw = await this.o.redis.get(vKey);
       else [raw = null, data = null] = await this.o.redis.mget(vKey, this.dataKey(key));
     } catch {
-      this.redisFailed("get_version");
+      this.redisFailed(inLru ? "get_version" : "mget");
       return this.fromDb(clinicId, date, key, "none", caller);
     }
     const current = servableSlotVersion(raw);
