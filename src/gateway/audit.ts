@@ -617,8 +617,8 @@ export class AuditLog {
       }
     } finally {
       this.writing = undefined;
+      // Left over: outcomes alone (or whatever an INSERT that threw left), sent by the linger timer.
       if (this.queue.length === 0) this.flushAll = false;
-      else if (this.flushAll) this.startDrain();
       else this.armLinger();
     }
   }
