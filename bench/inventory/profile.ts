@@ -5,7 +5,7 @@
 // The deducts carry pharmacist tokens, one per client, as bench/inventory's do.
 //   npm run bench:inventory-profile [-- --seconds 10 --clients 64 --cpu-prof --autocannon --tsx]
 
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { InventoryCluster } from "../../test/support/inventory-cluster.ts";
@@ -14,6 +14,7 @@ import { staffAuthorizations } from "../support/auth.ts";
 import { appointmentWithClinics } from "../support/clinics.ts";
 import { hottest } from "../support/cpu-profile.ts";
 import { markdownTable } from "../support/machine.ts";
+import { cpuMsOfAll, cpuTimes } from "../support/proc.ts";
 import { benchGatewayEnv, useCompiledBuild, waitForOk } from "../support/processes.ts";
 import { runLoad } from "../support/wrk.ts";
 
@@ -26,42 +27,6 @@ const clients = arg("clients", 64);
 const profile = process.argv.includes("--cpu-prof");
 const tool = process.argv.includes("--autocannon") ? ("autocannon" as const) : undefined;
 const profDir = mkdtempSync(path.join(os.tmpdir(), "medisync-prof-"));
-const ticksPerS = 100; // USER_HZ on Linux
-
-/** utime + stime of a process and of its children that ended (wrk), in ms. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat
-    .slice(stat.lastIndexOf(")") + 2)
-    .split(" ")
-    .map(Number);
-  return ((f[11]! + f[12]! + f[13]! + f[14]!) * 1000) / ticksPerS;
-}
-
-/** The kernel's share of cpuMs (stime + cstime), in ms. */
-function systemMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat
-    .slice(stat.lastIndexOf(")") + 2)
-    .split(" ")
-    .map(Number);
-  return ((f[12]! + f[14]!) * 1000) / ticksPerS;
-}
-
-/** CPU ms of every process named `comm` (PostgreSQL's backends and workers, redis-server). */
-function cpuMsOfAll(comm: string): number {
-  let total = 0;
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm) total += cpuMs(Number(pid));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return total;
-}
-
 let loadFromUs = 0;
 let loadToUs = 0;
 
@@ -118,8 +83,7 @@ async function main() {
     // that end during the load are not counted (none should: the pools keep theirs).
     const servers = ["postgres", "redis-server"];
     const serversBefore = new Map(servers.map((s) => [s, cpuMsOfAll(s)]));
-    const before = new Map([...pids].map(([k, pid]) => [k, cpuMs(pid)]));
-    const systemBefore = new Map([...pids].map(([k, pid]) => [k, systemMs(pid)]));
+    const before = new Map([...pids].map(([k, pid]) => [k, cpuTimes(pid)]));
     const t0 = performance.now();
     loadFromUs = Number(process.hrtime.bigint() / 1000n);
     const result = await runLoad(
@@ -150,9 +114,11 @@ async function main() {
       system === undefined || used === 0 ? "" : `${((100 * system) / used).toFixed(0)}%`,
     ];
     const rows = [
-      ...[...pids].map(([k, pid]) =>
-        row(k, cpuMs(pid) - before.get(k)!, systemMs(pid) - systemBefore.get(k)!),
-      ),
+      ...[...pids].map(([k, pid]) => {
+        const now = cpuTimes(pid);
+        const was = before.get(k)!;
+        return row(k, now.totalMs - was.totalMs, now.systemMs - was.systemMs);
+      }),
       ...servers.map((s) => row(`${s} (all processes)`, cpuMsOfAll(s) - serversBefore.get(s)!)),
     ];
     console.log(
