@@ -8,6 +8,7 @@ import { Server } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Message, SenderAuth } from "../../raft/index.ts";
 import { addRaftTransportService, GrpcTransport, PgSnapshotStore, RaftNode } from "../../raft/index.ts";
+import { OpenStreams } from "../shared/call-stream.ts";
 import type { Config } from "../shared/config.ts";
 import { enableFailpoints, raftFailpoints } from "../shared/failpoints.ts";
 import { bindGrpc, serverOptions, shutdownGrpc } from "../shared/grpc.ts";
@@ -158,7 +159,8 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
     "grpc.max_receive_message_length": 32 * 1024 * 1024,
     interceptors: security.interceptors(callerPolicies.inventory),
   });
-  server.addService(guardedInventoryService, createInventoryHandlers(replica, log));
+  const streams = new OpenStreams();
+  server.addService(guardedInventoryService, createInventoryHandlers(replica, log, Date.now, streams));
   server.addService(guardedAdminService, createAdminHandlers(admin, log));
   addRaftTransportService<Message>(
     server,
@@ -226,6 +228,9 @@ export async function startInventoryReplica(cfg: Config, log: Logger): Promise<I
       clearInterval(metricsTimer);
       await relay.stop();
       hint.stop();
+      // The gateway's SubmitStream stays open while it lives: end it, or the graceful shutdown
+      // below waits out its drain time for it.
+      streams.drain();
       await shutdownGrpc(server, cfg.SHUTDOWN_DRAIN_MS);
       t.close();
       await node.stop();

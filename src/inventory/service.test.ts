@@ -4,9 +4,16 @@
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { credentials, Server, ServerCredentials } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InventoryServiceClient } from "../gen/medisync/v1/inventory.ts";
+import { until } from "../../test/support/until.ts";
+import {
+  InventoryServiceClient,
+  SubmitStreamRequest,
+  SubmitStreamResponse,
+} from "../gen/medisync/v1/inventory.ts";
+import { OpenStreams } from "../shared/call-stream.ts";
 import { AppError, fromGrpcError } from "../shared/errors.ts";
 import { callUnary } from "../shared/grpc.ts";
+import { submitStreamClient } from "../shared/inventory-client.ts";
 import { createLogger } from "../shared/logger.ts";
 import { type Command, returnLotsMax } from "./commands.ts";
 import type { InventoryReplica, ReplicaStatus } from "./replica.ts";
@@ -459,5 +466,216 @@ describe("a full idempotency window", () => {
     await expect(restock("w1")).resolves.toMatchObject({ quantity: 1, replayed: true });
     c.close();
     small.forceShutdown();
+  });
+});
+
+describe("SubmitStream (SubmitBatch calls on one stream)", () => {
+  /** A replica whose writes wait until released: a call held in flight. */
+  class HeldReplica extends LocalReplica {
+    private held: (() => void)[] = [];
+    override async submit(cmd: Command) {
+      await new Promise<void>((r) => this.held.push(r));
+      return super.submit(cmd);
+    }
+    get waiting() {
+      return this.held.length;
+    }
+    release() {
+      for (const r of this.held.splice(0)) r();
+    }
+  }
+
+  async function serve(replica: InventoryReplica, o: { streams?: OpenStreams; unaryOnly?: boolean } = {}) {
+    const s = new Server();
+    const handlers = createInventoryHandlers(
+      replica,
+      createLogger({ service: "inventory", level: "silent" }),
+      () => Date.UTC(2030, 0, 1),
+      o.streams,
+    );
+    if (o.unaryOnly) {
+      // A replica from before SubmitStream: the method is not there.
+      s.addService(
+        { submitBatch: guardedInventoryService.submitBatch },
+        { submitBatch: handlers.submitBatch },
+      );
+    } else s.addService(guardedInventoryService, handlers);
+    const port = await new Promise<number>((resolve, reject) =>
+      s.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    const c = new InventoryServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    return { server: s, client: c, stream: submitStreamClient(c) };
+  }
+  const restockIn = (requestId: string, medicationCode: string, quantity: number) => ({
+    command: {
+      $case: "restock",
+      value: { requestId, clinicId: "st", medicationCode, quantity, lot: "", expiresOn: "" },
+    },
+  });
+
+  it("answers a call as the unary SubmitBatch does: outcomes, and the whole call's error", async () => {
+    const a = await serve(new LocalReplica());
+    const b = await serve(new LocalReplica());
+    const calls = [
+      [restockIn("p1", "m", 5), deduct("p2", 2), deduct("p3", 100), deduct("", 1)],
+      Array.from({ length: batchCommandsMax + 1 }, (_, i) => deduct(`big-${i}`, 1)),
+    ];
+    for (const commands of calls) {
+      const viaUnary = await callUnary(
+        a.client.submitBatch.bind(a.client),
+        { commands } as never,
+        2_000,
+      ).catch((e: unknown) => e);
+      const viaStream = await b.stream.call({ commands } as never, 2_000).catch((e: unknown) => e);
+      expect(viaStream).toEqual(viaUnary);
+    }
+    // The stream goes on serving after a call that failed as a whole.
+    const outcomes = (await b.stream.call({ commands: [restockIn("p4", "m", 1)] } as never, 2_000)).outcomes;
+    expect(outcomes).toMatchObject([{ errorCode: "", quantity: 6 }]);
+    const tooBig = await b.stream.call({ commands: calls[1] } as never, 2_000).catch((e: unknown) => e);
+    expect(tooBig).toBeInstanceOf(AppError);
+    expect(tooBig).toMatchObject({ code: "VALIDATION", field: "commands" });
+    for (const x of [a, b]) {
+      x.stream.close();
+      x.client.close();
+      x.server.forceShutdown();
+    }
+  });
+
+  it("answers many calls in flight on one stream each with its own answer", async () => {
+    const x = await serve(new LocalReplica());
+    const n = 64;
+    const answers = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        x.stream.call({ commands: [restockIn(`many-${i}`, `m-${i}`, i + 1)] } as never, 5_000),
+      ),
+    );
+    expect(answers.map((r) => r.outcomes[0]!.quantity)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    x.stream.close();
+    x.client.close();
+    x.server.forceShutdown();
+  });
+
+  it("a frame whose batch does not decode is answered alone, with the field named", async () => {
+    const x = await serve(new LocalReplica());
+    const deductBytes = new BinaryWriter()
+      .uint32((1 << 3) | 2)
+      .string("huge-stream")
+      .uint32((2 << 3) | 2)
+      .string("st")
+      .uint32((3 << 3) | 2)
+      .string("m")
+      .uint32(4 << 3)
+      .int64(2n ** 60n)
+      .finish();
+    const command = new BinaryWriter()
+      .uint32((2 << 3) | 2)
+      .bytes(deductBytes)
+      .finish();
+    const batchBytes = new BinaryWriter()
+      .uint32((1 << 3) | 2)
+      .bytes(command)
+      .finish();
+    const frame = new BinaryWriter()
+      .uint32(1 << 3)
+      .uint64(7)
+      .uint32((3 << 3) | 2)
+      .bytes(batchBytes)
+      .finish();
+    const raw = x.client.makeBidiStreamRequest(
+      "/medisync.v1.InventoryService/SubmitStream",
+      (b: Uint8Array) => Buffer.from(b),
+      (b: Buffer) => SubmitStreamResponse.decode(b),
+    );
+    const answers: SubmitStreamResponse[] = [];
+    const two = new Promise<void>((resolve) =>
+      raw.on("data", (a: SubmitStreamResponse) => {
+        answers.push(a);
+        if (answers.length === 2) resolve();
+      }),
+    );
+    raw.write(frame);
+    raw.write(
+      SubmitStreamRequest.encode({
+        id: 8,
+        requestId: "",
+        batch: { commands: [restockIn("ok-8", "m", 1)] } as never,
+      }).finish(),
+    );
+    await two;
+    // The client's end ends the server's side once both calls are answered: the status is OK.
+    const ended = new Promise<{ code: number }>((resolve) => raw.on("status", resolve));
+    raw.on("error", () => undefined); // reported through the status
+    raw.end();
+    expect((await ended).code).toBe(0);
+    const byId = new Map(answers.map((a) => [a.id, a]));
+    expect(byId.get(7)).toMatchObject({
+      errorCode: "VALIDATION",
+      errorField: "commands[0].deduct.quantity",
+    });
+    expect(byId.get(8)).toMatchObject({
+      errorCode: "",
+      batch: { outcomes: [{ errorCode: "", quantity: 1 }] },
+    });
+    x.stream.close();
+    x.client.close();
+    x.server.forceShutdown();
+  });
+
+  it("a call gets DEADLINE_EXCEEDED at its deadline, and the stream goes on serving", async () => {
+    const replica = new HeldReplica();
+    const x = await serve(replica);
+    const held = x.stream.call({ commands: [restockIn("slow-1", "m", 1)] } as never, 100);
+    await expect(held).rejects.toMatchObject({ code: "DEADLINE_EXCEEDED" });
+    expect(x.stream.inFlight).toBe(0);
+    const next = x.stream.call({ commands: [restockIn("slow-2", "m", 1)] } as never, 5_000);
+    await until(() => replica.waiting === 2, "both calls at the replica");
+    replica.release();
+    await expect(next).resolves.toMatchObject({ outcomes: [{ errorCode: "", quantity: 2 }] });
+    x.stream.close();
+    x.client.close();
+    x.server.forceShutdown();
+  });
+
+  it("a server that goes away fails the calls in flight with UNAVAILABLE", async () => {
+    const replica = new HeldReplica();
+    const x = await serve(replica);
+    const inFlight = x.stream.call({ commands: [restockIn("gone-1", "m", 1)] } as never, 5_000);
+    await until(() => replica.waiting === 1, "the call at the replica");
+    x.server.forceShutdown();
+    await expect(inFlight).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await expect(
+      x.stream.call({ commands: [restockIn("gone-2", "m", 1)] } as never, 2_000),
+    ).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    x.stream.close();
+    x.client.close();
+  });
+
+  it("drain() answers what is in flight and ends the stream, so a graceful shutdown does not wait on it", async () => {
+    const replica = new HeldReplica();
+    const streams = new OpenStreams();
+    const x = await serve(replica, { streams });
+    const inFlight = x.stream.call({ commands: [restockIn("drain-1", "m", 1)] } as never, 5_000);
+    await until(() => replica.waiting === 1, "the call at the replica");
+    expect(streams.size).toBe(1);
+    streams.drain();
+    const shutDown = new Promise<void>((resolve) => x.server.tryShutdown(() => resolve()));
+    replica.release();
+    await expect(inFlight).resolves.toMatchObject({ outcomes: [{ errorCode: "", quantity: 1 }] });
+    // Without drain() the open stream would hold tryShutdown until the test's timeout.
+    await shutDown;
+    expect(streams.size).toBe(0);
+    x.stream.close();
+    x.client.close();
+  });
+
+  it("a replica without SubmitStream (an older build) gets the calls unary, the first one included", async () => {
+    const x = await serve(new LocalReplica(), { unaryOnly: true });
+    const first = await x.stream.call({ commands: [restockIn("old-1", "m", 3)] } as never, 2_000);
+    const second = await x.stream.call({ commands: [restockIn("old-2", "m", 4)] } as never, 2_000);
+    expect([first.outcomes[0]!.quantity, second.outcomes[0]!.quantity]).toEqual([3, 7]);
+    x.stream.close();
+    x.client.close();
+    x.server.forceShutdown();
   });
 });

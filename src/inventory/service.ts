@@ -11,12 +11,17 @@ import {
   type SetClinicTimeZoneRequest,
   type SetReorderLevelRequest,
   type StockItem,
+  type SubmitBatchRequest,
+  type SubmitBatchResponse,
+  type SubmitStreamRequest,
+  type SubmitStreamResponse,
   type TransferRequest,
   type WriteCommand,
   type WriteOutcome,
 } from "../gen/medisync/v1/inventory.ts";
-import { AppError } from "../shared/errors.ts";
-import { type CallContext, unary } from "../shared/grpc.ts";
+import { callStreamHandler, OpenStreams } from "../shared/call-stream.ts";
+import { AppError, noWireError, toWireError } from "../shared/errors.ts";
+import { type CallContext, handlerRunner, unary } from "../shared/grpc.ts";
 import { decodeKeyPosition, pageLimit, pageOfHeld } from "../shared/keyset-page.ts";
 import { counter } from "../shared/metrics.ts";
 import {
@@ -154,6 +159,8 @@ export function createInventoryHandlers(
   replica: InventoryReplica,
   log: Logger,
   now: () => number = Date.now,
+  /** Where SubmitStream's streams are kept, for the server to drain them before it shuts down. */
+  streams: OpenStreams = new OpenStreams(),
 ): InventoryServiceServer {
   // The call's own logger carries its request id.
   const submit = async (cmd: Command, ctx: CallContext) => answer(await replica.submit(cmd), ctx.log);
@@ -282,25 +289,20 @@ export function createInventoryHandlers(
         index: r.index,
         replayed: r.replayed,
         lots: r.lots,
-        errorCode: "",
-        errorMessage: "",
-        errorField: "",
-        errorMeta: {},
+        ...noWireError,
       };
     } catch (err) {
       const e = err instanceof AppError ? err : new AppError("INTERNAL", "internal error");
       if (e.code === "INTERNAL") ctx.log.error({ err }, "batched write failed");
-      return {
-        quantity: 0,
-        index: 0,
-        replayed: false,
-        lots: [],
-        errorCode: e.code,
-        errorMessage: e.message,
-        errorField: e.field ?? "",
-        errorMeta: e.meta,
-      };
+      return { quantity: 0, index: 0, replayed: false, lots: [], ...toWireError(e) };
     }
+  };
+
+  const submitBatch = async (req: SubmitBatchRequest, ctx: CallContext): Promise<SubmitBatchResponse> => {
+    if (req.commands.length > batchCommandsMax) {
+      throw new AppError("VALIDATION", `at most ${batchCommandsMax} commands per batch`, "commands");
+    }
+    return { outcomes: await Promise.all(req.commands.map((c) => one(c, ctx))) };
   };
 
   return {
@@ -309,11 +311,22 @@ export function createInventoryHandlers(
     transfer: unary(log, "Transfer", transfer),
     setReorderLevel: unary(log, "SetReorderLevel", setReorderLevel),
     returnStock: unary(log, "ReturnStock", returnStock),
-    submitBatch: unary(log, "SubmitBatch", async (req, ctx) => {
-      if (req.commands.length > batchCommandsMax) {
-        throw new AppError("VALIDATION", `at most ${batchCommandsMax} commands per batch`, "commands");
-      }
-      return { outcomes: await Promise.all(req.commands.map((c) => one(c, ctx))) };
+    submitBatch: unary(log, "SubmitBatch", submitBatch),
+    submitStream: callStreamHandler<
+      SubmitStreamRequest,
+      SubmitBatchRequest,
+      SubmitBatchResponse,
+      SubmitStreamResponse
+    >({
+      read: (f: SubmitStreamRequest) => ({
+        id: f.id,
+        requestId: f.requestId,
+        request: f.batch ?? { commands: [] },
+      }),
+      run: handlerRunner(log, "SubmitBatch", submitBatch),
+      answer: (id, r): SubmitStreamResponse =>
+        "res" in r ? { id, batch: r.res, ...noWireError } : { id, batch: undefined, ...toWireError(r.err) },
+      streams,
     }),
     getStock: unary(log, "GetStock", async (req) => {
       const clinicId = code(req.clinicId, "clinicId");

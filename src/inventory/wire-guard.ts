@@ -98,12 +98,37 @@ function whyUndecodable(method: string, bytes: Uint8Array): AppError {
   return new AppError("VALIDATION", "the request is not a valid protobuf message", "body");
 }
 
+/**
+ * A SubmitStream frame that does not decode keeps its id (and its batch's bytes, to name the bad
+ * field): that call alone is answered with the error, as a unary SubmitBatch would be.
+ */
+function undecodableFrame(bytes: Uint8Array): { id: number; requestId: string; batch: UndecodableRequest } {
+  let id = 0;
+  let batch: Uint8Array = new Uint8Array();
+  try {
+    const r = new BinaryReader(bytes);
+    while (r.pos < r.len) {
+      const [no, wt] = r.tag();
+      if (no === 1 && wt === WireType.Varint) id = Number(r.uint64());
+      else if (no === 3 && wt === WireType.LengthDelimited) batch = r.bytes();
+      else r.skip(wt, no);
+    }
+  } catch {
+    // Not even well-formed protobuf: the batch's bytes say so below.
+  }
+  return { id, requestId: "", batch: new UndecodableRequest(whyUndecodable("SubmitBatch", batch)) };
+}
+
 /** A service definition with every request decoder guarded: bad bytes reach the handler as a value. */
 function guarded<S extends object>(service: S): S {
   return Object.fromEntries(
     Object.entries(service).map(([name, def]) => {
       const decode = def.requestDeserialize as (b: Buffer) => unknown;
       const method = (def.path as string).split("/").pop()!;
+      const undecodable =
+        method === "SubmitStream"
+          ? undecodableFrame
+          : (b: Buffer) => new UndecodableRequest(whyUndecodable(method, b));
       return [
         name,
         {
@@ -112,7 +137,7 @@ function guarded<S extends object>(service: S): S {
             try {
               return decode(b);
             } catch {
-              return new UndecodableRequest(whyUndecodable(method, b));
+              return undecodable(b);
             }
           },
         },

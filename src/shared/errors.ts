@@ -1,6 +1,8 @@
 // Owns errors: domain errors are values with a stable code, and this is the one place that maps a
 // code to a gRPC status, an HTTP status and a problem+json type. Services throw AppError; the gRPC
-// helpers carry the code across the wire in trailing metadata; the gateway turns it into a problem.
+// helpers carry the code across the wire in trailing metadata, or in a message's error fields where
+// one call answers many (toWireError: a batch's outcomes, a call stream's answers); the gateway turns
+// it into a problem.
 import { status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
 
 export const PROBLEM_BASE = "https://medisync.dev/problems/";
@@ -243,4 +245,39 @@ export function fromGrpcError(err: unknown): AppError {
     default:
       return new AppError("INTERNAL", "upstream error");
   }
+}
+
+/**
+ * An error as the fields a message carries when one gRPC call answers many (a SubmitBatch outcome,
+ * a SubmitStream answer): errorCode "" means no error. Read back by fromWireError.
+ */
+export interface WireError {
+  errorCode: string;
+  errorMessage: string;
+  errorField: string;
+  errorMeta: { [key: string]: string };
+}
+
+export const noWireError: WireError = Object.freeze({
+  errorCode: "",
+  errorMessage: "",
+  errorField: "",
+  errorMeta: Object.freeze({}) as { [key: string]: string },
+});
+
+/** Any thrown value (asAppError) as a message's error fields. */
+export function toWireError(err: unknown): WireError {
+  const app = asAppError(err);
+  return { errorCode: app.code, errorMessage: app.message, errorField: app.field ?? "", errorMeta: app.meta };
+}
+
+/**
+ * The AppError a message's error fields carry, undefined when they carry none. An unknown code (a
+ * newer peer's) reads as INTERNAL; meta keys are lower-cased, as they are in gRPC metadata.
+ */
+export function fromWireError(w: WireError): AppError | undefined {
+  if (w.errorCode === "") return undefined;
+  const code = isErrorCode(w.errorCode) ? w.errorCode : "INTERNAL";
+  const meta = Object.fromEntries(Object.entries(w.errorMeta).map(([k, v]) => [k.toLowerCase(), v]));
+  return new AppError(code, w.errorMessage, w.errorField || undefined, meta);
 }

@@ -57,18 +57,22 @@ export class UndecodableRequest {
   constructor(readonly error: AppError) {}
 }
 
-export function unary<Req, Res>(
+/**
+ * A handler as every transport runs it (a unary call, a call stream's frame): the request id's
+ * context and logger, the call's metrics, a log line on failure, and a rejection that is always an
+ * AppError. `request` may be an UndecodableRequest (a guarded decoder's), answered with its error.
+ */
+export function handlerRunner<Req, Res>(
   log: Logger,
   method: string,
   fn: (req: Req, ctx: CallContext) => Promise<Res>,
   options: UnaryOptions = {},
-): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+): (request: unknown, requestIdValue: unknown) => Promise<Res> {
   // Labelled once: looking a label set up on every call is a cost of every call.
   const timer = handledSeconds.labels({ method });
   const handledOk = handled.labels({ method, code: "OK" });
-  return (call, callback) => {
-    const idValue = call.metadata.get(REQUEST_ID_HEADER)[0];
-    const requestId = sanitizeRequestId(typeof idValue === "string" ? idValue : undefined);
+  return (request, requestIdValue) => {
+    const requestId = sanitizeRequestId(typeof requestIdValue === "string" ? requestIdValue : undefined);
     const end = timer.startTimer();
     let child: Logger | undefined;
     const ctx: CallContext = {
@@ -78,19 +82,18 @@ export function unary<Req, Res>(
         return child;
       },
     };
-    const run = () => {
+    const run = () =>
       // A handler that throws before its first await must not escape as an uncaught exception.
       Promise.resolve()
         .then(() => {
-          const req: unknown = call.request;
-          if (req instanceof UndecodableRequest) throw req.error;
-          return fn(call.request, ctx);
+          if (request instanceof UndecodableRequest) throw request.error;
+          return fn(request as Req, ctx);
         })
         .then(
           (res) => {
             end();
             handledOk.inc();
-            callback(null, res);
+            return res;
           },
           (err: unknown) => {
             end();
@@ -101,12 +104,25 @@ export function unary<Req, Res>(
             } else {
               log.error({ requestId, method, err }, "request failed");
             }
-            callback(toGrpcError(err) as ServiceError, null);
+            throw app;
           },
         );
-    };
-    if (options.asyncContext) withRequestId(requestId, run);
-    else run();
+    return options.asyncContext ? withRequestId(requestId, run) : run();
+  };
+}
+
+export function unary<Req, Res>(
+  log: Logger,
+  method: string,
+  fn: (req: Req, ctx: CallContext) => Promise<Res>,
+  options: UnaryOptions = {},
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  const run = handlerRunner(log, method, fn, options);
+  return (call, callback) => {
+    run(call.request, call.metadata.get(REQUEST_ID_HEADER)[0]).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toGrpcError(err) as ServiceError, null),
+    );
   };
 }
 

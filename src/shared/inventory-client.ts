@@ -10,9 +10,14 @@ import {
   ReadConsistency,
   type StatusResponse,
   type StockItem,
+  type SubmitBatchRequest,
+  type SubmitBatchResponse,
+  type SubmitStreamRequest,
+  type SubmitStreamResponse,
   type WriteCommand,
 } from "../gen/medisync/v1/inventory.ts";
-import { AppError, isErrorCode } from "./errors.ts";
+import { CallStreamClient } from "./call-stream.ts";
+import { AppError, fromWireError } from "./errors.ts";
 import { callUnary, clientChannelOptions } from "./grpc.ts";
 import { readLeaderHint } from "./leader-hint.ts";
 import { isRetryable, type RetryPolicy, withRetries } from "./retry.ts";
@@ -274,9 +279,32 @@ export class InventoryClient {
   }
 
   close(): void {
+    for (const b of this.batchers.values()) b.close();
     for (const c of this.clients.values()) c.close();
     for (const a of this.admins.values()) a.close();
   }
+}
+
+export type SubmitStreamClient = CallStreamClient<
+  SubmitStreamRequest,
+  SubmitBatchRequest,
+  SubmitBatchResponse,
+  SubmitStreamResponse
+>;
+
+/** SubmitBatch calls to one replica on its SubmitStream, unary if the replica has no such method. */
+export function submitStreamClient(client: InventoryServiceClient): SubmitStreamClient {
+  return new CallStreamClient({
+    open: () => client.submitStream(),
+    frame: (id, requestId, batch): SubmitStreamRequest => ({ id, requestId, batch }),
+    read: (a: SubmitStreamResponse) => ({
+      id: a.id,
+      res: a.batch ?? { outcomes: [] },
+      err: fromWireError(a),
+    }),
+    unaryCall: (req: SubmitBatchRequest, deadlineMs, requestId) =>
+      callUnary(client.submitBatch.bind(client), req, deadlineMs, requestId),
+  });
 }
 
 /** Commands per SubmitBatch call; the replica refuses more. */
@@ -306,8 +334,16 @@ class Batcher {
   private queue: Pending[] = [];
   private scheduled = false;
   private inFlight = 0;
+  /** SubmitBatch calls go on one SubmitStream (shared/call-stream.ts: a third of a unary call's cost). */
+  private readonly calls: SubmitStreamClient;
 
-  constructor(private readonly client: InventoryServiceClient) {}
+  constructor(client: InventoryServiceClient) {
+    this.calls = submitStreamClient(client);
+  }
+
+  close(): void {
+    this.calls.close();
+  }
 
   add(command: WriteCommand["command"], deadlineMs: number, callRequestId?: string): Promise<WriteResult> {
     return new Promise((resolve, reject) => {
@@ -341,12 +377,8 @@ class Batcher {
       // given up through its retry loop, and the write is idempotent if it still lands.
       const deadlineMs = Math.max(...batch.map((p) => p.expiresAt)) - now;
       this.inFlight++;
-      callUnary(
-        this.client.submitBatch.bind(this.client),
-        { commands: batch.map((p) => ({ command: p.command })) },
-        deadlineMs,
-        batch[0]!.callRequestId,
-      )
+      this.calls
+        .call({ commands: batch.map((p) => ({ command: p.command })) }, deadlineMs, batch[0]!.callRequestId)
         .then(
           (res) => {
             batch.forEach((p, i) => {
@@ -360,14 +392,13 @@ class Batcher {
                   lots: o.lots.map((l) => ({ lot: l.lot, quantity: l.quantity, expiresOn: l.expiresOn })),
                 });
               else {
-                const code = isErrorCode(o.errorCode) ? o.errorCode : "INTERNAL";
+                const e = fromWireError(o)!;
                 // The replica's request id is the HTTP caller's Idempotency-Key header.
-                const field =
-                  code === "IDEMPOTENCY_KEY_REUSED" ? "Idempotency-Key" : o.errorField || undefined;
-                const meta = Object.fromEntries(
-                  Object.entries(o.errorMeta).map(([k, v]) => [k.toLowerCase(), v]),
+                p.reject(
+                  e.code === "IDEMPOTENCY_KEY_REUSED"
+                    ? new AppError(e.code, e.message, "Idempotency-Key", e.meta)
+                    : e,
                 );
-                p.reject(new AppError(code, o.errorMessage, field, meta));
               }
             });
           },

@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -277,6 +279,33 @@ export interface WriteOutcome_ErrorMetaEntry {
 
 export interface SubmitBatchResponse {
   outcomes: WriteOutcome[];
+}
+
+/** One SubmitBatch call on a SubmitStream. */
+export interface SubmitStreamRequest {
+  /** The caller's number for the call, unique among its calls in flight on this stream. */
+  id: number;
+  /** The request id a unary call carries in its metadata (logs, the audit trail). */
+  requestId: string;
+  batch?: SubmitBatchRequest | undefined;
+}
+
+/**
+ * The answer to the SubmitStreamRequest with the same id: its batch's outcomes, or the error the
+ * whole call failed with (error_code set; the stable code of src/shared/errors.ts).
+ */
+export interface SubmitStreamResponse {
+  id: number;
+  batch?: SubmitBatchResponse | undefined;
+  errorCode: string;
+  errorMessage: string;
+  errorField: string;
+  errorMeta: { [key: string]: string };
+}
+
+export interface SubmitStreamResponse_ErrorMetaEntry {
+  key: string;
+  value: string;
 }
 
 export interface ListMembersRequest {
@@ -3466,6 +3495,408 @@ export const SubmitBatchResponse: MessageFns<SubmitBatchResponse> = {
   },
 };
 
+function createBaseSubmitStreamRequest(): SubmitStreamRequest {
+  return { id: 0, requestId: "", batch: undefined };
+}
+
+export const SubmitStreamRequest: MessageFns<SubmitStreamRequest> = {
+  encode(message: SubmitStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    if (message.batch !== undefined) {
+      SubmitBatchRequest.encode(message.batch, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.batch = SubmitBatchRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitStreamRequest {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      batch: isSet(object.batch) ? SubmitBatchRequest.fromJSON(object.batch) : undefined,
+    };
+  },
+
+  toJSON(message: SubmitStreamRequest): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.batch !== undefined) {
+      obj.batch = SubmitBatchRequest.toJSON(message.batch);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitStreamRequest>, I>>(base?: I): SubmitStreamRequest {
+    return SubmitStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitStreamRequest>, I>>(object: I): SubmitStreamRequest {
+    const message = createBaseSubmitStreamRequest();
+    message.id = object.id ?? 0;
+    message.requestId = object.requestId ?? "";
+    message.batch = (object.batch !== undefined && object.batch !== null)
+      ? SubmitBatchRequest.fromPartial(object.batch)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSubmitStreamResponse(): SubmitStreamResponse {
+  return { id: 0, batch: undefined, errorCode: "", errorMessage: "", errorField: "", errorMeta: {} };
+}
+
+export const SubmitStreamResponse: MessageFns<SubmitStreamResponse> = {
+  encode(message: SubmitStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.batch !== undefined) {
+      SubmitBatchResponse.encode(message.batch, writer.uint32(18).fork()).join();
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(26).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(34).string(message.errorMessage);
+    }
+    if (message.errorField !== "") {
+      writer.uint32(42).string(message.errorField);
+    }
+    globalThis.Object.entries(message.errorMeta).forEach(([key, value]: [string, string]) => {
+      SubmitStreamResponse_ErrorMetaEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.batch = SubmitBatchResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.errorField = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = SubmitStreamResponse_ErrorMetaEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.errorMeta[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitStreamResponse {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      batch: isSet(object.batch) ? SubmitBatchResponse.fromJSON(object.batch) : undefined,
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      errorField: isSet(object.errorField)
+        ? globalThis.String(object.errorField)
+        : isSet(object.error_field)
+        ? globalThis.String(object.error_field)
+        : "",
+      errorMeta: isObject(object.errorMeta)
+        ? (globalThis.Object.entries(object.errorMeta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.error_meta)
+        ? (globalThis.Object.entries(object.error_meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: SubmitStreamResponse): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.batch !== undefined) {
+      obj.batch = SubmitBatchResponse.toJSON(message.batch);
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.errorField !== "") {
+      obj.errorField = message.errorField;
+    }
+    if (message.errorMeta) {
+      const entries = globalThis.Object.entries(message.errorMeta) as [string, string][];
+      if (entries.length > 0) {
+        obj.errorMeta = {};
+        entries.forEach(([k, v]) => {
+          obj.errorMeta[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitStreamResponse>, I>>(base?: I): SubmitStreamResponse {
+    return SubmitStreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitStreamResponse>, I>>(object: I): SubmitStreamResponse {
+    const message = createBaseSubmitStreamResponse();
+    message.id = object.id ?? 0;
+    message.batch = (object.batch !== undefined && object.batch !== null)
+      ? SubmitBatchResponse.fromPartial(object.batch)
+      : undefined;
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.errorField = object.errorField ?? "";
+    message.errorMeta = (globalThis.Object.entries(object.errorMeta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseSubmitStreamResponse_ErrorMetaEntry(): SubmitStreamResponse_ErrorMetaEntry {
+  return { key: "", value: "" };
+}
+
+export const SubmitStreamResponse_ErrorMetaEntry: MessageFns<SubmitStreamResponse_ErrorMetaEntry> = {
+  encode(message: SubmitStreamResponse_ErrorMetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitStreamResponse_ErrorMetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitStreamResponse_ErrorMetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitStreamResponse_ErrorMetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: SubmitStreamResponse_ErrorMetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitStreamResponse_ErrorMetaEntry>, I>>(
+    base?: I,
+  ): SubmitStreamResponse_ErrorMetaEntry {
+    return SubmitStreamResponse_ErrorMetaEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitStreamResponse_ErrorMetaEntry>, I>>(
+    object: I,
+  ): SubmitStreamResponse_ErrorMetaEntry {
+    const message = createBaseSubmitStreamResponse_ErrorMetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 function createBaseListMembersRequest(): ListMembersRequest {
   return {};
 }
@@ -4484,6 +4915,23 @@ export const InventoryServiceService = {
     responseSerialize: (value: SubmitBatchResponse): Buffer => Buffer.from(SubmitBatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SubmitBatchResponse => SubmitBatchResponse.decode(value),
   },
+  /**
+   * SubmitBatch calls on one long-lived stream (src/shared/call-stream.ts): each request frame is
+   * one call, answered by a frame with its id, in any order, with the answer or the error the
+   * unary call would have given. A grpc-js unary call opens an HTTP/2 stream with its headers,
+   * trailers and timers; a message on an open stream costs about a third of that in time and CPU
+   * on this hardware (bench/reports/inventory.md), so the gateway's writes take this path.
+   */
+  submitStream: {
+    path: "/medisync.v1.InventoryService/SubmitStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: SubmitStreamRequest): Buffer => Buffer.from(SubmitStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubmitStreamRequest => SubmitStreamRequest.decode(value),
+    responseSerialize: (value: SubmitStreamResponse): Buffer =>
+      Buffer.from(SubmitStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitStreamResponse => SubmitStreamResponse.decode(value),
+  },
   getStock: {
     path: "/medisync.v1.InventoryService/GetStock" as const,
     requestStream: false as const,
@@ -4526,6 +4974,14 @@ export interface InventoryServiceServer extends UntypedServiceImplementation {
    * instead of once per write; Raft then commits them in the same round. At most 256 commands.
    */
   submitBatch: handleUnaryCall<SubmitBatchRequest, SubmitBatchResponse>;
+  /**
+   * SubmitBatch calls on one long-lived stream (src/shared/call-stream.ts): each request frame is
+   * one call, answered by a frame with its id, in any order, with the answer or the error the
+   * unary call would have given. A grpc-js unary call opens an HTTP/2 stream with its headers,
+   * trailers and timers; a message on an open stream costs about a third of that in time and CPU
+   * on this hardware (bench/reports/inventory.md), so the gateway's writes take this path.
+   */
+  submitStream: handleBidiStreamingCall<SubmitStreamRequest, SubmitStreamResponse>;
   getStock: handleUnaryCall<GetStockRequest, GetStockResponse>;
   listStock: handleUnaryCall<ListStockRequest, ListStockResponse>;
   status: handleUnaryCall<StatusRequest, StatusResponse>;
@@ -4628,6 +5084,19 @@ export interface InventoryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SubmitBatchResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * SubmitBatch calls on one long-lived stream (src/shared/call-stream.ts): each request frame is
+   * one call, answered by a frame with its id, in any order, with the answer or the error the
+   * unary call would have given. A grpc-js unary call opens an HTTP/2 stream with its headers,
+   * trailers and timers; a message on an open stream costs about a third of that in time and CPU
+   * on this hardware (bench/reports/inventory.md), so the gateway's writes take this path.
+   */
+  submitStream(): ClientDuplexStream<SubmitStreamRequest, SubmitStreamResponse>;
+  submitStream(options: Partial<CallOptions>): ClientDuplexStream<SubmitStreamRequest, SubmitStreamResponse>;
+  submitStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<SubmitStreamRequest, SubmitStreamResponse>;
   getStock(
     request: GetStockRequest,
     callback: (error: ServiceError | null, response: GetStockResponse) => void,
