@@ -2,6 +2,7 @@
 // relay, the gRPC server and the ops HTTP server, and closing all of them in order.
 import { Server } from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { OpenStreams } from "../shared/call-stream.ts";
 import type { Config } from "../shared/config.ts";
 import { bindGrpc, serverOptions, shutdownGrpc } from "../shared/grpc.ts";
 import { portOf, startOpsServer } from "../shared/metrics.ts";
@@ -100,7 +101,8 @@ export async function startAppointmentService(
     ...serverOptions,
     interceptors: security.interceptors(callerPolicies.appointment),
   });
-  server.addService(appointmentServiceDefinition, createAppointmentHandlers({ pool, cache, log }));
+  const streams = new OpenStreams();
+  server.addService(appointmentServiceDefinition, createAppointmentHandlers({ pool, cache, log, streams }));
   const grpcPort = await bindGrpc(server, cfg.HOST, cfg.APPOINTMENT_GRPC_PORT, security.serverCredentials());
   const ops = await startOpsServer({
     host: cfg.HOST,
@@ -124,7 +126,9 @@ export async function startAppointmentService(
       closing = true;
       // Out of the registry first: callers stop picking this instance while its calls drain.
       await registration?.stop();
-      // In-flight calls get until the drain deadline; then the server is closed hard.
+      // In-flight calls get until the drain deadline; then the server is closed hard. A caller's
+      // ListSlotsStream would hold the graceful shutdown that long: it ends once answered.
+      streams.drain();
       await shutdownGrpc(server, cfg.SHUTDOWN_DRAIN_MS);
       await new Promise<void>((resolve) => ops.close(() => resolve()));
       await relay.stop();

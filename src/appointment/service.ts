@@ -8,15 +8,20 @@ import {
   type AppointmentServiceServer,
   AppointmentStatus,
   CacheTier,
+  type ListSlotsRequest,
+  type ListSlotsResponse,
+  type ListSlotsStreamRequest,
+  type ListSlotsStreamResponse,
   type Slot,
   SlotStatus,
 } from "../gen/medisync/v1/appointment.ts";
-import { AppError } from "../shared/errors.ts";
-import { unary } from "../shared/grpc.ts";
+import { callStreamHandler, OpenStreams } from "../shared/call-stream.ts";
+import { AppError, noWireError, toWireError } from "../shared/errors.ts";
+import { type CallContext, handlerRunner, unary } from "../shared/grpc.ts";
 import { decodePosition, encodePosition, pageLimit } from "../shared/keyset-page.ts";
 import { appointmentLimits, idempotencyKeyPattern } from "../shared/validation.ts";
 import * as repo from "./repo.ts";
-import { lruAnswer } from "./slot-answer.ts";
+import { encodeListSlots, lruAnswer } from "./slot-answer.ts";
 import type { SlotCache, Tier } from "./slot-cache.ts";
 import { requireDate, requireInstant, requireNotPast, requireUuid } from "./time.ts";
 
@@ -69,9 +74,16 @@ export interface ServiceDeps {
   pool: pg.Pool;
   cache: SlotCache;
   log: Logger;
+  /** Where ListSlotsStream's streams are kept, for the server to drain them before it shuts down. */
+  streams?: OpenStreams;
 }
 
-export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): AppointmentServiceServer {
+export function createAppointmentHandlers({
+  pool,
+  cache,
+  log,
+  streams = new OpenStreams(),
+}: ServiceDeps): AppointmentServiceServer {
   // Clinics change rarely and a slot read must not pay a query to learn that its clinic exists.
   const knownClinics = new Set<string>();
   const requireClinic = async (id: string) => {
@@ -86,6 +98,17 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
   // No async context (AsyncLocalStorage): on Node 20 it hooks every promise of the process, a
   // cost every cached read paid. Code below the handlers that logs is handed the call's logger.
   const handler = unary;
+
+  const listSlots = async (req: ListSlotsRequest, ctx: CallContext): Promise<ListSlotsResponse> => {
+    const date = requireDate(req.date, "date");
+    const practitionerId =
+      req.practitionerId === "" ? undefined : requireUuid(req.practitionerId, "practitionerId");
+    const clinicId = await requireClinic(req.clinicId);
+    const { day, tier } = await cache.read(clinicId, date, ctx);
+    if (tier === "lru" && !practitionerId) return lruAnswer(clinicId, date, day, slotToProto);
+    const slots = practitionerId ? day.slots.filter((s) => s.practitionerId === practitionerId) : day.slots;
+    return { clinicId, date, slots: slots.map(slotToProto), tier: tierToProto[tier], version: day.version };
+  };
 
   return {
     listClinics: handler(log, "ListClinics", async () => ({ clinics: await repo.listClinics(pool) })),
@@ -124,15 +147,24 @@ export function createAppointmentHandlers({ pool, cache, log }: ServiceDeps): Ap
       return { slots: slots.map(slotToProto) };
     }),
 
-    listSlots: handler(log, "ListSlots", async (req, ctx) => {
-      const date = requireDate(req.date, "date");
-      const practitionerId =
-        req.practitionerId === "" ? undefined : requireUuid(req.practitionerId, "practitionerId");
-      const clinicId = await requireClinic(req.clinicId);
-      const { day, tier } = await cache.read(clinicId, date, ctx);
-      if (tier === "lru" && !practitionerId) return lruAnswer(clinicId, date, day, slotToProto);
-      const slots = practitionerId ? day.slots.filter((s) => s.practitionerId === practitionerId) : day.slots;
-      return { clinicId, date, slots: slots.map(slotToProto), tier: tierToProto[tier], version: day.version };
+    listSlots: handler(log, "ListSlots", listSlots),
+    listSlotsStream: callStreamHandler<
+      ListSlotsStreamRequest,
+      ListSlotsRequest,
+      ListSlotsResponse,
+      ListSlotsStreamResponse
+    >({
+      read: (f) => ({
+        id: f.id,
+        requestId: f.requestId,
+        request: f.query ?? { clinicId: "", date: "", practitionerId: "" },
+      }),
+      run: handlerRunner(log, "ListSlots", listSlots),
+      answer: (id, r) =>
+        "res" in r
+          ? { id, answer: encodeListSlots(r.res), ...noWireError }
+          : { id, answer: Buffer.alloc(0), ...toWireError(r.err) },
+      streams,
     }),
 
     book: handler(log, "Book", async (req, ctx) => {

@@ -44,12 +44,15 @@ export function lruAnswer(
 
 const listSlots = AppointmentServiceService.listSlots;
 
-/** The service definition whose ListSlots sends an answer's own bytes when it has them. */
+/** A ListSlots answer's bytes: its own when it has them (an LRU hit's), else freshly encoded. */
+export const encodeListSlots = (value: ListSlotsResponse): Buffer =>
+  (value as Partial<EncodedAnswer>)[encodedBytes] ?? listSlots.responseSerialize(value);
+
+/**
+ * The service definition whose ListSlots sends an answer's own bytes when it has them (a
+ * ListSlotsStream answer carries them through encodeListSlots).
+ */
 export const appointmentServiceDefinition: typeof AppointmentServiceService = {
   ...AppointmentServiceService,
-  listSlots: {
-    ...listSlots,
-    responseSerialize: (value: ListSlotsResponse): Buffer =>
-      (value as Partial<EncodedAnswer>)[encodedBytes] ?? listSlots.responseSerialize(value),
-  },
+  listSlots: { ...listSlots, responseSerialize: encodeListSlots },
 };

@@ -8,10 +8,14 @@ import {
   AppointmentServiceClient,
   AppointmentStatus,
   type ListPatientAppointmentsResponse,
-  type ListSlotsResponse,
+  type ListSlotsRequest,
+  ListSlotsResponse,
+  type ListSlotsStreamRequest,
+  type ListSlotsStreamResponse,
 } from "../gen/medisync/v1/appointment.ts";
+import { CallStreamClient } from "./call-stream.ts";
 import { ClientPool } from "./client-pool.ts";
-import { AppError } from "./errors.ts";
+import { AppError, fromWireError } from "./errors.ts";
 import { callUnary, clientChannelOptions } from "./grpc.ts";
 import { defaultRetryPolicy, type RetryPolicy, withRetries } from "./retry.ts";
 import { type ClientSecurity, plaintextClients } from "./tls.ts";
@@ -26,8 +30,36 @@ export interface AppointmentClientOptions {
   security?: ClientSecurity;
 }
 
+/** One appointment instance: its gRPC client, and its ListSlots calls on one ListSlotsStream. */
+class Instance {
+  readonly slots: CallStreamClient<
+    ListSlotsStreamRequest,
+    ListSlotsRequest,
+    ListSlotsResponse,
+    ListSlotsStreamResponse
+  >;
+
+  constructor(readonly grpc: AppointmentServiceClient) {
+    this.slots = new CallStreamClient({
+      open: () => grpc.listSlotsStream(),
+      frame: (id, requestId, query): ListSlotsStreamRequest => ({ id, requestId, query }),
+      read: (a: ListSlotsStreamResponse) => {
+        const err = fromWireError(a);
+        return { id: a.id, err, res: err ? undefined : ListSlotsResponse.decode(a.answer) };
+      },
+      unaryCall: (req: ListSlotsRequest, deadlineMs, requestId) =>
+        callUnary(grpc.listSlots.bind(grpc), req, deadlineMs, requestId),
+    });
+  }
+
+  close(): void {
+    this.slots.close();
+    this.grpc.close();
+  }
+}
+
 export class AppointmentClient {
-  private readonly pool: ClientPool<AppointmentServiceClient>;
+  private readonly pool: ClientPool<Instance>;
   private readonly overallDeadlineMs: number;
 
   constructor(private readonly opts: AppointmentClientOptions) {
@@ -37,7 +69,10 @@ export class AppointmentClient {
     // A removed instance's client stays open while calls begun on it may still run.
     this.pool = new ClientPool(
       "appointment",
-      (a) => new AppointmentServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
+      (a) =>
+        new Instance(
+          new AppointmentServiceClient(a, ch.credentials, { ...clientChannelOptions, ...ch.options }),
+        ),
       opts.addrs,
       this.overallDeadlineMs,
     );
@@ -64,18 +99,18 @@ export class AppointmentClient {
   }
 
   private pick(): AppointmentServiceClient {
-    return this.pool.pick();
+    return this.pool.pick().grpc;
   }
 
   /** Each try goes to an instance not tried yet, so one dead instance costs a retry, not an error. */
   private call<T>(
-    fn: (c: AppointmentServiceClient, deadlineMs: number, attempt: number) => Promise<T>,
+    fn: (c: AppointmentServiceClient, deadlineMs: number, attempt: number, instance: Instance) => Promise<T>,
   ): Promise<T> {
-    const tried = new Set<AppointmentServiceClient>();
+    const tried = new Set<Instance>();
     return withRetries(this.policy(), ({ n, remainingMs }) => {
-      const c = this.pool.pick(tried);
-      tried.add(c);
-      return fn(c, Math.min(this.opts.deadlineMs, remainingMs), n);
+      const i = this.pool.pick(tried);
+      tried.add(i);
+      return fn(i.grpc, Math.min(this.opts.deadlineMs, remainingMs), n, i);
     });
   }
 
@@ -111,8 +146,9 @@ export class AppointmentClient {
     practitionerId: string | undefined,
     requestId?: string,
   ): Promise<ListSlotsResponse> {
-    return this.call((c, d) =>
-      callUnary(c.listSlots.bind(c), { clinicId, date, practitionerId: practitionerId ?? "" }, d, requestId),
+    // The hot read: on the instance's ListSlotsStream (shared/call-stream.ts), not a unary call.
+    return this.call((_c, d, _n, i) =>
+      i.slots.call({ clinicId, date, practitionerId: practitionerId ?? "" }, d, requestId),
     );
   }
 

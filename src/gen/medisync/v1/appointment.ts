@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -232,6 +234,34 @@ export interface ListSlotsResponse {
    * service (the gateway's) may serve them again only while the Redis version key still says it.
    */
   version: number;
+}
+
+/** One ListSlots call on a ListSlotsStream. */
+export interface ListSlotsStreamRequest {
+  /** The caller's number for the call, unique among its calls in flight on this stream. */
+  id: number;
+  /** The request id a unary call carries in its metadata. */
+  requestId: string;
+  query?: ListSlotsRequest | undefined;
+}
+
+/**
+ * The answer to the ListSlotsStreamRequest with the same id: a ListSlotsResponse, encoded (an LRU
+ * hit's bytes are encoded once per cache entry and sent as they are), or the error the call failed
+ * with (error_code set; the stable code of src/shared/errors.ts).
+ */
+export interface ListSlotsStreamResponse {
+  id: number;
+  answer: Buffer;
+  errorCode: string;
+  errorMessage: string;
+  errorField: string;
+  errorMeta: { [key: string]: string };
+}
+
+export interface ListSlotsStreamResponse_ErrorMetaEntry {
+  key: string;
+  value: string;
 }
 
 export interface BookRequest {
@@ -1631,6 +1661,406 @@ export const ListSlotsResponse: MessageFns<ListSlotsResponse> = {
   },
 };
 
+function createBaseListSlotsStreamRequest(): ListSlotsStreamRequest {
+  return { id: 0, requestId: "", query: undefined };
+}
+
+export const ListSlotsStreamRequest: MessageFns<ListSlotsStreamRequest> = {
+  encode(message: ListSlotsStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    if (message.query !== undefined) {
+      ListSlotsRequest.encode(message.query, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSlotsStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSlotsStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.query = ListSlotsRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSlotsStreamRequest {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      query: isSet(object.query) ? ListSlotsRequest.fromJSON(object.query) : undefined,
+    };
+  },
+
+  toJSON(message: ListSlotsStreamRequest): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.query !== undefined) {
+      obj.query = ListSlotsRequest.toJSON(message.query);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSlotsStreamRequest>, I>>(base?: I): ListSlotsStreamRequest {
+    return ListSlotsStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSlotsStreamRequest>, I>>(object: I): ListSlotsStreamRequest {
+    const message = createBaseListSlotsStreamRequest();
+    message.id = object.id ?? 0;
+    message.requestId = object.requestId ?? "";
+    message.query = (object.query !== undefined && object.query !== null)
+      ? ListSlotsRequest.fromPartial(object.query)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListSlotsStreamResponse(): ListSlotsStreamResponse {
+  return { id: 0, answer: Buffer.alloc(0), errorCode: "", errorMessage: "", errorField: "", errorMeta: {} };
+}
+
+export const ListSlotsStreamResponse: MessageFns<ListSlotsStreamResponse> = {
+  encode(message: ListSlotsStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.answer.length !== 0) {
+      writer.uint32(18).bytes(message.answer);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(26).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(34).string(message.errorMessage);
+    }
+    if (message.errorField !== "") {
+      writer.uint32(42).string(message.errorField);
+    }
+    globalThis.Object.entries(message.errorMeta).forEach(([key, value]: [string, string]) => {
+      ListSlotsStreamResponse_ErrorMetaEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSlotsStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSlotsStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.answer = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.errorField = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = ListSlotsStreamResponse_ErrorMetaEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.errorMeta[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSlotsStreamResponse {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      answer: isSet(object.answer) ? Buffer.from(bytesFromBase64(object.answer)) : Buffer.alloc(0),
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      errorField: isSet(object.errorField)
+        ? globalThis.String(object.errorField)
+        : isSet(object.error_field)
+        ? globalThis.String(object.error_field)
+        : "",
+      errorMeta: isObject(object.errorMeta)
+        ? (globalThis.Object.entries(object.errorMeta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.error_meta)
+        ? (globalThis.Object.entries(object.error_meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: ListSlotsStreamResponse): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.answer.length !== 0) {
+      obj.answer = base64FromBytes(message.answer);
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.errorField !== "") {
+      obj.errorField = message.errorField;
+    }
+    if (message.errorMeta) {
+      const entries = globalThis.Object.entries(message.errorMeta) as [string, string][];
+      if (entries.length > 0) {
+        obj.errorMeta = {};
+        entries.forEach(([k, v]) => {
+          obj.errorMeta[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSlotsStreamResponse>, I>>(base?: I): ListSlotsStreamResponse {
+    return ListSlotsStreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSlotsStreamResponse>, I>>(object: I): ListSlotsStreamResponse {
+    const message = createBaseListSlotsStreamResponse();
+    message.id = object.id ?? 0;
+    message.answer = object.answer ?? Buffer.alloc(0);
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.errorField = object.errorField ?? "";
+    message.errorMeta = (globalThis.Object.entries(object.errorMeta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseListSlotsStreamResponse_ErrorMetaEntry(): ListSlotsStreamResponse_ErrorMetaEntry {
+  return { key: "", value: "" };
+}
+
+export const ListSlotsStreamResponse_ErrorMetaEntry: MessageFns<ListSlotsStreamResponse_ErrorMetaEntry> = {
+  encode(message: ListSlotsStreamResponse_ErrorMetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSlotsStreamResponse_ErrorMetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSlotsStreamResponse_ErrorMetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSlotsStreamResponse_ErrorMetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ListSlotsStreamResponse_ErrorMetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSlotsStreamResponse_ErrorMetaEntry>, I>>(
+    base?: I,
+  ): ListSlotsStreamResponse_ErrorMetaEntry {
+    return ListSlotsStreamResponse_ErrorMetaEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSlotsStreamResponse_ErrorMetaEntry>, I>>(
+    object: I,
+  ): ListSlotsStreamResponse_ErrorMetaEntry {
+    const message = createBaseListSlotsStreamResponse_ErrorMetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 function createBaseBookRequest(): BookRequest {
   return { slotId: "", patientId: "", idempotencyKey: "", clinicScope: undefined };
 }
@@ -2520,6 +2950,23 @@ export const AppointmentServiceService = {
     responseSerialize: (value: ListSlotsResponse): Buffer => Buffer.from(ListSlotsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListSlotsResponse => ListSlotsResponse.decode(value),
   },
+  /**
+   * ListSlots calls on one long-lived stream (src/shared/call-stream.ts), as InventoryService's
+   * SubmitStream: each request frame is one call, answered by a frame with its id, in any order.
+   * The gateway's slot reads take it: a message on an open stream costs about a third of a grpc-js
+   * unary call here.
+   */
+  listSlotsStream: {
+    path: "/medisync.v1.AppointmentService/ListSlotsStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ListSlotsStreamRequest): Buffer =>
+      Buffer.from(ListSlotsStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSlotsStreamRequest => ListSlotsStreamRequest.decode(value),
+    responseSerialize: (value: ListSlotsStreamResponse): Buffer =>
+      Buffer.from(ListSlotsStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSlotsStreamResponse => ListSlotsStreamResponse.decode(value),
+  },
   book: {
     path: "/medisync.v1.AppointmentService/Book" as const,
     requestStream: false as const,
@@ -2567,6 +3014,13 @@ export interface AppointmentServiceServer extends UntypedServiceImplementation {
   listPractitioners: handleUnaryCall<ListPractitionersRequest, ListPractitionersResponse>;
   createSlots: handleUnaryCall<CreateSlotsRequest, CreateSlotsResponse>;
   listSlots: handleUnaryCall<ListSlotsRequest, ListSlotsResponse>;
+  /**
+   * ListSlots calls on one long-lived stream (src/shared/call-stream.ts), as InventoryService's
+   * SubmitStream: each request frame is one call, answered by a frame with its id, in any order.
+   * The gateway's slot reads take it: a message on an open stream costs about a third of a grpc-js
+   * unary call here.
+   */
+  listSlotsStream: handleBidiStreamingCall<ListSlotsStreamRequest, ListSlotsStreamResponse>;
   book: handleUnaryCall<BookRequest, BookResponse>;
   cancel: handleUnaryCall<CancelRequest, CancelResponse>;
   get: handleUnaryCall<GetRequest, GetResponse>;
@@ -2635,6 +3089,18 @@ export interface AppointmentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListSlotsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ListSlots calls on one long-lived stream (src/shared/call-stream.ts), as InventoryService's
+   * SubmitStream: each request frame is one call, answered by a frame with its id, in any order.
+   * The gateway's slot reads take it: a message on an open stream costs about a third of a grpc-js
+   * unary call here.
+   */
+  listSlotsStream(): ClientDuplexStream<ListSlotsStreamRequest, ListSlotsStreamResponse>;
+  listSlotsStream(options: Partial<CallOptions>): ClientDuplexStream<ListSlotsStreamRequest, ListSlotsStreamResponse>;
+  listSlotsStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<ListSlotsStreamRequest, ListSlotsStreamResponse>;
   book(request: BookRequest, callback: (error: ServiceError | null, response: BookResponse) => void): ClientUnaryCall;
   book(
     request: BookRequest,
@@ -2701,6 +3167,14 @@ export const AppointmentServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
+
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 export type DeepPartial<T> = T extends Builtin ? T
@@ -2723,6 +3197,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
