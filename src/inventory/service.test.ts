@@ -7,10 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "../../test/support/until.ts";
 import {
   InventoryServiceClient,
+  type SubmitBatchRequest,
+  type SubmitBatchResponse,
   SubmitStreamRequest,
   SubmitStreamResponse,
 } from "../gen/medisync/v1/inventory.ts";
-import { OpenStreams } from "../shared/call-stream.ts";
+import { CallStreamClient, OpenStreams, streamCallsInFlightMax } from "../shared/call-stream.ts";
 import { AppError, fromGrpcError } from "../shared/errors.ts";
 import { callUnary } from "../shared/grpc.ts";
 import { submitStreamClient } from "../shared/inventory-client.ts";
@@ -667,6 +669,86 @@ describe("SubmitStream (SubmitBatch calls on one stream)", () => {
     expect(streams.size).toBe(0);
     x.stream.close();
     x.client.close();
+  });
+
+  it("more calls in flight than a stream takes: the rest go unary, none is refused", async () => {
+    const replica = new HeldReplica();
+    const x = await serve(replica);
+    const n = streamCallsInFlightMax + 44;
+    let refused = 0;
+    const calls = Array.from({ length: n }, (_, i) =>
+      x.stream.call({ commands: [restockIn(`wide-${i}`, `w-${i}`, 1)] } as never, 20_000).then(
+        () => "ok",
+        (e: unknown) => {
+          refused++;
+          return e;
+        },
+      ),
+    );
+    await until(() => replica.waiting + refused === n, "every call at the replica or refused");
+    replica.release();
+    expect((await Promise.all(calls)).filter((r) => r !== "ok")).toEqual([]);
+    x.stream.close();
+    x.client.close();
+    x.server.forceShutdown();
+  });
+
+  it("a call sent while the server drains is answered UNAVAILABLE at once, not after the calls in flight", async () => {
+    const replica = new HeldReplica();
+    const streams = new OpenStreams();
+    const x = await serve(replica, { streams });
+    const inFlight = x.stream.call({ commands: [restockIn("late-1", "m", 1)] } as never, 20_000);
+    await until(() => replica.waiting === 1, "the first call at the replica");
+    streams.drain();
+    // The first call is still held: an answer to the second can only be the drain's refusal.
+    await expect(
+      x.stream.call({ commands: [restockIn("late-2", "m", 1)] } as never, 20_000),
+    ).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    expect(replica.waiting).toBe(1);
+    replica.release();
+    await expect(inFlight).resolves.toMatchObject({ outcomes: [{ errorCode: "" }] });
+    x.stream.close();
+    x.client.close();
+    x.server.forceShutdown();
+  });
+
+  it("a frame that will not encode fails the stream: the other calls on it get UNAVAILABLE, retried", async () => {
+    const replica = new HeldReplica();
+    const x = await serve(replica);
+    const held = x.stream.call({ commands: [restockIn("enc-1", "m", 1)] } as never, 20_000);
+    await until(() => replica.waiting === 1, "the first call at the replica");
+    const unencodable = { commands: [restockIn("enc-2", "m", "many" as never)] };
+    await expect(x.stream.call(unencodable as never, 20_000)).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await expect(held).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    replica.release();
+    x.stream.close();
+    x.client.close();
+    x.server.forceShutdown();
+  });
+
+  it("an answer the client cannot read fails that call at its deadline, not the process", async () => {
+    const x = await serve(new LocalReplica());
+    const base = submitStreamClient(x.client);
+    const unreadable = new CallStreamClient<
+      SubmitStreamRequest,
+      SubmitBatchRequest,
+      SubmitBatchResponse,
+      SubmitStreamResponse
+    >({
+      open: () => x.client.submitStream(),
+      frame: (id, requestId, batch) => ({ id, requestId, batch }),
+      read: () => {
+        throw new Error("cannot read this answer");
+      },
+      unaryCall: (req, d, rid) => base.call(req, d, rid),
+    });
+    await expect(
+      unreadable.call({ commands: [restockIn("unread-1", "m", 1)] } as never, 300),
+    ).rejects.toMatchObject({ code: "DEADLINE_EXCEEDED" });
+    unreadable.close();
+    base.close();
+    x.client.close();
+    x.server.forceShutdown();
   });
 
   it("a replica without SubmitStream (an older build) gets the calls unary, the first one included", async () => {

@@ -103,20 +103,24 @@ function whyUndecodable(method: string, bytes: Uint8Array): AppError {
  * field): that call alone is answered with the error, as a unary SubmitBatch would be.
  */
 function undecodableFrame(bytes: Uint8Array): { id: number; requestId: string; batch: UndecodableRequest } {
+  // Without an id (not even that decodes) no call can be answered: the caller's ends at its deadline.
   let id = 0;
+  let requestId = "";
   let batch: Uint8Array = new Uint8Array();
   try {
     const r = new BinaryReader(bytes);
     while (r.pos < r.len) {
       const [no, wt] = r.tag();
       if (no === 1 && wt === WireType.Varint) id = Number(r.uint64());
+      else if (no === 2 && wt === WireType.LengthDelimited) requestId = r.string();
       else if (no === 3 && wt === WireType.LengthDelimited) batch = r.bytes();
       else r.skip(wt, no);
     }
   } catch {
     // Not even well-formed protobuf: the batch's bytes say so below.
   }
-  return { id, requestId: "", batch: new UndecodableRequest(whyUndecodable("SubmitBatch", batch)) };
+  // The request id is checked where every request's is (grpc.ts handlerRunner sanitizes it).
+  return { id, requestId, batch: new UndecodableRequest(whyUndecodable("SubmitBatch", batch)) };
 }
 
 /** A service definition with every request decoder guarded: bad bytes reach the handler as a value. */

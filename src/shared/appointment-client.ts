@@ -45,7 +45,17 @@ class Instance {
       frame: (id, requestId, query): ListSlotsStreamRequest => ({ id, requestId, query }),
       read: (a: ListSlotsStreamResponse) => {
         const err = fromWireError(a);
-        return { id: a.id, err, res: err ? undefined : ListSlotsResponse.decode(a.answer) };
+        if (err) return { id: a.id, err, res: undefined };
+        try {
+          return { id: a.id, err: undefined, res: ListSlotsResponse.decode(a.answer) };
+        } catch {
+          // What grpc-js answers for a unary response that does not decode.
+          return {
+            id: a.id,
+            err: new AppError("INTERNAL", "upstream answer did not decode"),
+            res: undefined,
+          };
+        }
       },
       unaryCall: (req: ListSlotsRequest, deadlineMs, requestId) =>
         callUnary(grpc.listSlots.bind(grpc), req, deadlineMs, requestId),

@@ -15,8 +15,14 @@
 import { type ClientDuplexStream, type ServerDuplexStream, type ServiceError, status } from "@grpc/grpc-js";
 import { AppError, fromGrpcError } from "./errors.ts";
 
-/** Calls in flight on one stream at most (server side): past it a call is answered OVERLOADED. */
+/**
+ * Calls in flight on one stream at most (server side): past it a call is answered UNAVAILABLE
+ * without running. The client sends no more than this on a stream (more go unary), so only calls
+ * it gave up on and the server still runs can push a stream past it.
+ */
 export const streamCallsInFlightMax = 256;
+/** After an UNIMPLEMENTED, calls go unary this long before a stream is tried again (an upgraded server). */
+export const unaryAfterUnimplementedMs = 60_000;
 
 /** One decoded request frame: the call's id, its request id, and its request (or why it did not decode). */
 export interface RequestFrame<Req> {
@@ -78,25 +84,34 @@ export function callStreamHandler<Frame, Req, Res, Answer>(o: {
       endIfIdle();
     };
     o.streams.add(drain);
-    const send = (a: Answer) => {
-      if (!gone) call.write(a);
+    const reply = (id: number, result: { res: Res } | { err: unknown }) => {
+      if (gone) return;
+      let a: Answer;
+      try {
+        a = o.answer(id, result);
+      } catch (err) {
+        // An answer that cannot be built (encoded) fails its call alone, as grpc-js's serializer did.
+        a = o.answer(id, { err });
+      }
+      call.write(a);
     };
     call.on("data", (frame: Frame) => {
-      if (ended) return; // after drain(): the client's retry sends it again, elsewhere or later
       const f = o.read(frame);
+      // Neither runs the call, so the client may send it again at once: UNAVAILABLE, retried.
+      if (ended) {
+        reply(f.id, { err: new AppError("UNAVAILABLE", "this instance is shutting down; retry elsewhere") });
+        return;
+      }
       if (inFlight >= streamCallsInFlightMax) {
-        const err = new AppError(
-          "OVERLOADED",
-          `more than ${streamCallsInFlightMax} calls in flight on one stream`,
-        );
-        send(o.answer(f.id, { err }));
+        const why = `more than ${streamCallsInFlightMax} calls in flight on one stream; retry`;
+        reply(f.id, { err: new AppError("UNAVAILABLE", why) });
         return;
       }
       inFlight++;
       o.run(f.request, f.requestId)
         .then(
-          (res) => send(o.answer(f.id, { res })),
-          (err: unknown) => send(o.answer(f.id, { err })),
+          (res) => reply(f.id, { res }),
+          (err: unknown) => reply(f.id, { err }),
         )
         .finally(() => {
           inFlight--;
@@ -130,8 +145,8 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
   private stream: ClientDuplexStream<Frame, Answer> | undefined;
   private readonly pending = new Map<number, Pending<Req, Res>>();
   private nextId = 1;
-  /** The server has no stream method: every call goes unary from now on. */
-  private unary = false;
+  /** The server had no stream method: calls go unary until then (Date.now() ms). */
+  private unaryUntil = 0;
   private closed = false;
 
   constructor(
@@ -151,7 +166,10 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
 
   call(req: Req, deadlineMs: number, requestId?: string): Promise<Res> {
     if (this.closed) return Promise.reject(new AppError("UNAVAILABLE", "upstream service unavailable"));
-    if (this.unary) return this.o.unaryCall(req, deadlineMs, requestId);
+    // Past the server's bound a call goes unary, as every call did before streams.
+    if (this.unaryUntil > Date.now() || this.pending.size >= streamCallsInFlightMax) {
+      return this.o.unaryCall(req, deadlineMs, requestId);
+    }
     return new Promise<Res>((resolve, reject) => {
       const id = this.nextId++;
       const timer = setTimeout(() => {
@@ -168,7 +186,12 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
     const stream = this.o.open();
     this.stream = stream;
     stream.on("data", (a: Answer) => {
-      const f = this.o.read(a);
+      let f: AnswerFrame<Res>;
+      try {
+        f = this.o.read(a);
+      } catch {
+        return; // an answer we cannot read: its call ends at its deadline and is retried
+      }
       const p = this.pending.get(f.id);
       if (!p) return; // its deadline passed: the caller has moved on
       this.pending.delete(f.id);
@@ -191,8 +214,8 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
     const lost = [...this.pending.values()];
     this.pending.clear();
     if (err?.code === status.UNIMPLEMENTED) {
-      // Refused before any frame was read: the calls did not run. They go unary, as all from now.
-      this.unary = true;
+      // Refused before any frame was read: the calls did not run. They go unary, as all for a while.
+      this.unaryUntil = Date.now() + unaryAfterUnimplementedMs;
       for (const p of lost) {
         clearTimeout(p.timer);
         this.o.unaryCall(p.req, Math.max(1, p.expiresAt - Date.now()), p.requestId).then(p.resolve, p.reject);
@@ -201,12 +224,17 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
     }
     // Ended by the server (it drains before shutting down) or broken: whether a call in flight ran is
     // unknown, as for a unary call whose connection broke; the caller retries with the same ids.
-    // Any other status means what it means for a unary call (fromGrpcError); CANCELLED, which a
-    // unary call only sees when its caller cancels, is here the stream's connection going away.
-    const failure =
-      err && err.code !== status.CANCELLED
-        ? fromGrpcError(err)
-        : new AppError("UNAVAILABLE", "upstream service closed the stream; retry with the same request id");
+    // A status the server chose (ours in metadata, PERMISSION_DENIED from the caller policy…) means
+    // what it means for a unary call (fromGrpcError). CANCELLED, INTERNAL and UNKNOWN without our
+    // code are the stream failing (its connection gone, one frame that would not encode or decode):
+    // every call on it is lost alike, so UNAVAILABLE, and the caller retries with the same ids.
+    const ours = fromGrpcError(err ?? {});
+    const streamFailed =
+      !err ||
+      ([status.CANCELLED, status.INTERNAL, status.UNKNOWN].includes(err.code) && ours.code === "INTERNAL");
+    const failure = streamFailed
+      ? new AppError("UNAVAILABLE", "upstream stream failed; retry with the same request id")
+      : ours;
     for (const p of lost) {
       clearTimeout(p.timer);
       p.reject(failure);
