@@ -136,10 +136,28 @@ describe("slot cache", () => {
     }
   });
 
+  it("by default a thrashing LRU logs a sample of its evictions: the first, then one in a hundred; all counted", async () => {
+    const dates = datesFrom("2031-09-01", 212);
+    const { log, lines } = captureLogger("appointment");
+    // testConfig leaves CACHE_EVICTION_LOG_SAMPLE at its default.
+    const sampled = await startInstance({ ...cfg, SLOT_CACHE_MAX_ENTRIES: 2, INSTANCE_ID: "lru2" }, log);
+    started.push(sampled);
+    for (const d of dates) await list(sampled, d);
+    const evictions = sampled.service.cache.stats.evictions;
+    expect(evictions).toBeGreaterThanOrEqual(201);
+    const logged = lines.filter((l) => l.event === "cache_eviction");
+    // Evictions 1, 101, 201: deterministic, so a thrashing cache costs a line per hundred reads.
+    expect(logged).toHaveLength(Math.ceil(evictions / 100));
+    expect(sampled.service.cache.stats.evictionsLogged).toBe(logged.length);
+  });
+
   it("an LRU of 10 entries read over 50 keys: every eviction is logged and counted", async () => {
     const dates = datesFrom("2031-07-01", 50);
     const { log, lines } = captureLogger("appointment");
-    const small = await startInstance({ ...cfg, SLOT_CACHE_MAX_ENTRIES: 10, INSTANCE_ID: "lru10" }, log);
+    const small = await startInstance(
+      { ...cfg, SLOT_CACHE_MAX_ENTRIES: 10, INSTANCE_ID: "lru10", CACHE_EVICTION_LOG_SAMPLE: 1 },
+      log,
+    );
     started.push(small);
     for (const d of dates) await list(small, d);
     expect(small.service.cache.lruSize).toBe(10);

@@ -195,7 +195,10 @@ export class SlotCache {
         if (reason !== "evict" && reason !== "expire") return;
         this.stats.evictions++;
         evictions.inc({ instance: o.instance, reason });
-        if (o.evictionLogSample >= 1 || Math.random() < o.evictionLogSample) {
+        // Deterministic: eviction n is logged when n × sample crosses an integer (the first, then
+        // one in 1/sample), so a thrashing cache costs a bounded share of lines, testably.
+        const n = this.stats.evictions;
+        if (Math.ceil(n * o.evictionLogSample) > Math.ceil((n - 1) * o.evictionLogSample)) {
           this.stats.evictionsLogged++;
           this.opCaller.log.info(
             { event: "cache_eviction", tier: "lru", key, reason },

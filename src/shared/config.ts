@@ -194,8 +194,8 @@ export const envSpec = {
     doc: "how often an appointment instance prunes idempotency and outbox rows past their windows",
   },
   CACHE_EVICTION_LOG_SAMPLE: {
-    schema: z.coerce.number().min(0).max(1).default(1),
-    doc: "fraction of LRU evictions logged (all are counted)",
+    schema: z.coerce.number().min(0).max(1).default(0.01),
+    doc: "fraction of LRU evictions logged: the first, then one in 1/fraction (all are counted); 1 logs every one",
   },
   SEED_DEMO: { schema: bool.default(true), doc: "npm start seeds demo clinics when the database is empty" },
   APPOINTMENT_INSTANCES: {
