@@ -17,6 +17,7 @@ import { AppError, fromGrpcError } from "../shared/errors.ts";
 import { callUnary } from "../shared/grpc.ts";
 import { submitStreamClient } from "../shared/inventory-client.ts";
 import { createLogger } from "../shared/logger.ts";
+import { registry } from "../shared/metrics.ts";
 import { type Command, returnLotsMax } from "./commands.ts";
 import type { InventoryReplica, ReplicaStatus } from "./replica.ts";
 import { batchCommandsMax, createInventoryHandlers } from "./service.ts";
@@ -471,6 +472,13 @@ describe("a full idempotency window", () => {
   });
 });
 
+/** medisync_call_stream_events_total{event} now (the process's registry: a delta is what a test did). */
+async function streamEvents(event: string): Promise<number> {
+  const m = registry.getSingleMetric("medisync_call_stream_events_total");
+  const values = m ? (await m.get()).values : [];
+  return values.find((v) => v.labels.event === event)?.value ?? 0;
+}
+
 describe("SubmitStream (SubmitBatch calls on one stream)", () => {
   /** A replica whose writes wait until released: a call held in flight. */
   class HeldReplica extends LocalReplica {
@@ -642,10 +650,12 @@ describe("SubmitStream (SubmitBatch calls on one stream)", () => {
   it("a server that goes away fails the calls in flight with UNAVAILABLE", async () => {
     const replica = new HeldReplica();
     const x = await serve(replica);
+    const brokenBefore = await streamEvents("broken");
     const inFlight = x.stream.call({ commands: [restockIn("gone-1", "m", 1)] } as never, 5_000);
     await until(() => replica.waiting === 1, "the call at the replica");
     x.server.forceShutdown();
     await expect(inFlight).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    expect(await streamEvents("broken")).toBe(brokenBefore + 1);
     await expect(
       x.stream.call({ commands: [restockIn("gone-2", "m", 1)] } as never, 2_000),
     ).rejects.toMatchObject({ code: "UNAVAILABLE" });
@@ -675,6 +685,7 @@ describe("SubmitStream (SubmitBatch calls on one stream)", () => {
     const replica = new HeldReplica();
     const x = await serve(replica);
     const n = streamCallsInFlightMax + 44;
+    const unaryBefore = await streamEvents("unary_past_bound");
     let refused = 0;
     const calls = Array.from({ length: n }, (_, i) =>
       x.stream.call({ commands: [restockIn(`wide-${i}`, `w-${i}`, 1)] } as never, 20_000).then(
@@ -688,6 +699,7 @@ describe("SubmitStream (SubmitBatch calls on one stream)", () => {
     await until(() => replica.waiting + refused === n, "every call at the replica or refused");
     replica.release();
     expect((await Promise.all(calls)).filter((r) => r !== "ok")).toEqual([]);
+    expect(await streamEvents("unary_past_bound")).toBe(unaryBefore + 44);
     x.stream.close();
     x.client.close();
     x.server.forceShutdown();
@@ -699,12 +711,14 @@ describe("SubmitStream (SubmitBatch calls on one stream)", () => {
     const x = await serve(replica, { streams });
     const inFlight = x.stream.call({ commands: [restockIn("late-1", "m", 1)] } as never, 20_000);
     await until(() => replica.waiting === 1, "the first call at the replica");
+    const refusedBefore = await streamEvents("refused_draining");
     streams.drain();
     // The first call is still held: an answer to the second can only be the drain's refusal.
     await expect(
       x.stream.call({ commands: [restockIn("late-2", "m", 1)] } as never, 20_000),
     ).rejects.toMatchObject({ code: "UNAVAILABLE" });
     expect(replica.waiting).toBe(1);
+    expect(await streamEvents("refused_draining")).toBe(refusedBefore + 1);
     replica.release();
     await expect(inFlight).resolves.toMatchObject({ outcomes: [{ errorCode: "" }] });
     x.stream.close();
@@ -753,9 +767,11 @@ describe("SubmitStream (SubmitBatch calls on one stream)", () => {
 
   it("a replica without SubmitStream (an older build) gets the calls unary, the first one included", async () => {
     const x = await serve(new LocalReplica(), { unaryOnly: true });
+    const fallbackBefore = await streamEvents("unimplemented");
     const first = await x.stream.call({ commands: [restockIn("old-1", "m", 3)] } as never, 2_000);
     const second = await x.stream.call({ commands: [restockIn("old-2", "m", 4)] } as never, 2_000);
     expect([first.outcomes[0]!.quantity, second.outcomes[0]!.quantity]).toEqual([3, 7]);
+    expect(await streamEvents("unimplemented")).toBe(fallbackBefore + 1);
     x.stream.close();
     x.client.close();
     x.server.forceShutdown();

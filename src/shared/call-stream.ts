@@ -14,6 +14,25 @@
 // unary.
 import { type ClientDuplexStream, type ServerDuplexStream, type ServiceError, status } from "@grpc/grpc-js";
 import { AppError, fromGrpcError } from "./errors.ts";
+import { counter } from "./metrics.ts";
+
+/**
+ * What happens to call streams that a unary call has no counterpart for, in the process's metrics:
+ * opened and broken streams, servers without the method (unimplemented), calls sent unary past the
+ * bound, and calls refused unrun (refused_bound, refused_draining; the handler never saw them, so
+ * medisync_grpc_server_handled_total does not count them).
+ */
+const events = counter(
+  "medisync_call_stream_events_total",
+  "call streams: opened, broken, unimplemented, calls sent unary past the bound, calls refused without running",
+  ["event"],
+);
+const opened = events.labels({ event: "opened" });
+const broke = events.labels({ event: "broken" });
+const unimplemented = events.labels({ event: "unimplemented" });
+const unaryPastBound = events.labels({ event: "unary_past_bound" });
+const refusedBound = events.labels({ event: "refused_bound" });
+const refusedDraining = events.labels({ event: "refused_draining" });
 
 /**
  * Calls in flight on one stream at most (server side): past it a call is answered UNAVAILABLE
@@ -99,10 +118,12 @@ export function callStreamHandler<Frame, Req, Res, Answer>(o: {
       const f = o.read(frame);
       // Neither runs the call, so the client may send it again at once: UNAVAILABLE, retried.
       if (ended) {
+        refusedDraining.inc();
         reply(f.id, { err: new AppError("UNAVAILABLE", "this instance is shutting down; retry elsewhere") });
         return;
       }
       if (inFlight >= streamCallsInFlightMax) {
+        refusedBound.inc();
         const why = `more than ${streamCallsInFlightMax} calls in flight on one stream; retry`;
         reply(f.id, { err: new AppError("UNAVAILABLE", why) });
         return;
@@ -167,7 +188,9 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
   call(req: Req, deadlineMs: number, requestId?: string): Promise<Res> {
     if (this.closed) return Promise.reject(new AppError("UNAVAILABLE", "upstream service unavailable"));
     // Past the server's bound a call goes unary, as every call did before streams.
-    if (this.unaryUntil > Date.now() || this.pending.size >= streamCallsInFlightMax) {
+    if (this.unaryUntil > Date.now()) return this.o.unaryCall(req, deadlineMs, requestId);
+    if (this.pending.size >= streamCallsInFlightMax) {
+      unaryPastBound.inc();
       return this.o.unaryCall(req, deadlineMs, requestId);
     }
     return new Promise<Res>((resolve, reject) => {
@@ -185,6 +208,7 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
     if (this.stream) return this.stream;
     const stream = this.o.open();
     this.stream = stream;
+    opened.inc();
     stream.on("data", (a: Answer) => {
       let f: AnswerFrame<Res>;
       try {
@@ -214,6 +238,7 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
     const lost = [...this.pending.values()];
     this.pending.clear();
     if (err?.code === status.UNIMPLEMENTED) {
+      unimplemented.inc();
       // Refused before any frame was read: the calls did not run. They go unary, as all for a while.
       this.unaryUntil = Date.now() + unaryAfterUnimplementedMs;
       for (const p of lost) {
@@ -228,6 +253,7 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
     // what it means for a unary call (fromGrpcError). CANCELLED, INTERNAL and UNKNOWN without our
     // code are the stream failing (its connection gone, one frame that would not encode or decode):
     // every call on it is lost alike, so UNAVAILABLE, and the caller retries with the same ids.
+    if (err) broke.inc(); // a server that drained ends its streams with OK: not broken
     const ours = fromGrpcError(err ?? {});
     const streamFailed =
       !err ||
