@@ -1,8 +1,9 @@
 // What one slot read costs Redis, per tier: an LRU hit one command (the version), a Redis-tier hit
 // one command too (version and entry together), so the Redis tier is not a round trip slower than
-// it must be. Counted by the server itself (its MONITOR feed, the commands on slot keys) on a Redis
-// of the test's own.
+// it must be. Counted by the server itself (its MONITOR feed, the commands on slot keys, read on a
+// plain socket) on a Redis of the test's own.
 import { randomUUID } from "node:crypto";
+import { connect } from "node:net";
 import type { Redis } from "ioredis";
 import { Redis as RedisClient } from "ioredis";
 import type pg from "pg";
@@ -55,19 +56,47 @@ const list = (date: string) =>
   );
 
 /**
+ * The server's MONITOR feed on a plain socket, one command (its arguments) per callback. Not
+ * ioredis's monitor(): when the server's +OK and the first monitored command arrive in one chunk,
+ * ioredis reads that command as a reply and throws "Command queue state error" (a CI run saw it).
+ */
+async function monitorFeed(onCommand: (args: string[]) => void): Promise<{ close(): void }> {
+  const socket = connect(own.port, "127.0.0.1");
+  let buffered = "";
+  let ok: () => void = () => undefined;
+  const started = new Promise<void>((resolve, reject) => {
+    ok = resolve;
+    socket.once("error", reject);
+  });
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk: string) => {
+    buffered += chunk;
+    for (let nl = buffered.indexOf("\r\n"); nl >= 0; nl = buffered.indexOf("\r\n")) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 2);
+      if (line === "+OK") ok();
+      // +<time> [<db> <addr>] "cmd" "arg" …: the quoted tokens, with their escapes left as they are.
+      else if (line.startsWith("+")) onCommand([...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!));
+    }
+  });
+  socket.write("MONITOR\r\n");
+  await started;
+  return { close: () => socket.destroy() };
+}
+
+/**
  * The commands that touched a slot key while `read` ran, by name, as the server's MONITOR feed
  * shows them (a script's own commands included). Only slot keys: the service's other loops (the
  * outbox relay) talk to the same Redis at any time.
  */
 async function commandsOf(read: () => Promise<unknown>): Promise<Record<string, number>> {
-  const monitor = await admin.monitor();
   const seen: Record<string, number> = {};
   const marker = `slots:end-${randomUUID()}`;
   let ended: () => void = () => undefined;
   const end = new Promise<void>((resolve) => {
     ended = resolve;
   });
-  monitor.on("monitor", (_time: string, args: string[]) => {
+  const monitor = await monitorFeed((args) => {
     if (args.includes(marker)) return ended();
     if (!args.some((a) => a.includes("slots:"))) return;
     const name = args[0]!.toLowerCase();
@@ -79,7 +108,7 @@ async function commandsOf(read: () => Promise<unknown>): Promise<Record<string, 
     await admin.echo(marker);
     await end;
   } finally {
-    monitor.disconnect();
+    monitor.close();
   }
   return seen;
 }
