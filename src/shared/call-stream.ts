@@ -1,8 +1,9 @@
 // Owns call streams: a unary method's calls carried as messages on one long-lived bidirectional
-// gRPC stream instead of an HTTP/2 stream each. On this hardware a grpc-js unary call costs about
+// gRPC stream instead of an HTTP/2 stream each. On this hardware a grpc-js unary call costs two to
 // three times a message on an open stream, in time and in CPU on both ends (its own HTTP/2 stream,
-// headers, trailers, deadline timer): bench/reports/inventory.md. The hot path (the gateway's stock
-// writes) takes a stream; everything else stays unary.
+// headers, trailers, deadline timer): bench/reports/grpc.md. The hot paths take a stream (the
+// gateway's stock writes, SubmitStream, and its slot reads, ListSlotsStream); everything else stays
+// unary.
 //
 // Both ends keep a unary call's meaning. The server runs each frame through the same handler
 // runner as the unary method (grpc.ts: request id, metrics, logs, errors as AppErrors) and answers
@@ -10,8 +11,8 @@
 // every call its own deadline, rejects the calls in flight with the stream's failure when it breaks
 // (UNAVAILABLE, as a unary call to a dead server: the caller retries with the same request id), and
 // opens a new stream for the next call. A server without the stream method (UNIMPLEMENTED: an older
-// replica during a rolling upgrade) never ran the calls sent on it; they and every later call go
-// unary.
+// replica during a rolling upgrade) never ran the calls sent on it; they and the calls of the next
+// unaryAfterUnimplementedMs go unary.
 import { type ClientDuplexStream, type ServerDuplexStream, type ServiceError, status } from "@grpc/grpc-js";
 import { AppError, fromGrpcError } from "./errors.ts";
 import { counter } from "./metrics.ts";
@@ -186,9 +187,9 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
   }
 
   call(req: Req, deadlineMs: number, requestId?: string): Promise<Res> {
-    if (this.closed) return Promise.reject(new AppError("UNAVAILABLE", "upstream service unavailable"));
-    // Past the server's bound a call goes unary, as every call did before streams.
+    if (this.closed) return Promise.reject(fromGrpcError({ code: status.UNAVAILABLE }));
     if (this.unaryUntil > Date.now()) return this.o.unaryCall(req, deadlineMs, requestId);
+    // Past the server's bound a call goes unary, as every call did before streams.
     if (this.pending.size >= streamCallsInFlightMax) {
       unaryPastBound.inc();
       return this.o.unaryCall(req, deadlineMs, requestId);
@@ -197,7 +198,7 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
       const id = this.nextId++;
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new AppError("DEADLINE_EXCEEDED", "upstream deadline exceeded"));
+        reject(fromGrpcError({ code: status.DEADLINE_EXCEEDED })); // what a unary call's deadline gives
       }, deadlineMs);
       this.pending.set(id, { req, requestId, expiresAt: Date.now() + deadlineMs, timer, resolve, reject });
       this.streamNow().write(this.o.frame(id, requestId ?? "", req));
@@ -274,7 +275,7 @@ export class CallStreamClient<Frame, Req, Res, Answer> {
     s?.cancel();
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
-      p.reject(new AppError("UNAVAILABLE", "upstream service unavailable"));
+      p.reject(fromGrpcError({ code: status.UNAVAILABLE }));
     }
     this.pending.clear();
   }

@@ -172,8 +172,9 @@ export class InventoryClient {
   /**
    * One write, on the leader. Writes that arrive in the same event-loop turn leave together in one
    * SubmitBatch call (each keeps its own outcome, retries and deadline), sent as one message on the
-   * replica's SubmitStream: on this hardware a unary gRPC call's fixed cost is about a millisecond
-   * of CPU, a stream message's about a third of that, either more than the Raft work of one write.
+   * replica's SubmitStream: on this hardware a unary gRPC call's fixed cost is about 0.8 ms of CPU
+   * on both ends, a stream message's 0.3 ms (bench/reports/grpc.md), either more than the Raft work
+   * of one write.
    */
   write(
     method: WriteMethod,
@@ -335,7 +336,7 @@ class Batcher {
   private queue: Pending[] = [];
   private scheduled = false;
   private inFlight = 0;
-  /** SubmitBatch calls go on one SubmitStream (shared/call-stream.ts: a third of a unary call's cost). */
+  /** SubmitBatch calls go on one SubmitStream (shared/call-stream.ts: less than half a unary call's cost). */
   private readonly calls: SubmitStreamClient;
 
   constructor(client: InventoryServiceClient) {

@@ -2953,8 +2953,8 @@ export const AppointmentServiceService = {
   /**
    * ListSlots calls on one long-lived stream (src/shared/call-stream.ts), as InventoryService's
    * SubmitStream: each request frame is one call, answered by a frame with its id, in any order.
-   * The gateway's slot reads take it: a message on an open stream costs about a third of a grpc-js
-   * unary call here.
+   * The gateway's slot reads take it: a message on an open stream costs less than half of a grpc-js
+   * unary call here (bench/reports/grpc.md).
    */
   listSlotsStream: {
     path: "/medisync.v1.AppointmentService/ListSlotsStream" as const,
@@ -3017,8 +3017,8 @@ export interface AppointmentServiceServer extends UntypedServiceImplementation {
   /**
    * ListSlots calls on one long-lived stream (src/shared/call-stream.ts), as InventoryService's
    * SubmitStream: each request frame is one call, answered by a frame with its id, in any order.
-   * The gateway's slot reads take it: a message on an open stream costs about a third of a grpc-js
-   * unary call here.
+   * The gateway's slot reads take it: a message on an open stream costs less than half of a grpc-js
+   * unary call here (bench/reports/grpc.md).
    */
   listSlotsStream: handleBidiStreamingCall<ListSlotsStreamRequest, ListSlotsStreamResponse>;
   book: handleUnaryCall<BookRequest, BookResponse>;
@@ -3092,8 +3092,8 @@ export interface AppointmentServiceClient extends Client {
   /**
    * ListSlots calls on one long-lived stream (src/shared/call-stream.ts), as InventoryService's
    * SubmitStream: each request frame is one call, answered by a frame with its id, in any order.
-   * The gateway's slot reads take it: a message on an open stream costs about a third of a grpc-js
-   * unary call here.
+   * The gateway's slot reads take it: a message on an open stream costs less than half of a grpc-js
+   * unary call here (bench/reports/grpc.md).
    */
   listSlotsStream(): ClientDuplexStream<ListSlotsStreamRequest, ListSlotsStreamResponse>;
   listSlotsStream(options: Partial<CallOptions>): ClientDuplexStream<ListSlotsStreamRequest, ListSlotsStreamResponse>;

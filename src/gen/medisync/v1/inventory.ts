@@ -4919,8 +4919,8 @@ export const InventoryServiceService = {
    * SubmitBatch calls on one long-lived stream (src/shared/call-stream.ts): each request frame is
    * one call, answered by a frame with its id, in any order, with the answer or the error the
    * unary call would have given. A grpc-js unary call opens an HTTP/2 stream with its headers,
-   * trailers and timers; a message on an open stream costs about a third of that in time and CPU
-   * on this hardware (bench/reports/inventory.md), so the gateway's writes take this path.
+   * trailers and timers; a message on an open stream costs less than half of that in time and CPU
+   * on this hardware (bench/reports/grpc.md), so the gateway's writes take this path.
    */
   submitStream: {
     path: "/medisync.v1.InventoryService/SubmitStream" as const,
@@ -4978,8 +4978,8 @@ export interface InventoryServiceServer extends UntypedServiceImplementation {
    * SubmitBatch calls on one long-lived stream (src/shared/call-stream.ts): each request frame is
    * one call, answered by a frame with its id, in any order, with the answer or the error the
    * unary call would have given. A grpc-js unary call opens an HTTP/2 stream with its headers,
-   * trailers and timers; a message on an open stream costs about a third of that in time and CPU
-   * on this hardware (bench/reports/inventory.md), so the gateway's writes take this path.
+   * trailers and timers; a message on an open stream costs less than half of that in time and CPU
+   * on this hardware (bench/reports/grpc.md), so the gateway's writes take this path.
    */
   submitStream: handleBidiStreamingCall<SubmitStreamRequest, SubmitStreamResponse>;
   getStock: handleUnaryCall<GetStockRequest, GetStockResponse>;
@@ -5088,8 +5088,8 @@ export interface InventoryServiceClient extends Client {
    * SubmitBatch calls on one long-lived stream (src/shared/call-stream.ts): each request frame is
    * one call, answered by a frame with its id, in any order, with the answer or the error the
    * unary call would have given. A grpc-js unary call opens an HTTP/2 stream with its headers,
-   * trailers and timers; a message on an open stream costs about a third of that in time and CPU
-   * on this hardware (bench/reports/inventory.md), so the gateway's writes take this path.
+   * trailers and timers; a message on an open stream costs less than half of that in time and CPU
+   * on this hardware (bench/reports/grpc.md), so the gateway's writes take this path.
    */
   submitStream(): ClientDuplexStream<SubmitStreamRequest, SubmitStreamResponse>;
   submitStream(options: Partial<CallOptions>): ClientDuplexStream<SubmitStreamRequest, SubmitStreamResponse>;
