@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -9,7 +10,7 @@ import {
   isCommand,
   returnLotsMax,
 } from "./commands.ts";
-import { fingerprint, InventoryStateMachine, usable } from "./state-machine.ts";
+import { fingerprint, InventoryStateMachine, localDate, usable } from "./state-machine.ts";
 
 const ts = Date.UTC(2030, 5, 15, 12);
 let n = 0;
@@ -341,6 +342,80 @@ function lotsDamaged(lots: Record<string, unknown>[]): fc.Arbitrary<unknown>[] {
     fc.constant(Array.from({ length: returnLotsMax }, () => lots[0])),
   ];
 }
+
+describe("what every replica computes alike", () => {
+  it("a fingerprint is the first 48 bits of SHA-256 over the command's canonical form, as snapshots hold it", () => {
+    const deduct: Command = {
+      type: "deduct",
+      requestId: "r",
+      ts,
+      clinicId: "c1",
+      medicationCode: "amox",
+      quantity: 3,
+    };
+    // Pinned: a fingerprint computed differently would tell a retry from a snapshot it is a reuse.
+    expect(fingerprint(deduct)).toBe(createHash("sha256").update("d|c1|amox|3").digest().readUIntBE(0, 6));
+    expect(fingerprint(deduct)).toBe(106061495166982);
+    fc.assert(
+      fc.property(
+        fc.string({ unit: "grapheme", maxLength: 40 }),
+        fc.integer({ min: 1, max: 1e9 }),
+        (code, q) => {
+          const cmd: Command = {
+            type: "deduct",
+            requestId: "r",
+            ts,
+            clinicId: "c1",
+            medicationCode: code,
+            quantity: q,
+          };
+          expect(fingerprint(cmd)).toBe(
+            createHash("sha256").update(`d|c1|${code}|${q}`).digest().readUIntBE(0, 6),
+          );
+        },
+      ),
+    );
+  });
+
+  it("localDate answers as the zone's calendar does, whatever order the times come in", () => {
+    const zones = [
+      undefined,
+      "UTC",
+      "Europe/Berlin",
+      "America/St_Johns",
+      "Asia/Kathmandu",
+      "Pacific/Chatham",
+    ];
+    const direct = (ms: number, zone: string) =>
+      new Intl.DateTimeFormat("en-CA", {
+        timeZone: zone,
+        year: "numeric",
+        month: "2-digit",
+        day: "2-digit",
+      }).format(ms);
+    // Times near a local midnight (±3 s) or a DST change, where a stale cached date would show.
+    const midnight = Date.UTC(2030, 2, 31, 0, 0, 0);
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.constantFrom(...zones),
+            fc.integer({ min: -48, max: 48 }),
+            fc.integer({ min: -3_000, max: 3_000 }),
+          ),
+          { minLength: 1, maxLength: 50 },
+        ),
+        (asks) => {
+          for (const [zone, quarterHours, ms] of asks) {
+            const t = midnight + quarterHours * 900_000 + ms;
+            expect(localDate(t, zone)).toBe(direct(t, zone ?? "UTC"));
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
 
 describe("the hand-written command check", () => {
   it("agrees with the command schema on valid commands and on every kind of damage to them", () => {
