@@ -1,7 +1,7 @@
 // Owns the audit database's schema (medisync_audit, the gateway's own) as versioned migrations and
 // runs them under the audit's advisory lock key: append-only tables of FHIR AuditEvent-shaped rows
 // and of the outcomes appended to them, which the database itself refuses to update, delete or
-// truncate, and the view (audit_trail) that joins the two.
+// truncate, the answered-200 watermarks, and the view (audit_trail) that joins them.
 import type pg from "pg";
 import type { Logger } from "pino";
 import { type Migration, runMigrations } from "../shared/migrate.ts";
@@ -97,6 +97,44 @@ export const auditMigrations: Migration[] = [
         SELECT e.id, e.recorded_at, e.occurred_at, e.actor_sub, e.actor_role, e.action, e.resource_type,
                COALESCE(o.resource_id, e.resource_id) AS resource_id, e.patient_id, e.clinic,
                COALESCE(e.outcome, o.outcome) AS outcome, e.request_id, e.source, e.route
+          FROM audit_events e LEFT JOIN audit_outcomes o ON o.event = e.event;
+    `,
+  },
+  {
+    version: 3,
+    name: "an answered-200 watermark per batch instead of an outcome row per request",
+    sql: `
+      -- A row written ahead names its writer (an epoch of one gateway's AuditLog) and its place in
+      -- that writer's order. A request answered 200 that created nothing gets no outcome row: an
+      -- audit_answered row says that every event of its writer with seq <= upto and no row in
+      -- audit_outcomes was answered 200 (audit.ts, Epoch). Older gateways' rows have no writer and
+      -- keep their outcome rows; reading them is unchanged.
+      ALTER TABLE audit_events ADD COLUMN writer uuid, ADD COLUMN seq bigint;
+      ALTER TABLE audit_events ADD CONSTRAINT audit_events_writer_and_seq
+        CHECK ((writer IS NULL) = (seq IS NULL)) NOT VALID;
+
+      CREATE TABLE audit_answered (
+        writer uuid NOT NULL,
+        upto bigint NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (writer, upto)
+      );
+      CREATE TRIGGER audit_answered_no_update_delete BEFORE UPDATE OR DELETE ON audit_answered
+        FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+      CREATE TRIGGER audit_answered_no_truncate BEFORE TRUNCATE ON audit_answered
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+
+      -- The same columns as before; an outcome is the row's own, else its outcome row's, else 200
+      -- when a watermark of its writer covers it, else unknown (NULL).
+      CREATE OR REPLACE VIEW audit_trail AS
+        SELECT e.id, e.recorded_at, e.occurred_at, e.actor_sub, e.actor_role, e.action, e.resource_type,
+               COALESCE(o.resource_id, e.resource_id) AS resource_id, e.patient_id, e.clinic,
+               -- CASE, not AND: an older gateway's row (no writer) skips the lookup.
+               COALESCE(e.outcome, o.outcome,
+                 CASE WHEN e.writer IS NULL THEN NULL
+                      WHEN e.seq <= (SELECT max(a.upto) FROM audit_answered a WHERE a.writer = e.writer)
+                      THEN 200::smallint END) AS outcome,
+               e.request_id, e.source, e.route
           FROM audit_events e LEFT JOIN audit_outcomes o ON o.event = e.event;
     `,
   },

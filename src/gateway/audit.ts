@@ -14,6 +14,8 @@
 // on an idle log is sent at once (no timer). An outcome alone starts no INSERT: it waits for the
 // next event row's, or outcomeLingerMs, so at low load a request costs one INSERT and one commit,
 // not two. list() and close() first write what this gateway queued before them.
+// A plain 200 (nothing created) gets no outcome row at all: one watermark row per INSERT answers for
+// every settled request below it (Epoch), which halves the rows an audited request costs.
 // Every row has a deadline (writeTimeoutMs from record()): PostgreSQL down or hung, record() rejects
 // UNAVAILABLE within it, and a full queue (queueRowsMax) rejects OVERLOADED at once. Either way the
 // caller decides what to answer. A rejected row is not known to be written; it may still be (the
@@ -155,6 +157,10 @@ export interface AuditStats {
   outcomesFailed: number;
   rowsFailed: number;
   rowsOverloaded: number;
+  /** audit_answered rows (watermarks) committed. */
+  answeredWritten: number;
+  /** Writer ids this log has used (a new one after an attempt that can never be settled). */
+  epochs: number;
   /** Rows waiting now (not counting the batch in flight). */
   queuedRows: number;
 }
@@ -208,6 +214,9 @@ interface Row {
   request_id: string | null;
   source: string | null;
   route: string | null;
+  /** begin()'s rows: the writer (an epoch of this AuditLog) and the row's place in its order. */
+  writer: string | null;
+  seq: number | null;
 }
 
 interface OutcomeRow {
@@ -217,7 +226,8 @@ interface OutcomeRow {
 }
 
 /**
- * A queued row (exactly one of row and outcomeRow). A class, one shape for both kinds: this is
+ * A queued row: an event row, an outcome row, or neither (a marker: "send the answered-200
+ * watermark", see Epoch). A class, one shape for every kind: this is
  * allocated for every audited request, and building it by spreading an object literal measured
  * ~14 µs of CPU per request on Node 20 (exp in bench/reports/inventory.md, sixth look).
  */
@@ -231,10 +241,62 @@ class Pending {
     readonly deadline: number,
     readonly resolve: () => void,
     readonly reject: (err: AppError) => void,
-    /** Set for begin()'s rows: told when the row is written or failed. */
+    /** Set for begin()'s rows and their outcome rows: told when the row is written or failed. */
     readonly attempt: Attempt | undefined,
   ) {}
 }
+
+/**
+ * A run of begin()'s rows under one writer id, and what is known of their outcomes. Most admitted
+ * requests are answered 200 and create nothing: those get no outcome row of their own. Instead an
+ * INSERT carries one audit_answered row (writer, upto), which says that every event of this writer
+ * with seq ≤ upto and no row in audit_outcomes was answered 200 (the audit_trail view reads it so).
+ * upto is only ever a seq below which every attempt is settled: its event row committed and its
+ * outcome either a plain 200 or an outcome row that committed too. An attempt that can never be
+ * settled so (its row or its outcome row failed: it may have landed after its deadline; or its
+ * finish() is long overdue) holds upto below it for good, so the log starts a new epoch, a new
+ * writer id, for the requests after it.
+ */
+class Epoch {
+  readonly writer = randomUUID();
+  /** Attempts not yet settled, by seq (begun in seq order, so the first is the oldest), with when they began. */
+  readonly open = new Map<number, number>();
+  /**
+   * Answered plain 200 (row committed) and not yet below a committed watermark, by seq, in the
+   * order they were answered (the first waited longest).
+   */
+  readonly plain = new Map<number, { event: string; answeredAt: number }>();
+  /** No open seq is below this one. */
+  private low: number;
+  /** The upto of the last INSERT sent (firstSeq − 1: none, nothing of this epoch is below it). */
+  sentUpto: number;
+  /** The upto of the last INSERT that committed. */
+  committedUpto: number;
+
+  constructor(
+    readonly firstSeq: number,
+    private readonly nextSeq: () => number,
+  ) {
+    this.low = firstSeq;
+    this.sentUpto = firstSeq - 1;
+    this.committedUpto = firstSeq - 1;
+  }
+
+  /** Every attempt of this epoch with seq ≤ upto() is settled. */
+  upto(): number {
+    const next = this.nextSeq();
+    while (this.low < next && !this.open.has(this.low)) this.low++;
+    return this.low - 1;
+  }
+
+  /** When the oldest unsettled attempt began; undefined when none is open. */
+  oldestOpenSince(): number | undefined {
+    return this.open.values().next().value;
+  }
+}
+
+/** An attempt whose finish() has not come in this long is a bug; its epoch is retired. */
+const attemptOpenMsMax = 60_000;
 
 const noop = () => undefined;
 
@@ -242,12 +304,14 @@ const noop = () => undefined;
 class Attempt implements AuditAttempt {
   written!: Promise<void>;
   private state: "pending" | "written" | "failed" | "finished" = "pending";
-  /** finish() came before the row was written: its outcome row, queued once the row is in. */
-  private early: OutcomeRow | undefined = undefined;
+  /** finish() came before the row was written: its outcome, acted on once the row is in. */
+  private early: OutcomeRow | "plain" | undefined = undefined;
 
   constructor(
     private readonly log: AuditLog,
     readonly event: string,
+    readonly epoch: Epoch,
+    readonly seq: number,
   ) {}
 
   finish(outcome: number, resourceId?: string): void {
@@ -256,14 +320,17 @@ class Attempt implements AuditAttempt {
     this.state = "finished";
     if (!Number.isInteger(outcome) || outcome < 100 || outcome > 599) {
       // A bug in the caller; the answer is not held up for it, the row keeps its outcome unknown.
-      this.log.badOutcome(outcome);
+      this.log.badOutcome(this, outcome);
       return;
     }
-    const outcomeRow: OutcomeRow = { event: this.event, outcome, resource_id: idOrNull(resourceId) };
-    // After the row, never without it: an outcome row names an event that is in the trail.
-    // Queued at once when the row is in, so a list() right after sees it.
-    if (was === "written") this.log.queueOutcome(outcomeRow);
-    else this.early = outcomeRow;
+    // After the row, never without it: an outcome (row or watermark) names an event in the trail.
+    // Acted on at once when the row is in, so a list() right after sees it.
+    const what: OutcomeRow | "plain" =
+      outcome === 200 && resourceId === undefined
+        ? "plain"
+        : { event: this.event, outcome, resource_id: idOrNull(resourceId) };
+    if (was === "written") this.log.answered(this, what);
+    else this.early = what;
   }
 
   /** The writer's word on this attempt's row, once: written, or failed (then no outcome follows). */
@@ -271,7 +338,8 @@ class Attempt implements AuditAttempt {
     if (this.state === "pending") this.state = written ? "written" : "failed";
     const early = this.early;
     this.early = undefined;
-    if (written && early !== undefined) this.log.queueOutcome(early);
+    if (!written) this.log.unsettled(this);
+    else if (early !== undefined) this.log.answered(this, early);
   }
 }
 
@@ -282,12 +350,18 @@ class Attempt implements AuditAttempt {
 const insertSql = `
   WITH e AS (
     INSERT INTO audit_events (occurred_at, actor_sub, actor_role, action, resource_type, resource_id,
-                              patient_id, clinic, outcome, event, request_id, source, route)
+                              patient_id, clinic, outcome, event, request_id, source, route, writer, seq)
     SELECT r.occurred_at, r.actor_sub, r.actor_role, r.action, r.resource_type, r.resource_id,
-           r.patient_id, r.clinic, r.outcome, r.event, r.request_id, r.source, r.route
+           r.patient_id, r.clinic, r.outcome, r.event, r.request_id, r.source, r.route, r.writer, r.seq
     FROM jsonb_to_recordset($1::jsonb) AS r(occurred_at timestamptz, actor_sub text, actor_role text,
       action char(1), resource_type text, resource_id text, patient_id uuid, clinic text, outcome smallint,
-      event uuid, request_id text, source text, route text)
+      event uuid, request_id text, source text, route text, writer uuid, seq bigint)
+  ), a AS (
+    -- The answered-200 watermark (see Epoch), at most one per batch. Sent again after an INSERT
+    -- that failed by its deadline but may still have committed: the first one stands.
+    INSERT INTO audit_answered (writer, upto)
+    SELECT $3::uuid, $4::bigint WHERE $4::bigint IS NOT NULL
+    ON CONFLICT DO NOTHING
   )
   -- The outer statement an INSERT without RETURNING, so the answer has no rows: no row description
   -- for the driver to parse on every batch (pg's addFields was 8 % of the audit's CPU).
@@ -360,6 +434,15 @@ export class AuditLog {
   /** Set by flush(): the writer sends outcome rows too, not only batches with an event row. */
   private flushAll = false;
   private closed = false;
+  /** The next begin()'s seq; seqs run on across epochs. */
+  private seqNext = 1;
+  private readonly seqOf = () => this.seqNext;
+  private epoch: Epoch = new Epoch(1, this.seqOf);
+  /** Plain answers of retired epochs, waiting for rows of their own: their events. */
+  private forcedPlain: string[] = [];
+  private plainTimer: NodeJS.Timeout | undefined;
+  /** After a failed INSERT, the plain timer does not flush again before this. */
+  private plainRetryAt = 0;
   /** Whether the last INSERT failed: failures are logged when they start and when they end, not per batch. */
   private failing = false;
   private readonly counts = {
@@ -369,6 +452,8 @@ export class AuditLog {
     outcomesFailed: 0,
     rowsFailed: 0,
     rowsOverloaded: 0,
+    answeredWritten: 0,
+    epochs: 1,
   };
 
   constructor(o: AuditLogOptions) {
@@ -416,8 +501,13 @@ export class AuditLog {
       written.catch(() => undefined);
       return { written, refused, finish: () => undefined };
     }
-    const attempt = new Attempt(this, randomUUID());
+    const seq = this.seqNext++;
+    const epoch = this.epoch;
+    epoch.open.set(seq, this.now());
+    const attempt = new Attempt(this, randomUUID(), epoch, seq);
     row.event = attempt.event;
+    row.writer = epoch.writer;
+    row.seq = seq;
     attempt.written = this.enqueue(row, undefined, attempt);
     // Handled here, whether or not the caller ever waits for it: a failed row is the caller's
     // answer, never an unhandled rejection.
@@ -426,23 +516,98 @@ export class AuditLog {
   }
 
   /**
-   * Queues an attempt's outcome row (Attempt.finish), never refused as overloaded (see enqueue).
-   * No promise: nobody waits for it; a failure is counted and logged by the writer, and the row
-   * reads back with its outcome unknown. Closed: dropped, as a failed write would be.
+   * An attempt's row is written and its request answered: a plain 200 is settled at once and waits
+   * for a watermark (at most outcomeLingerMs, then it gets a row of its own); any other outcome is
+   * settled once its outcome row commits. Never refused as overloaded (see enqueue).
    */
-  queueOutcome(outcomeRow: OutcomeRow): void {
+  answered(a: Attempt, what: OutcomeRow | "plain"): void {
+    if (what !== "plain") {
+      this.queueOutcome(what, a);
+      return;
+    }
+    if (a.epoch !== this.epoch) {
+      // Its epoch was retired: no watermark of it is sent again, so the outcome gets a row.
+      this.forcedPlain.push(a.event);
+    } else {
+      a.epoch.open.delete(a.seq);
+      a.epoch.plain.set(a.seq, { event: a.event, answeredAt: this.now() });
+    }
+    this.armPlainTimer();
+  }
+
+  /** An attempt's explicit outcome row committed: it is settled. */
+  outcomeWritten(a: Attempt): void {
+    if (a.epoch === this.epoch) a.epoch.open.delete(a.seq);
+  }
+
+  /**
+   * An attempt that can never be settled (its row or its outcome row failed, or its outcome was
+   * not an HTTP status): it stays open in its epoch for good, so the requests after it go to a new one.
+   */
+  unsettled(a: Attempt): void {
+    if (a.epoch === this.epoch) this.retireEpoch();
+  }
+
+  /** A caller's outcome that is not an HTTP status: a bug in the caller, logged, not written. */
+  badOutcome(a: Attempt, outcome: unknown): void {
+    this.log.error({ outcome: String(outcome).slice(0, 16) }, "audit outcome is not an HTTP status");
+    this.unsettled(a);
+  }
+
+  /**
+   * Starts a new epoch for the attempts begun from now on. The old one's plain answers that no
+   * committed watermark covers get rows of their own (forcedPlain); so do its open attempts' plain
+   * answers when they come (answered()).
+   */
+  private retireEpoch(): void {
+    const old = this.epoch;
+    this.epoch = new Epoch(this.seqNext, this.seqOf);
+    this.counts.epochs++;
+    for (const [seq, p] of old.plain) if (seq > old.committedUpto) this.forcedPlain.push(p.event);
+    old.plain.clear();
+    if (this.forcedPlain.length > 0) this.armPlainTimer();
+  }
+
+  /** Plain answers wait for a watermark or a row of their own. */
+  private plainWaiting(): boolean {
+    return this.forcedPlain.length > 0 || this.epoch.plain.size > 0;
+  }
+
+  /**
+   * One timer for the plain answers, apart from the outcome linger (which each INSERT start
+   * clears: under steady traffic that one never fires). Fires when the longest-waiting answer has
+   * waited outcomeLingerMs (after a failed INSERT, not before another linger has passed) and flushes.
+   */
+  private armPlainTimer(): void {
+    if (this.plainTimer !== undefined || this.closed || !this.plainWaiting()) return;
+    const oldest = this.epoch.plain.values().next().value?.answeredAt ?? this.now();
+    const at = Math.max(
+      this.forcedPlain.length > 0 ? this.now() : oldest + this.outcomeLingerMs,
+      this.plainRetryAt,
+    );
+    this.plainTimer = setTimeout(
+      () => {
+        this.plainTimer = undefined;
+        this.flush();
+      },
+      Math.max(0, at - this.now()),
+    );
+    this.plainTimer.unref();
+  }
+
+  /**
+   * Queues an outcome row, never refused as overloaded (see enqueue). No promise: nobody waits for
+   * it; a failure is counted and logged by the writer, and the row reads back with its outcome
+   * unknown. Closed: dropped, as a failed write would be.
+   */
+  private queueOutcome(outcomeRow: OutcomeRow, attempt: Attempt | undefined): void {
     if (this.closed) return;
     this.queue.push(
-      new Pending(undefined, outcomeRow, this.now() + this.writeTimeoutMs, noop, noop, undefined),
+      new Pending(undefined, outcomeRow, this.now() + this.writeTimeoutMs, noop, noop, attempt),
     );
     this.armDeadline();
     // An outcome alone waits for the next event row.
     if (this.writing === undefined) this.armLinger();
-  }
-
-  /** A caller's outcome that is not an HTTP status: a bug in the caller, logged, not written. */
-  badOutcome(outcome: unknown): void {
-    this.log.error({ outcome: String(outcome).slice(0, 16) }, "audit outcome is not an HTTP status");
   }
 
   /** Why an event row would be refused now (closed, queue full); undefined: it would be queued. */
@@ -503,10 +668,18 @@ export class AuditLog {
     this.lingerTimer.unref();
   }
 
-  /** Sends what is queued now, outcome rows alone included. */
+  /** Sends what is queued now, outcome rows and plain answers alone included. */
   private flush(): void {
-    // Nothing queued: nothing to send, and no flag left set to send a later outcome alone.
-    if (this.queue.length === 0) return;
+    if (this.queue.length === 0) {
+      // Nothing queued and no answer waiting: nothing to send, and no flag left set to send a
+      // later outcome alone.
+      if (!this.plainWaiting()) return;
+      // Plain answers only: a marker carries them (and is what list() waits for).
+      this.queue.push(
+        new Pending(undefined, undefined, this.now() + this.writeTimeoutMs, noop, noop, undefined),
+      );
+      this.armDeadline();
+    }
     this.flushAll = true;
     if (this.writing === undefined) this.startDrain();
   }
@@ -580,6 +753,8 @@ export class AuditLog {
     this.deadlineTimer = undefined;
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
+    if (this.plainTimer) clearTimeout(this.plainTimer);
+    this.plainTimer = undefined;
     if (this.ownsPool) await this.pool.end();
   }
 
@@ -607,6 +782,8 @@ export class AuditLog {
       request_id: idOrNull(e.requestId),
       source: e.source.length <= sourceMax && isIP(e.source) !== 0 ? e.source : null,
       route: routePattern.test(e.route) ? e.route : null,
+      writer: null,
+      seq: null,
     };
   }
 
@@ -624,9 +801,14 @@ export class AuditLog {
       }
     } finally {
       this.writing = undefined;
-      // Left over: outcomes alone (or whatever an INSERT that threw left), sent by the linger timer.
+      // Left over: outcomes alone (or whatever an INSERT that threw left), sent by the linger timer;
+      // plain answers by theirs.
       if (this.queue.length === 0) this.flushAll = false;
       else this.armLinger();
+      // Re-armed from the longest-waiting answer (which may have waited behind this INSERT).
+      if (this.plainTimer !== undefined) clearTimeout(this.plainTimer);
+      this.plainTimer = undefined;
+      this.armPlainTimer();
     }
   }
 
@@ -635,9 +817,58 @@ export class AuditLog {
     const outcomes: OutcomeRow[] = [];
     for (const p of batch) {
       if (p.row !== undefined) rows.push(p.row);
-      else outcomes.push(p.outcomeRow!);
+      else if (p.outcomeRow !== undefined) outcomes.push(p.outcomeRow);
     }
-    const values = [JSON.stringify(rows), JSON.stringify(outcomes)];
+    const now = this.now();
+    const since = this.epoch.oldestOpenSince();
+    if (since !== undefined && now - since > attemptOpenMsMax) {
+      this.log.error(
+        { openMs: now - since },
+        "an audited request has not finished in a minute; new audit writer id",
+      );
+      this.retireEpoch();
+    }
+    const epoch = this.epoch;
+    const upto = epoch.upto();
+    // Plain answers: those below upto ride on this INSERT's watermark; those above it (an older
+    // request still runs) get rows of their own once they have waited outcomeLingerMs, or at a
+    // flush (the plain timer, list(), close()), so none waits on another request to be seen, nor is
+    // lost with it if the gateway dies. Rows of their own go at most batchRowsMax to an INSERT.
+    let watermark = false;
+    let room = this.batchRowsMax;
+    const own: number[] = [];
+    for (const [seq, p] of epoch.plain) {
+      if (seq <= upto) {
+        if (seq > epoch.sentUpto) watermark = true;
+      } else if (room > 0 && (this.flushAll || now - p.answeredAt >= this.outcomeLingerMs)) {
+        outcomes.push({ event: p.event, outcome: 200, resource_id: null });
+        own.push(seq);
+        room--;
+      }
+    }
+    for (const seq of own) epoch.plain.delete(seq);
+    const queuedOutcomes = outcomes.length - own.length;
+    while (room > 0 && this.forcedPlain.length > 0) {
+      outcomes.push({ event: this.forcedPlain.pop()!, outcome: 200, resource_id: null });
+      room--;
+    }
+    if (watermark) epoch.sentUpto = upto;
+    if (rows.length === 0 && outcomes.length === 0 && !watermark) {
+      // Markers only, with nothing left to say (an earlier INSERT said it): no statement.
+      for (const p of batch) {
+        if (p.settled) continue;
+        p.settled = true;
+        p.resolve();
+        wake(p);
+      }
+      return;
+    }
+    const values = [
+      JSON.stringify(rows),
+      JSON.stringify(outcomes),
+      watermark ? epoch.writer : null,
+      watermark ? upto : null,
+    ];
     this.counts.inserts++;
     batchRows.observe(batch.length);
     const end = insertSeconds.startTimer();
@@ -653,9 +884,22 @@ export class AuditLog {
         if (p.settled) continue;
         p.settled = true;
         p.resolve();
-        p.attempt?.rowSettled(true);
+        if (p.attempt !== undefined) {
+          if (p.row !== undefined) p.attempt.rowSettled(true);
+          else this.outcomeWritten(p.attempt);
+        }
         wake(p);
       }
+      if (watermark) {
+        this.counts.answeredWritten++;
+        if (upto > epoch.committedUpto) epoch.committedUpto = upto;
+        for (const seq of epoch.plain.keys()) if (seq <= upto) epoch.plain.delete(seq);
+      }
+      // A flush with more plain answers than one INSERT takes goes on.
+      if (this.flushAll && this.plainWaiting() && this.queue.length === 0)
+        this.queue.push(
+          new Pending(undefined, undefined, this.now() + this.writeTimeoutMs, noop, noop, undefined),
+        );
       this.counts.rowsWritten += rows.length;
       this.counts.outcomesWritten += outcomes.length;
       rowsTotal.inc({ result: "written" }, rows.length);
@@ -672,7 +916,18 @@ export class AuditLog {
           "audit write failed",
         );
       }
+      // The watermark is not known to be in: the answers it covered stay in `plain` (removed only
+      // once one commits) and the next INSERT sends it again. Before fail(), which may retire the
+      // epoch: those answers then get rows of their own. The outcome rows of plain answers in this
+      // batch are lost (read back unknown), as any failed outcome row is.
+      if (watermark) epoch.sentUpto = epoch.committedUpto;
+      const plainRows = outcomes.length - queuedOutcomes;
+      this.counts.outcomesFailed += plainRows;
+      if (plainRows > 0) outcomesTotal.inc({ result: "failed" }, plainRows);
       this.fail(batch, failure);
+      // No retry at once: the plain timer waits a linger first, so a PostgreSQL that refuses
+      // every statement is not hammered.
+      this.plainRetryAt = this.now() + this.outcomeLingerMs;
     }
   }
 
@@ -683,9 +938,12 @@ export class AuditLog {
       if (p.settled) continue;
       p.settled = true;
       if (p.row) events++;
-      else outcomes++;
+      else if (p.outcomeRow) outcomes++;
       p.reject(err);
-      p.attempt?.rowSettled(false);
+      if (p.attempt !== undefined) {
+        if (p.row !== undefined) p.attempt.rowSettled(false);
+        else this.unsettled(p.attempt);
+      }
       wake(p);
     }
     this.counts.rowsFailed += events;
