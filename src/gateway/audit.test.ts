@@ -562,6 +562,7 @@ describe("AuditLog rows written ahead of the act", () => {
     const a = auditLog();
     const patientId = randomUUID();
     const { outcome: _o, ...e } = entry({ patientId });
+    const watermarksBefore = await metric("medisync_audit_watermarks_total", { result: "written" });
     const attempts = Array.from({ length: 20 }, () => a.begin({ ...e, requestId: randomUUID() }));
     await Promise.all(attempts.map((t) => t.written));
     for (const t of attempts) t.finish(200);
@@ -569,6 +570,7 @@ describe("AuditLog rows written ahead of the act", () => {
     expect(items).toHaveLength(20);
     expect(items.every((i) => i.outcome === 200)).toBe(true);
     expect(a.stats()).toMatchObject({ outcomesWritten: 0, answeredWritten: 1 });
+    expect(await metric("medisync_audit_watermarks_total", { result: "written" })).toBe(watermarksBefore + 1);
     const n = await pool.query(
       "SELECT count(*)::int AS n FROM audit_outcomes o JOIN audit_events e USING (event) WHERE e.patient_id = $1",
       [patientId],

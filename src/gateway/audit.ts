@@ -171,6 +171,11 @@ const outcomesTotal = counter(
   "Audit outcome rows (appended after the act) by what became of them",
   ["result"],
 );
+const watermarksTotal = counter(
+  "medisync_audit_watermarks_total",
+  "Answered-200 watermark rows (one per INSERT at most; each stands for many plain outcomes) by result",
+  ["result"],
+);
 const batchesTotal = counter("medisync_audit_batches_total", "Audit INSERTs (one per batch) by result", [
   "result",
 ]);
@@ -892,6 +897,7 @@ export class AuditLog {
       }
       if (watermark) {
         this.counts.answeredWritten++;
+        watermarksTotal.inc({ result: "written" });
         if (upto > epoch.committedUpto) epoch.committedUpto = upto;
         for (const seq of epoch.plain.keys()) if (seq <= upto) epoch.plain.delete(seq);
       }
@@ -920,7 +926,10 @@ export class AuditLog {
       // once one commits) and the next INSERT sends it again. Before fail(), which may retire the
       // epoch: those answers then get rows of their own. The outcome rows of plain answers in this
       // batch are lost (read back unknown), as any failed outcome row is.
-      if (watermark) epoch.sentUpto = epoch.committedUpto;
+      if (watermark) {
+        epoch.sentUpto = epoch.committedUpto;
+        watermarksTotal.inc({ result: "failed" });
+      }
       const plainRows = outcomes.length - queuedOutcomes;
       this.counts.outcomesFailed += plainRows;
       if (plainRows > 0) outcomesTotal.inc({ result: "failed" }, plainRows);
