@@ -43,6 +43,40 @@ function auditLog(o: Partial<AuditLogOptions> = {}): AuditLog {
   return a;
 }
 
+/**
+ * An AuditLog on a pool of its own whose statement timeout (150 ms) cancels an INSERT held by a
+ * lock, so what that INSERT carried is surely not in. Ended after `fn`.
+ */
+async function withShortTimeoutLog(
+  o: Partial<AuditLogOptions>,
+  fn: (a: AuditLog) => Promise<void>,
+): Promise<void> {
+  const shortPool = createPool(cfg.AUDIT_DATABASE_URL, 1, { statementTimeoutMs: 150 });
+  const a = new AuditLog({
+    pool: shortPool,
+    log,
+    batchRowsMax: 1_000,
+    queueRowsMax: 100,
+    writeTimeoutMs: 2_000,
+    ...o,
+  });
+  try {
+    await fn(a);
+  } finally {
+    await a.close();
+    await shortPool.end();
+  }
+}
+
+/** A request's outcome as any reader of the database sees it (undefined: no row). */
+async function outcomeOf(requestId: string): Promise<number | null | undefined> {
+  const r = await pool.query<{ outcome: number | null }>(
+    "SELECT outcome FROM audit_trail WHERE request_id = $1",
+    [requestId],
+  );
+  return r.rows[0]?.outcome;
+}
+
 const clinician: Principal = { sub: "staff-9", role: "clinician", clinics: ["harbour"] };
 
 function entry(over: Partial<AuditEntry> = {}): AuditEntry {
@@ -601,26 +635,13 @@ describe("AuditLog rows written ahead of the act", () => {
     await one.written;
     one.finish(200);
     // Read as another gateway would, before this one's watermark went out (no flush: it "died").
-    const read = () =>
-      pool.query<{ outcome: number | null }>("SELECT outcome FROM audit_trail WHERE request_id = $1", [
-        e.requestId,
-      ]);
-    expect((await read()).rows).toEqual([{ outcome: null }]);
+    expect(await outcomeOf(e.requestId)).toBeNull();
     await a.close();
-    expect((await read()).rows).toEqual([{ outcome: 200 }]);
+    expect(await outcomeOf(e.requestId)).toBe(200);
   });
 
   it("an outcome row that failed is never read as 200: its writer id is retired, later requests get a new one", async () => {
-    // A statement timeout cancels the INSERT, so what it carried is surely not in.
-    const shortPool = createPool(cfg.AUDIT_DATABASE_URL, 1, { statementTimeoutMs: 150 });
-    try {
-      const a = new AuditLog({
-        pool: shortPool,
-        log,
-        batchRowsMax: 1_000,
-        queueRowsMax: 100,
-        writeTimeoutMs: 2_000,
-      });
+    await withShortTimeoutLog({}, async (a) => {
       const patientId = randomUUID();
       const { outcome: _o, ...e } = entry({ patientId });
       const conflicted = a.begin({ ...e, requestId: "conflicted" });
@@ -645,21 +666,10 @@ describe("AuditLog rows written ahead of the act", () => {
       });
       expect(a.stats()).toMatchObject({ outcomesFailed: 1, rowsFailed: 1 });
       expect(a.stats().epochs).toBeGreaterThanOrEqual(2);
-      await a.close();
-    } finally {
-      await shortPool.end();
-    }
+    });
   });
 
   describe("a plain answer is written within the linger whatever else happens (from a hostile review)", () => {
-    const outcomeOf = async (requestId: string) =>
-      (
-        await pool.query<{ outcome: number | null }>(
-          "SELECT outcome FROM audit_trail WHERE request_id = $1",
-          [requestId],
-        )
-      ).rows[0]?.outcome;
-
     for (const how of ["list()", "the linger", "close()"] as const) {
       it(`after an INSERT that could carry no watermark (an older request still runs): by ${how}`, async () => {
         const a = auditLog({ outcomeLingerMs: how === "the linger" ? 50 : 4_000 });
@@ -718,16 +728,7 @@ describe("AuditLog rows written ahead of the act", () => {
     });
 
     it("when the INSERT carrying its watermark fails with another request's row in it", async () => {
-      const shortPool = createPool(cfg.AUDIT_DATABASE_URL, 1, { statementTimeoutMs: 150 });
-      try {
-        const a = new AuditLog({
-          pool: shortPool,
-          log,
-          batchRowsMax: 1_000,
-          queueRowsMax: 100,
-          writeTimeoutMs: 2_000,
-          outcomeLingerMs: 1_000,
-        });
+      await withShortTimeoutLog({ outcomeLingerMs: 1_000 }, async (a) => {
         const { outcome: _o, ...e } = entry();
         const answeredId = randomUUID();
         const answered = a.begin({ ...e, requestId: answeredId });
@@ -747,10 +748,7 @@ describe("AuditLog rows written ahead of the act", () => {
         later.finish(200);
         const items = (await a.list({ limit: 100 })).items;
         expect(items.find((i) => i.requestId === answeredId)?.outcome).toBe(200);
-        await a.close();
-      } finally {
-        await shortPool.end();
-      }
+      });
     });
 
     it("answers piled up behind an open request do not fill the queue when its writer id is retired", async () => {

@@ -231,9 +231,9 @@ interface OutcomeRow {
 }
 
 /**
- * A queued row: an event row, an outcome row, or neither (a marker: "send the answered-200
- * watermark", see Epoch). A class, one shape for every kind: this is
- * allocated for every audited request, and building it by spreading an object literal measured
+ * A queued row: an event row, an outcome row, or neither (a marker that a flush queues when only
+ * plain answers wait: it carries them into an INSERT and is what list() waits for). A class, one
+ * shape for every kind: this is allocated for every audited request, and building it by spreading an object literal measured
  * ~14 µs of CPU per request on Node 20 (exp in bench/reports/inventory.md, sixth look).
  */
 class Pending {
@@ -305,6 +305,12 @@ const attemptOpenMsMax = 60_000;
 
 const noop = () => undefined;
 
+/** What an outcome must be: an HTTP status (the tables' CHECK says the same). */
+const isHttpStatus = (n: number) => Number.isInteger(n) && n >= 100 && n <= 599;
+
+/** The outcome a watermark stands for (audit_trail's view says 200 too: migration 3). */
+const plainOutcome = 200;
+
 /** An admitted request's row, written ahead of its act (AuditLog.begin). */
 class Attempt implements AuditAttempt {
   written!: Promise<void>;
@@ -313,7 +319,7 @@ class Attempt implements AuditAttempt {
   private early: OutcomeRow | "plain" | undefined = undefined;
 
   constructor(
-    private readonly log: AuditLog,
+    private readonly audit: AuditLog,
     readonly event: string,
     readonly epoch: Epoch,
     readonly seq: number,
@@ -323,18 +329,18 @@ class Attempt implements AuditAttempt {
     if (this.state === "finished" || this.state === "failed") return;
     const was = this.state;
     this.state = "finished";
-    if (!Number.isInteger(outcome) || outcome < 100 || outcome > 599) {
+    if (!isHttpStatus(outcome)) {
       // A bug in the caller; the answer is not held up for it, the row keeps its outcome unknown.
-      this.log.badOutcome(this, outcome);
+      this.audit.badOutcome(this, outcome);
       return;
     }
     // After the row, never without it: an outcome (row or watermark) names an event in the trail.
     // Acted on at once when the row is in, so a list() right after sees it.
     const what: OutcomeRow | "plain" =
-      outcome === 200 && resourceId === undefined
+      outcome === plainOutcome && resourceId === undefined
         ? "plain"
         : { event: this.event, outcome, resource_id: idOrNull(resourceId) };
-    if (was === "written") this.log.answered(this, what);
+    if (was === "written") this.audit.answered(this, what);
     else this.early = what;
   }
 
@@ -343,8 +349,8 @@ class Attempt implements AuditAttempt {
     if (this.state === "pending") this.state = written ? "written" : "failed";
     const early = this.early;
     this.early = undefined;
-    if (!written) this.log.unsettled(this);
-    else if (early !== undefined) this.log.answered(this, early);
+    if (!written) this.audit.unsettled(this);
+    else if (early !== undefined) this.audit.answered(this, early);
   }
 }
 
@@ -445,9 +451,8 @@ export class AuditLog {
   private epoch: Epoch = new Epoch(1, this.seqOf);
   /** Plain answers of retired epochs, waiting for rows of their own: their events. */
   private forcedPlain: string[] = [];
-  private plainTimer: NodeJS.Timeout | undefined;
-  /** After a failed INSERT, the plain timer does not flush again before this. */
-  private plainRetryAt = 0;
+  /** After a failed INSERT, the linger does not flush again before this. */
+  private retryAt = 0;
   /** Whether the last INSERT failed: failures are logged when they start and when they end, not per batch. */
   private failing = false;
   private readonly counts = {
@@ -520,6 +525,8 @@ export class AuditLog {
     return attempt;
   }
 
+  // answered(), outcomeWritten(), unsettled() and badOutcome() are Attempt's way in: not for callers.
+
   /**
    * An attempt's row is written and its request answered: a plain 200 is settled at once and waits
    * for a watermark (at most outcomeLingerMs, then it gets a row of its own); any other outcome is
@@ -537,7 +544,7 @@ export class AuditLog {
       a.epoch.open.delete(a.seq);
       a.epoch.plain.set(a.seq, { event: a.event, answeredAt: this.now() });
     }
-    this.armPlainTimer();
+    this.armLinger();
   }
 
   /** An attempt's explicit outcome row committed: it is settled. */
@@ -570,34 +577,12 @@ export class AuditLog {
     this.counts.epochs++;
     for (const [seq, p] of old.plain) if (seq > old.committedUpto) this.forcedPlain.push(p.event);
     old.plain.clear();
-    if (this.forcedPlain.length > 0) this.armPlainTimer();
+    if (this.forcedPlain.length > 0) this.armLinger();
   }
 
   /** Plain answers wait for a watermark or a row of their own. */
   private plainWaiting(): boolean {
     return this.forcedPlain.length > 0 || this.epoch.plain.size > 0;
-  }
-
-  /**
-   * One timer for the plain answers, apart from the outcome linger (which each INSERT start
-   * clears: under steady traffic that one never fires). Fires when the longest-waiting answer has
-   * waited outcomeLingerMs (after a failed INSERT, not before another linger has passed) and flushes.
-   */
-  private armPlainTimer(): void {
-    if (this.plainTimer !== undefined || this.closed || !this.plainWaiting()) return;
-    const oldest = this.epoch.plain.values().next().value?.answeredAt ?? this.now();
-    const at = Math.max(
-      this.forcedPlain.length > 0 ? this.now() : oldest + this.outcomeLingerMs,
-      this.plainRetryAt,
-    );
-    this.plainTimer = setTimeout(
-      () => {
-        this.plainTimer = undefined;
-        this.flush();
-      },
-      Math.max(0, at - this.now()),
-    );
-    this.plainTimer.unref();
   }
 
   /**
@@ -649,26 +634,31 @@ export class AuditLog {
   }
 
   private startDrain(): void {
-    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
-    this.lingerTimer = undefined;
     this.writing = Promise.resolve().then(() => this.drain());
   }
 
   /**
-   * Sends the waiting outcomes once the oldest has waited outcomeLingerMs, counted from when it was
-   * queued (it may have waited behind a slow INSERT already), so it goes well within its deadline.
+   * The one timer for what waits outcomeLingerMs rather than ride with the next event row: outcome
+   * rows (counted from their queueing: one may have waited behind a slow INSERT already, and must go
+   * well within its deadline), plain answers above the watermark (from their answer), and those of
+   * retired epochs (at once). Fires for the longest-waiting, and flushes; never before `retryAt`.
+   * Re-armed after every INSERT (drain()).
    */
   private armLinger(): void {
-    if (this.lingerTimer !== undefined) return;
+    if (this.lingerTimer !== undefined || this.closed) return;
+    let due = Number.POSITIVE_INFINITY;
     const oldest = this.queue[0];
-    if (oldest === undefined) return;
-    const queuedAt = oldest.deadline - this.writeTimeoutMs;
+    if (oldest !== undefined) due = oldest.deadline - this.writeTimeoutMs + this.outcomeLingerMs;
+    const plain = this.epoch.plain.values().next().value;
+    if (plain !== undefined) due = Math.min(due, plain.answeredAt + this.outcomeLingerMs);
+    if (this.forcedPlain.length > 0) due = Math.min(due, this.now());
+    if (due === Number.POSITIVE_INFINITY) return;
     this.lingerTimer = setTimeout(
       () => {
         this.lingerTimer = undefined;
         this.flush();
       },
-      Math.max(0, queuedAt + this.outcomeLingerMs - this.now()),
+      Math.max(0, Math.max(due, this.retryAt) - this.now()),
     );
     this.lingerTimer.unref();
   }
@@ -758,8 +748,6 @@ export class AuditLog {
     this.deadlineTimer = undefined;
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
-    if (this.plainTimer) clearTimeout(this.plainTimer);
-    this.plainTimer = undefined;
     if (this.ownsPool) await this.pool.end();
   }
 
@@ -768,7 +756,7 @@ export class AuditLog {
       throw new AppError("INTERNAL", "audit entry: action is not one of C, R, U, D, E");
     if (!(auditResourceTypes as readonly string[]).includes(e.resourceType))
       throw new AppError("INTERNAL", "audit entry: resourceType is not in auditResourceTypes");
-    if (outcome !== null && (!Number.isInteger(outcome) || outcome < 100 || outcome > 599))
+    if (outcome !== null && !isHttpStatus(outcome))
       throw new AppError("INTERNAL", "audit entry: outcome is not an HTTP status");
     const actor = e.actor;
     const known = actor !== undefined && isRole(actor.role) && subPattern.test(actor.sub);
@@ -809,11 +797,10 @@ export class AuditLog {
       // Left over: outcomes alone (or whatever an INSERT that threw left), sent by the linger timer;
       // plain answers by theirs.
       if (this.queue.length === 0) this.flushAll = false;
-      else this.armLinger();
-      // Re-armed from the longest-waiting answer (which may have waited behind this INSERT).
-      if (this.plainTimer !== undefined) clearTimeout(this.plainTimer);
-      this.plainTimer = undefined;
-      this.armPlainTimer();
+      // Re-armed from the longest-waiting (which may have waited behind this INSERT).
+      if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+      this.lingerTimer = undefined;
+      this.armLinger();
     }
   }
 
@@ -846,7 +833,7 @@ export class AuditLog {
       if (seq <= upto) {
         if (seq > epoch.sentUpto) watermark = true;
       } else if (room > 0 && (this.flushAll || now - p.answeredAt >= this.outcomeLingerMs)) {
-        outcomes.push({ event: p.event, outcome: 200, resource_id: null });
+        outcomes.push({ event: p.event, outcome: plainOutcome, resource_id: null });
         own.push(seq);
         room--;
       }
@@ -854,7 +841,7 @@ export class AuditLog {
     for (const seq of own) epoch.plain.delete(seq);
     const queuedOutcomes = outcomes.length - own.length;
     while (room > 0 && this.forcedPlain.length > 0) {
-      outcomes.push({ event: this.forcedPlain.pop()!, outcome: 200, resource_id: null });
+      outcomes.push({ event: this.forcedPlain.pop()!, outcome: plainOutcome, resource_id: null });
       room--;
     }
     if (watermark) epoch.sentUpto = upto;
@@ -936,7 +923,7 @@ export class AuditLog {
       this.fail(batch, failure);
       // No retry at once: the plain timer waits a linger first, so a PostgreSQL that refuses
       // every statement is not hammered.
-      this.plainRetryAt = this.now() + this.outcomeLingerMs;
+      this.retryAt = this.now() + this.outcomeLingerMs;
     }
   }
 
