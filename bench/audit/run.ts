@@ -1,9 +1,10 @@
 // What the audit trail costs PostgreSQL: the gateway's own AuditLog (src/gateway/audit.ts) against
 // the real server, one connection, batches of N requests at a time, and the CPU its backend used
-// per request (from /proc, so the server must run on this machine). Two shapes: refused requests
-// (one event row each, record()) and admitted ones (an event row, then its outcome, which rides
-// with the next batch's INSERT, begin()/finish()). Writes bench/reports/audit.md.
-//   npm run bench:audit [-- --requests 4000]
+// per request (from /proc, so the server must run on this machine). Three shapes: refused requests
+// (one event row each, record()), and admitted ones (begin()/finish()) answered 200 (an event row;
+// the next batch's watermark speaks for the outcome) or 409 (an event row and an outcome row, which
+// rides with the next batch's INSERT). Writes bench/reports/audit.md.
+//   npm run bench:audit [-- --requests 20000]
 
 import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
@@ -12,14 +13,11 @@ import { type AuditEntry, AuditLog, prepareAuditDatabase } from "../../src/gatew
 import { loadConfig } from "../../src/shared/config.ts";
 import { createLogger } from "../../src/shared/logger.ts";
 import { createPool } from "../../src/shared/pg.ts";
+import { numberArg } from "../support/args.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 import { cpuMs as backendCpuMs } from "../support/proc.ts";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const requests = arg("requests", 4_000);
+const requests = numberArg("requests", 20_000);
 const batchSizes = [1, 20, 100];
 const pgBase = process.env.TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
 const url = `${pgBase}/medisync_bench_audit`;
@@ -47,7 +45,12 @@ async function main() {
   const pool = createPool(url, 1);
   const pid = (await pool.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
   const rows: (string | number)[][] = [];
-  for (const shape of ["event rows (record)", "event + outcome rows (begin, finish)"] as const) {
+  const shapes = [
+    "event rows (record)",
+    "answered 200: event rows + one watermark a batch (begin, finish)",
+    "answered 409: event + outcome rows (begin, finish)",
+  ] as const;
+  for (const shape of shapes) {
     for (const batch of batchSizes) {
       const audit = new AuditLog({
         pool,
@@ -70,7 +73,7 @@ async function main() {
             return audit.begin(attempt);
           });
           await Promise.all(attempts.map((a) => a.written));
-          for (const a of attempts) a.finish(200);
+          for (const a of attempts) a.finish(shape === shapes[1] ? 200 : 409);
         }
       }
       await audit.close();

@@ -15,13 +15,10 @@ import { fileURLToPath } from "node:url";
 import { runSequential, type Step, toHistory } from "../../jepsen-lite/checker/generate.ts";
 import { seeded } from "../../jepsen-lite/random.ts";
 import { checkStock } from "../../jepsen-lite/workloads/stock.ts";
+import { numberArg } from "../support/args.ts";
 import { markdownTable } from "../support/machine.ts";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const budgetMs = arg("--budget-ms", 10_000);
+const budgetMs = numberArg("budget-ms", 10_000);
 const keys = 3;
 const lostRate = 0.01;
 const sizes = [1_000, 5_000, 10_000, 20_000];

@@ -15,15 +15,12 @@ import {
   Server,
   ServerCredentials,
 } from "@grpc/grpc-js";
+import { numberArg } from "../support/args.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 import { cpuMs } from "../support/proc.ts";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const calls = arg("calls", 3_000);
-const rounds = arg("rounds", 3);
+const calls = numberArg("calls", 3_000);
+const rounds = numberArg("rounds", 3);
 const answerBytes = 200;
 
 const raw = (b: Buffer) => b;

@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { InventoryCluster } from "../../test/support/inventory-cluster.ts";
 import { freePortRange, runCli } from "../../test/support/process.ts";
+import { numberArg } from "../support/args.ts";
 import { staffAuthorizations } from "../support/auth.ts";
 import { appointmentWithClinics } from "../support/clinics.ts";
 import { hottest } from "../support/cpu-profile.ts";
@@ -18,12 +19,8 @@ import { cpuMsOfAll, cpuTimes } from "../support/proc.ts";
 import { benchGatewayEnv, useCompiledBuild, waitForOk } from "../support/processes.ts";
 import { runLoad } from "../support/wrk.ts";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const durationS = arg("seconds", 10);
-const clients = arg("clients", 64);
+const durationS = numberArg("seconds", 10);
+const clients = numberArg("clients", 64);
 const profile = process.argv.includes("--cpu-prof");
 const tool = process.argv.includes("--autocannon") ? ("autocannon" as const) : undefined;
 const profDir = mkdtempSync(path.join(os.tmpdir(), "medisync-prof-"));

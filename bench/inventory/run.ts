@@ -20,19 +20,16 @@ import path from "node:path";
 import { callUnary } from "../../src/shared/grpc.ts";
 import { InventoryCluster, untilAcked } from "../../test/support/inventory-cluster.ts";
 import { freePortRange, runCli, type Watched } from "../../test/support/process.ts";
+import { numberArg } from "../support/args.ts";
 import { staffAuthorizations } from "../support/auth.ts";
 import { appointmentWithClinics } from "../support/clinics.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 import { benchGatewayEnv, useCompiledBuild, waitForOk } from "../support/processes.ts";
 import { type LoadResult, runLoad } from "../support/wrk.ts";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const durationS = arg("seconds", 8);
-const trials = arg("trials", 20);
-const behind = arg("behind", 100_000);
+const durationS = numberArg("seconds", 8);
+const trials = numberArg("trials", 20);
+const behind = numberArg("behind", 100_000);
 const concurrencies = [1, 16, 64];
 const clinic = "bench";
 const med = "paracetamol-500";

@@ -7,16 +7,13 @@
 //   npm run bench:medication [-- --seconds 10]
 import { writeFileSync } from "node:fs";
 import { medicationStack } from "../../test/support/medication-stack.ts";
+import { numberArg } from "../support/args.ts";
 import { staffAuthorizations } from "../support/auth.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 import { useCompiledBuild } from "../support/processes.ts";
 import { runLoad } from "../support/wrk.ts";
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const seconds = arg("seconds", 10);
+const seconds = numberArg("seconds", 10);
 
 useCompiledBuild();
 const s = await medicationStack("bench_medication");

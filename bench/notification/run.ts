@@ -17,16 +17,13 @@ import {
 } from "../../test/support/notification.ts";
 import { runCli, type Watched } from "../../test/support/process.ts";
 import { startInstance, stopInstance, testPool } from "../../test/support/services.ts";
+import { numberArg } from "../support/args.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 import { useCompiledBuild } from "../support/processes.ts";
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const rate = arg("rate", 50);
-const seconds = arg("seconds", 10);
-const backlog = arg("backlog", 2000);
+const rate = numberArg("rate", 50);
+const seconds = numberArg("seconds", 10);
+const backlog = numberArg("backlog", 2000);
 
 useCompiledBuild();
 const cfg = notificationTestConfig("bench_notification");

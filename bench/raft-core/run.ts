@@ -17,13 +17,10 @@ import { runSimulation } from "../../raft/sim/cluster.ts";
 import { NodeSimCluster } from "../../raft/sim/node/node-cluster.ts";
 import { nodeParamsForSeed } from "../../raft/sim/node/params.ts";
 import { paramsForSeed } from "../../raft/sim/params.ts";
+import { numberArg } from "../support/args.ts";
 import { machineDescription, markdownTable } from "../support/machine.ts";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const proposalsTotal = arg("--proposals", 200_000);
+const proposalsTotal = numberArg("proposals", 200_000);
 /** Proposals the clients keep outstanding at once (pipeline driver). */
 const windowProposals = 512;
 const payloadBytes = 64;

@@ -19,15 +19,12 @@ import { callUnary } from "../../src/shared/grpc.ts";
 import { createLogger } from "../../src/shared/logger.ts";
 import { createPool, ensureDatabase } from "../../src/shared/pg.ts";
 import { runCli } from "../../test/support/process.ts";
+import { numberArg } from "../support/args.ts";
 import { authHeader } from "../support/auth.ts";
 import { hottest } from "../support/cpu-profile.ts";
 import { benchGatewayEnv, freePort, stop, useCompiledBuild, waitForOk } from "../support/processes.ts";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const durationS = arg("seconds", 5);
+const durationS = numberArg("seconds", 5);
 const profile = process.argv.includes("--cpu-prof");
 const pgBase = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432";
 const databaseUrl = `${pgBase}/medisync_bench_slots_profile`;
